@@ -1,0 +1,130 @@
+// The rule engine's public API: load and validate YAML rules, then turn a ChangeEvent into
+// the Redis actions (delete, pattern delete, bump, publish) the rules ask for.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pgbust/change.hpp"
+
+namespace pgbust::rules {
+
+// One problem in a rule file, printed GCC style: "FILE:LINE:COL: error: MESSAGE".
+struct Diagnostic {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the problem is not at a position (e.g. unreadable file)
+  int column = 0;  // 1-based
+  std::string message;
+  std::string str() const;
+};
+
+enum class Action : std::uint8_t { Delete, DeletePattern, Bump };
+std::string_view to_string(Action a);
+
+namespace detail {
+struct RuleImpl;  // compiled templates, conditions, column references
+}
+
+// A validated rule. The public fields are what the daemon, logs and metrics need.
+struct Rule {
+  std::string name;
+  std::string schema;  // "public" when the file did not say
+  std::string table;
+  std::string publish;  // channel, empty when the rule does not publish
+  std::chrono::milliseconds redelete_after{0};
+  std::string file;
+  int line = 0;
+  std::shared_ptr<const detail::RuleImpl> impl;
+};
+
+// A rule that needs an old value the table's replica identity may not provide.
+struct OldValueNeed {
+  const Rule* rule;
+  std::string column;
+};
+
+class RuleSet;
+
+struct LoadResult {
+  std::shared_ptr<const RuleSet> rules;  // null when errors is not empty
+  std::vector<Diagnostic> errors;        // every error found, not just the first
+};
+
+// An immutable, validated set of rules.
+class RuleSet {
+ public:
+  // A YAML file, or a directory whose *.yaml / *.yml files are loaded in name order.
+  static LoadResult load(const std::filesystem::path& path);
+  // Rules from text; `file` is the name used in diagnostics.
+  static LoadResult parse(std::string_view yaml, const std::string& file);
+
+  const std::vector<Rule>& rules() const { return rules_; }
+  // "schema.table" of every table some rule names, sorted, unique.
+  std::vector<std::string> tables() const;
+  // Every column of `schema.table` the rules read (templates, when, changed), sorted, unique.
+  std::vector<std::string> columns_needed(std::string_view schema, std::string_view table) const;
+  // Old values the rules of that table need (for `check --db` against REPLICA IDENTITY).
+  std::vector<OldValueNeed> old_values_needed(std::string_view schema,
+                                              std::string_view table) const;
+  // Short stable content hash (hex) of the rule set, for status lines and reload logs.
+  const std::string& hash() const { return hash_; }
+
+  // Implementation detail, public for the loader.
+  std::vector<Rule> rules_;
+  std::string hash_;
+};
+
+// Receives what the rules ask for. Keys arrive fully rendered: key prefix applied, and in
+// patterns every row value glob-escaped while the template's own wildcards are kept.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void emit(const Rule& rule, Action action, std::string_view key) = 0;
+  // The rule could not compute a key exactly and widened (promise 3). `detail` names the
+  // column(s), e.g. "old.group_id unknown (REPLICA IDENTITY DEFAULT)".
+  virtual void widened(const Rule& rule, Unknown why, std::string_view detail) = 0;
+};
+
+struct EngineOptions {
+  std::string key_prefix;  // applied to every key and pattern (Django: ":1:")
+};
+
+// Matches changes against a RuleSet. Binding a table layout to its rules is cached inside,
+// keyed by TableInfo address and generation, so a change on a table with no rules costs one
+// hash lookup. Not thread-safe; one Engine per rule set per thread.
+class Engine {
+ public:
+  Engine(std::shared_ptr<const RuleSet> rules, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const RuleSet& rules() const { return *rules_; }
+  const EngineOptions& options() const { return options_; }
+
+  // True when some rule names this table.
+  bool has_rules(const TableInfo& table);
+  // Runs every rule of the event's table; returns the number of rules that fired.
+  int evaluate(const ChangeEvent& event, Sink& sink);
+  // Runs every rule of `schema.table` as if every row value were unknown, for any op
+  // (NOTIFY gap, oversized payload, polled delete, too many keys).
+  int widen_table(std::string_view schema, std::string_view table, Unknown why, Sink& sink);
+  // The same for one rule.
+  void widen_rule(const Rule& rule, Unknown why, Sink& sink);
+
+ private:
+  struct Impl;
+  std::shared_ptr<const RuleSet> rules_;
+  EngineOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Glob-escapes `*?[]\` so a value matches only itself in SCAN MATCH.
+std::string glob_escape(std::string_view value);
+
+}  // namespace pgbust::rules

@@ -1,0 +1,112 @@
+// Throwaway PostgreSQL 15 and redis-server instances on free loopback ports, and a runner
+// for the real pgbust binary, for integration tests and benchmarks.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgbust::test {
+
+using namespace std::chrono_literals;
+
+// A temporary directory removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  // Write a file below the directory and return its path.
+  std::filesystem::path write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Retry `pred` until true or `timeout` passes; returns its last result.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 15s);
+
+// A PostgreSQL 15 cluster: initdb in a temp dir (as user postgres when running as root),
+// wal_level=logical, fsync=off, trust auth on 127.0.0.1, a free port.
+class Postgres {
+ public:
+  explicit Postgres(const std::vector<std::string>& extra_settings = {});
+  ~Postgres();  // stops the server by pid and removes the data directory
+  int port() const;
+  std::string conninfo(const std::string& dbname = "postgres") const;
+  // Run SQL (several statements allowed); throws std::runtime_error with the server message.
+  void exec(const std::string& sql, const std::string& dbname = "postgres") const;
+  // First column of the first row, nullopt for no row or NULL.
+  std::optional<std::string> scalar(const std::string& sql,
+                                    const std::string& dbname = "postgres") const;
+  std::vector<std::vector<std::string>> rows(const std::string& sql,
+                                             const std::string& dbname = "postgres") const;
+  void stop();   // fast shutdown, keeps the data directory
+  void start();  // on the same port
+  void restart();
+  std::string log() const;  // the server log, for failure messages
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A redis-server with no persistence on a free loopback port.
+class Redis {
+ public:
+  Redis();
+  ~Redis();
+  int port() const;
+  std::string url(int db = 0) const;  // redis://127.0.0.1:PORT/DB
+  // Run a command (argv form) and return the reply rendered as text: strings as is, integers
+  // in decimal, nil as nullopt, arrays joined by '\n', errors thrown.
+  std::optional<std::string> command(const std::vector<std::string>& argv) const;
+  bool exists(const std::string& key) const;
+  void set(const std::string& key, const std::string& value) const;
+  std::vector<std::string> keys(const std::string& pattern = "*") const;  // sorted
+  void pause();   // SIGSTOP: the server stops answering
+  void resume();  // SIGCONT
+  void stop();    // shutdown, same port kept for start()
+  void start();
+  std::string log() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The real pgbust binary as a child process; stderr captured to a file.
+class Daemon {
+ public:
+  Daemon(const std::vector<std::string>& args,
+         const std::vector<std::pair<std::string, std::string>>& env = {});
+  ~Daemon();  // SIGKILL if still running, then reap
+  int pid() const;
+  void signal(int sig);
+  // Wait for exit; returns the exit status (or 128+signal), nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout = 30s);
+  bool running();
+  std::string output() const;  // stderr+stdout so far
+  bool wait_for_output(const std::string& needle, std::chrono::milliseconds timeout = 15s);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Run a command to completion, capturing stdout+stderr; returns exit code.
+struct RunResult {
+  int exit_code;
+  std::string output;
+};
+RunResult run(const std::vector<std::string>& argv, const std::string& stdin_text = "");
+
+// The path of the built pgbust binary and the source tree.
+std::string pgbust_binary();
+std::filesystem::path source_dir();
+
+}  // namespace pgbust::test

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what pgbust needs, configure, build, and run every test (unit, integration, examples).
+# Usage: ./tests/run.sh [ctest args...]   e.g. ./tests/run.sh -L unit
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./tests/deps.sh
+
+build=${PGBUST_BUILD_DIR:-build}
+jobs=$(nproc)
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$jobs"
+
+# Integration tests start their own PostgreSQL (as user postgres when run as root) in temp
+# dirs; make sure that user can reach the build tree and the binary.
+if [ "$(id -u)" -eq 0 ]; then chmod -R a+rX "$build" >/dev/null 2>&1 || true; fi
+
+cd "$build"
+if [ $# -eq 0 ]; then set -- -LE bench; fi
+ctest --output-on-failure -j "$jobs" "$@"
