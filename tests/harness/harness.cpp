@@ -1,0 +1,2 @@
+// Test harness implementation (see harness.hpp).
+#include "harness.hpp"
