@@ -25,3 +25,20 @@ class Pollable {
 };
 
 }  // namespace pgbust
+
+namespace pgbust {
+
+// Runs the poll() rounds. Pollables are borrowed; remove them before destroying them.
+class Loop {
+ public:
+  void add(Pollable* p);
+  void remove(Pollable* p);
+  // One round: waits until a socket is ready, the earliest deadline passes, or `max_wait`
+  // elapses (also on EINTR), then dispatches. Returns the number of pollables serviced.
+  int run_once(std::chrono::milliseconds max_wait);
+
+ private:
+  std::vector<Pollable*> items_;
+};
+
+}  // namespace pgbust
