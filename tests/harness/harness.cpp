@@ -1,2 +1,670 @@
-// Test harness implementation (see harness.hpp).
+// Test harness: throwaway PostgreSQL / redis-server / pgbust processes (see harness.hpp).
 #include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "pgbust/pg.hpp"
+
+extern char** environ;
+
+namespace pgbust::test {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- small RAII and process helpers ----------------------------------------------------
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  ~Fd() { reset(); }
+  void reset() noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A port the kernel considers free on 127.0.0.1 right now.
+int free_port() {
+  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (s.fd < 0) throw_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw_errno("bind 127.0.0.1:0");
+  socklen_t len = sizeof addr;
+  if (::getsockname(s.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw_errno("getsockname");
+  return ntohs(addr.sin_port);
+}
+
+// Resolve a program name against PATH (before fork: nothing here is async-signal-safe).
+std::string resolve(const std::string& prog) {
+  if (prog.find('/') != std::string::npos) return prog;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::stringstream ss(dirs);
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    fs::path cand = fs::path(dir.empty() ? "." : dir) / prog;
+    if (::access(cand.c_str(), X_OK) == 0) return cand.string();
+  }
+  return prog;
+}
+
+struct Credentials {
+  uid_t uid;
+  gid_t gid;
+};
+
+// When running as root, PostgreSQL must run as `postgres`; otherwise as ourselves.
+std::optional<Credentials> postgres_credentials() {
+  if (::getuid() != 0) return std::nullopt;
+  const passwd* pw = ::getpwnam("postgres");
+  if (pw == nullptr) throw std::runtime_error("running as root but there is no user 'postgres'");
+  return Credentials{pw->pw_uid, pw->pw_gid};
+}
+
+struct SpawnOptions {
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;  // added to / overriding ours
+  int stdin_fd = -1;                                      // -1: /dev/null
+  int out_fd = -1;                                        // stdout and stderr; -1: /dev/null
+  std::optional<Credentials> creds;
+};
+
+// fork + exec with the child killed when we die. Everything the child needs is prepared
+// before fork, so only async-signal-safe calls run between fork and exec.
+pid_t spawn(const SpawnOptions& o) {
+  if (o.argv.empty()) throw std::runtime_error("spawn: empty argv");
+  std::string path = resolve(o.argv[0]);
+  std::vector<char*> argv;
+  for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  std::vector<std::string> env_store;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    std::string key = kv.substr(0, kv.find('='));
+    bool overridden = std::any_of(o.env.begin(), o.env.end(),
+                                  [&](const auto& p) { return p.first == key; });
+    if (!overridden) env_store.push_back(std::move(kv));
+  }
+  for (const auto& [k, v] : o.env) env_store.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& kv : env_store) envp.push_back(kv.data());
+  envp.push_back(nullptr);
+
+  Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (devnull.fd < 0) throw_errno("open /dev/null");
+  int in = o.stdin_fd >= 0 ? o.stdin_fd : devnull.fd;
+  int out = o.out_fd >= 0 ? o.out_fd : devnull.fd;
+  pid_t parent = ::getpid();
+
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork " + path);
+  if (pid == 0) {
+    if (o.creds) {
+      gid_t g = o.creds->gid;
+      if (::setgroups(1, &g) != 0 || ::setgid(o.creds->gid) != 0 || ::setuid(o.creds->uid) != 0)
+        ::_exit(126);
+    }
+    // After setuid: a credential change clears the parent-death signal.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(125);
+    if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(124);
+    ::close_range(3, ~0U, 0);
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execve(path.c_str(), argv.data(), envp.data());
+    const char msg[] = "harness: exec failed\n";
+    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// waitpid with a bound; the decoded status, or nullopt if still running at the deadline.
+std::optional<int> wait_pid(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return decode_status(status);
+    if (r < 0 && errno != EINTR) return -1;  // not our child (already reaped)
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+// Signal, wait bounded, then SIGKILL and reap. Never throws.
+void terminate(pid_t& pid, int sig, std::chrono::milliseconds grace) noexcept {
+  if (pid <= 0) return;
+  ::kill(pid, SIGCONT);  // a stopped process cannot act on `sig`
+  ::kill(pid, sig);
+  if (!wait_pid(pid, grace)) {
+    ::kill(pid, SIGKILL);
+    wait_pid(pid, 10s);
+  }
+  pid = -1;
+}
+
+// Append-only log file opened for a child's stdout/stderr.
+Fd open_log(const fs::path& p) {
+  Fd f(::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (f.fd < 0) throw_errno("open " + p.string());
+  return f;
+}
+
+RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_text,
+                 const std::optional<Credentials>& creds, std::chrono::milliseconds timeout);
+
+}  // namespace
+
+// ---- TempDir, eventually, paths ----------------------------------------------------------
+
+TempDir::TempDir() {
+  std::string tmpl = "/tmp/pgbust-test-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) throw_errno("mkdtemp");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+fs::path TempDir::write(const std::string& name, const std::string& content) const {
+  fs::path p = path_ / name;
+  fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+  return p;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+std::string pgbust_binary() { return PGBUST_BINARY; }
+fs::path source_dir() { return PGBUST_SOURCE_DIR; }
+
+// ---- Postgres --------------------------------------------------------------------------
+
+struct Postgres::Impl {
+  TempDir dir;
+  fs::path data;
+  fs::path logfile;
+  fs::path bindir;
+  std::optional<Credentials> creds;
+  int port = 0;
+  pid_t pid = -1;
+
+  void start() {
+    Fd log = open_log(logfile);
+    if (creds && ::fchown(log.fd, creds->uid, creds->gid) != 0) throw_errno("chown log");
+    pid = spawn({{(bindir / "postgres").string(), "-D", data.string()}, {}, -1, log.fd, creds});
+    std::string ci = conninfo("postgres");
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      if (PQping(ci.c_str()) == PQPING_OK) return;
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        throw std::runtime_error("postgres exited during startup (status " +
+                                 std::to_string(decode_status(status)) + "); log:\n" +
+                                 read_file(logfile));
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        terminate(pid, SIGKILL, 5s);
+        throw std::runtime_error("postgres did not accept connections within 30s; log:\n" +
+                                 read_file(logfile));
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+
+  void stop() noexcept { terminate(pid, SIGINT, 30s); }  // SIGINT: fast shutdown
+  ~Impl() { stop(); }  // also when the constructor throws half-way
+
+  std::string conninfo(const std::string& db) const {
+    return "host=127.0.0.1 port=" + std::to_string(port) + " user=postgres dbname=" + db +
+           " connect_timeout=10";
+  }
+};
+
+namespace {
+fs::path pg_bindir() {
+  RunResult r = run_as({"pg_config", "--bindir"}, "", std::nullopt, 30s);
+  std::string out = r.output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  fs::path p = out;
+  if (r.exit_code == 0 && fs::exists(p / "initdb") && fs::exists(p / "postgres")) return p;
+  return "/usr/lib/postgresql/15/bin";
+}
+}  // namespace
+
+Postgres::Postgres(const std::vector<std::string>& extra_settings)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.creds = postgres_credentials();
+  m.bindir = pg_bindir();
+  m.data = m.dir.path() / "data";
+  m.logfile = m.dir.path() / "postgres.log";
+  m.port = free_port();
+  if (m.creds && ::chown(m.dir.path().c_str(), m.creds->uid, m.creds->gid) != 0)
+    throw_errno("chown " + m.dir.path().string());
+
+  RunResult init = run_as({(m.bindir / "initdb").string(), "-D", m.data.string(), "-U",
+                           "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
+                          "", m.creds, 120s);
+  if (init.exit_code != 0)
+    throw std::runtime_error("initdb failed (exit " + std::to_string(init.exit_code) + "):\n" +
+                             init.output);
+
+  std::ofstream conf(m.data / "postgresql.conf", std::ios::app);
+  conf << "\n# pgbust test harness\n"
+       << "listen_addresses = '127.0.0.1'\n"
+       << "port = " << m.port << "\n"
+       << "unix_socket_directories = '" << m.dir.path().string() << "'\n"
+       << "wal_level = logical\n"
+       << "fsync = off\n"
+       << "synchronous_commit = off\n"
+       << "full_page_writes = off\n"
+       << "max_wal_senders = 10\n"
+       << "max_replication_slots = 10\n"
+       << "wal_sender_timeout = 60s\n"
+       << "shared_buffers = 64MB\n"
+       << "log_min_messages = warning\n";
+  for (const auto& s : extra_settings) conf << s << "\n";
+  conf.close();
+  if (!conf) throw std::runtime_error("cannot append to postgresql.conf");
+  m.start();
+}
+
+Postgres::~Postgres() = default;
+
+int Postgres::port() const { return impl_->port; }
+std::string Postgres::conninfo(const std::string& dbname) const {
+  return impl_->conninfo(dbname);
+}
+
+void Postgres::exec(const std::string& sql, const std::string& dbname) const {
+  pg::Conn c = pg::connect(impl_->conninfo(dbname));
+  pg::exec(c.get(), sql, "running SQL [" + sql + "]");
+}
+
+std::optional<std::string> Postgres::scalar(const std::string& sql,
+                                            const std::string& dbname) const {
+  pg::Conn c = pg::connect(impl_->conninfo(dbname));
+  pg::Result r = pg::exec(c.get(), sql, "running SQL [" + sql + "]");
+  if (PQntuples(r.get()) == 0 || PQnfields(r.get()) == 0 || PQgetisnull(r.get(), 0, 0))
+    return std::nullopt;
+  return std::string(PQgetvalue(r.get(), 0, 0), PQgetlength(r.get(), 0, 0));
+}
+
+std::vector<std::vector<std::string>> Postgres::rows(const std::string& sql,
+                                                     const std::string& dbname) const {
+  pg::Conn c = pg::connect(impl_->conninfo(dbname));
+  pg::Result r = pg::exec(c.get(), sql, "running SQL [" + sql + "]");
+  std::vector<std::vector<std::string>> out;
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    auto& row = out.emplace_back();
+    for (int j = 0; j < PQnfields(r.get()); ++j)  // NULL renders as ""
+      row.emplace_back(PQgetvalue(r.get(), i, j), PQgetlength(r.get(), i, j));
+  }
+  return out;
+}
+
+void Postgres::stop() { impl_->stop(); }
+void Postgres::start() {
+  if (impl_->pid <= 0) impl_->start();
+}
+void Postgres::restart() {
+  stop();
+  start();
+}
+std::string Postgres::log() const { return read_file(impl_->logfile); }
+
+// ---- Redis -----------------------------------------------------------------------------
+
+namespace {
+struct ContextDeleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+Context redis_connect(int port, std::chrono::milliseconds timeout) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  Context c(redisConnectWithTimeout("127.0.0.1", port, tv));
+  if (!c) throw std::runtime_error("redis 127.0.0.1:" + std::to_string(port) + ": out of memory");
+  if (c->err)
+    throw std::runtime_error("connecting to redis 127.0.0.1:" + std::to_string(port) + ": " +
+                             c->errstr);
+  redisSetTimeout(c.get(), tv);
+  return c;
+}
+
+Reply redis_command(redisContext* c, const std::vector<std::string>& argv, int port) {
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  Reply r(static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(args.size()), args.data(), lens.data())));
+  std::string what = argv.empty() ? "" : argv[0];
+  if (!r)
+    throw std::runtime_error("redis 127.0.0.1:" + std::to_string(port) + " " + what + ": " +
+                             (c->err ? c->errstr : "no reply"));
+  if (r->type == REDIS_REPLY_ERROR)
+    throw std::runtime_error("redis 127.0.0.1:" + std::to_string(port) + " " + what + ": " +
+                             std::string(r->str, r->len));
+  return r;
+}
+
+std::optional<std::string> render(const redisReply* r) {
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+      return std::string(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return std::nullopt;
+    case REDIS_REPLY_ARRAY: {
+      std::string out;
+      for (size_t i = 0; i < r->elements; ++i) {
+        if (i) out += '\n';
+        out += render(r->element[i]).value_or("");
+      }
+      return out;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+}  // namespace
+
+struct Redis::Impl {
+  TempDir dir;
+  int port = 0;
+  pid_t pid = -1;
+
+  fs::path logfile() const { return dir.path() / "redis.log"; }
+  fs::path socket() const { return dir.path() / "redis.sock"; }
+
+  void start() {
+    Fd out = open_log(dir.path() / "redis.stdout");
+    pid = spawn({{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
+                  dir.path().string(), "--logfile", logfile().string(), "--unixsocket",
+                  socket().string(), "--unixsocketperm", "700"},
+                 {},
+                 -1,
+                 out.fd,
+                 std::nullopt});
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    std::string last;
+    for (;;) {
+      try {
+        Context c = redis_connect(port, 500ms);
+        Reply r = redis_command(c.get(), {"PING"}, port);
+        return;
+      } catch (const std::exception& e) {
+        last = e.what();
+      }
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        throw std::runtime_error("redis-server exited during startup (status " +
+                                 std::to_string(decode_status(status)) + "): " +
+                                 read_file(dir.path() / "redis.stdout") + read_file(logfile()));
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        terminate(pid, SIGKILL, 5s);
+        throw std::runtime_error("redis-server did not answer PING within 30s (" + last +
+                                 "); log:\n" + read_file(logfile()));
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  void stop() noexcept { terminate(pid, SIGTERM, 30s); }
+  ~Impl() { stop(); }
+};
+
+Redis::Redis() : impl_(std::make_unique<Impl>()) {
+  impl_->port = free_port();
+  impl_->start();
+}
+
+Redis::~Redis() = default;
+
+int Redis::port() const { return impl_->port; }
+std::string Redis::url(int db) const {
+  return "redis://127.0.0.1:" + std::to_string(impl_->port) + "/" + std::to_string(db);
+}
+std::string Redis::unix_socket() const { return impl_->socket().string(); }
+
+std::optional<std::string> Redis::command(const std::vector<std::string>& argv) const {
+  Context c = redis_connect(impl_->port, 5s);
+  Reply r = redis_command(c.get(), argv, impl_->port);
+  return render(r.get());
+}
+
+bool Redis::exists(const std::string& key) const {
+  return command({"EXISTS", key}).value_or("0") != "0";
+}
+
+void Redis::set(const std::string& key, const std::string& value) const {
+  command({"SET", key, value});
+}
+
+std::vector<std::string> Redis::keys(const std::string& pattern) const {
+  Context c = redis_connect(impl_->port, 5s);
+  Reply r = redis_command(c.get(), {"KEYS", pattern}, impl_->port);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r->elements; ++i)
+    out.emplace_back(r->element[i]->str, r->element[i]->len);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void Redis::pause() {
+  if (impl_->pid > 0) ::kill(impl_->pid, SIGSTOP);
+}
+void Redis::resume() {
+  if (impl_->pid > 0) ::kill(impl_->pid, SIGCONT);
+}
+void Redis::stop() { impl_->stop(); }
+void Redis::start() {
+  if (impl_->pid <= 0) impl_->start();
+}
+std::string Redis::log() const { return read_file(impl_->logfile()); }
+
+// ---- Daemon ----------------------------------------------------------------------------
+
+struct Daemon::Impl {
+  TempDir dir;
+  pid_t pid = -1;
+  std::optional<int> exit_status;
+
+  fs::path outfile() const { return dir.path() / "output.log"; }
+
+  // Reap without blocking; true once the child has exited.
+  bool poll_exit() {
+    if (exit_status) return true;
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      exit_status = decode_status(status);
+      return true;
+    }
+    return false;
+  }
+
+  ~Impl() {
+    if (pid > 0 && !poll_exit()) {
+      ::kill(pid, SIGKILL);
+      wait_pid(pid, 10s);
+    }
+  }
+};
+
+Daemon::Daemon(const std::vector<std::string>& args,
+               const std::vector<std::pair<std::string, std::string>>& env)
+    : impl_(std::make_unique<Impl>()) {
+  std::vector<std::string> argv{pgbust_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Fd out = open_log(impl_->outfile());
+  impl_->pid = spawn({argv, env, -1, out.fd, std::nullopt});
+}
+
+Daemon::~Daemon() = default;
+
+int Daemon::pid() const { return impl_->pid; }
+
+void Daemon::signal(int sig) {
+  if (!impl_->poll_exit()) ::kill(impl_->pid, sig);
+}
+
+std::optional<int> Daemon::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (impl_->poll_exit()) return impl_->exit_status;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+bool Daemon::running() { return !impl_->poll_exit(); }
+
+std::string Daemon::output() const { return read_file(impl_->outfile()); }
+
+bool Daemon::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
+  return eventually([&] { return output().find(needle) != std::string::npos; }, timeout);
+}
+
+// ---- run -------------------------------------------------------------------------------
+
+namespace {
+RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_text,
+                 const std::optional<Credentials>& creds, std::chrono::milliseconds timeout) {
+  // Writing to a child that exited early must be an EPIPE, not a signal that kills the test.
+  static const bool sigpipe_ignored = [] { return ::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)sigpipe_ignored;
+  int in_pipe[2], out_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0) throw_errno("pipe");
+  Fd in_r(in_pipe[0]), in_w(in_pipe[1]);
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw_errno("pipe");
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+
+  pid_t pid = spawn({argv, {}, in_r.fd, out_w.fd, creds});
+  in_r.reset();
+  out_w.reset();
+  ::fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
+  if (stdin_text.empty()) in_w.reset();
+
+  RunResult result{-1, ""};
+  size_t written = 0;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (out_r.fd >= 0) {
+    pollfd fds[2] = {{out_r.fd, POLLIN, 0}, {in_w.fd, POLLOUT, 0}};
+    int n = ::poll(fds, in_w.fd >= 0 ? 2 : 1, 100);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      result.output += "\n[harness: killed after timeout]\n";
+      break;
+    }
+    if (n <= 0) continue;
+    if (fds[0].revents) {
+      char buf[8192];
+      ssize_t got = ::read(out_r.fd, buf, sizeof buf);
+      if (got > 0) result.output.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || errno != EINTR) out_r.reset();
+    }
+    if (in_w.fd >= 0 && fds[1].revents) {
+      ssize_t put = ::write(in_w.fd, stdin_text.data() + written, stdin_text.size() - written);
+      if (put > 0) written += static_cast<size_t>(put);
+      if ((put < 0 && errno != EAGAIN && errno != EINTR) || written == stdin_text.size())
+        in_w.reset();
+    }
+  }
+  in_w.reset();
+  auto status = wait_pid(pid, 30s);
+  if (!status) {
+    ::kill(pid, SIGKILL);
+    status = wait_pid(pid, 10s);
+  }
+  result.exit_code = status.value_or(-1);
+  return result;
+}
+}  // namespace
+
+RunResult run(const std::vector<std::string>& argv, const std::string& stdin_text) {
+  return run_as(argv, stdin_text, std::nullopt, 300s);
+}
+
+}  // namespace pgbust::test

@@ -43,6 +43,7 @@ class Postgres {
   // First column of the first row, nullopt for no row or NULL.
   std::optional<std::string> scalar(const std::string& sql,
                                     const std::string& dbname = "postgres") const;
+  // Every row, every column as text (NULL as "").
   std::vector<std::vector<std::string>> rows(const std::string& sql,
                                              const std::string& dbname = "postgres") const;
   void stop();   // fast shutdown, keeps the data directory
@@ -62,6 +63,7 @@ class Redis {
   ~Redis();
   int port() const;
   std::string url(int db = 0) const;  // redis://127.0.0.1:PORT/DB
+  std::string unix_socket() const;    // path of its unix socket (mode 700)
   // Run a command (argv form) and return the reply rendered as text: strings as is, integers
   // in decimal, nil as nullopt, arrays joined by '\n', errors thrown.
   std::optional<std::string> command(const std::vector<std::string>& argv) const;
