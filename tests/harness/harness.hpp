@@ -12,6 +12,10 @@
 
 namespace pgbust::test {
 
+// Every child process gets PR_SET_PDEATHSIG(SIGKILL), so a crashed test leaves no servers
+// behind. The signal fires when the *thread* that started the child exits: create servers
+// and daemons on a thread that outlives them (normally the test's main thread).
+
 using namespace std::chrono_literals;
 
 // A temporary directory removed (recursively) on destruction.
