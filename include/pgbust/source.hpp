@@ -59,6 +59,8 @@ class Source : public Pollable {
   // or acknowledge it. Called in order of commit().
   virtual void confirm(Position position) = 0;
   virtual SourceStatus status() const = 0;
+  // A position as operators read it ("0/16B3748" for an LSN). Default: decimal.
+  virtual std::string format_position(Position position) const { return std::to_string(position); }
   // Stop reading new transactions (SIGTERM drain); confirm() keeps working.
   virtual void stop_reading() = 0;
   // Close connections. Idempotent, never throws.

@@ -1,0 +1,215 @@
+// The daemon: one loop over sources, the pipeline, the Redis target, signals and timers.
+#include "pgbust/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "pgbust/error.hpp"
+#include "pgbust/loop.hpp"
+#include "pgbust/pipeline.hpp"
+#include "pgbust/redis.hpp"
+#include "pgbust/rules.hpp"
+#include "pgbust/source.hpp"
+#include "pgbust/status.hpp"
+#include "signals.hpp"
+#include "sources.hpp"
+
+namespace pgbust {
+
+namespace {
+
+std::shared_ptr<const rules::RuleSet> load_rules(const std::filesystem::path& path) {
+  auto result = rules::RuleSet::load(path);
+  if (!result.errors.empty()) {
+    std::string all;
+    for (const auto& d : result.errors) all += (all.empty() ? "" : "\n") + d.str();
+    throw Error(all);
+  }
+  return result.rules;
+}
+
+std::string describe_rules(const rules::RuleSet& r) {
+  return std::to_string(r.rules().size()) + " (" + r.hash() + ")";
+}
+
+redis::Options redis_options(const config::Config& c) {
+  redis::Options o;
+  o.url = c.redis.url;
+  o.password_file = c.redis.password_file;
+  o.connect_timeout = c.redis.connect_timeout;
+  o.command_timeout = c.redis.command_timeout;
+  return o;
+}
+
+PipelineOptions pipeline_options(const config::Config& c) {
+  PipelineOptions o;
+  o.max_keys_per_transaction = c.limits.max_keys_per_transaction;
+  o.max_batch_keys = c.limits.max_batch_keys;
+  o.max_queued_batches = c.limits.max_queued_batches;
+  return o;
+}
+
+}  // namespace
+
+struct Daemon::Impl : Pollable {
+  config::Config cfg;
+  std::shared_ptr<const rules::RuleSet> rules;
+  redis::Target target;
+  Pipeline pipeline;
+  std::vector<std::unique_ptr<Source>> sources;
+  Loop loop;
+  std::unique_ptr<Signals> signals;
+
+  enum class Phase { Running, Draining, Done } phase = Phase::Running;
+  int exit_code = 0;
+  TimePoint drain_deadline = kNever;
+  TimePoint next_status = kNever;
+  TimePoint redis_down_since = kNever;
+  std::uint64_t changes_at_last_status = 0;
+  TimePoint last_status = Clock::now();
+  std::map<std::string, SourceState> last_states;
+  redis::State last_redis = redis::State::Disconnected;
+
+  Impl(config::Config c)
+      : cfg(std::move(c)),
+        rules(load_rules(cfg.rules)),
+        target(redis_options(cfg)),
+        pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target,
+                 pipeline_options(cfg)) {
+    sources = make_sources(cfg, *rules, pipeline);
+    if (sources.empty()) throw Error("no source configured: set sources.logical, notify or poll");
+  }
+
+  StatusInput status_input() {
+    StatusInput in;
+    for (const auto& s : sources) in.sources.emplace_back(s->name(), s->status());
+    in.pipeline = &pipeline.stats();
+    in.redis_state = target.state();
+    in.redis_server = target.describe();
+    in.redis = &target.stats();
+    if (redis_down_since != kNever)
+      in.redis_down_seconds =
+          std::chrono::duration<double>(Clock::now() - redis_down_since).count();
+    auto now = Clock::now();
+    double secs = std::chrono::duration<double>(now - last_status).count();
+    if (secs > 0)
+      in.changes_per_second = (pipeline.stats().changes - changes_at_last_status) / secs;
+    in.in_flight = pipeline.in_flight();
+    in.wal_warn_bytes = cfg.status.wal_warn_bytes;
+    in.rules = describe_rules(pipeline.rules());
+    return in;
+  }
+
+  // State-change lines: a source or Redis changing state is logged when it happens.
+  void watch_states() {
+    for (const auto& s : sources) {
+      auto st = s->status();
+      auto it = last_states.find(s->name());
+      if (it == last_states.end() || it->second != st.state) {
+        if (st.state == SourceState::BackingOff && !st.last_error.empty())
+          spdlog::warn("{}: {} ({})", s->name(), to_string(st.state), st.last_error);
+        else
+          spdlog::info("{}: {}{}", s->name(), to_string(st.state),
+                       st.position.empty() ? "" : " at " + st.position);
+        last_states[s->name()] = st.state;
+      }
+    }
+    auto rs = target.state();
+    if (rs != last_redis) {
+      if (rs == redis::State::Ready) {
+        redis_down_since = kNever;
+      } else if (last_redis == redis::State::Ready || redis_down_since == kNever) {
+        redis_down_since = Clock::now();
+      }
+      last_redis = rs;
+    }
+  }
+
+  void log_status() {
+    auto in = status_input();
+    spdlog::info("status: {}", status_line(in));
+    changes_at_last_status = pipeline.stats().changes;
+    last_status = Clock::now();
+  }
+
+  void on_signal(int sig) {
+    if (sig == SIGHUP) {
+      reload();
+      return;
+    }
+    if (phase == Phase::Draining) {
+      spdlog::warn("second {}: exiting now; unconfirmed work will be replayed on restart",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      exit_code = 1;
+      phase = Phase::Done;
+      return;
+    }
+    spdlog::info("{}: finishing in-flight work, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    phase = Phase::Draining;
+    drain_deadline = Clock::now() + std::chrono::seconds(30);
+    for (auto& s : sources) s->stop_reading();
+  }
+
+  void reload() {
+    spdlog::info("SIGHUP: reloading rules from {}", cfg.rules.string());
+    auto result = rules::RuleSet::load(cfg.rules);
+    if (!result.errors.empty()) {
+      for (const auto& d : result.errors) spdlog::error("{}", d.str());
+      spdlog::error("reload failed: {} error(s); keeping the active rules {}",
+                    result.errors.size(), describe_rules(pipeline.rules()));
+      return;
+    }
+    pipeline.replace_rules(result.rules);
+    spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
+                 result.rules->tables().size(), result.rules->hash());
+  }
+
+  // Pollable: the daemon's own timers (status line, drain).
+  int fd() const override { return -1; }
+  short events() const override { return 0; }
+  void on_ready(short) override {}
+  TimePoint deadline() const override { return std::min(next_status, drain_deadline); }
+  void on_timer(TimePoint now) override {
+    if (now >= next_status) {
+      log_status();
+      next_status = now + cfg.status.interval;
+    }
+    if (phase == Phase::Draining && now >= drain_deadline) {
+      spdlog::error("drain timed out after 30s with {} transaction(s) unconfirmed; they will be "
+                    "replayed on restart", pipeline.in_flight());
+      exit_code = 1;
+      phase = Phase::Done;
+    }
+  }
+
+  int run() {
+    signals = std::make_unique<Signals>([this](int sig) { on_signal(sig); });
+    loop.add(signals.get());
+    loop.add(&target);
+    loop.add(&pipeline);
+    for (auto& s : sources) loop.add(s.get());
+    loop.add(this);
+    spdlog::info("pgbust starting: rules {} from {}, redis {}", describe_rules(*rules),
+                 cfg.rules.string(), target.describe());
+    next_status = Clock::now() + cfg.status.interval;
+    while (phase != Phase::Done) {
+      loop.run_once(std::chrono::milliseconds(1000));
+      watch_states();
+      if (phase == Phase::Draining && pipeline.idle()) {
+        spdlog::info("drained: every committed change is applied and confirmed");
+        phase = Phase::Done;
+      }
+    }
+    for (auto& s : sources) s->close();
+    target.close();
+    log_status();
+    return exit_code;
+  }
+};
+
+Daemon::Daemon(config::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Daemon::~Daemon() = default;
+int Daemon::run() { return impl_->run(); }
+
+}  // namespace pgbust

@@ -1,0 +1,335 @@
+// Batching and acknowledgement: per-transaction dedup, coalescing across commits, ordered
+// confirmation to each source only after Redis applied the work (second deletes included).
+#include "pgbust/pipeline.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "pgbust/json.hpp"
+
+namespace pgbust {
+
+namespace {
+
+std::int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// What one transaction publishes on one channel.
+struct PublishInfo {
+  std::set<std::string> tables;
+  std::set<std::string> rules;
+  std::vector<std::string> keys, patterns, revisions;
+  std::size_t items = 0;
+  bool truncated = false;
+};
+
+}  // namespace
+
+struct Pipeline::AckRecord {
+  Source* source = nullptr;
+  Position position = 0;
+  std::int64_t commit_time_us = 0;
+  bool applied = false;
+};
+
+struct Pipeline::Txn {
+  std::unordered_set<std::string> deletes, patterns, bumps;
+  std::unordered_set<std::string> redelete_keys, redelete_patterns;
+  std::chrono::milliseconds redelete_after{0};
+  std::map<std::string, PublishInfo> publishes;  // by channel
+  std::unordered_set<const rules::Rule*> overflowed;
+  std::size_t total = 0;
+  std::string table;  // the table of the change being evaluated, for publish messages
+};
+
+struct Pipeline::Pending {
+  std::unordered_set<std::string> deletes, patterns, bumps;
+  std::unordered_set<std::string> redelete_keys, redelete_patterns;
+  std::chrono::milliseconds redelete_after{0};
+  std::vector<std::pair<std::string, std::string>> publishes;
+  std::vector<std::shared_ptr<AckRecord>> records;
+  std::size_t size() const {
+    return deletes.size() + patterns.size() + bumps.size() + publishes.size() +
+           redelete_keys.size() + redelete_patterns.size();
+  }
+  bool has_actions() const { return size() != 0; }
+};
+
+// Receives one change's actions from the rule engine into the source's open transaction.
+class Pipeline::TxnSink : public rules::Sink {
+ public:
+  TxnSink(Pipeline& p, Txn& t) : p_(p), t_(t) {}
+
+  void emit(const rules::Rule& rule, rules::Action action, std::string_view key) override {
+    if (!widening_ && t_.overflowed.contains(&rule)) return;  // its widened pattern covers it
+    if (!widening_ && t_.total >= p_.options_.max_keys_per_transaction) {
+      // Past the per-transaction limit the rule widens instead of growing (promise 5).
+      t_.overflowed.insert(&rule);
+      widening_ = true;
+      p_.engine_->widen_rule(rule, Unknown::TooManyKeys, *this);
+      widening_ = false;
+      return;
+    }
+    auto& stats = p_.rule_stats_[rule.name];
+    std::string k(key);
+    bool added = false;
+    switch (action) {
+      case rules::Action::Delete:
+        added = t_.deletes.insert(k).second;
+        if (added) ++stats.keys;
+        break;
+      case rules::Action::DeletePattern:
+        added = t_.patterns.insert(k).second;
+        if (added) ++stats.patterns;
+        break;
+      case rules::Action::Bump:
+        added = t_.bumps.insert(k).second;
+        if (added) ++stats.bumps;
+        break;
+    }
+    if (!added) return;
+    ++t_.total;
+    if (rule.redelete_after.count() > 0 && action != rules::Action::Bump) {
+      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(k);
+      t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
+    }
+    if (!rule.publish.empty()) {
+      auto& info = t_.publishes[rule.publish];
+      info.tables.insert(t_.table);
+      info.rules.insert(rule.name);
+      if (info.items >= p_.options_.publish_max_items) {
+        info.truncated = true;
+        return;
+      }
+      ++info.items;
+      auto& list = action == rules::Action::Delete          ? info.keys
+                   : action == rules::Action::DeletePattern ? info.patterns
+                                                            : info.revisions;
+      list.push_back(std::move(k));
+    }
+  }
+
+  void widened(const rules::Rule& rule, Unknown why, std::string_view detail) override {
+    auto& s = p_.stats_;
+    ++s.widenings;
+    ++s.widenings_by_reason[std::string(to_string(why))];
+    ++p_.rule_stats_[rule.name].widenings;
+    spdlog::debug("rule {}: widened: {}", rule.name, detail);
+  }
+
+ private:
+  Pipeline& p_;
+  Txn& t_;
+  bool widening_ = false;
+};
+
+Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules,
+                   rules::EngineOptions engine_options, redis::Target& target,
+                   PipelineOptions options)
+    : rules_(std::move(rules)),
+      engine_options_(std::move(engine_options)),
+      engine_(std::make_unique<rules::Engine>(rules_, engine_options_)),
+      target_(target),
+      options_(options) {}
+
+Pipeline::~Pipeline() = default;
+
+const rules::RuleSet& Pipeline::rules() const { return *rules_; }
+
+void Pipeline::replace_rules(std::shared_ptr<const rules::RuleSet> rules) {
+  next_rules_ = std::move(rules);
+  maybe_swap_rules();
+}
+
+void Pipeline::maybe_swap_rules() {
+  if (!next_rules_ || !open_.empty()) return;
+  // Between transactions: every later change is matched against the new rules only.
+  rules_ = std::move(next_rules_);
+  next_rules_.reset();
+  engine_ = std::make_unique<rules::Engine>(rules_, engine_options_);
+}
+
+bool Pipeline::accepting() const {
+  return batches_in_target_ < options_.max_queued_batches;
+}
+
+Pipeline::Txn& Pipeline::txn_for(Source& source) {
+  auto& slot = open_[&source];
+  if (!slot) slot = std::make_unique<Txn>();
+  return *slot;
+}
+
+void Pipeline::begin(Source& source) { open_[&source] = std::make_unique<Txn>(); }
+
+void Pipeline::change(Source& source, const ChangeEvent& event) {
+  ++stats_.changes;
+  if (!engine_->has_rules(*event.table)) return;
+  Txn& txn = txn_for(source);
+  txn.table = event.table->schema + "." + event.table->name;
+  TxnSink sink(*this, txn);
+  int fired = engine_->evaluate(event, sink);
+  if (fired > 0) ++stats_.matched;
+}
+
+void Pipeline::widen_table(Source& source, std::string_view schema, std::string_view table,
+                           Unknown why) {
+  Txn& txn = txn_for(source);
+  txn.table = std::string(schema) + "." + std::string(table);
+  TxnSink sink(*this, txn);
+  engine_->widen_table(schema, table, why, sink);
+}
+
+void Pipeline::abort(Source& source) {
+  open_.erase(&source);
+  maybe_swap_rules();
+}
+
+void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {
+  std::unique_ptr<Txn> txn;
+  if (auto it = open_.find(&source); it != open_.end()) {
+    txn = std::move(it->second);
+    open_.erase(it);
+  }
+  ++stats_.transactions;
+  auto record = std::make_shared<AckRecord>();
+  record->source = &source;
+  record->position = position;
+  record->commit_time_us = commit_time_us;
+  acks_[&source].push_back(record);
+
+  if (!txn || txn->total == 0) {
+    // Nothing to invalidate: confirmable as soon as every earlier transaction is.
+    record->applied = true;
+    settle();
+    maybe_swap_rules();
+    return;
+  }
+  if (!accumulating_) accumulating_ = std::make_unique<Pending>();
+  Pending& p = *accumulating_;
+  stats_.keys += txn->deletes.size();
+  stats_.patterns += txn->patterns.size();
+  stats_.bumps += txn->bumps.size();
+  p.deletes.merge(txn->deletes);
+  p.patterns.merge(txn->patterns);
+  p.bumps.merge(txn->bumps);
+  p.redelete_keys.merge(txn->redelete_keys);
+  p.redelete_patterns.merge(txn->redelete_patterns);
+  p.redelete_after = std::max(p.redelete_after, txn->redelete_after);
+  for (auto& [channel, info] : txn->publishes) {
+    std::string msg = "{\"source\":" + json::quote(source.name()) +
+                      ",\"position\":" + json::quote(source.format_position(position));
+    msg += ",\"tables\":[";
+    bool first = true;
+    for (const auto& t : info.tables) msg += (first ? "" : ",") + json::quote(t), first = false;
+    auto list = [&](const char* name, const std::vector<std::string>& items) {
+      msg += std::string("],\"") + name + "\":[";
+      bool f = true;
+      for (const auto& i : items) msg += (f ? "" : ",") + json::quote(i), f = false;
+    };
+    list("keys", info.keys);
+    list("patterns", info.patterns);
+    list("revisions", info.revisions);
+    msg += std::string("],\"truncated\":") + (info.truncated ? "true" : "false") + "}";
+    p.publishes.emplace_back(channel, std::move(msg));
+    ++stats_.publishes;
+    for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
+  }
+  p.records.push_back(record);
+  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys) flush();
+  maybe_swap_rules();
+}
+
+void Pipeline::flush() {
+  if (!accumulating_) return;
+  std::shared_ptr<Pending> p(accumulating_.release());
+  redis::Batch batch;
+  batch.deletes.reserve(p->deletes.size());
+  for (auto it = p->deletes.begin(); it != p->deletes.end();)
+    batch.deletes.push_back(std::move(p->deletes.extract(it++).value()));
+  for (auto it = p->patterns.begin(); it != p->patterns.end();)
+    batch.patterns.push_back(std::move(p->patterns.extract(it++).value()));
+  for (auto it = p->bumps.begin(); it != p->bumps.end();)
+    batch.bumps.push_back(std::move(p->bumps.extract(it++).value()));
+  batch.publishes = std::move(p->publishes);
+  ++batches_in_target_;
+  target_.apply(std::move(batch), [this, p] { batch_done(p); });
+}
+
+void Pipeline::batch_done(std::shared_ptr<Pending> p) {
+  --batches_in_target_;
+  if (!p->redelete_keys.empty() || !p->redelete_patterns.empty()) {
+    // The stale-set race: a reader that fetched the old row before the commit may write it
+    // back after our delete. A second delete after the delay removes it; the position waits.
+    Redelete r;
+    r.due = Clock::now() + p->redelete_after;
+    r.batch.deletes.assign(p->redelete_keys.begin(), p->redelete_keys.end());
+    r.batch.patterns.assign(p->redelete_patterns.begin(), p->redelete_patterns.end());
+    stats_.redeletes += r.batch.deletes.size() + r.batch.patterns.size();
+    r.records = std::move(p->records);
+    auto pos = std::upper_bound(redeletes_.begin(), redeletes_.end(), r.due,
+                                [](TimePoint t, const Redelete& x) { return t < x.due; });
+    redeletes_.insert(pos, std::move(r));
+  } else {
+    for (auto& rec : p->records) rec->applied = true;
+  }
+  settle();
+  if (accumulating_ && batches_in_target_ == 0) flush();
+}
+
+TimePoint Pipeline::deadline() const {
+  return redeletes_.empty() ? kNever : redeletes_.front().due;
+}
+
+void Pipeline::on_timer(TimePoint now) {
+  while (!redeletes_.empty() && redeletes_.front().due <= now) {
+    Redelete r = std::move(redeletes_.front());
+    redeletes_.pop_front();
+    auto records = std::make_shared<std::vector<std::shared_ptr<AckRecord>>>(std::move(r.records));
+    ++batches_in_target_;
+    target_.apply(std::move(r.batch), [this, records] {
+      --batches_in_target_;
+      for (auto& rec : *records) rec->applied = true;
+      settle();
+      if (accumulating_ && batches_in_target_ == 0) flush();
+    });
+  }
+}
+
+void Pipeline::settle() {
+  std::int64_t now_us = 0;
+  for (auto& [source, queue] : acks_) {
+    std::shared_ptr<AckRecord> last;
+    while (!queue.empty() && queue.front()->applied) {
+      last = std::move(queue.front());
+      queue.pop_front();
+      ++stats_.applied_transactions;
+      if (last->commit_time_us > 0) {
+        if (now_us == 0) now_us = wall_us();
+        double seconds = std::max<std::int64_t>(0, now_us - last->commit_time_us) / 1e6;
+        stats_.last_latency_seconds = seconds;
+        if (on_latency) on_latency(seconds);
+      }
+    }
+    if (last) source->confirm(last->position);
+  }
+}
+
+bool Pipeline::idle() const {
+  if (accumulating_ || batches_in_target_ != 0 || !redeletes_.empty()) return false;
+  for (const auto& [source, queue] : acks_)
+    if (!queue.empty()) return false;
+  return true;
+}
+
+std::size_t Pipeline::in_flight() const {
+  std::size_t n = 0;
+  for (const auto& [source, queue] : acks_) n += queue.size();
+  return n;
+}
+
+}  // namespace pgbust

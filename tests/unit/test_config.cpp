@@ -1,0 +1,112 @@
+// Config file loading: defaults, every section, and errors with file:line:column.
+#include <doctest/doctest.h>
+
+#include "pgbust/config.hpp"
+
+using namespace pgbust::config;
+
+namespace {
+std::vector<std::string> problems_of(const std::string& text) {
+  try {
+    parse(text, "/etc/pgbust/pgbust.yaml");
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+}  // namespace
+
+TEST_CASE("a full config is read with its values and relative rules path") {
+  auto c = parse(R"(
+postgres: {conninfo: "host=127.0.0.1 port=5433 dbname=app"}
+sources:
+  logical: {slot: s1, publication: p1, create_slot: false, status_interval: 500ms}
+  notify: {channels: [a, b], on_gap: ignore}
+  poll:
+    interval: 2s
+    state_dir: /tmp/state
+    tables:
+      - {table: public.act, watermark: [id]}
+      - {table: tasks, watermark: [updated_at, id], overlap: 1m}
+redis: {url: "redis://127.0.0.1:6380/2", key_prefix: ":1:", command_timeout: 1.5s}
+rules: rules.d
+status: {interval: 10s, listen: "127.0.0.1:9999", wal_warn_bytes: 512MB}
+limits: {max_keys_per_transaction: 10}
+log: {level: debug}
+)",
+                 "/etc/pgbust/pgbust.yaml");
+  CHECK(c.conninfo == "host=127.0.0.1 port=5433 dbname=app");
+  REQUIRE(c.logical);
+  CHECK(c.logical->slot == "s1");
+  CHECK_FALSE(c.logical->create_slot);
+  CHECK(c.logical->status_interval == milliseconds(500));
+  REQUIRE(c.notify);
+  CHECK(c.notify->channels == std::vector<std::string>{"a", "b"});
+  CHECK(c.notify->on_gap == "ignore");
+  REQUIRE(c.poll);
+  REQUIRE(c.poll->tables.size() == 2);
+  CHECK(c.poll->tables[1].schema == "public");
+  CHECK(c.poll->tables[1].table == "tasks");
+  CHECK(c.poll->tables[1].overlap == milliseconds(60000));
+  CHECK(c.redis.key_prefix == ":1:");
+  CHECK(c.redis.command_timeout == milliseconds(1500));
+  CHECK(c.rules == std::filesystem::path("/etc/pgbust/rules.d"));
+  CHECK(c.status.wal_warn_bytes == 512LL * 1024 * 1024);
+  CHECK(c.limits.max_keys_per_transaction == 10);
+  CHECK(c.log_level == "debug");
+}
+
+TEST_CASE("without a sources section the logical source runs with defaults") {
+  auto c = parse("rules: /r.yaml\n", "x.yaml");
+  REQUIRE(c.logical);
+  CHECK(c.logical->slot == "pgbust");
+  CHECK_FALSE(c.notify);
+  CHECK(c.rules == std::filesystem::path("/r.yaml"));
+}
+
+TEST_CASE("every problem is reported with its position, all at once") {
+  struct Case {
+    std::string text;
+    std::string expected;
+  };
+  std::vector<Case> cases = {
+      {"rules: r\nredis: {urll: x}\n",
+       "/etc/pgbust/pgbust.yaml:2:9: error: unknown key 'urll' in redis; expected one of: url, "
+       "password_file, key_prefix, connect_timeout, command_timeout"},
+      {"rules: r\nstatus: {interval: soon}\n",
+       "/etc/pgbust/pgbust.yaml:2:20: error: status.interval must be a duration like 500ms, 2s, "
+       "5m or 1h"},
+      {"rules: r\nsources: {logical: {create_slot: maybe}}\n",
+       "/etc/pgbust/pgbust.yaml:2:34: error: sources.logical.create_slot must be true or false"},
+      {"redis: {}\n",
+       "/etc/pgbust/pgbust.yaml:1:1: error: missing 'rules: PATH' (a rules file or rules.d "
+       "directory)"},
+      {"rules: r\nsources: {notify: {on_gap: shrug}}\n",
+       "/etc/pgbust/pgbust.yaml:2:28: error: sources.notify.on_gap is 'shrug'; expected one of: "
+       "widen, ignore"},
+      {"rules: r\nlimits: {max_batch_keys: -3}\n",
+       "/etc/pgbust/pgbust.yaml:2:26: error: limits.max_batch_keys must be a positive whole "
+       "number"},
+      {"rules: [\n", "/etc/pgbust/pgbust.yaml:2:1: error: invalid YAML: end of sequence not found"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    auto p = problems_of(c.text);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0] == c.expected);
+  }
+  auto many = problems_of("rules: r\nfoo: 1\nredis: {bar: 2}\n");
+  CHECK(many.size() == 2);
+}
+
+TEST_CASE("durations and sizes") {
+  CHECK(parse_duration("500ms") == milliseconds(500));
+  CHECK(parse_duration("2s") == milliseconds(2000));
+  CHECK(parse_duration("3") == milliseconds(3000));
+  CHECK(parse_duration("1h") == milliseconds(3600000));
+  CHECK_FALSE(parse_duration("fast"));
+  CHECK_FALSE(parse_duration("2 parsecs"));
+  CHECK(parse_size("1GB") == (1LL << 30));
+  CHECK(parse_size("4096") == 4096);
+  CHECK_FALSE(parse_size("lots"));
+}
