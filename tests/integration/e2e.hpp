@@ -1,0 +1,92 @@
+// Shared fixture for end-to-end tests: a real PostgreSQL, a real redis-server, and the real
+// pgbust binary running the logical source with a config and rules written to a temp dir.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "harness.hpp"
+
+namespace pgbust::test {
+
+struct E2E {
+  Postgres pg;
+  Redis redis;
+  TempDir dir;
+  std::unique_ptr<Daemon> daemon;
+  std::string slot = "pgbust_e2e";
+  std::string publication = "pgbust_e2e";
+  int sentinel = 0;
+
+  explicit E2E(const std::vector<std::string>& pg_settings = {}) : pg(pg_settings) {}
+
+  // For INFO(env.logs()): doctest evaluates it only when an assertion fails.
+  std::string logs() const {
+    return "pgbust output:\n" + (daemon ? daemon->output() : std::string("(not started)")) +
+           "\nredis log tail:\n" + tail(redis.log()) + "\npostgres log tail:\n" + tail(pg.log());
+  }
+
+  static std::string tail(const std::string& s, std::size_t n = 4000) {
+    return s.size() > n ? s.substr(s.size() - n) : s;
+  }
+
+  // The config the daemon runs with; `extra` is appended (YAML).
+  std::string config(const std::string& rules_file, const std::string& extra = "") const {
+    return "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n" +
+           "sources:\n  logical: {slot: " + slot + ", publication: " + publication +
+           ", create_slot: true, status_interval: 1s}\n" +
+           "redis: {url: \"" + redis.url() + "\", command_timeout: 1s}\n" +
+           "rules: " + rules_file + "\n" + "status: {interval: 1s, listen: \"\"}\n" + extra;
+  }
+
+  // Writes rules (with a sentinel rule appended) and config, creates the publication and
+  // starts the daemon. The sentinel table lets a test know that everything committed before
+  // it has been applied (the pipeline applies in commit order).
+  void start(const std::string& rules_yaml, const std::string& publication_tables,
+             const std::string& extra_config = "") {
+    pg.exec("CREATE TABLE IF NOT EXISTS sentinel (id int PRIMARY KEY)");
+    pg.exec("DROP PUBLICATION IF EXISTS " + publication + "; CREATE PUBLICATION " + publication +
+            " FOR TABLE " + publication_tables + ", sentinel");
+    std::string rules = rules_yaml +
+                        "  - name: sentinel\n    table: sentinel\n    on: [insert]\n"
+                        "    delete: [\"sentinel:${id}\"]\n";
+    auto rules_path = dir.write("rules.yaml", rules);
+    auto config_path = dir.write("pgbust.yaml", config(rules_path.string(), extra_config));
+    run_daemon(config_path.string());
+    sync();
+  }
+
+  void run_daemon(const std::string& config_path) {
+    daemon = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config_path});
+  }
+
+  void restart_daemon() {
+    auto path = (dir.path() / "pgbust.yaml").string();
+    daemon.reset();
+    run_daemon(path);
+  }
+
+  // Commits a sentinel row and waits until its key is gone: everything committed before is
+  // then in Redis.
+  void sync(std::chrono::milliseconds timeout = 30s) {
+    int id = ++sentinel;
+    std::string key = "sentinel:" + std::to_string(id);
+    redis.set(key, "1");
+    pg.exec("INSERT INTO sentinel VALUES (" + std::to_string(id) + ")");
+    bool ok = eventually([&] { return !redis.exists(key); }, timeout);
+    if (!ok) FAIL("pgbust did not apply the sentinel within the timeout; output:\n"
+                  << (daemon ? daemon->output() : "") << "\npostgres log:\n" << pg.log());
+  }
+
+  void set_keys(const std::vector<std::string>& keys) {
+    for (const auto& k : keys) redis.set(k, "cached");
+  }
+
+  std::string confirmed_lsn() const {
+    return pg.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '" +
+                     slot + "'").value_or("");
+  }
+};
+
+}  // namespace pgbust::test
