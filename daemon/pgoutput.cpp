@@ -11,16 +11,26 @@ namespace pgbust::pgoutput {
 
 std::string_view to_string(Kind kind) {
   switch (kind) {
-    case Kind::Begin: return "Begin";
-    case Kind::Commit: return "Commit";
-    case Kind::Origin: return "Origin";
-    case Kind::Relation: return "Relation";
-    case Kind::Type: return "Type";
-    case Kind::Insert: return "Insert";
-    case Kind::Update: return "Update";
-    case Kind::Delete: return "Delete";
-    case Kind::Truncate: return "Truncate";
-    case Kind::Message: return "Message";
+    case Kind::Begin:
+      return "Begin";
+    case Kind::Commit:
+      return "Commit";
+    case Kind::Origin:
+      return "Origin";
+    case Kind::Relation:
+      return "Relation";
+    case Kind::Type:
+      return "Type";
+    case Kind::Insert:
+      return "Insert";
+    case Kind::Update:
+      return "Update";
+    case Kind::Delete:
+      return "Delete";
+    case Kind::Truncate:
+      return "Truncate";
+    case Kind::Message:
+      return "Message";
   }
   return "?";
 }
@@ -207,8 +217,8 @@ Relation& Decoder::lookup(Reader& in, std::uint32_t oid) {
   if (last_relation_ != nullptr && last_relation_->oid == oid) return *last_relation_;
   auto it = relations_.find(oid);
   if (it == relations_.end())
-    in.fail_at(in.pos() - 4, "relation OID " + std::to_string(oid) +
-                                 " was not described by a Relation message");
+    in.fail_at(in.pos() - 4,
+               "relation OID " + std::to_string(oid) + " was not described by a Relation message");
   last_relation_ = it->second.get();
   return *last_relation_;
 }
@@ -268,8 +278,12 @@ void Decoder::read_tuple(Reader& in, const Relation& rel, RowImage& row, bool ke
     std::uint8_t kind = in.u8("column kind");
     Datum& d = row.values[i];
     switch (kind) {
-      case 'n': d = Datum::null(); break;
-      case 'u': d = Datum::unknown(Unknown::UnchangedToast); break;
+      case 'n':
+        d = Datum::null();
+        break;
+      case 'u':
+        d = Datum::unknown(Unknown::UnchangedToast);
+        break;
       case 't': {
         std::int32_t len = in.i32("column length");
         if (len < 0) in.fail("negative length " + std::to_string(len) + " for a text column");
@@ -311,8 +325,7 @@ void Decoder::decode_update(Reader& in) {
     at = in.pos();
     tag = in.u8("tuple tag");
   }
-  if (tag != 'N')
-    in.fail_at(at, "expected tuple tag 'K', 'O' or 'N', got " + describe_byte(tag));
+  if (tag != 'N') in.fail_at(at, "expected tuple tag 'K', 'O' or 'N', got " + describe_byte(tag));
   read_tuple(in, rel, new_row_, false);
   events_.resize(1);
   events_[0] = ChangeEvent{SourceKind::Logical, Op::Update, &rel.table, old_row, &new_row_};
