@@ -1,0 +1,879 @@
+// The logical replication source: libpq replication connection, pgoutput stream, acknowledgement.
+#include "pgbust/logical_source.hpp"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "pgbust/pg.hpp"
+#include "pgbust/pgoutput.hpp"
+
+namespace pgbust {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+enum class Phase { Idle, Connecting, Identifying, Streaming, BackingOff, Stopped };
+
+std::string_view phase_name(Phase p) {
+  switch (p) {
+    case Phase::Idle:
+      return "starting";
+    case Phase::Connecting:
+      return "connecting";
+    case Phase::Identifying:
+      return "identifying";
+    case Phase::Streaming:
+      return "streaming";
+    case Phase::BackingOff:
+      return "backing off";
+    case Phase::Stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+// The setup commands sent in the identifying phase, in order.
+enum class Step { IdentifySystem, CheckPublication, CheckTables, CheckSlot, CreateSlot, Start };
+
+constexpr TimePoint kAsap{};                       // a deadline that has already passed
+constexpr milliseconds kMinStatusGap{200};         // confirm()-driven updates at most this often
+constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often to look again
+constexpr milliseconds kCloseWait{2000};           // close(): the end-of-stream handshake
+constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Redis, timers)
+constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
+
+void put_u64(char* p, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
+}
+std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// Microseconds since the PostgreSQL epoch, for standby status updates.
+std::int64_t pg_now_us() {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return us - pgoutput::kPgEpochOffsetUs;
+}
+
+std::string sql_literal(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string sql_ident(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string qualify(const std::string& table) {
+  return table.find('.') == std::string::npos ? "public." + table : table;
+}
+
+}  // namespace
+
+class LogicalSource::Impl {
+ public:
+  Impl(LogicalSource& self, LogicalSourceOptions o, ChangeSink& sink)
+      : self_(self),
+        opt_(std::move(o)),
+        sink_(sink),
+        backoff_(opt_.backoff_min),
+        rng_(std::random_device{}()) {
+    if (opt_.slot.empty() || opt_.slot.size() > 63 ||
+        !std::all_of(opt_.slot.begin(), opt_.slot.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        }))
+      throw Error("logical source: invalid slot name \"" + opt_.slot +
+                  "\" (PostgreSQL allows lower-case letters, digits and _, at most 63)");
+    if (opt_.publication.empty()) throw Error("logical source: the publication name is empty");
+    if (opt_.backoff_min <= milliseconds::zero() || opt_.backoff_max < opt_.backoff_min)
+      throw Error("logical source: backoff must satisfy 0 < min <= max");
+    if (opt_.status_interval <= milliseconds::zero())
+      throw Error("logical source: status_interval must be positive");
+  }
+
+  ~Impl() { close(); }
+
+  // ---- Pollable -------------------------------------------------------------------------
+
+  int fd() const {
+    if (!conn_) return -1;
+    switch (phase_) {
+      case Phase::Connecting:
+      case Phase::Identifying:
+      case Phase::Streaming:
+        return PQsocket(conn_.get());
+      default:
+        return -1;
+    }
+  }
+
+  short events() const {
+    switch (phase_) {
+      case Phase::Connecting:
+        return connect_poll_ == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+      case Phase::Identifying:
+        return static_cast<short>(POLLIN | (want_write_ ? POLLOUT : 0));
+      case Phase::Streaming:
+        return static_cast<short>((can_read() ? POLLIN : 0) | (want_write_ ? POLLOUT : 0));
+      default:
+        return 0;
+    }
+  }
+
+  void on_ready(short revents) {
+    guarded([&] {
+      switch (phase_) {
+        case Phase::Connecting:
+          continue_connect();
+          break;
+        case Phase::Identifying:
+          if (want_write_ && (revents & POLLOUT)) flush();
+          if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+            consume();
+            collect_results();
+          }
+          break;
+        case Phase::Streaming:
+          if (want_write_ && (revents & POLLOUT)) flush();
+          if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+            consume();
+            read_stream();
+          }
+          break;
+        default:
+          break;
+      }
+    });
+  }
+
+  TimePoint deadline() const {
+    switch (phase_) {
+      case Phase::Idle:
+        return kAsap;
+      case Phase::Connecting:
+      case Phase::Identifying:
+        return phase_deadline_;
+      case Phase::BackingOff:
+        return retry_at_;
+      case Phase::Streaming: {
+        TimePoint t = next_status_;
+        if (status_due_) t = std::min(t, last_status_ + kMinStatusGap);
+        if (pending_input_) t = std::min(t, can_read() ? kAsap : paused_check_);
+        if (!reading_paused())
+          t = std::min(t, ping_sent_ ? last_receive_ + opt_.receive_timeout
+                                     : last_receive_ + opt_.receive_timeout / 2);
+        return t;
+      }
+      case Phase::Stopped:
+        return kNever;
+    }
+    return kNever;
+  }
+
+  void on_timer(TimePoint now) {
+    guarded([&] {
+      switch (phase_) {
+        case Phase::Idle:
+        case Phase::BackingOff:
+          if (now >= retry_at_) start_connect();
+          break;
+        case Phase::Connecting:
+        case Phase::Identifying:
+          if (now >= phase_deadline_)
+            throw ConnectionError("timed out after " + std::to_string(opt_.setup_timeout.count()) +
+                                  " ms " + waiting_for() + " on " + server());
+          break;
+        case Phase::Streaming:
+          streaming_timer(now);
+          break;
+        case Phase::Stopped:
+          break;
+      }
+    });
+  }
+
+  // ---- Source ---------------------------------------------------------------------------
+
+  const std::string& name() const { return opt_.name; }
+
+  void confirm(Position pos) {
+    // Only positions this source handed out can be confirmed: never report past them.
+    pos = std::min(pos, last_delivered_);
+    if (pos <= confirmed_) return;
+    confirmed_ = pos;
+    while (!unconfirmed_.empty() && unconfirmed_.front().first <= confirmed_)
+      unconfirmed_.pop_front();
+    if (flush_target() > sent_flush_) status_due_ = true;
+  }
+
+  SourceStatus status() const {
+    SourceStatus s;
+    switch (phase_) {
+      case Phase::Idle:
+      case Phase::Connecting:
+        s.state = SourceState::Connecting;
+        break;
+      case Phase::Identifying:
+        s.state = SourceState::Starting;
+        break;
+      case Phase::Streaming:
+        s.state = SourceState::Streaming;
+        break;
+      case Phase::BackingOff:
+        s.state = SourceState::BackingOff;
+        break;
+      case Phase::Stopped:
+        s.state = SourceState::Stopped;
+        break;
+    }
+    Position pos = flush_target();
+    s.position = pg::format_lsn(pos);
+    s.lag_bytes = server_wal_end_ == 0    ? -1
+                  : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
+                                          : 0;
+    std::int64_t oldest = !unconfirmed_.empty() ? unconfirmed_.front().second
+                          : in_txn_             ? txn_commit_time_us_
+                                                : 0;
+    if (oldest == 0) {
+      s.lag_seconds = 0;
+    } else {
+      auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      s.lag_seconds = std::max(0.0, static_cast<double>(now_us - oldest) / 1e6);
+    }
+    s.changes = changes_;
+    s.transactions = transactions_;
+    s.reconnects = reconnects_;
+    s.errors = errors_;
+    s.last_error = last_error_;
+    return s;
+  }
+
+  void stop_reading() {
+    if (!stop_reading_) log(spdlog::level::info, "stop reading: finishing the current transaction");
+    stop_reading_ = true;
+  }
+
+  void close() noexcept {
+    if (phase_ == Phase::Stopped) return;
+    try {
+      if (conn_ && phase_ == Phase::Streaming) end_stream();
+    } catch (const std::exception& e) {
+      log(spdlog::level::warn, "while ending the stream: {}", e.what());
+    } catch (...) {
+    }
+    conn_.reset();
+    phase_ = Phase::Stopped;
+    log(spdlog::level::info, "closed at {}", pg::format_lsn(sent_flush_max_));
+  }
+
+  Position reported() const { return sent_flush_max_; }
+  Position server_wal_end() const { return server_wal_end_; }
+  std::vector<std::string> uncovered_tables() const { return uncovered_; }
+
+ private:
+  // ---- helpers --------------------------------------------------------------------------
+
+  template <typename... A>
+  void log(spdlog::level::level_enum lvl, fmt::format_string<A...> f, A&&... a) const {
+    if (!spdlog::should_log(lvl)) return;
+    spdlog::log(lvl, "{} [{}]: {}", opt_.name, phase_name(phase_),
+                fmt::format(f, std::forward<A>(a)...));
+  }
+
+  std::string server() const {
+    return conn_ ? pg::describe(conn_.get()) : mask_conninfo(opt_.conninfo);
+  }
+
+  bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
+  bool can_read() const { return !reading_paused(); }
+
+  // Runs one step of the state machine; any failure ends the connection and backs off.
+  template <typename F>
+  void guarded(F&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+
+  void fail(const std::string& what) {
+    const Phase was = phase_;
+    ++errors_;
+    last_error_ = what;
+    if (in_txn_) {
+      in_txn_ = false;
+      try {
+        sink_.abort(self_);
+      } catch (const std::exception& e) {
+        log(spdlog::level::err, "the sink failed to abort a transaction: {}", e.what());
+      }
+    }
+    conn_.reset();
+    want_write_ = pending_input_ = false;
+    ++failures_;
+    auto now = Clock::now();
+    phase_ = Phase::BackingOff;
+    auto delay = jittered(backoff_);
+    backoff_ = std::min(backoff_ * 2, opt_.backoff_max);
+    retry_at_ = now + delay;
+    // Repeated identical failures (a server down for minutes) are logged once a minute.
+    if (what != last_logged_error_ || now - last_error_log_ >= kErrorLogInterval) {
+      std::string repeats = suppressed_ > 0
+                                ? fmt::format(" ({} similar failures not logged)", suppressed_)
+                                : std::string();
+      spdlog::error("{} [{}]: {}{}; retrying in {} ms", opt_.name, phase_name(was), what, repeats,
+                    delay.count());
+      last_logged_error_ = what;
+      last_error_log_ = now;
+      suppressed_ = 0;
+    } else {
+      ++suppressed_;
+    }
+  }
+
+  milliseconds jittered(milliseconds base) {
+    std::uniform_real_distribution<double> u(0.5, 1.0);
+    return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * u(rng_)));
+  }
+
+  std::string waiting_for() const {
+    if (phase_ == Phase::Connecting) return "connecting";
+    return "waiting for " + current_command_;
+  }
+
+  // ---- connecting -----------------------------------------------------------------------
+
+  void start_connect() {
+    if (phase_ == Phase::BackingOff) ++reconnects_;
+    phase_ = Phase::Connecting;
+    phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    const char* keys[] = {"dbname", "replication", "fallback_application_name", nullptr};
+    const char* vals[] = {opt_.conninfo.c_str(), "database", "pgbust", nullptr};
+    conn_.reset(PQconnectStartParams(keys, vals, 1));
+    if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
+    if (PQstatus(conn_.get()) == CONNECTION_BAD)
+      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+                            "): " + pg::error_text(conn_.get()));
+    connect_poll_ = PGRES_POLLING_WRITING;
+    log(spdlog::level::debug, "connecting to {}", mask_conninfo(opt_.conninfo));
+  }
+
+  void continue_connect() {
+    connect_poll_ = PQconnectPoll(conn_.get());
+    if (connect_poll_ == PGRES_POLLING_FAILED)
+      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+                            "): " + pg::error_text(conn_.get()));
+    if (connect_poll_ != PGRES_POLLING_OK) return;
+    if (PQsetnonblocking(conn_.get(), 1) != 0) pg::fail(conn_.get(), "setting non-blocking mode");
+    phase_ = Phase::Identifying;
+    log(spdlog::level::debug, "connected to {} (server {})", server(),
+        PQserverVersion(conn_.get()));
+    send_step(Step::IdentifySystem);
+  }
+
+  // ---- identifying ----------------------------------------------------------------------
+
+  void send_step(Step step) {
+    step_ = step;
+    std::string sql;
+    switch (step) {
+      case Step::IdentifySystem:
+        sql = "IDENTIFY_SYSTEM";
+        break;
+      case Step::CheckPublication:
+        sql = "SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = " +
+              sql_literal(opt_.publication);
+        break;
+      case Step::CheckTables:
+        sql =
+            "SELECT schemaname || '.' || tablename FROM pg_catalog.pg_publication_tables "
+            "WHERE pubname = " +
+            sql_literal(opt_.publication);
+        break;
+      case Step::CheckSlot:
+        sql =
+            "SELECT plugin, slot_type, database, confirmed_flush_lsn FROM "
+            "pg_catalog.pg_replication_slots WHERE slot_name = " +
+            sql_literal(opt_.slot);
+        break;
+      case Step::CreateSlot:
+        sql = "CREATE_REPLICATION_SLOT " + opt_.slot + " LOGICAL pgoutput NOEXPORT_SNAPSHOT";
+        break;
+      case Step::Start: {
+        Position from = std::max(confirmed_, last_delivered_);
+        sql = "START_REPLICATION SLOT " + opt_.slot + " LOGICAL " + pg::format_lsn(from) +
+              " (proto_version '1', publication_names " + sql_literal(sql_ident(opt_.publication)) +
+              ")";
+        start_from_ = from;
+        break;
+      }
+    }
+    current_command_ = sql;
+    phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    if (PQsendQuery(conn_.get(), sql.c_str()) == 0) pg::fail(conn_.get(), "sending " + sql);
+    flush();
+  }
+
+  void collect_results() {
+    while (PQisBusy(conn_.get()) == 0) {
+      pg::Result r(PQgetResult(conn_.get()));
+      if (!r) {
+        finish_step();
+        return;
+      }
+      auto st = PQresultStatus(r.get());
+      if (st == PGRES_COPY_BOTH) {
+        enter_streaming();
+        return;
+      }
+      if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        if (!error_) {
+          std::string text = PQresultErrorMessage(r.get());
+          while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+          error_ = current_command_ + " on " + server() + ": " + text;
+        }
+      } else {
+        result_ = std::move(r);
+      }
+    }
+  }
+
+  std::string cell(int row, int col) const {
+    return PQgetisnull(result_.get(), row, col) ? std::string()
+                                                : PQgetvalue(result_.get(), row, col);
+  }
+
+  void finish_step() {
+    if (error_) {
+      std::string e = std::move(*error_);
+      error_.reset();
+      result_.reset();
+      throw Error(e);
+    }
+    if (!result_) throw ConnectionError(current_command_ + " on " + server() + ": no result");
+    const int rows = PQntuples(result_.get());
+    switch (step_) {
+      case Step::IdentifySystem: {
+        if (rows != 1 || PQnfields(result_.get()) < 4)
+          throw Error("IDENTIFY_SYSTEM on " + server() + ": unexpected result shape");
+        db_ = cell(0, 3);
+        if (db_.empty())
+          throw Error("IDENTIFY_SYSTEM on " + server() +
+                      ": the connection is not to a database (logical replication needs one)");
+        Position xlog = 0;
+        if (pg::parse_lsn(cell(0, 2), xlog)) server_wal_end_ = std::max(server_wal_end_, xlog);
+        log(spdlog::level::debug, "system {} timeline {} at {} database {}", cell(0, 0), cell(0, 1),
+            cell(0, 2), db_);
+        next(Step::CheckPublication);
+        break;
+      }
+      case Step::CheckPublication:
+        if (rows == 0)
+          throw Error("publication \"" + opt_.publication + "\" does not exist in database \"" +
+                      db_ + "\" on " + server() + ": create it with CREATE PUBLICATION " +
+                      sql_ident(opt_.publication) +
+                      " FOR TABLE ... (pgbust setup prints the SQL for the rule tables)");
+        next(opt_.tables.empty() ? Step::CheckSlot : Step::CheckTables);
+        break;
+      case Step::CheckTables: {
+        std::set<std::string> published;
+        for (int i = 0; i < rows; ++i) published.insert(cell(i, 0));
+        report_uncovered(published);
+        next(Step::CheckSlot);
+        break;
+      }
+      case Step::CheckSlot:
+        check_slot(rows);
+        break;
+      case Step::CreateSlot: {
+        Position at = 0;
+        if (rows == 1 && PQnfields(result_.get()) >= 2) pg::parse_lsn(cell(0, 1), at);
+        confirmed_ = std::max(confirmed_, at);
+        log(spdlog::level::info, "created replication slot {} (pgoutput) at {}", opt_.slot,
+            pg::format_lsn(at));
+        next(Step::Start);
+        break;
+      }
+      case Step::Start:
+        throw ConnectionError(current_command_ + " on " + server() +
+                              ": the server did not start streaming");
+    }
+  }
+
+  void next(Step step) {
+    result_.reset();
+    send_step(step);
+  }
+
+  void report_uncovered(const std::set<std::string>& published) {
+    std::vector<std::string> missing;
+    for (const auto& t : opt_.tables) {
+      std::string q = qualify(t);
+      if (!published.count(q) && std::find(missing.begin(), missing.end(), q) == missing.end())
+        missing.push_back(q);
+    }
+    if (!missing.empty() && missing != uncovered_) {
+      std::string list;
+      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+      log(spdlog::level::warn,
+          "publication \"{}\" does not cover rule tables {}: their changes will not be seen "
+          "(ALTER PUBLICATION {} ADD TABLE ...)",
+          opt_.publication, list, sql_ident(opt_.publication));
+    }
+    uncovered_ = std::move(missing);
+  }
+
+  void check_slot(int rows) {
+    if (rows == 0) {
+      if (!opt_.create_slot)
+        throw Error("replication slot \"" + opt_.slot + "\" does not exist on " + server() +
+                    ": create it (pgbust setup prints the SQL) or set create_slot: true");
+      next(Step::CreateSlot);
+      return;
+    }
+    std::string plugin = cell(0, 0), type = cell(0, 1), db = cell(0, 2);
+    if (type != "logical" || plugin != "pgoutput")
+      throw Error("replication slot \"" + opt_.slot + "\" on " + server() + " is a " + type +
+                  " slot" + (plugin.empty() ? "" : " with plugin " + plugin) +
+                  ", pgbust needs a logical slot with plugin pgoutput");
+    if (db != db_)
+      throw Error("replication slot \"" + opt_.slot + "\" on " + server() +
+                  " belongs to database \"" + db + "\", not \"" + db_ + "\"");
+    Position at = 0;
+    if (pg::parse_lsn(cell(0, 3), at)) confirmed_ = std::max(confirmed_, at);
+    next(Step::Start);
+  }
+
+  // ---- streaming ------------------------------------------------------------------------
+
+  void enter_streaming() {
+    result_.reset();
+    phase_ = Phase::Streaming;
+    auto now = Clock::now();
+    last_receive_ = now;
+    ping_sent_ = false;
+    sent_flush_ = 0;  // this connection has not been told anything yet
+    status_due_ = flush_target() > 0;
+    last_status_ = now - kMinStatusGap;
+    next_status_ = now + opt_.status_interval;
+    backoff_ = opt_.backoff_min;
+    pending_input_ = true;
+    std::string after = failures_ > 0 ? fmt::format(" after {} failed attempts", failures_) : "";
+    log(spdlog::level::info, "streaming slot {} (publication {}) from {} on {}{}", opt_.slot,
+        opt_.publication, pg::format_lsn(start_from_), server(), after);
+    failures_ = 0;
+    suppressed_ = 0;
+    last_logged_error_.clear();
+  }
+
+  void consume() {
+    if (PQconsumeInput(conn_.get()) == 0) pg::fail(conn_.get(), "reading from the server");
+  }
+
+  void flush() {
+    int r = PQflush(conn_.get());
+    if (r < 0) pg::fail(conn_.get(), "sending to the server");
+    want_write_ = r == 1;
+    // PQflush may have read input while waiting to write: look at libpq's buffer again.
+    if (phase_ == Phase::Streaming) pending_input_ = true;
+  }
+
+  void read_stream() {
+    for (int budget = kMessagesPerRound;; --budget) {
+      if (reading_paused()) {
+        pending_input_ = true;
+        paused_check_ = Clock::now() + kPausedRecheck;
+        return;
+      }
+      if (budget == 0) {
+        pending_input_ = true;
+        return;
+      }
+      char* raw = nullptr;
+      int n = PQgetCopyData(conn_.get(), &raw, 1);
+      if (n == 0) {
+        pending_input_ = false;
+        return;
+      }
+      if (n == -1) end_of_copy();
+      if (n < 0) pg::fail(conn_.get(), "reading the replication stream");
+      pg::Buffer buf(raw);
+      last_receive_ = Clock::now();
+      ping_sent_ = false;
+      on_copy_data(std::string_view(raw, static_cast<std::size_t>(n)));
+    }
+  }
+
+  [[noreturn]] void end_of_copy() {
+    std::string text = "the server ended the replication stream";
+    // PQgetResult blocks while busy: only take what has arrived.
+    while (PQisBusy(conn_.get()) == 0) {
+      pg::Result r(PQgetResult(conn_.get()));
+      if (!r) break;
+      if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR) {
+        text = PQresultErrorMessage(r.get());
+        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+        break;
+      }
+    }
+    throw ConnectionError("streaming slot " + opt_.slot + " from " + server() + ": " + text);
+  }
+
+  void on_copy_data(std::string_view msg) {
+    const char type = msg.empty() ? '\0' : msg[0];
+    if (type == 'w' && msg.size() >= 25) {
+      Position start = get_u64(msg.data() + 1);
+      server_wal_end_ = std::max(server_wal_end_, get_u64(msg.data() + 9));
+      dispatch(decoder_.decode(msg.substr(25), start));
+    } else if (type == 'k' && msg.size() >= 18) {
+      Position wal_end = get_u64(msg.data() + 1);
+      server_wal_end_ = std::max(server_wal_end_, wal_end);
+      // Everything before this keepalive has been received; commits the walsender decodes
+      // later end after wal_end. So once every delivered transaction is confirmed, wal_end
+      // can be acknowledged: an idle slot does not hold WAL.
+      if (!in_txn_) {
+        idle_target_ = std::max(idle_target_, wal_end);
+        idle_requires_ = last_delivered_;
+      }
+      if (msg[17] != 0) {
+        send_status(Clock::now(), false);
+      } else if (flush_target() > sent_flush_) {
+        status_due_ = true;
+      }
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(type));
+      throw pgoutput::ProtocolError("replication stream: unknown or short CopyData message (type " +
+                                    std::string(hex) + ", " + std::to_string(msg.size()) +
+                                    " bytes) from " + server());
+    }
+  }
+
+  void dispatch(const pgoutput::Decoded& d) {
+    using pgoutput::Kind;
+    switch (d.kind) {
+      case Kind::Begin:
+        if (in_txn_) throw pgoutput::ProtocolError("pgoutput: Begin inside a transaction");
+        in_txn_ = true;
+        txn_commit_time_us_ = d.begin.commit_time + pgoutput::kPgEpochOffsetUs;
+        sink_.begin(self_);
+        break;
+      case Kind::Commit: {
+        if (!in_txn_) throw pgoutput::ProtocolError("pgoutput: Commit outside a transaction");
+        const std::int64_t t = d.commit.commit_time + pgoutput::kPgEpochOffsetUs;
+        const Position end = d.commit.end_lsn;
+        sink_.commit(self_, end, t);
+        in_txn_ = false;
+        ++transactions_;
+        last_delivered_ = std::max(last_delivered_, end);
+        if (end > confirmed_) unconfirmed_.emplace_back(end, t);
+        break;
+      }
+      case Kind::Insert:
+      case Kind::Update:
+      case Kind::Delete:
+      case Kind::Truncate:
+        if (!in_txn_)
+          throw pgoutput::ProtocolError("pgoutput: " + std::string(to_string(d.kind)) +
+                                        " outside a transaction");
+        for (const ChangeEvent& ev : d.events) {
+          sink_.change(self_, ev);
+          ++changes_;
+        }
+        break;
+      case Kind::Relation:
+        if (d.relation_changed && d.relation->table.generation > 1)
+          log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
+              d.relation->table.qualified(), d.relation->table.columns.size(),
+              d.relation->table.generation);
+        break;
+      case Kind::Origin:
+      case Kind::Type:
+      case Kind::Message:
+        break;
+    }
+  }
+
+  // What may be reported as flushed: the pipeline's confirmation, or the server's WAL end from
+  // a keepalive once nothing received before it is unconfirmed.
+  Position flush_target() const {
+    Position t = confirmed_;
+    if (!in_txn_ && confirmed_ >= idle_requires_ && idle_target_ > t) t = idle_target_;
+    return t;
+  }
+
+  void send_status(TimePoint now, bool request_reply) {
+    const Position pos = flush_target();
+    char msg[34];
+    msg[0] = 'r';
+    put_u64(msg + 1, pos);   // written
+    put_u64(msg + 9, pos);   // flushed
+    put_u64(msg + 17, pos);  // applied
+    put_u64(msg + 25, static_cast<std::uint64_t>(pg_now_us()));
+    msg[33] = request_reply ? 1 : 0;
+    if (PQputCopyData(conn_.get(), msg, sizeof msg) != 1)
+      pg::fail(conn_.get(), "sending a standby status update");
+    flush();
+    if (pos != sent_flush_)
+      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(pos));
+    sent_flush_ = pos;
+    sent_flush_max_ = std::max(sent_flush_max_, pos);
+    last_status_ = now;
+    next_status_ = now + opt_.status_interval;
+    status_due_ = false;
+  }
+
+  void streaming_timer(TimePoint now) {
+    if (pending_input_) {
+      if (can_read())
+        read_stream();
+      else
+        paused_check_ = now + kPausedRecheck;
+    }
+    if (reading_paused()) last_receive_ = now;  // not reading: silence is ours, not the server's
+    if (now - last_receive_ >= opt_.receive_timeout)
+      throw ConnectionError("no message from " + server() + " for " +
+                            std::to_string(opt_.receive_timeout.count()) + " ms");
+    if (!ping_sent_ && now - last_receive_ >= opt_.receive_timeout / 2) {
+      send_status(now, true);
+      ping_sent_ = true;
+    } else if (now >= next_status_ || (status_due_ && now >= last_status_ + kMinStatusGap)) {
+      send_status(now, false);
+    }
+  }
+
+  // Reports the final position, then ends COPY and waits (bounded) for the server to finish,
+  // so it has processed the last status update before the connection closes.
+  void end_stream() {
+    send_status(Clock::now(), false);
+    if (PQputCopyEnd(conn_.get(), nullptr) != 1) return;
+    const auto until = Clock::now() + kCloseWait;
+    while (Clock::now() < until) {
+      int f = PQflush(conn_.get());
+      if (f < 0) return;
+      pollfd p{PQsocket(conn_.get()), static_cast<short>(POLLIN | (f == 1 ? POLLOUT : 0)), 0};
+      auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+      if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left, 1))) < 0 && errno != EINTR)
+        return;
+      if (PQconsumeInput(conn_.get()) == 0) return;
+      char* raw = nullptr;
+      int n;
+      while ((n = PQgetCopyData(conn_.get(), &raw, 1)) > 0) pg::Buffer discard(raw);
+      if (n == 0) continue;
+      // COPY is over: the server answered; drain its results without blocking.
+      while (PQisBusy(conn_.get()) == 0) {
+        pg::Result r(PQgetResult(conn_.get()));
+        if (!r) return;
+      }
+    }
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+
+  LogicalSource& self_;
+  LogicalSourceOptions opt_;
+  ChangeSink& sink_;
+  pg::Conn conn_;
+  Phase phase_ = Phase::Idle;
+  Step step_ = Step::IdentifySystem;
+  PostgresPollingStatusType connect_poll_ = PGRES_POLLING_WRITING;
+  std::string current_command_;
+  pg::Result result_;
+  std::optional<std::string> error_;
+  std::string db_;
+  pgoutput::Decoder decoder_;
+
+  bool want_write_ = false;     // libpq has unsent output
+  bool pending_input_ = false;  // libpq may hold complete messages not yet read
+  bool stop_reading_ = false;
+  bool ping_sent_ = false;
+  bool status_due_ = false;  // confirm() advanced: send an update soon
+  TimePoint phase_deadline_ = kNever, retry_at_{}, paused_check_{};
+  TimePoint last_receive_{}, last_status_{}, next_status_ = kNever;
+  milliseconds backoff_;
+  std::minstd_rand rng_;
+
+  bool in_txn_ = false;
+  std::int64_t txn_commit_time_us_ = 0;
+  Position start_from_ = 0;
+  Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
+  Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
+  Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction
+  Position idle_requires_ = 0;   // ... usable once confirmed_ reaches this
+  Position sent_flush_ = 0;      // last flush position sent on this connection
+  Position sent_flush_max_ = 0;
+  Position server_wal_end_ = 0;
+  std::deque<std::pair<Position, std::int64_t>> unconfirmed_;  // (end LSN, commit time µs)
+  std::vector<std::string> uncovered_;
+
+  std::uint64_t changes_ = 0, transactions_ = 0, reconnects_ = 0, errors_ = 0;
+  std::string last_error_;
+  std::uint64_t failures_ = 0, suppressed_ = 0;
+  std::string last_logged_error_;
+  TimePoint last_error_log_{};
+};
+
+LogicalSource::LogicalSource(LogicalSourceOptions options, ChangeSink& sink)
+    : impl_(std::make_unique<Impl>(*this, std::move(options), sink)) {}
+LogicalSource::~LogicalSource() = default;
+
+int LogicalSource::fd() const {
+  return impl_->fd();
+}
+short LogicalSource::events() const {
+  return impl_->events();
+}
+void LogicalSource::on_ready(short revents) {
+  impl_->on_ready(revents);
+}
+TimePoint LogicalSource::deadline() const {
+  return impl_->deadline();
+}
+void LogicalSource::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
+const std::string& LogicalSource::name() const {
+  return impl_->name();
+}
+void LogicalSource::confirm(Position position) {
+  impl_->confirm(position);
+}
+SourceStatus LogicalSource::status() const {
+  return impl_->status();
+}
+void LogicalSource::stop_reading() {
+  impl_->stop_reading();
+}
+void LogicalSource::close() noexcept {
+  impl_->close();
+}
+Position LogicalSource::reported() const {
+  return impl_->reported();
+}
+Position LogicalSource::server_wal_end() const {
+  return impl_->server_wal_end();
+}
+std::vector<std::string> LogicalSource::uncovered_tables() const {
+  return impl_->uncovered_tables();
+}
+
+}  // namespace pgbust
