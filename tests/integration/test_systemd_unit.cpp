@@ -1,0 +1,120 @@
+// systemd/pgbust.service passes `systemd-analyze verify` and keeps the settings the daemon
+// relies on; the sysusers snippet parses.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "harness.hpp"
+
+using namespace pgbust::test;
+
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The unit with ExecStart pointing at the built binary: verify insists that it exists.
+std::string unit_with_built_binary() {
+  std::string unit = read_text(source_dir() / "systemd/pgbust.service");
+  const std::string from = "ExecStart=/usr/bin/pgbust ";
+  auto pos = unit.find(from);
+  REQUIRE(pos != std::string::npos);
+  unit.replace(pos, from.size(), "ExecStart=" + pgbust_binary() + " ");
+  return unit;
+}
+
+bool have(const char* program) {
+  return run({"sh", "-c", std::string("command -v ") + program}).exit_code == 0;
+}
+
+// Lines of `output` that talk about the unit file.
+std::string unit_lines(const std::string& output) {
+  std::istringstream in(output);
+  std::string line, found;
+  while (std::getline(in, line))
+    if (line.find("pgbust.service") != std::string::npos) found += line + "\n";
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("systemd unit: systemd-analyze verify reports nothing") {
+  if (!have("systemd-analyze")) {
+    MESSAGE("SKIPPED: systemd-analyze is not installed");
+    return;
+  }
+  TempDir dir;
+  auto unit = dir.write("pgbust.service", unit_with_built_binary());
+  RunResult r = run({"systemd-analyze", "verify", "--man=no", unit.string()});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(unit_lines(r.output) == "");
+
+  // The check can fail: a broken copy is reported.
+  auto broken = dir.write("broken/pgbust.service",
+                          unit_with_built_binary() + "\n[Service]\nNoSuchSetting=1\n");
+  RunResult b = run({"systemd-analyze", "verify", "--man=no", broken.string()});
+  CHECK(unit_lines(b.output).find("NoSuchSetting") != std::string::npos);
+}
+
+TEST_CASE("systemd unit: the settings the daemon relies on") {
+  std::string unit = read_text(source_dir() / "systemd/pgbust.service");
+  std::multimap<std::string, std::string> keys;
+  std::istringstream in(unit);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+    auto eq = line.find('=');
+    if (eq != std::string::npos) keys.emplace(line.substr(0, eq), line.substr(eq + 1));
+  }
+  auto value = [&](const std::string& k) {
+    auto it = keys.find(k);
+    return it == keys.end() ? std::string("<missing>") : it->second;
+  };
+  const std::pair<const char*, const char*> expected[] = {
+      {"Type", "notify"},
+      {"ExecStart", "/usr/bin/pgbust run --config /etc/pgbust/pgbust.yaml"},
+      {"ExecReload", "/bin/kill -HUP $MAINPID"},
+      {"Restart", "on-failure"},
+      {"WatchdogSec", "30s"},
+      {"User", "pgbust"},
+      {"DynamicUser", "no"},
+      {"StateDirectory", "pgbust"},
+      {"RuntimeDirectory", "pgbust"},
+      {"ConfigurationDirectory", "pgbust"},
+      {"ProtectSystem", "strict"},
+      {"ProtectHome", "yes"},
+      {"PrivateTmp", "yes"},
+      {"NoNewPrivileges", "yes"},
+      {"PrivateDevices", "yes"},
+      {"CapabilityBoundingSet", ""},
+      {"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
+      {"MemoryDenyWriteExecute", "yes"},
+      {"SystemCallFilter", "@system-service"},
+  };
+  for (const auto& [k, v] : expected) {
+    CAPTURE(k);
+    CHECK(value(k) == v);
+  }
+}
+
+TEST_CASE("systemd unit: the sysusers snippet creates the pgbust user") {
+  if (!have("systemd-sysusers")) {
+    MESSAGE("SKIPPED: systemd-sysusers is not installed");
+    return;
+  }
+  TempDir root;
+  RunResult r = run({"systemd-sysusers", "--root=" + root.path().string(), "--dry-run",
+                     (source_dir() / "systemd/pgbust.sysusers.conf").string()});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("Creating user 'pgbust'") != std::string::npos);
+}
