@@ -55,6 +55,9 @@ struct Expect {
 };
 
 constexpr std::size_t kMaxScans = 8;  // pattern SCAN loops running side by side
+// An idle connection closed after being up this long is reopened at once; one closed sooner
+// counts as a failure (backoff), so a server that drops every connection is not hammered.
+constexpr auto kIdleReconnectAfter = std::chrono::seconds(1);
 
 // A key or pattern for a log line: bounded, non-printable bytes escaped.
 std::string printable(std::string_view s, std::size_t max = 200) {
@@ -144,6 +147,7 @@ struct Target::Impl {
   std::deque<Expect> in_flight;
   TimePoint connect_deadline{};
   TimePoint retry_at{};
+  TimePoint ready_since{};
   int failures = 0;  // consecutive, for the backoff
   std::deque<Pending> queue;
   std::optional<Attempt> attempt;
@@ -221,6 +225,7 @@ struct Target::Impl {
   }
 
   void start_connect(TimePoint now) {
+    if (ever_ready) ++stats.reconnects;
     set_state(State::Connecting);
     connect_deadline = now + opt.connect_timeout;
     try {
@@ -254,6 +259,7 @@ struct Target::Impl {
 
   void become_ready(TimePoint now) {
     set_state(State::Ready);
+    ready_since = now;
     if (outage.since) {
       spdlog::info("redis {}: reachable again after {} ({} failed attempts)", ep.describe(),
                    seconds(now - *outage.since), outage.count);
@@ -300,6 +306,13 @@ struct Target::Impl {
         }
         break;
       case Kind::SetName:
+        // Only a renamed/forbidden command is harmless; anything else (e.g. "max number of
+        // clients reached", LOADING) means this connection is not usable.
+        if (error && !(text.find("unknown command") != std::string_view::npos ||
+                       text.starts_with("NOPERM"))) {
+          fail(where() + ": CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
+          return false;
+        }
         if (error) spdlog::debug("{}: CLIENT SETNAME refused: {}", where(), reply_text(r.get()));
         break;
       case Kind::Incr:
@@ -505,7 +518,8 @@ struct Target::Impl {
       if (conn && (revents & POLLOUT)) conn->flush();
       drive(now);
     } catch (const ConnectionError& e) {
-      if (state == State::Ready && in_flight.empty() && !attempt) {
+      if (state == State::Ready && in_flight.empty() && !attempt &&
+          now - ready_since >= kIdleReconnectAfter) {
         // An idle connection closed (server timeout, restart): reconnect at once, no outage yet.
         spdlog::info("{}: {}; reconnecting", where(), e.what());
         drop_connection();

@@ -1,0 +1,505 @@
+// The Redis target against a real redis-server: deletes, pattern deletes, seeded bumps,
+// publish order, AUTH, SELECT, unix sockets, and at-least-once across pauses and restarts.
+#include <doctest/doctest.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "harness.hpp"
+#include "pgbust/loop.hpp"
+#include "pgbust/redis.hpp"
+
+using namespace std::chrono_literals;
+using pgbust::redis::Batch;
+using pgbust::redis::Options;
+using pgbust::redis::State;
+using pgbust::redis::Target;
+
+namespace {
+
+// A blocking hiredis client for checks the harness cannot make (AUTH, SELECT, SUBSCRIBE).
+class Client {
+ public:
+  explicit Client(int port, const std::string& password = "", int db = 0) {
+    timeval tv{5, 0};
+    c_.reset(redisConnectWithTimeout("127.0.0.1", port, tv));
+    REQUIRE(c_);
+    REQUIRE_MESSAGE(c_->err == 0, c_->errstr);
+    redisSetTimeout(c_.get(), tv);
+    if (!password.empty()) cmd({"AUTH", password});
+    if (db != 0) cmd({"SELECT", std::to_string(db)});
+  }
+  // The reply as text (integers in decimal, nil as "(nil)", arrays joined by ','); throws
+  // on an error reply.
+  std::string cmd(const std::vector<std::string>& argv) {
+    std::vector<const char*> p;
+    std::vector<size_t> l;
+    for (const auto& a : argv) {
+      p.push_back(a.data());
+      l.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(c_.get(), static_cast<int>(argv.size()), p.data(), l.data()));
+    return take(r);
+  }
+  // The next pushed reply, or nullopt when none comes within `wait` (the client is unusable
+  // after a timeout).
+  std::optional<std::string> next_within(std::chrono::milliseconds wait) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(wait).count();
+    redisSetTimeout(c_.get(), timeval{static_cast<time_t>(us / 1000000),
+                                      static_cast<suseconds_t>(us % 1000000)});
+    void* r = nullptr;
+    if (redisGetReply(c_.get(), &r) != REDIS_OK) return std::nullopt;
+    return take(static_cast<redisReply*>(r));
+  }
+  // The next pushed reply (SUBSCRIBE messages).
+  std::string next() {
+    void* r = nullptr;
+    if (redisGetReply(c_.get(), &r) != REDIS_OK) throw std::runtime_error(c_->errstr);
+    return take(static_cast<redisReply*>(r));
+  }
+
+ private:
+  static std::string render(const redisReply* r) {
+    switch (r->type) {
+      case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
+      case REDIS_REPLY_NIL: return "(nil)";
+      case REDIS_REPLY_ARRAY: {
+        std::string s;
+        for (size_t i = 0; i < r->elements; ++i) s += (i ? "," : "") + render(r->element[i]);
+        return s;
+      }
+      default: return std::string(r->str, r->len);
+    }
+  }
+  std::string take(redisReply* r) {
+    if (!r) throw std::runtime_error(std::string("redis: ") + c_->errstr);
+    std::unique_ptr<redisReply, decltype(&freeReplyObject)> owned(r, &freeReplyObject);
+    if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string(r->str, r->len));
+    return render(r);
+  }
+  struct Free {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  std::unique_ptr<redisContext, Free> c_;
+};
+
+Options fast(const std::string& url) {
+  Options o;
+  o.url = url;
+  o.connect_timeout = 500ms;
+  o.command_timeout = 500ms;
+  o.backoff_min = 20ms;
+  o.backoff_max = 200ms;
+  o.log_interval = 1s;
+  return o;
+}
+
+// A Target plugged into its own Loop, driven by hand.
+struct Rig {
+  pgbust::Loop loop;
+  Target target;
+  explicit Rig(const Options& o) : target(o) { loop.add(&target); }
+  ~Rig() { loop.remove(&target); }
+  // Runs loop rounds until `pred` or `timeout`; returns pred().
+  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      loop.run_once(20ms);
+    }
+    return true;
+  }
+  void run_for(std::chrono::milliseconds d) {
+    run_until([] { return false; }, d);
+  }
+  // Applies one batch and runs until it is done.
+  bool apply(Batch b, std::chrono::milliseconds timeout = 20s) {
+    bool done = false;
+    target.apply(std::move(b), [&] { done = true; });
+    return run_until([&] { return done; }, timeout);
+  }
+};
+
+// Creates `n` keys prefix0..prefix{n-1} in one round trip.
+void fill(pgbust::test::Redis& redis, const std::string& prefix, int n, int db = 0) {
+  redis.command({"EVAL",
+                 "redis.call('SELECT', ARGV[3]) for i = 0, tonumber(ARGV[2]) - 1 do "
+                 "redis.call('SET', ARGV[1] .. i, 'v') end",
+                 "0", prefix, std::to_string(n), std::to_string(db)});
+}
+
+Batch make(std::vector<std::string> deletes, std::vector<std::string> patterns = {},
+           std::vector<std::string> bumps = {}) {
+  Batch b;
+  b.deletes = std::move(deletes);
+  b.patterns = std::move(patterns);
+  b.bumps = std::move(bumps);
+  return b;
+}
+
+long long count(pgbust::test::Redis& redis, const std::string& pattern) {
+  return static_cast<long long>(redis.keys(pattern).size());
+}
+
+long long now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+TEST_CASE("deletes: many keys, existing and not, streamed in chunks") {
+  pgbust::test::Redis redis;
+  fill(redis, "d:", 3000);
+  redis.set("keep", "1");
+  Options o = fast(redis.url());
+  o.unlink_chunk = 100;
+  o.max_in_flight = 4;
+  Rig rig(o);
+  Batch b;
+  for (int i = 0; i < 4000; ++i) b.deletes.push_back("d:" + std::to_string(i));  // 1000 absent
+  REQUIRE(rig.apply(std::move(b)));
+  CHECK(count(redis, "d:*") == 0);
+  CHECK(redis.exists("keep"));
+  CHECK(rig.target.stats().keys_deleted == 3000);
+  CHECK(rig.target.stats().unlinks == 4000);
+  CHECK(rig.target.stats().commands >= 40);
+  CHECK(rig.target.queued() == 0);
+  CHECK(rig.target.state() == State::Ready);
+}
+
+TEST_CASE("patterns: SCAN + UNLINK removes exactly the matching keys") {
+  pgbust::test::Redis redis;
+  fill(redis, "p:", 10000);
+  fill(redis, "q:", 500);
+  fill(redis, "pp", 10);
+  for (int i = 0; i < 10; ++i) fill(redis, "multi" + std::to_string(i) + ":", 50);
+  redis.set("a*b", "1");
+  redis.set("axb", "1");
+  redis.set("a\\*b", "1");
+  Options o = fast(redis.url());
+  o.scan_count = 300;
+  o.unlink_chunk = 128;
+  o.max_in_flight = 16;
+  Rig rig(o);
+  Batch b;
+  b.patterns.push_back("p:*");
+  b.patterns.push_back("a\\*b");  // a value "a*b" escaped: only the literal key
+  for (int i = 0; i < 10; ++i) b.patterns.push_back("multi" + std::to_string(i) + ":*");
+  b.patterns.push_back("nothing:*");
+  REQUIRE(rig.apply(std::move(b), 60s));
+  CHECK(count(redis, "p:*") == 0);
+  CHECK(count(redis, "multi*") == 0);
+  CHECK(count(redis, "q:*") == 500);
+  CHECK(count(redis, "pp*") == 10);
+  CHECK_FALSE(redis.exists("a*b"));
+  CHECK(redis.exists("axb"));
+  CHECK(redis.exists("a\\*b"));
+  CHECK(rig.target.stats().patterns == 13);
+  CHECK(rig.target.stats().keys_deleted == 10000 + 500 + 1);
+}
+
+TEST_CASE("bumps: seeded from the clock, incremented, never repeating after eviction") {
+  pgbust::test::Redis redis;
+  redis.set("rev:old", "5");
+  Rig rig(fast(redis.url()));
+  long long before = now_us();
+  Batch b;
+  b.bumps = {"rev:old", "rev:new"};
+  REQUIRE(rig.apply(b));
+  CHECK(redis.command({"GET", "rev:old"}) == "6");
+  long long seeded = std::stoll(redis.command({"GET", "rev:new"}).value());
+  CHECK(seeded > before);
+  CHECK(seeded <= now_us() + 1);
+  CHECK(rig.target.stats().bumps == 2);
+
+  // Evicted between two bumps: the new value is above the old one, not 1.
+  redis.command({"DEL", "rev:new"});
+  Batch again;
+  again.bumps = {"rev:new"};
+  REQUIRE(rig.apply(again));
+  CHECK(std::stoll(redis.command({"GET", "rev:new"}).value()) > seeded);
+
+  SUBCASE("a key that is not a counter is replaced by a fresh one") {
+    redis.command({"RPUSH", "rev:list", "x"});
+    redis.set("rev:text", "abc");
+    redis.set("rev:max", "9223372036854775807");
+    Batch wrong;
+    wrong.bumps = {"rev:list", "rev:text", "rev:max"};
+    long long t0 = now_us();
+    REQUIRE(rig.apply(wrong));
+    for (const char* k : {"rev:list", "rev:text", "rev:max"}) {
+      CAPTURE(k);
+      CHECK(redis.command({"TYPE", k}) == "string");
+      long long v = std::stoll(redis.command({"GET", k}).value());
+      CHECK(v > t0);
+      CHECK(v < 9223372036854775807LL);
+    }
+  }
+}
+
+TEST_CASE("publish reaches a subscriber only after the batch's deletes") {
+  pgbust::test::Redis redis;
+  fill(redis, "pub:", 2000);
+  Client sub(redis.port());
+  sub.cmd({"SUBSCRIBE", "inval"});
+  std::atomic<long long> left_at_message{-1};
+  std::string message;
+  std::thread listener([&] {
+    try {
+      message = sub.next();
+      left_at_message = count(redis, "pub:*");
+    } catch (const std::exception&) {
+    }
+  });
+  Options o = fast(redis.url());
+  o.unlink_chunk = 50;
+  o.max_in_flight = 2;
+  Rig rig(o);
+  Batch b;
+  for (int i = 0; i < 2000; ++i) b.deletes.push_back("pub:" + std::to_string(i));
+  b.bumps = {"rev:t"};
+  b.publishes = {{"inval", R"({"keys":["pub:*"]})"}};
+  bool ok = rig.apply(std::move(b));
+  listener.join();
+  REQUIRE(ok);
+  CHECK(message == R"(message,inval,{"keys":["pub:*"]})");
+  CHECK(left_at_message == 0);
+  CHECK(rig.target.stats().publishes == 1);
+}
+
+TEST_CASE("a command that keeps failing never completes its batch, and says why") {
+  pgbust::test::Redis redis;
+  redis.command({"ACL", "SETUSER", "limited", "on", ">pw1", "~ok:*", "&*", "+@all"});
+  redis.set("ok:1", "1");
+  Client early(redis.port()), sub(redis.port());
+  early.cmd({"SUBSCRIBE", "inval"});
+  sub.cmd({"SUBSCRIBE", "inval"});
+  Rig rig(fast("redis://limited:pw1@127.0.0.1:" + std::to_string(redis.port())));
+  bool done = false;
+  Batch b;
+  b.deletes = {"ok:1", "secret:1"};  // NOPERM for the second
+  b.publishes = {{"inval", "m"}};
+  rig.target.apply(std::move(b), [&] { done = true; });
+  REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 3; }));
+  CHECK_FALSE(done);
+  CHECK(rig.target.queued() == 1);
+  std::string err = rig.target.last_error();
+  CHECK(err.find("127.0.0.1:" + std::to_string(redis.port()) + " db 0") != std::string::npos);
+  CHECK(err.find("UNLINK") != std::string::npos);
+  CHECK(err.find("NOPERM") != std::string::npos);
+  CHECK(err.find("pw1") == std::string::npos);
+  CHECK(redis.exists("ok:1"));
+  CHECK_FALSE(early.next_within(300ms));  // nothing published for the failing batch
+  // Fix the permission: the batch goes through, and the publish is sent once at the end.
+  redis.command({"ACL", "SETUSER", "limited", "~secret:*"});
+  REQUIRE(rig.run_until([&] { return done; }));
+  CHECK(sub.next() == "message,inval,m");
+}
+
+TEST_CASE("AUTH: user and password, password_file, requirepass; wrong password fails") {
+  pgbust::test::Redis redis;
+  pgbust::test::TempDir dir;
+  redis.command({"ACL", "SETUSER", "pgbust", "on", ">s3cr3t", "~*", "&*", "+@all"});
+  std::string port = std::to_string(redis.port());
+
+  SUBCASE("user:password in the URL") {
+    redis.set("k", "1");
+    Rig rig(fast("redis://pgbust:s3cr3t@127.0.0.1:" + port + "/0"));
+    REQUIRE(rig.apply(make({"k"})));
+    CHECK_FALSE(redis.exists("k"));
+  }
+  SUBCASE("user in the URL, password from a file") {
+    redis.set("k", "1");
+    Options o = fast("redis://pgbust@127.0.0.1:" + port);
+    o.password_file = dir.write("pw", "s3cr3t\n").string();
+    Rig rig(o);
+    REQUIRE(rig.apply(make({"k"})));
+    CHECK_FALSE(redis.exists("k"));
+  }
+  SUBCASE("a wrong password: never ready, the error is Redis's, the password is not shown") {
+    Rig rig(fast("redis://pgbust:wrongpw@127.0.0.1:" + port));
+    bool done = false;
+    rig.target.apply(make({"k"}), [&] { done = true; });
+    REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 2; }));
+    CHECK_FALSE(done);
+    CHECK(rig.target.state() != State::Ready);
+    CHECK(rig.target.last_error().find("AUTH failed: WRONGPASS") != std::string::npos);
+    CHECK(rig.target.last_error().find("wrongpw") == std::string::npos);
+  }
+  SUBCASE("requirepass (default user) with the password from a file") {
+    redis.command({"CONFIG", "SET", "requirepass", "topsecret"});
+    Client admin(redis.port(), "topsecret");
+    admin.cmd({"SET", "k", "1"});
+    Options o = fast("redis://127.0.0.1:" + port);
+    o.password_file = dir.write("pw", "topsecret\r\n").string();
+    Rig rig(o);
+    REQUIRE(rig.apply(make({"k"}, {}, {"rev"})));
+    CHECK(admin.cmd({"EXISTS", "k"}) == "0");
+    CHECK(admin.cmd({"EXISTS", "rev"}) == "1");
+    admin.cmd({"CONFIG", "SET", "requirepass", ""});  // so the harness can talk to it again
+  }
+}
+
+TEST_CASE("SELECT: the URL's database is the one changed") {
+  pgbust::test::Redis redis;
+  fill(redis, "s:", 100, 3);
+  fill(redis, "s:", 100, 0);
+  Rig rig(fast(redis.url(3)));
+  Batch b;
+  b.patterns = {"s:*"};
+  b.deletes = {"x"};
+  b.bumps = {"rev:s"};
+  REQUIRE(rig.apply(std::move(b)));
+  Client db3(redis.port(), "", 3);
+  CHECK(db3.cmd({"DBSIZE"}) == "1");  // only rev:s
+  CHECK(db3.cmd({"EXISTS", "rev:s"}) == "1");
+  CHECK(count(redis, "s:*") == 100);
+  CHECK_FALSE(redis.exists("rev:s"));
+  CHECK(rig.target.describe() == "127.0.0.1:" + std::to_string(redis.port()) + " db 3");
+}
+
+TEST_CASE("unix socket") {
+  pgbust::test::Redis redis;
+  fill(redis, "u:", 50, 1);
+  Rig rig(fast("unix://" + redis.unix_socket() + "?db=1"));
+  REQUIRE(rig.apply(make({}, {"u:*"})));
+  Client db1(redis.port(), "", 1);
+  CHECK(db1.cmd({"DBSIZE"}) == "0");
+  CHECK(rig.target.describe() == redis.unix_socket() + " db 1");
+}
+
+TEST_CASE("an idle connection closed by the server is reopened for the next batch") {
+  pgbust::test::Redis redis;
+  Rig rig(fast(redis.url()));
+  REQUIRE(rig.run_until([&] { return rig.target.connected(); }));
+  rig.run_for(1100ms);  // up long enough to count as an idle close, not a failure
+  redis.command({"CLIENT", "KILL", "USER", "default", "SKIPME", "yes"});
+  redis.set("k", "1");
+  REQUIRE(rig.apply(make({"k"})));
+  CHECK_FALSE(redis.exists("k"));
+  CHECK(rig.target.stats().reconnects >= 1);
+  CHECK(rig.target.stats().errors == 0);
+}
+
+TEST_CASE("a server refusing clients is retried with backoff, and the reason is logged") {
+  pgbust::test::Redis redis;
+  Client admin(redis.port());
+  admin.cmd({"CONFIG", "SET", "maxclients", "1"});  // admin holds the only slot
+  admin.cmd({"SET", "k", "1"});
+  Rig rig(fast(redis.url()));
+  bool done = false;
+  rig.target.apply(make({"k"}), [&] { done = true; });
+  rig.run_for(1000ms);
+  CHECK_FALSE(done);
+  CHECK(rig.target.state() != State::Ready);
+  CHECK(rig.target.last_error().find("max number of clients") != std::string::npos);
+  // Backed off (20ms doubling to 200ms: about 8 attempts a second), not a tight loop.
+  CHECK(rig.target.stats().errors >= 3);
+  CHECK(rig.target.stats().errors <= 20);
+  admin.cmd({"CONFIG", "SET", "maxclients", "100"});
+  REQUIRE(rig.run_until([&] { return done; }));
+  CHECK(admin.cmd({"EXISTS", "k"}) == "0");
+}
+
+TEST_CASE("Redis paused mid-batch: command timeout, reconnect, the batch completes after") {
+  pgbust::test::Redis redis;
+  fill(redis, "z:", 20000);
+  Options o = fast(redis.url());
+  o.unlink_chunk = 50;
+  o.max_in_flight = 2;
+  Rig rig(o);
+  bool done = false;
+  Batch b;
+  for (int i = 0; i < 20000; ++i) b.deletes.push_back("z:" + std::to_string(i));
+  b.publishes = {{"c", "m"}};
+  rig.target.apply(std::move(b), [&] { done = true; });
+  REQUIRE(rig.run_until([&] { return rig.target.stats().unlinks >= 500; }));
+  redis.pause();
+  bool failed = rig.run_until([&] { return rig.target.stats().errors >= 2; }, 10s);
+  bool done_while_paused = done;
+  redis.resume();
+  REQUIRE(failed);
+  CHECK_FALSE(done_while_paused);
+  CHECK(rig.target.last_error().find("no reply to") != std::string::npos);
+  REQUIRE(rig.run_until([&] { return done; }, 30s));
+  CHECK(count(redis, "z:*") == 0);
+  CHECK(rig.target.stats().reconnects >= 1);
+  CHECK(rig.target.stats().publishes >= 1);
+}
+
+TEST_CASE("Redis stopped then started: everything applied, in order, done only when it is") {
+  pgbust::test::Redis redis;
+  Options o = fast(redis.url());
+  o.unlink_chunk = 20;
+  o.max_in_flight = 2;
+  Rig rig(o);
+  REQUIRE(rig.run_until([&] { return rig.target.connected(); }));
+
+  // Checks made the moment each done() runs: its work is in Redis by then.
+  std::vector<int> order;
+  std::vector<std::string> problems;
+  auto done_check = [&](int n, std::function<bool()> applied) {
+    return [&, n, applied] {
+      order.push_back(n);
+      if (!applied()) problems.push_back("batch " + std::to_string(n) + " done before applied");
+    };
+  };
+  fill(redis, "one:", 1000);
+  Batch b1;
+  for (int i = 0; i < 1000; ++i) b1.deletes.push_back("one:" + std::to_string(i));
+  rig.target.apply(std::move(b1), done_check(1, [&] { return count(redis, "one:*") == 0; }));
+  rig.target.apply(make({}, {}, {"rev:two"}),
+                   done_check(2, [&] { return redis.exists("rev:two"); }));
+  rig.target.apply(Batch{}, done_check(3, [] { return true; }));
+  Batch b4;
+  b4.patterns = {"four:*"};
+  b4.bumps = {"rev:four"};
+  rig.target.apply(std::move(b4), done_check(4, [&] {
+                     return count(redis, "four:*") == 0 && redis.exists("rev:four");
+                   }));
+  // Part of batch 1 goes through, then Redis goes away (losing its data: no persistence).
+  REQUIRE(rig.run_until([&] { return rig.target.stats().unlinks >= 200; }));
+  redis.stop();
+  rig.run_for(1500ms);
+  CHECK(order.empty());
+  CHECK(rig.target.queued() == 4);
+  CHECK(rig.target.state() != State::Ready);
+  CHECK(rig.target.stats().errors >= 2);
+  // Back, with the keys present again (the loop is not running meanwhile, so no race).
+  redis.start();
+  fill(redis, "one:", 1000);
+  fill(redis, "four:", 300);
+  fill(redis, "five:", 10);
+  REQUIRE(rig.run_until([&] { return rig.target.queued() == 0; }, 30s));
+  CHECK(order == std::vector<int>{1, 2, 3, 4});
+  CHECK(problems.empty());
+  CHECK(count(redis, "one:*") == 0);
+  CHECK(count(redis, "four:*") == 0);
+  CHECK(count(redis, "five:*") == 10);
+  CHECK(rig.target.state() == State::Ready);
+}
+
+TEST_CASE("an empty batch completes without waiting for Redis, in order") {
+  Options o = fast("redis://127.0.0.1:1");  // nothing listens on port 1
+  Rig rig(o);
+  std::vector<int> order;
+  rig.target.apply(Batch{}, [&] { order.push_back(1); });
+  rig.target.apply(make({"k"}), [&] { order.push_back(2); });
+  rig.target.apply(Batch{}, [&] { order.push_back(3); });
+  REQUIRE(rig.run_until([&] { return !order.empty(); }));
+  rig.run_for(300ms);
+  CHECK(order == std::vector<int>{1});
+  CHECK(rig.target.queued() == 2);
+  CHECK(rig.target.last_error().find("127.0.0.1:1 db 0") != std::string::npos);
+  CHECK(rig.target.last_error().find("Connection refused") != std::string::npos);
+}
