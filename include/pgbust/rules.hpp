@@ -14,12 +14,14 @@
 
 namespace pgbust::rules {
 
-// One problem in a rule file, printed GCC style: "FILE:LINE:COL: error: MESSAGE".
+// One problem in a rule file, printed GCC style: "FILE:LINE:COL: error: MESSAGE"
+// ("warning:" for warnings; "FILE: error: ..." when there is no position).
 struct Diagnostic {
   std::string file;
   int line = 0;    // 1-based; 0 when the problem is not at a position (e.g. unreadable file)
   int column = 0;  // 1-based
   std::string message;
+  bool warning = false;
   std::string str() const;
 };
 
@@ -46,6 +48,9 @@ struct Rule {
 struct OldValueNeed {
   const Rule* rule;
   std::string column;
+  // True when a key template needs it (the rule widens without it); false when only `when`
+  // or `changed` read it (the rule then fires whenever it cannot tell).
+  bool widens = false;
 };
 
 class RuleSet;
@@ -53,6 +58,7 @@ class RuleSet;
 struct LoadResult {
   std::shared_ptr<const RuleSet> rules;  // null when errors is not empty
   std::vector<Diagnostic> errors;        // every error found, not just the first
+  std::vector<Diagnostic> warnings;      // valid but probably not what was meant
 };
 
 // An immutable, validated set of rules.
@@ -72,7 +78,10 @@ class RuleSet {
   std::vector<OldValueNeed> old_values_needed(std::string_view schema,
                                               std::string_view table) const;
   // Short stable content hash (hex) of the rule set, for status lines and reload logs.
+  // Comments, formatting and key order in the YAML do not change it.
   const std::string& hash() const { return hash_; }
+  // The rules of `schema.table` in file order (empty when none).
+  std::vector<const Rule*> rules_for(std::string_view schema, std::string_view table) const;
 
   // Implementation detail, public for the loader.
   std::vector<Rule> rules_;
@@ -81,9 +90,24 @@ class RuleSet {
 
 // Receives what the rules ask for. Keys arrive fully rendered: key prefix applied, and in
 // patterns every row value glob-escaped while the template's own wildcards are kept.
+// Per event and rule the keys are deduplicated (an update that does not move a row renders
+// each key once).
+//
+// Widening (promise 3), when a value a template needs is unknown:
+// - the rule's `fallback` actions run instead of that key, if the rule has a fallback;
+// - otherwise a delete or delete_pattern template becomes a pattern delete with `*` for the
+//   unknown value (the template's literal text and every known value glob-escaped), and a
+//   bump template becomes a pattern delete of the matching counters (deleting a counter is
+//   what eviction does, and bumps are seeded so a re-created counter never repeats an old
+//   value). `check` warns about rules that can widen this way.
+// A NULL value skips the key (unless the rule has `null_as` or the placeholder a `default`
+// filter); so does `${new.x}` on a delete and `${old.x}` on an insert (there is no such row).
 class Sink {
  public:
   virtual ~Sink() = default;
+  // The rule matched the event (op, changed, when); called before its emit()/widened() calls.
+  // Rules that only `publish` are seen here. Default: nothing.
+  virtual void fired(const Rule& rule) { (void)rule; }
   virtual void emit(const Rule& rule, Action action, std::string_view key) = 0;
   // The rule could not compute a key exactly and widened (promise 3). `detail` names the
   // column(s), e.g. "old.group_id unknown (REPLICA IDENTITY DEFAULT)".
@@ -126,5 +150,21 @@ class Engine {
 
 // Glob-escapes `*?[]\` so a value matches only itself in SCAN MATCH.
 std::string glob_escape(std::string_view value);
+// Appends glob_escape(value) to `out`.
+void append_glob_escaped(std::string& out, std::string_view value);
+// Redis' glob matching (stringmatchlen semantics: * ? [abc] [^a] [a-z] \x), for tests and
+// `explain`.
+bool glob_match(std::string_view pattern, std::string_view text);
+
+// What a `publish` channel receives once per transaction: the tables and rules that fired
+// for it and every key they invalidated, each list deduplicated in first-seen order.
+struct PublishMessage {
+  std::vector<std::string> tables;  // "schema.table"
+  std::vector<std::string> rules;
+  std::vector<std::string> deletes, patterns, bumps;
+  static void add(std::vector<std::string>& list, std::string_view item);  // dedup append
+};
+// {"tables":[...],"rules":[...],"delete":[...],"delete_pattern":[...],"bump":[...]}
+std::string render(const PublishMessage& message);
 
 }  // namespace pgbust::rules

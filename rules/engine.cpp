@@ -1,0 +1,482 @@
+// The per-change hot path: bind table layouts to rules, resolve row images, test op /
+// changed / when, render keys (escaping, widening, fallback) and hand them to a Sink.
+#include <unordered_map>
+
+#include "pgbust/json.hpp"
+#include "rule_impl.hpp"
+
+namespace pgbust::rules {
+
+using namespace detail;
+
+std::string_view to_string(Action a) {
+  switch (a) {
+    case Action::Delete: return "delete";
+    case Action::DeletePattern: return "delete_pattern";
+    case Action::Bump: return "bump";
+  }
+  return "?";
+}
+
+void append_glob_escaped(std::string& out, std::string_view value) {
+  for (char c : value) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+}
+
+std::string glob_escape(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 4);
+  append_glob_escaped(out, value);
+  return out;
+}
+
+bool glob_match(std::string_view p, std::string_view s) {
+  while (!p.empty() && !s.empty()) {
+    switch (p[0]) {
+      case '*':
+        while (p.size() > 1 && p[1] == '*') p.remove_prefix(1);
+        if (p.size() == 1) return true;
+        for (; !s.empty(); s.remove_prefix(1))
+          if (glob_match(p.substr(1), s)) return true;
+        return false;
+      case '?':
+        s.remove_prefix(1);
+        break;
+      case '[': {
+        p.remove_prefix(1);
+        bool negate = !p.empty() && p[0] == '^';
+        if (negate) p.remove_prefix(1);
+        bool match = false;
+        for (;;) {
+          if (p.empty()) {  // unterminated class: Redis stops here
+            p = std::string_view(p.data() - 1, 1);
+            break;
+          }
+          if (p[0] == '\\' && p.size() >= 2) {
+            p.remove_prefix(1);
+            if (p[0] == s[0]) match = true;
+          } else if (p[0] == ']') {
+            break;
+          } else if (p.size() >= 3 && p[1] == '-') {
+            unsigned char lo = static_cast<unsigned char>(p[0]), hi = static_cast<unsigned char>(p[2]);
+            if (lo > hi) std::swap(lo, hi);
+            unsigned char c = static_cast<unsigned char>(s[0]);
+            if (c >= lo && c <= hi) match = true;
+            p.remove_prefix(2);
+          } else if (p[0] == s[0]) {
+            match = true;
+          }
+          p.remove_prefix(1);
+        }
+        if (negate) match = !match;
+        if (!match) return false;
+        s.remove_prefix(1);
+        break;
+      }
+      case '\\':
+        if (p.size() >= 2) p.remove_prefix(1);
+        [[fallthrough]];
+      default:
+        if (p[0] != s[0]) return false;
+        s.remove_prefix(1);
+        break;
+    }
+    p.remove_prefix(1);
+    if (s.empty()) break;
+  }
+  if (s.empty())  // trailing stars match nothing (so "*" also matches the empty string)
+    while (!p.empty() && p[0] == '*') p.remove_prefix(1);
+  return p.empty() && s.empty();
+}
+
+void PublishMessage::add(std::vector<std::string>& list, std::string_view item) {
+  for (const auto& x : list)
+    if (x == item) return;
+  list.emplace_back(item);
+}
+
+std::string render(const PublishMessage& m) {
+  std::string out = "{";
+  auto list = [&](const char* name, const std::vector<std::string>& items, bool first) {
+    if (!first) out.push_back(',');
+    out.push_back('"');
+    out.append(name);
+    out.append("\":[");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i) out.push_back(',');
+      json::append_quoted(out, items[i]);
+    }
+    out.push_back(']');
+  };
+  list("tables", m.tables, true);
+  list("rules", m.rules, false);
+  list("delete", m.deletes, false);
+  list("delete_pattern", m.patterns, false);
+  list("bump", m.bumps, false);
+  out.push_back('}');
+  return out;
+}
+
+namespace {
+
+// What one rule sees of one event: per-slot values of each image.
+struct EventView {
+  std::optional<Op> op;         // nullopt: widening a whole rule, any op
+  bool has_old = false, has_new = false;
+  bool whole = false;           // every value unknown (TRUNCATE, widen_rule)
+  Image ctx[2] = {Image::New, Image::New};  // images unqualified columns read
+  int nctx = 1;
+  const Datum* old_v = nullptr;  // per slot
+  const Datum* new_v = nullptr;
+};
+
+class EventValues : public ValueSource {
+ public:
+  EventValues(const EventView& e, Image ctx) : e_(e), ctx_(ctx) {}
+  CondValue get(const ColumnRef& r) const override {
+    Image im = r.image == Image::Row ? ctx_ : r.image;
+    if (!(im == Image::Old ? e_.has_old : e_.has_new)) return {CondValue::State::Null, {}};
+    const Datum& d = (im == Image::Old ? e_.old_v : e_.new_v)[r.slot];
+    switch (d.state) {
+      case Datum::State::Unknown: return {CondValue::State::Unknown, {}};
+      case Datum::State::Null: return {CondValue::State::Null, {}};
+      case Datum::State::Value: break;
+    }
+    return {CondValue::State::Text, d.text};
+  }
+
+ private:
+  const EventView& e_;
+  Image ctx_;
+};
+
+bool is_toast(const Datum& d) { return d.state == Datum::State::Unknown && d.why == Unknown::UnchangedToast; }
+
+bool differs(const Datum& a, const Datum& b) {
+  if (is_toast(a) || is_toast(b)) return false;  // 'unchanged TOAST' means unchanged
+  if (a.state == Datum::State::Unknown || b.state == Datum::State::Unknown) return true;
+  if (a.state != b.state) return true;
+  return a.state == Datum::State::Value && a.text != b.text;
+}
+
+// Why a placeholder's value is not known, for the widening report.
+struct Note {
+  Image image;
+  int slot;       // -1: ${op}
+  Unknown why;
+  std::string failed;  // a filter that could not read the value
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  struct BoundRule {
+    const Rule* rule;
+    std::vector<int> index;  // slot -> column index in the table, -1 when missing
+    std::vector<char> key;   // slot -> column is part of the replica identity
+  };
+  struct Binding {
+    std::uint64_t generation = 0;
+    std::string schema, name;
+    std::vector<BoundRule> rules;
+  };
+
+  std::string prefix, prefix_glob;
+  std::unordered_map<std::string, std::vector<const Rule*>> by_table;  // "schema.table"
+  std::unordered_map<const TableInfo*, Binding> cache;
+
+  // Reused per event, so the hot path does not allocate once warmed up.
+  std::vector<Datum> old_v, new_v, all_unknown;
+  std::vector<std::string> part_text;
+  std::vector<char> part_unknown;
+  std::string key, scratch;
+  std::vector<std::pair<Action, std::string>> emitted;
+  std::size_t n_emitted = 0;
+  std::vector<Note> notes, pending;
+  bool need_fallback = false, widened_pattern = false;
+
+  const Binding& bind(const TableInfo& t);
+  bool run(const Rule& rule, const EventView& e, Sink& sink);
+  bool widen(const Rule& rule, Unknown why, Sink& sink);
+  void render_list(const Rule& rule, const EventView& e, const std::vector<Template>& list,
+                   Action action, bool allow_fallback, Sink& sink);
+  void render(const Rule& rule, const EventView& e, const Template& t, Image ctx, Action action,
+              bool allow_fallback, Sink& sink);
+  void emit(const Rule& rule, Action action, Sink& sink);
+  void report(const Rule& rule, const EventView& e, Sink& sink);
+};
+
+const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
+  auto it = cache.find(&t);
+  if (it != cache.end() && it->second.generation == t.generation && it->second.name == t.name &&
+      it->second.schema == t.schema)
+    return it->second;
+  Binding& b = cache[&t];
+  b.generation = t.generation;
+  b.schema = t.schema;
+  b.name = t.name;
+  b.rules.clear();
+  auto rules = by_table.find(t.schema + "." + t.name);
+  if (rules == by_table.end()) return b;
+  for (const Rule* r : rules->second) {
+    BoundRule br{r, {}, {}};
+    for (const std::string& col : r->impl->slots.names) {
+      int idx = t.column_index(col);
+      br.index.push_back(idx);
+      br.key.push_back(idx >= 0 && static_cast<std::size_t>(idx) < t.key.size() && t.key[idx]);
+    }
+    b.rules.push_back(std::move(br));
+  }
+  return b;
+}
+
+void Engine::Impl::emit(const Rule& rule, Action action, Sink& sink) {
+  for (std::size_t i = 0; i < n_emitted; ++i)
+    if (emitted[i].first == action && emitted[i].second == key) return;
+  if (n_emitted == emitted.size()) emitted.emplace_back();
+  emitted[n_emitted].first = action;
+  emitted[n_emitted].second.assign(key);
+  ++n_emitted;
+  sink.emit(rule, action, key);
+}
+
+void Engine::Impl::render(const Rule& rule, const EventView& e, const Template& t, Image ctx,
+                          Action action, bool allow_fallback, Sink& sink) {
+  const RuleImpl& impl = *rule.impl;
+  if (part_text.size() < t.parts.size()) {
+    part_text.resize(t.parts.size());
+    part_unknown.resize(t.parts.size());
+  }
+  pending.clear();
+  bool unknown = false;
+  for (std::size_t i = 0; i < t.parts.size(); ++i) {
+    const Part& p = t.parts[i];
+    part_unknown[i] = 0;
+    if (!p.placeholder) continue;
+    std::string_view value;
+    bool is_null = false;
+    if (p.meta != Meta::None) {
+      if (p.meta == Meta::Op && !e.op) {
+        part_unknown[i] = 1;
+        unknown = true;
+        pending.push_back(Note{Image::Row, -1, Unknown::None, {}});
+        continue;
+      }
+      value = p.meta == Meta::Table ? std::string_view(rule.table)
+              : p.meta == Meta::Schema ? std::string_view(rule.schema)
+                                       : to_string(*e.op);
+    } else {
+      Image im = p.ref.image == Image::Row ? ctx : p.ref.image;
+      if (!(im == Image::Old ? e.has_old : e.has_new)) return;  // no such row: no key
+      const Datum& d = (im == Image::Old ? e.old_v : e.new_v)[p.ref.slot];
+      if (d.state == Datum::State::Unknown) {
+        part_unknown[i] = 1;
+        unknown = true;
+        pending.push_back(Note{im, p.ref.slot, d.why, {}});
+        continue;
+      }
+      is_null = d.state == Datum::State::Null;
+      value = d.text;
+    }
+    FilterResult r = p.filters.empty()
+                         ? (is_null ? FilterResult::Null : FilterResult::Value)
+                         : apply_filters(p.filters, is_null ? nullptr : &value, part_text[i], scratch);
+    if (p.filters.empty() && !is_null) part_text[i].assign(value);
+    if (r == FilterResult::Null) {
+      if (!impl.null_as) return;  // NULL: the application has no such key
+      part_text[i].assign(*impl.null_as);
+    } else if (r == FilterResult::Failed) {
+      part_unknown[i] = 1;
+      unknown = true;
+      Image im = p.meta != Meta::None ? Image::Row : (p.ref.image == Image::Row ? ctx : p.ref.image);
+      pending.push_back(Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, part_text[i]});
+    }
+  }
+  if (unknown && allow_fallback && impl.fallback) {
+    need_fallback = true;
+    notes.insert(notes.end(), pending.begin(), pending.end());
+    return;
+  }
+  bool pattern = unknown || action == Action::DeletePattern;
+  key.assign(pattern ? prefix_glob : prefix);
+  for (std::size_t i = 0; i < t.parts.size(); ++i) {
+    const Part& p = t.parts[i];
+    if (!p.placeholder) {
+      if (unknown && action != Action::DeletePattern)
+        append_glob_escaped(key, p.literal);  // an exact key's text is not a pattern
+      else
+        key.append(p.literal);
+    } else if (part_unknown[i]) {
+      if (key.empty() || key.back() != '*' || (key.size() >= 2 && key[key.size() - 2] == '\\'))
+        key.push_back('*');
+    } else if (pattern) {
+      append_glob_escaped(key, part_text[i]);
+    } else {
+      key.append(part_text[i]);
+    }
+  }
+  if (unknown) {
+    widened_pattern = true;
+    notes.insert(notes.end(), pending.begin(), pending.end());
+  }
+  emit(rule, unknown ? Action::DeletePattern : action, sink);
+}
+
+void Engine::Impl::render_list(const Rule& rule, const EventView& e, const std::vector<Template>& list,
+                               Action action, bool allow_fallback, Sink& sink) {
+  for (const Template& t : list) {
+    if (t.uses_row) {
+      for (int c = 0; c < e.nctx; ++c) render(rule, e, t, e.ctx[c], action, allow_fallback, sink);
+    } else {
+      render(rule, e, t, e.ctx[0], action, allow_fallback, sink);
+    }
+  }
+}
+
+void Engine::Impl::report(const Rule& rule, const EventView& e, Sink& sink) {
+  std::string detail;
+  std::vector<std::string> seen;
+  for (const Note& n : notes) {
+    std::string item;
+    if (n.slot < 0) {
+      item = n.failed.empty() ? "${op}: any operation (the whole table is widened)" : "${op}: " + n.failed;
+    } else {
+      if (!e.whole) item = n.image == Image::Old ? "old." : "new.";
+      item += rule.impl->slots.names[static_cast<std::size_t>(n.slot)];
+      item += n.failed.empty() ? " unknown (" + std::string(to_string(n.why)) + ")" : ": " + n.failed;
+    }
+    bool dup = false;
+    for (const auto& s : seen) dup = dup || s == item;
+    if (dup) continue;
+    seen.push_back(item);
+    if (!detail.empty()) detail += ", ";
+    detail += item;
+  }
+  if (need_fallback) detail += "; ran fallback";
+  if (widened_pattern) detail += "; keys widened to patterns";
+  Unknown why = Unknown::Explicit;
+  for (const Note& n : notes)
+    if (n.why != Unknown::None) {
+      why = n.why;
+      break;
+    }
+  sink.widened(rule, why, detail);
+}
+
+bool Engine::Impl::run(const Rule& rule, const EventView& e, Sink& sink) {
+  const RuleImpl& impl = *rule.impl;
+  if (e.op && !(impl.ops & op_bit(*e.op))) return false;
+  if (e.op == Op::Update && !impl.changed.empty()) {
+    bool any = false;
+    for (int s : impl.changed) any = any || differs(e.old_v[s], e.new_v[s]);
+    if (!any) return false;
+  }
+  if (impl.when) {
+    bool fires = false;
+    int n = impl.when->uses_row ? e.nctx : 1;
+    for (int c = 0; c < n && !fires; ++c) fires = may_be_true(*impl.when, EventValues(e, e.ctx[c]));
+    if (!fires) return false;
+  }
+  sink.fired(rule);
+  n_emitted = 0;
+  notes.clear();
+  need_fallback = widened_pattern = false;
+  render_list(rule, e, impl.actions.deletes, Action::Delete, true, sink);
+  render_list(rule, e, impl.actions.patterns, Action::DeletePattern, true, sink);
+  render_list(rule, e, impl.actions.bumps, Action::Bump, true, sink);
+  if (need_fallback) {
+    render_list(rule, e, impl.fallback->deletes, Action::Delete, false, sink);
+    render_list(rule, e, impl.fallback->patterns, Action::DeletePattern, false, sink);
+    render_list(rule, e, impl.fallback->bumps, Action::Bump, false, sink);
+  }
+  if (!notes.empty()) report(rule, e, sink);
+  return true;
+}
+
+Engine::Engine(std::shared_ptr<const RuleSet> rules, EngineOptions options)
+    : rules_(std::move(rules)), options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  impl_->prefix = options_.key_prefix;
+  impl_->prefix_glob = glob_escape(options_.key_prefix);
+  for (const Rule& r : rules_->rules()) impl_->by_table[r.schema + "." + r.table].push_back(&r);
+}
+
+Engine::~Engine() = default;
+
+bool Engine::has_rules(const TableInfo& table) { return !impl_->bind(table).rules.empty(); }
+
+int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
+  if (event.table == nullptr) return 0;
+  const Impl::Binding& b = impl_->bind(*event.table);
+  if (b.rules.empty()) return 0;
+  Impl& m = *impl_;
+  EventView e;
+  e.op = event.op;
+  switch (event.op) {
+    case Op::Insert: e.has_new = true; e.ctx[0] = Image::New; break;
+    case Op::Delete: e.has_old = true; e.ctx[0] = Image::Old; break;
+    case Op::Update:
+      e.has_old = e.has_new = true;
+      e.ctx[0] = Image::Old;
+      e.ctx[1] = Image::New;
+      e.nctx = 2;
+      break;
+    case Op::Truncate: e.has_old = e.has_new = e.whole = true; break;
+  }
+  int fired = 0;
+  for (const Impl::BoundRule& br : b.rules) {
+    std::size_t n = br.index.size();
+    if (m.old_v.size() < n) {
+      m.old_v.resize(n);
+      m.new_v.resize(n);
+    }
+    for (std::size_t s = 0; s < n; ++s) {
+      int idx = br.index[s];
+      if (event.op == Op::Truncate || idx < 0) {
+        Datum d = Datum::unknown(idx < 0 ? Unknown::ColumnMissing : Unknown::Truncate);
+        m.old_v[s] = m.new_v[s] = d;
+        continue;
+      }
+      auto i = static_cast<std::size_t>(idx);
+      Datum nd = event.new_row ? event.new_row->at(i) : Datum::unknown(Unknown::NotInImage);
+      Datum od = event.old_row ? event.old_row->at(i) : Datum::unknown(Unknown::NotInImage);
+      if (event.op == Op::Update) {
+        // No old tuple: the replica identity (key) did not change, so old key = new key.
+        if (!event.old_row && br.key[s]) od = nd;
+        if (is_toast(nd) && od.state != Datum::State::Unknown) nd = od;
+        if (is_toast(od) && nd.state != Datum::State::Unknown) od = nd;
+      }
+      m.old_v[s] = od;
+      m.new_v[s] = nd;
+    }
+    e.old_v = m.old_v.data();
+    e.new_v = m.new_v.data();
+    if (m.run(*br.rule, e, sink)) ++fired;
+  }
+  return fired;
+}
+
+bool Engine::Impl::widen(const Rule& rule, Unknown why, Sink& sink) {
+  all_unknown.assign(std::max<std::size_t>(rule.impl->slots.names.size(), 1), Datum::unknown(why));
+  EventView e;
+  e.has_old = e.has_new = e.whole = true;
+  e.old_v = e.new_v = all_unknown.data();
+  return run(rule, e, sink);
+}
+
+void Engine::widen_rule(const Rule& rule, Unknown why, Sink& sink) { impl_->widen(rule, why, sink); }
+
+int Engine::widen_table(std::string_view schema, std::string_view table, Unknown why, Sink& sink) {
+  std::string q(schema);
+  q.push_back('.');
+  q.append(table);
+  auto it = impl_->by_table.find(q);
+  if (it == impl_->by_table.end()) return 0;
+  int fired = 0;
+  for (const Rule* r : it->second)
+    if (impl_->widen(*r, why, sink)) ++fired;
+  return fired;
+}
+
+}  // namespace pgbust::rules

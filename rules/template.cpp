@@ -1,0 +1,447 @@
+// Key templates: the `${...}` parser, SQL identifiers and the value filters (see template.hpp).
+#include "template.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include "digest.hpp"
+
+namespace pgbust::rules::detail {
+
+int Slots::intern(const std::string& name) {
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int>(i);
+  names.push_back(name);
+  return static_cast<int>(names.size() - 1);
+}
+
+namespace {
+
+bool ident_start(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+bool ident_char(unsigned char c) { return ident_start(c) || (c >= '0' && c <= '9') || c == '$'; }
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+bool space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void skip_spaces(std::string_view s, std::size_t& i) {
+  while (i < s.size() && space(s[i])) ++i;
+}
+
+struct FilterSpec {
+  std::string_view name;
+  FilterKind kind;
+};
+constexpr FilterSpec kFilters[] = {
+    {"lower", FilterKind::Lower},   {"upper", FilterKind::Upper},
+    {"trim", FilterKind::Trim},     {"date", FilterKind::Date},
+    {"month", FilterKind::Month},   {"week_start", FilterKind::WeekStart},
+    {"md5", FilterKind::Md5},       {"sha256", FilterKind::Sha256},
+    {"default", FilterKind::Default}, {"pybool", FilterKind::PyBool},
+};
+
+// Parses one filter `name[:arg]` starting at s[i]; stops before '|' or '}'.
+std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filter& out) {
+  skip_spaces(s, i);
+  std::size_t name_at = i;
+  while (i < s.size() && ident_char(static_cast<unsigned char>(s[i]))) ++i;
+  std::string name(s.substr(name_at, i - name_at));
+  if (name.empty())
+    return ParseError{name_at, "expected a filter name after '|'; expected one of lower, upper, "
+                               "trim, date, month, week_start, md5:N, sha256:N, default:TEXT, "
+                               "pybool"};
+  const FilterSpec* spec = nullptr;
+  for (const auto& f : kFilters)
+    if (f.name == name) spec = &f;
+  if (spec == nullptr) {
+    std::vector<std::string_view> names;
+    for (const auto& f : kFilters) names.push_back(f.name);
+    std::string hint = closest(name, names);
+    return ParseError{name_at, "unknown filter '" + name + "'" +
+                                   (hint.empty() ? ";" : "; did you mean '" + hint + "'?") +
+                                   " expected one of lower, upper, trim, date, month, "
+                                   "week_start, md5:N, sha256:N, default:TEXT, pybool"};
+  }
+  out = Filter{spec->kind, 0, {}};
+  skip_spaces(s, i);
+  bool has_arg = i < s.size() && s[i] == ':';
+  std::size_t arg_at = i;
+  std::string arg;
+  if (has_arg) {
+    ++i;
+    arg_at = i;
+    while (i < s.size() && s[i] != '|' && s[i] != '}') ++i;
+    std::string_view raw = s.substr(arg_at, i - arg_at);
+    while (!raw.empty() && space(raw.front())) {
+      raw.remove_prefix(1);
+      ++arg_at;
+    }
+    while (!raw.empty() && space(raw.back())) raw.remove_suffix(1);
+    arg = std::string(raw);
+  }
+  switch (spec->kind) {
+    case FilterKind::Md5:
+    case FilterKind::Sha256: {
+      std::size_t max = spec->kind == FilterKind::Md5 ? 32 : 64;
+      out.n = max;
+      if (!has_arg) break;
+      std::size_t n = 0;
+      auto [p, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), n);
+      if (arg.empty() || ec != std::errc() || p != arg.data() + arg.size() || n < 1 || n > max)
+        return ParseError{arg_at, std::string(spec->name) + " expects a number of hex digits from 1 to " +
+                                      std::to_string(max) + ", got '" + arg + "'"};
+      out.n = n;
+      break;
+    }
+    case FilterKind::Default:
+      if (!has_arg)
+        return ParseError{name_at, "filter 'default' needs its text: default:TEXT"};
+      out.arg = std::move(arg);
+      break;
+    default:
+      if (has_arg)
+        return ParseError{arg_at - 1, "filter '" + name + "' takes no argument"};
+  }
+  return std::nullopt;
+}
+
+// One `${...}` whose '$' is at s[start]; on success i is past the '}'.
+std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t start, std::size_t& i,
+                                            Slots& slots, Part& part, Template& t) {
+  i = start + 2;
+  skip_spaces(s, i);
+  std::optional<ParseError> err;
+  std::size_t name_at = i;
+  bool quoted = false;
+  auto first = parse_identifier(s, i, err, &quoted);
+  if (err) return err;
+  if (!first)
+    return ParseError{name_at, "expected a column name, table, schema or op after '${'"};
+  part.placeholder = true;
+  Image image = Image::Row;
+  std::string column = *first;
+  if (!quoted && i < s.size() && s[i] == '.') {
+    if (column != "new" && column != "old")
+      return ParseError{name_at, "unknown qualifier '" + column + "'; expected new.COLUMN or old.COLUMN"};
+    image = column == "new" ? Image::New : Image::Old;
+    ++i;
+    std::size_t col_at = i;
+    auto second = parse_identifier(s, i, err);
+    if (err) return err;
+    if (!second) return ParseError{col_at, "expected a column name after '" + column + ".'"};
+    column = *second;
+  } else if (!quoted && (column == "table" || column == "schema" || column == "op")) {
+    part.meta = column == "table" ? Meta::Table : column == "schema" ? Meta::Schema : Meta::Op;
+  }
+  if (part.meta == Meta::None) {
+    part.ref = ColumnRef{slots.intern(column), image};
+    t.uses_columns = true;
+    if (image == Image::Row) t.uses_row = true;
+    if (image == Image::Old) t.uses_old = true;
+    if (image == Image::New) t.uses_new = true;
+  }
+  for (;;) {
+    skip_spaces(s, i);
+    if (i >= s.size())
+      return ParseError{start, "unterminated placeholder: expected '}' to close '${'"};
+    if (s[i] == '}') {
+      ++i;
+      return std::nullopt;
+    }
+    if (s[i] != '|')
+      return ParseError{i, std::string("unexpected '") + s[i] +
+                               "' in placeholder; expected '|' and a filter, or '}'"};
+    ++i;
+    Filter f{FilterKind::Lower, 0, {}};
+    if (auto e = parse_filter(s, i, f)) return e;
+    part.filters.push_back(std::move(f));
+  }
+}
+
+// ---- dates --------------------------------------------------------------------------------
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+long long days_from_civil(long long y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  long long era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = static_cast<unsigned>(y - era * 400);
+  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<long long>(doe) - 719468;
+}
+
+void civil_from_days(long long z, long long& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  long long era = (z >= 0 ? z : z - 146096) / 146097;
+  unsigned doe = static_cast<unsigned>(z - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = static_cast<long long>(yoe) + era * 400;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+}
+
+// The leading YYYY-MM-DD of a PostgreSQL date/timestamp text (ISO DateStyle). Years have at
+// least 4 digits; " BC" dates and 'infinity' are not read.
+bool read_date(std::string_view v, long long& y, unsigned& m, unsigned& d, std::size_t& len) {
+  std::size_t i = 0;
+  while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+  if (i < 4 || i > 9) return false;
+  y = 0;
+  for (std::size_t k = 0; k < i; ++k) y = y * 10 + (v[k] - '0');
+  auto two = [&](std::size_t at, unsigned& out) {
+    if (at + 2 > v.size() || v[at] < '0' || v[at] > '9' || v[at + 1] < '0' || v[at + 1] > '9')
+      return false;
+    out = static_cast<unsigned>((v[at] - '0') * 10 + (v[at + 1] - '0'));
+    return true;
+  };
+  if (i >= v.size() || v[i] != '-' || !two(i + 1, m)) return false;
+  if (i + 3 >= v.size() || v[i + 3] != '-' || !two(i + 4, d)) return false;
+  len = i + 6;
+  if (len < v.size() && v[len] >= '0' && v[len] <= '9') return false;
+  if (v.size() >= 3 && v.substr(v.size() - 3) == " BC") return false;
+  if (y < 1 || m < 1 || m > 12 || d < 1) return false;
+  static const unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  unsigned max = kDays[m - 1] + (m == 2 && leap ? 1 : 0);
+  return d <= max;
+}
+
+void append_padded(std::string& out, long long v, int width) {
+  std::string digits = std::to_string(v);
+  for (int k = static_cast<int>(digits.size()); k < width; ++k) out.push_back('0');
+  out.append(digits);
+}
+
+bool week_start(std::string_view v, std::string& out) {
+  long long y;
+  unsigned m, d;
+  std::size_t len;
+  if (!read_date(v, y, m, d, len)) return false;
+  long long days = days_from_civil(y, m, d);
+  long long weekday = ((days % 7) + 7 + 3) % 7;  // 1970-01-01 was a Thursday; Monday = 0
+  civil_from_days(days - weekday, y, m, d);
+  if (y < 1) return false;
+  out.clear();
+  append_padded(out, y, 4);
+  out.push_back('-');
+  append_padded(out, m, 2);
+  out.push_back('-');
+  append_padded(out, d, 2);
+  return true;
+}
+
+void fail_text(std::string& out, FilterKind k, std::string v) {  // v by value: may alias out
+  out = "filter ";
+  out.append(filter_name(k));
+  out.append(" cannot read '");
+  out.append(std::string_view(v).substr(0, 64));
+  out.append(v.size() > 64 ? "...'" : "'");
+}
+
+}  // namespace
+
+std::optional<std::string> parse_identifier(std::string_view s, std::size_t& i,
+                                            std::optional<ParseError>& error, bool* was_quoted) {
+  if (was_quoted) *was_quoted = false;
+  if (i >= s.size()) return std::nullopt;
+  if (s[i] == '"') {
+    std::size_t start = i;
+    std::string out;
+    std::size_t k = i + 1;
+    for (;;) {
+      if (k >= s.size()) {
+        error = ParseError{start, "unterminated quoted name: expected '\"'"};
+        return std::nullopt;
+      }
+      if (s[k] == '"') {
+        if (k + 1 < s.size() && s[k + 1] == '"') {
+          out.push_back('"');
+          k += 2;
+          continue;
+        }
+        ++k;
+        break;
+      }
+      out.push_back(s[k++]);
+    }
+    if (out.empty()) {
+      error = ParseError{start, "empty quoted name"};
+      return std::nullopt;
+    }
+    i = k;
+    if (was_quoted) *was_quoted = true;
+    return out;
+  }
+  if (!ident_start(static_cast<unsigned char>(s[i]))) return std::nullopt;
+  std::string out;
+  while (i < s.size() && ident_char(static_cast<unsigned char>(s[i]))) out.push_back(ascii_lower(s[i++]));
+  return out;
+}
+
+std::optional<std::string> identifier_from(std::string_view s, std::optional<ParseError>& error) {
+  std::size_t i = 0;
+  auto id = parse_identifier(s, i, error);
+  if (error) return std::nullopt;
+  if (!id) {
+    error = ParseError{0, "expected a name (letters, digits, _; or a \"quoted\" name)"};
+    return std::nullopt;
+  }
+  if (i != s.size()) {
+    error = ParseError{i, std::string("unexpected '") + s[i] + "' in name"};
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::optional<ParseError> parse_template(std::string_view s, Slots& slots, Template& t) {
+  t = Template{};
+  t.text = std::string(s);
+  if (s.empty()) return ParseError{0, "empty key template"};
+  std::string literal;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '$') {
+      literal.push_back('$');
+      i += 2;
+      continue;
+    }
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+      if (!literal.empty()) {
+        Part lit;
+        lit.literal = std::move(literal);
+        t.parts.push_back(std::move(lit));
+        literal.clear();
+      }
+      Part part;
+      if (auto e = parse_placeholder(s, i, i, slots, part, t)) return e;
+      t.parts.push_back(std::move(part));
+      continue;
+    }
+    literal.push_back(s[i++]);
+  }
+  if (!literal.empty()) {
+    Part lit;
+    lit.literal = std::move(literal);
+    t.parts.push_back(std::move(lit));
+  }
+  return std::nullopt;
+}
+
+std::string_view filter_name(FilterKind k) {
+  for (const auto& f : kFilters)
+    if (f.kind == k) return f.name;
+  return "?";
+}
+
+FilterResult apply_filters(const std::vector<Filter>& filters, const std::string_view* value,
+                           std::string& out, std::string& scratch) {
+  bool is_null = value == nullptr;
+  std::string_view cur = is_null ? std::string_view() : *value;
+  // `cur` points at the input, `out` or `scratch`; each step writes to the buffer it does not
+  // point at, then swaps.
+  std::string* dst = &out;
+  std::string* other = &scratch;
+  auto commit = [&] {
+    cur = *dst;
+    std::swap(dst, other);
+  };
+  for (const Filter& f : filters) {
+    if (is_null) {
+      if (f.kind != FilterKind::Default) continue;
+      is_null = false;
+      dst->assign(f.arg);
+      commit();
+      continue;
+    }
+    switch (f.kind) {
+      case FilterKind::Default: continue;
+      case FilterKind::Lower:
+      case FilterKind::Upper:
+        dst->resize(cur.size());
+        for (std::size_t k = 0; k < cur.size(); ++k)
+          (*dst)[k] = f.kind == FilterKind::Lower ? ascii_lower(cur[k]) : ascii_upper(cur[k]);
+        break;
+      case FilterKind::Trim: {
+        std::string_view v = cur;
+        while (!v.empty() && space(v.front())) v.remove_prefix(1);
+        while (!v.empty() && space(v.back())) v.remove_suffix(1);
+        dst->assign(v);
+        break;
+      }
+      case FilterKind::Date:
+      case FilterKind::Month: {
+        long long y;
+        unsigned m, d;
+        std::size_t len;
+        if (!read_date(cur, y, m, d, len)) {
+          fail_text(out, f.kind, std::string(cur));
+          return FilterResult::Failed;
+        }
+        dst->assign(cur.substr(0, f.kind == FilterKind::Date ? len : len - 3));
+        break;
+      }
+      case FilterKind::WeekStart:
+        if (!week_start(cur, *dst)) {
+          fail_text(out, f.kind, std::string(cur));
+          return FilterResult::Failed;
+        }
+        break;
+      case FilterKind::Md5:
+        dst->clear();
+        append_md5_hex(*dst, cur, f.n);
+        break;
+      case FilterKind::Sha256:
+        dst->clear();
+        append_sha256_hex(*dst, cur, f.n);
+        break;
+      case FilterKind::PyBool:
+        if (cur == "t" || cur == "true") {
+          dst->assign("True");
+        } else if (cur == "f" || cur == "false") {
+          dst->assign("False");
+        } else {
+          fail_text(out, f.kind, std::string(cur));
+          return FilterResult::Failed;
+        }
+        break;
+    }
+    commit();
+  }
+  if (is_null) return FilterResult::Null;
+  if (cur.data() != out.data() || cur.size() != out.size()) {
+    if (cur.data() == scratch.data()) {
+      out.swap(scratch);
+    } else {
+      out.assign(cur);
+    }
+  }
+  return FilterResult::Value;
+}
+
+std::string closest(std::string_view word, const std::vector<std::string_view>& candidates) {
+  std::string best;
+  std::size_t best_d = std::max<std::size_t>(2, word.size() / 3) + 1;
+  for (std::string_view c : candidates) {
+    std::vector<std::size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (std::size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= word.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= c.size(); ++j) {
+        std::size_t sub = prev[j - 1] + (ascii_lower(word[i - 1]) == ascii_lower(c[j - 1]) ? 0 : 1);
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      }
+      std::swap(prev, cur);
+    }
+    if (prev[c.size()] < best_d) {
+      best_d = prev[c.size()];
+      best = std::string(c);
+    }
+  }
+  return best;
+}
+
+}  // namespace pgbust::rules::detail

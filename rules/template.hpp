@@ -1,0 +1,110 @@
+// Key templates: parsing `${...}` placeholders and their filters, SQL-style identifiers, and
+// the value filters applied while rendering. Internal to the rule engine.
+//
+// Template syntax (DESIGN.md "Rules"):
+//   ${col}  ${new.col}  ${old.col}   a column of the row image(s); ${"Col"} for a quoted name
+//   ${table}  ${schema}  ${op}       metadata (unquoted and unqualified only)
+//   ${col|f1|f2:arg}                 filters, applied left to right
+//   $$                               a literal '$'; a '$' not followed by '{' or '$' is literal
+// Column names follow SQL identifier rules: unquoted names are folded to lower case, "quoted"
+// names are taken exactly ("" is a quote). Spaces around names, '|' and ':' are ignored.
+//
+// Filters (exact meanings, so keys match what applications compute):
+//   lower, upper     ASCII letters only; other bytes unchanged
+//   trim             strips ASCII spaces, tabs, CR and LF at both ends
+//   date             the YYYY-MM-DD part of a date or timestamp text (2024-03-05 10:00:00+01
+//                    -> 2024-03-05); the date as the text shows it, no time zone conversion
+//   month            YYYY-MM of a date or timestamp text
+//   week_start       the ISO week's Monday on or before that date, as YYYY-MM-DD
+//                    (Python: d - timedelta(days=d.weekday()))
+//   md5[:N]          first N (1-32, default 32) lowercase hex digits of MD5 of the value text
+//   sha256[:N]       first N (1-64, default 64) lowercase hex digits of SHA-256
+//                    (Python: hashlib.md5(v.encode()).hexdigest()[:N])
+//   default:TEXT     a NULL value becomes TEXT (later filters then apply to TEXT)
+//   pybool           PostgreSQL boolean text t/f -> True/False (Python's str(bool))
+// date, month and week_start cannot read every text ('infinity', BC dates): such a value is
+// treated as unknown and the key widens, never skipped.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgbust::rules::detail {
+
+// A problem at a byte offset inside a template or condition string.
+struct ParseError {
+  std::size_t offset = 0;
+  std::string message;
+};
+
+// Which row image a column reference reads: the event's image(s) (`${col}`, `x`), or one.
+enum class Image : std::uint8_t { Row, New, Old };
+
+// The distinct column names one rule reads; templates and conditions refer to them by index
+// ("slot"), and the engine binds slots to a table layout once per TableInfo generation.
+struct Slots {
+  std::vector<std::string> names;
+  int intern(const std::string& name);
+};
+
+struct ColumnRef {
+  int slot = -1;
+  Image image = Image::Row;
+};
+
+enum class FilterKind : std::uint8_t {
+  Lower, Upper, Trim, Date, Month, WeekStart, Md5, Sha256, Default, PyBool
+};
+
+struct Filter {
+  FilterKind kind;
+  std::size_t n = 0;  // md5 / sha256 digits
+  std::string arg;    // default's text
+};
+
+enum class Meta : std::uint8_t { None, Table, Schema, Op };
+
+struct Part {
+  bool placeholder = false;
+  std::string literal;  // !placeholder
+  Meta meta = Meta::None;
+  ColumnRef ref;        // placeholder && meta == None
+  std::vector<Filter> filters;
+};
+
+struct Template {
+  std::string text;  // as written
+  std::vector<Part> parts;
+  bool uses_columns = false;  // some placeholder reads a row value
+  bool uses_row = false;      // some placeholder reads the event's image(s) (${col})
+  bool uses_old = false;      // reads old values: ${old.col}
+  bool uses_new = false;      // reads new values: ${new.col}
+};
+
+// Parses `text`; column names are interned into `slots`. nullopt on success.
+std::optional<ParseError> parse_template(std::string_view text, Slots& slots, Template& out);
+
+// An SQL identifier at s[i]: unquoted (folded to lower case) or "quoted". Advances i.
+// Returns nullopt (i unchanged) when there is none; sets `error` for a malformed quoted one.
+std::optional<std::string> parse_identifier(std::string_view s, std::size_t& i,
+                                            std::optional<ParseError>& error,
+                                            bool* was_quoted = nullptr);
+// A whole string as one identifier (YAML `changed:` entries, table names' parts).
+std::optional<std::string> identifier_from(std::string_view s, std::optional<ParseError>& error);
+
+enum class FilterResult : std::uint8_t { Value, Null, Failed };
+
+// Applies `filters` to a value (nullptr: NULL). On Value the result is in `out` (replaced);
+// on Failed `out` says which filter could not read which text. `scratch` is reused storage.
+FilterResult apply_filters(const std::vector<Filter>& filters, const std::string_view* value,
+                           std::string& out, std::string& scratch);
+
+// Closest of `candidates` to `word` (edit distance), or empty when none is close.
+std::string closest(std::string_view word, const std::vector<std::string_view>& candidates);
+
+std::string_view filter_name(FilterKind k);
+
+}  // namespace pgbust::rules::detail
