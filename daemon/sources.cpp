@@ -1,14 +1,23 @@
 // Builds the configured sources (logical, notify, poll) for the daemon.
 #include "sources.hpp"
 
+#include "pgbust/logical_source.hpp"
+
 namespace pgbust {
 
 std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
                                                   const rules::RuleSet& rules, ChangeSink& sink) {
   std::vector<std::unique_ptr<Source>> out;
-  (void)cfg;
-  (void)rules;
-  (void)sink;
+  if (cfg.logical) {
+    LogicalSourceOptions o;
+    o.conninfo = cfg.conninfo;
+    o.slot = cfg.logical->slot;
+    o.publication = cfg.logical->publication;
+    o.create_slot = cfg.logical->create_slot;
+    o.status_interval = cfg.logical->status_interval;
+    o.tables = rules.tables();
+    out.push_back(std::make_unique<LogicalSource>(std::move(o), sink));
+  }
   return out;
 }
 
