@@ -215,3 +215,83 @@ void save(const std::filesystem::path& file, const Watermark& w) {
 }
 
 }  // namespace pgbust::poll
+
+namespace pgbust::poll {
+
+namespace {
+
+// -?digits(.digits)?
+bool plain_decimal(std::string_view s) {
+  std::size_t i = s.starts_with('-') ? 1 : 0;
+  std::size_t digits = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
+  if (digits == 0) return false;
+  if (i == s.size()) return true;
+  if (s[i] != '.') return false;
+  ++i;
+  std::size_t frac = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++frac;
+  return frac > 0 && i == s.size();
+}
+
+// Magnitudes of two plain decimals without sign.
+int compare_magnitude(std::string_view a, std::string_view b) {
+  auto split = [](std::string_view s, std::string_view& whole, std::string_view& frac) {
+    auto dot = s.find('.');
+    whole = s.substr(0, dot);
+    frac = dot == std::string_view::npos ? std::string_view() : s.substr(dot + 1);
+    while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
+  };
+  std::string_view aw, af, bw, bf;
+  split(a, aw, af);
+  split(b, bw, bf);
+  if (aw.size() != bw.size()) return aw.size() < bw.size() ? -1 : 1;
+  if (int c = aw.compare(bw); c != 0) return c < 0 ? -1 : 1;
+  for (std::size_t i = 0; i < std::max(af.size(), bf.size()); ++i) {
+    char x = i < af.size() ? af[i] : '0', y = i < bf.size() ? bf[i] : '0';
+    if (x != y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int compare_number(std::string_view a, std::string_view b) {
+  if (plain_decimal(a) && plain_decimal(b)) {
+    bool na = a.starts_with('-'), nb = b.starts_with('-');
+    if (na) a.remove_prefix(1);
+    if (nb) b.remove_prefix(1);
+    int mag = compare_magnitude(a, b);
+    if (na != nb) return mag == 0 && compare_magnitude(a, "0") == 0 ? 0 : (na ? -1 : 1);
+    return na ? -mag : mag;
+  }
+  long double x = std::strtold(std::string(a).c_str(), nullptr);
+  long double y = std::strtold(std::string(b).c_str(), nullptr);
+  return x < y ? -1 : (y < x ? 1 : 0);
+}
+
+bool Seen::check_and_add(const std::string& key, std::string_view version, TimePoint now) {
+  expire(now);
+  auto it = map_.find(key);
+  if (it != map_.end() && it->second.version == version) return true;
+  if (it != map_.end()) {
+    it->second.version.assign(version);
+    it->second.at = now;
+  } else {
+    map_.emplace(key, Entry{std::string(version), now});
+  }
+  order_.emplace_back(now, key);
+  return false;
+}
+
+void Seen::expire(TimePoint now) {
+  while (!order_.empty() &&
+         (order_.front().first + ttl_ <= now || map_.size() > limit_ || order_.size() > 2 * limit_ + 16)) {
+    auto& [at, key] = order_.front();
+    auto it = map_.find(key);
+    if (it != map_.end() && it->second.at == at) map_.erase(it);
+    order_.pop_front();
+  }
+}
+
+}  // namespace pgbust::poll

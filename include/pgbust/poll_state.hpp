@@ -1,15 +1,19 @@
-// The poll source's persisted watermark: one small JSON file per table under the state
-// directory, written atomically (temp file, fsync, rename, fsync of the directory).
+// The poll source's pure parts: the persisted watermark (one small JSON file per table under
+// the state directory, written atomically: temp file, fsync, rename, fsync of the directory),
+// comparing numbers in PostgreSQL text, and the bounded set of rows already invalidated.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "pgbust/error.hpp"
+#include "pgbust/loop.hpp"
 
 namespace pgbust::poll {
 
@@ -52,5 +56,34 @@ Loaded load(const std::filesystem::path& file);
 // Writes atomically: FILE.tmp, fsync, rename over FILE, fsync the directory (created if
 // needed). Throws Error naming the file and the system's text.
 void save(const std::filesystem::path& file, const Watermark& w);
+
+// Compares two numbers in PostgreSQL's text form (integers and numerics exactly, whatever
+// their size; anything else, such as floats with exponents, as long double): -1, 0 or 1.
+int compare_number(std::string_view a, std::string_view b);
+
+// Rows recently invalidated, so that the overlap window re-reading them does not repeat the
+// same invalidation every round. Bounded: entries expire after `ttl`, and past `limit` the
+// oldest go first (forgetting one only repeats a harmless invalidation).
+class Seen {
+ public:
+  Seen(std::size_t limit, Clock::duration ttl) : limit_(limit), ttl_(ttl) {}
+  // True when `key` was recorded with this `version` (its updated_at text; "" for id-only
+  // watermarks); otherwise records it and returns false.
+  bool check_and_add(const std::string& key, std::string_view version, TimePoint now);
+  std::size_t size() const { return map_.size(); }
+  void set_ttl(Clock::duration ttl) { ttl_ = ttl; }
+
+ private:
+  struct Entry {
+    std::string version;
+    TimePoint at;
+  };
+  void expire(TimePoint now);
+
+  std::size_t limit_;
+  Clock::duration ttl_;
+  std::unordered_map<std::string, Entry> map_;
+  std::deque<std::pair<TimePoint, std::string>> order_;  // may hold stale entries
+};
 
 }  // namespace pgbust::poll
