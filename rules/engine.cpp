@@ -2,7 +2,6 @@
 // changed / when, render keys (escaping, widening, fallback) and hand them to a Sink.
 #include <unordered_map>
 
-#include "pgbust/json.hpp"
 #include "rule_impl.hpp"
 
 namespace pgbust::rules {
@@ -91,34 +90,6 @@ bool glob_match(std::string_view p, std::string_view s) {
   return p.empty() && s.empty();
 }
 
-void PublishMessage::add(std::vector<std::string>& list, std::string_view item) {
-  for (const auto& x : list)
-    if (x == item) return;
-  list.emplace_back(item);
-}
-
-std::string render(const PublishMessage& m) {
-  std::string out = "{";
-  auto list = [&](const char* name, const std::vector<std::string>& items, bool first) {
-    if (!first) out.push_back(',');
-    out.push_back('"');
-    out.append(name);
-    out.append("\":[");
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (i) out.push_back(',');
-      json::append_quoted(out, items[i]);
-    }
-    out.push_back(']');
-  };
-  list("tables", m.tables, true);
-  list("rules", m.rules, false);
-  list("delete", m.deletes, false);
-  list("delete_pattern", m.patterns, false);
-  list("bump", m.bumps, false);
-  out.push_back('}');
-  return out;
-}
-
 namespace {
 
 // What one rule sees of one event: per-slot values of each image.
@@ -187,25 +158,48 @@ struct Engine::Impl {
   std::unordered_map<std::string, std::vector<const Rule*>> by_table;  // "schema.table"
   std::unordered_map<const TableInfo*, Binding> cache;
 
-  // Reused per event, so the hot path does not allocate once warmed up.
-  std::vector<Datum> old_v, new_v, all_unknown;
-  std::vector<std::string> part_text;
-  std::vector<char> part_unknown;
-  std::string key, scratch;
-  std::vector<std::pair<Action, std::string>> emitted;
-  std::size_t n_emitted = 0;
-  std::vector<Note> notes, pending;
-  bool need_fallback = false, widened_pattern = false;
+  // Buffers reused per event, so the hot path does not allocate once warmed up. One per
+  // nesting level: a Sink may call back into the engine (the pipeline widens a rule from
+  // inside emit()), and the inner call must not clobber the outer one's state.
+  struct State {
+    std::vector<Datum> old_v, new_v;  // per slot
+    std::vector<std::string> part_text;
+    std::vector<char> part_unknown;
+    std::string key, scratch;
+    std::vector<std::pair<Action, std::string>> emitted;  // this rule's keys for this event
+    std::size_t n_emitted = 0;
+    std::vector<Note> notes, pending;
+    bool need_fallback = false, widened_pattern = false;
+  };
+  std::vector<std::unique_ptr<State>> states;
+  std::size_t depth = 0;
+
+  class Use {  // takes the next free State for the duration of one call
+   public:
+    explicit Use(Impl& m) : m_(m) {
+      if (m_.depth == m_.states.size()) m_.states.push_back(std::make_unique<State>());
+      s_ = m_.states[m_.depth++].get();
+    }
+    ~Use() { --m_.depth; }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+    State& operator*() const { return *s_; }
+
+   private:
+    Impl& m_;
+    State* s_;
+  };
 
   const Binding& bind(const TableInfo& t);
-  bool run(const Rule& rule, const EventView& e, Sink& sink);
+  bool run(State& st, const Rule& rule, const EventView& e, Sink& sink);
   bool widen(const Rule& rule, Unknown why, Sink& sink);
-  void render_list(const Rule& rule, const EventView& e, const std::vector<Template>& list,
-                   Action action, bool allow_fallback, Sink& sink);
-  void render(const Rule& rule, const EventView& e, const Template& t, Image ctx, Action action,
-              bool allow_fallback, Sink& sink);
-  void emit(const Rule& rule, Action action, Sink& sink);
-  void report(const Rule& rule, const EventView& e, Sink& sink);
+  void render_list(State& st, const Rule& rule, const EventView& e,
+                   const std::vector<Template>& list, Action action, bool allow_fallback,
+                   Sink& sink);
+  void render(State& st, const Rule& rule, const EventView& e, const Template& t, Image ctx,
+              Action action, bool allow_fallback, Sink& sink);
+  void emit(State& st, const Rule& rule, Action action, Sink& sink);
+  void report(State& st, const Rule& rule, const EventView& e, Sink& sink);
 };
 
 const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
@@ -232,36 +226,36 @@ const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
   return b;
 }
 
-void Engine::Impl::emit(const Rule& rule, Action action, Sink& sink) {
-  for (std::size_t i = 0; i < n_emitted; ++i)
-    if (emitted[i].first == action && emitted[i].second == key) return;
-  if (n_emitted == emitted.size()) emitted.emplace_back();
-  emitted[n_emitted].first = action;
-  emitted[n_emitted].second.assign(key);
-  ++n_emitted;
-  sink.emit(rule, action, key);
+void Engine::Impl::emit(State& st, const Rule& rule, Action action, Sink& sink) {
+  for (std::size_t i = 0; i < st.n_emitted; ++i)
+    if (st.emitted[i].first == action && st.emitted[i].second == st.key) return;
+  if (st.n_emitted == st.emitted.size()) st.emitted.emplace_back();
+  st.emitted[st.n_emitted].first = action;
+  st.emitted[st.n_emitted].second.assign(st.key);
+  ++st.n_emitted;
+  sink.emit(rule, action, st.key);
 }
 
-void Engine::Impl::render(const Rule& rule, const EventView& e, const Template& t, Image ctx,
-                          Action action, bool allow_fallback, Sink& sink) {
+void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const Template& t,
+                          Image ctx, Action action, bool allow_fallback, Sink& sink) {
   const RuleImpl& impl = *rule.impl;
-  if (part_text.size() < t.parts.size()) {
-    part_text.resize(t.parts.size());
-    part_unknown.resize(t.parts.size());
+  if (st.part_text.size() < t.parts.size()) {
+    st.part_text.resize(t.parts.size());
+    st.part_unknown.resize(t.parts.size());
   }
-  pending.clear();
+  st.pending.clear();
   bool unknown = false;
   for (std::size_t i = 0; i < t.parts.size(); ++i) {
     const Part& p = t.parts[i];
-    part_unknown[i] = 0;
+    st.part_unknown[i] = 0;
     if (!p.placeholder) continue;
     std::string_view value;
     bool is_null = false;
     if (p.meta != Meta::None) {
       if (p.meta == Meta::Op && !e.op) {
-        part_unknown[i] = 1;
+        st.part_unknown[i] = 1;
         unknown = true;
-        pending.push_back(Note{Image::Row, -1, Unknown::None, {}});
+        st.pending.push_back(Note{Image::Row, -1, Unknown::None, {}});
         continue;
       }
       value = p.meta == Meta::Table ? std::string_view(rule.table)
@@ -272,9 +266,9 @@ void Engine::Impl::render(const Rule& rule, const EventView& e, const Template& 
       if (!(im == Image::Old ? e.has_old : e.has_new)) return;  // no such row: no key
       const Datum& d = (im == Image::Old ? e.old_v : e.new_v)[p.ref.slot];
       if (d.state == Datum::State::Unknown) {
-        part_unknown[i] = 1;
+        st.part_unknown[i] = 1;
         unknown = true;
-        pending.push_back(Note{im, p.ref.slot, d.why, {}});
+        st.pending.push_back(Note{im, p.ref.slot, d.why, {}});
         continue;
       }
       is_null = d.state == Datum::State::Null;
@@ -282,63 +276,64 @@ void Engine::Impl::render(const Rule& rule, const EventView& e, const Template& 
     }
     FilterResult r = p.filters.empty()
                          ? (is_null ? FilterResult::Null : FilterResult::Value)
-                         : apply_filters(p.filters, is_null ? nullptr : &value, part_text[i], scratch);
-    if (p.filters.empty() && !is_null) part_text[i].assign(value);
+                         : apply_filters(p.filters, is_null ? nullptr : &value, st.part_text[i], st.scratch);
+    if (p.filters.empty() && !is_null) st.part_text[i].assign(value);
     if (r == FilterResult::Null) {
       if (!impl.null_as) return;  // NULL: the application has no such key
-      part_text[i].assign(*impl.null_as);
+      st.part_text[i].assign(*impl.null_as);
     } else if (r == FilterResult::Failed) {
-      part_unknown[i] = 1;
+      st.part_unknown[i] = 1;
       unknown = true;
       Image im = p.meta != Meta::None ? Image::Row : (p.ref.image == Image::Row ? ctx : p.ref.image);
-      pending.push_back(Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, part_text[i]});
+      st.pending.push_back(Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, st.part_text[i]});
     }
   }
   if (unknown && allow_fallback && impl.fallback) {
-    need_fallback = true;
-    notes.insert(notes.end(), pending.begin(), pending.end());
+    st.need_fallback = true;
+    st.notes.insert(st.notes.end(), st.pending.begin(), st.pending.end());
     return;
   }
   bool pattern = unknown || action == Action::DeletePattern;
-  key.assign(pattern ? prefix_glob : prefix);
+  st.key.assign(pattern ? prefix_glob : prefix);
   for (std::size_t i = 0; i < t.parts.size(); ++i) {
     const Part& p = t.parts[i];
     if (!p.placeholder) {
       if (unknown && action != Action::DeletePattern)
-        append_glob_escaped(key, p.literal);  // an exact key's text is not a pattern
+        append_glob_escaped(st.key, p.literal);  // an exact key's text is not a pattern
       else
-        key.append(p.literal);
-    } else if (part_unknown[i]) {
-      if (key.empty() || key.back() != '*' || (key.size() >= 2 && key[key.size() - 2] == '\\'))
-        key.push_back('*');
+        st.key.append(p.literal);
+    } else if (st.part_unknown[i]) {
+      if (st.key.empty() || st.key.back() != '*' || (st.key.size() >= 2 && st.key[st.key.size() - 2] == '\\'))
+        st.key.push_back('*');
     } else if (pattern) {
-      append_glob_escaped(key, part_text[i]);
+      append_glob_escaped(st.key, st.part_text[i]);
     } else {
-      key.append(part_text[i]);
+      st.key.append(st.part_text[i]);
     }
   }
   if (unknown) {
-    widened_pattern = true;
-    notes.insert(notes.end(), pending.begin(), pending.end());
+    st.widened_pattern = true;
+    st.notes.insert(st.notes.end(), st.pending.begin(), st.pending.end());
   }
-  emit(rule, unknown ? Action::DeletePattern : action, sink);
+  emit(st, rule, unknown ? Action::DeletePattern : action, sink);
 }
 
-void Engine::Impl::render_list(const Rule& rule, const EventView& e, const std::vector<Template>& list,
-                               Action action, bool allow_fallback, Sink& sink) {
+void Engine::Impl::render_list(State& st, const Rule& rule, const EventView& e,
+                               const std::vector<Template>& list, Action action,
+                               bool allow_fallback, Sink& sink) {
   for (const Template& t : list) {
     if (t.uses_row) {
-      for (int c = 0; c < e.nctx; ++c) render(rule, e, t, e.ctx[c], action, allow_fallback, sink);
+      for (int c = 0; c < e.nctx; ++c) render(st, rule, e, t, e.ctx[c], action, allow_fallback, sink);
     } else {
-      render(rule, e, t, e.ctx[0], action, allow_fallback, sink);
+      render(st, rule, e, t, e.ctx[0], action, allow_fallback, sink);
     }
   }
 }
 
-void Engine::Impl::report(const Rule& rule, const EventView& e, Sink& sink) {
+void Engine::Impl::report(State& st, const Rule& rule, const EventView& e, Sink& sink) {
   std::string detail;
   std::vector<std::string> seen;
-  for (const Note& n : notes) {
+  for (const Note& n : st.notes) {
     std::string item;
     if (n.slot < 0) {
       item = n.failed.empty() ? "${op}: any operation (the whole table is widened)" : "${op}: " + n.failed;
@@ -354,10 +349,10 @@ void Engine::Impl::report(const Rule& rule, const EventView& e, Sink& sink) {
     if (!detail.empty()) detail += ", ";
     detail += item;
   }
-  if (need_fallback) detail += "; ran fallback";
-  if (widened_pattern) detail += "; keys widened to patterns";
+  if (st.need_fallback) detail += "; ran fallback";
+  if (st.widened_pattern) detail += "; keys widened to patterns";
   Unknown why = Unknown::Explicit;
-  for (const Note& n : notes)
+  for (const Note& n : st.notes)
     if (n.why != Unknown::None) {
       why = n.why;
       break;
@@ -365,7 +360,7 @@ void Engine::Impl::report(const Rule& rule, const EventView& e, Sink& sink) {
   sink.widened(rule, why, detail);
 }
 
-bool Engine::Impl::run(const Rule& rule, const EventView& e, Sink& sink) {
+bool Engine::Impl::run(State& st, const Rule& rule, const EventView& e, Sink& sink) {
   const RuleImpl& impl = *rule.impl;
   if (e.op && !(impl.ops & op_bit(*e.op))) return false;
   if (e.op == Op::Update && !impl.changed.empty()) {
@@ -380,18 +375,18 @@ bool Engine::Impl::run(const Rule& rule, const EventView& e, Sink& sink) {
     if (!fires) return false;
   }
   sink.fired(rule);
-  n_emitted = 0;
-  notes.clear();
-  need_fallback = widened_pattern = false;
-  render_list(rule, e, impl.actions.deletes, Action::Delete, true, sink);
-  render_list(rule, e, impl.actions.patterns, Action::DeletePattern, true, sink);
-  render_list(rule, e, impl.actions.bumps, Action::Bump, true, sink);
-  if (need_fallback) {
-    render_list(rule, e, impl.fallback->deletes, Action::Delete, false, sink);
-    render_list(rule, e, impl.fallback->patterns, Action::DeletePattern, false, sink);
-    render_list(rule, e, impl.fallback->bumps, Action::Bump, false, sink);
+  st.n_emitted = 0;
+  st.notes.clear();
+  st.need_fallback = st.widened_pattern = false;
+  render_list(st, rule, e, impl.actions.deletes, Action::Delete, true, sink);
+  render_list(st, rule, e, impl.actions.patterns, Action::DeletePattern, true, sink);
+  render_list(st, rule, e, impl.actions.bumps, Action::Bump, true, sink);
+  if (st.need_fallback) {
+    render_list(st, rule, e, impl.fallback->deletes, Action::Delete, false, sink);
+    render_list(st, rule, e, impl.fallback->patterns, Action::DeletePattern, false, sink);
+    render_list(st, rule, e, impl.fallback->bumps, Action::Bump, false, sink);
   }
-  if (!notes.empty()) report(rule, e, sink);
+  if (!st.notes.empty()) report(st, rule, e, sink);
   return true;
 }
 
@@ -424,18 +419,20 @@ int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
       break;
     case Op::Truncate: e.has_old = e.has_new = e.whole = true; break;
   }
+  Impl::Use use(m);
+  Impl::State& st = *use;
   int fired = 0;
   for (const Impl::BoundRule& br : b.rules) {
     std::size_t n = br.index.size();
-    if (m.old_v.size() < n) {
-      m.old_v.resize(n);
-      m.new_v.resize(n);
+    if (st.old_v.size() < n) {
+      st.old_v.resize(n);
+      st.new_v.resize(n);
     }
     for (std::size_t s = 0; s < n; ++s) {
       int idx = br.index[s];
       if (event.op == Op::Truncate || idx < 0) {
         Datum d = Datum::unknown(idx < 0 ? Unknown::ColumnMissing : Unknown::Truncate);
-        m.old_v[s] = m.new_v[s] = d;
+        st.old_v[s] = st.new_v[s] = d;
         continue;
       }
       auto i = static_cast<std::size_t>(idx);
@@ -447,22 +444,24 @@ int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
         if (is_toast(nd) && od.state != Datum::State::Unknown) nd = od;
         if (is_toast(od) && nd.state != Datum::State::Unknown) od = nd;
       }
-      m.old_v[s] = od;
-      m.new_v[s] = nd;
+      st.old_v[s] = od;
+      st.new_v[s] = nd;
     }
-    e.old_v = m.old_v.data();
-    e.new_v = m.new_v.data();
-    if (m.run(*br.rule, e, sink)) ++fired;
+    e.old_v = st.old_v.data();
+    e.new_v = st.new_v.data();
+    if (m.run(st, *br.rule, e, sink)) ++fired;
   }
   return fired;
 }
 
 bool Engine::Impl::widen(const Rule& rule, Unknown why, Sink& sink) {
-  all_unknown.assign(std::max<std::size_t>(rule.impl->slots.names.size(), 1), Datum::unknown(why));
+  Use use(*this);
+  State& st = *use;
+  st.old_v.assign(std::max<std::size_t>(rule.impl->slots.names.size(), 1), Datum::unknown(why));
   EventView e;
   e.has_old = e.has_new = e.whole = true;
-  e.old_v = e.new_v = all_unknown.data();
-  return run(rule, e, sink);
+  e.old_v = e.new_v = st.old_v.data();
+  return run(st, rule, e, sink);
 }
 
 void Engine::widen_rule(const Rule& rule, Unknown why, Sink& sink) { impl_->widen(rule, why, sink); }

@@ -156,15 +156,5 @@ void append_glob_escaped(std::string& out, std::string_view value);
 // `explain`.
 bool glob_match(std::string_view pattern, std::string_view text);
 
-// What a `publish` channel receives once per transaction: the tables and rules that fired
-// for it and every key they invalidated, each list deduplicated in first-seen order.
-struct PublishMessage {
-  std::vector<std::string> tables;  // "schema.table"
-  std::vector<std::string> rules;
-  std::vector<std::string> deletes, patterns, bumps;
-  static void add(std::vector<std::string>& list, std::string_view item);  // dedup append
-};
-// {"tables":[...],"rules":[...],"delete":[...],"delete_pattern":[...],"bump":[...]}
-std::string render(const PublishMessage& message);
 
 }  // namespace pgbust::rules

@@ -476,3 +476,43 @@ rules:
   CHECK(!engine.has_rules(upper.table));
   CHECK(rules->tables() == Keys{"Sales.Order Items", "sales.orders"});
 }
+
+TEST_CASE("a Sink may call back into the engine (the pipeline widens from inside emit)") {
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: r
+    table: t
+    delete: ["a:${g}", "b:${g}", "c:${id}"]
+    bump: "rev:${g}"
+    fallback:
+      delete: "fb:${id}"
+)");
+  rules::Engine engine(rules, {});
+  struct Reentrant : Recorder {
+    rules::Engine* engine = nullptr;
+    bool done = false;
+    void emit(const rules::Rule& r, rules::Action a, std::string_view key) override {
+      Recorder::emit(r, a, key);
+      if (!done) {
+        done = true;
+        Recorder inner;
+        engine->widen_rule(r, Unknown::TooManyKeys, inner);
+        lines.push_back("inner: " + std::to_string(inner.keys().size()) + " keys");
+      }
+    }
+  } sink;
+  sink.engine = &engine;
+  Fixture f("public", "t", {"id", "g"}, {"id"});
+  ChangeEvent ev;
+  ev.op = Op::Update;
+  ev.table = &f.table;
+  ev.old_row = nullptr;  // old g unknown: the outer evaluation needs its fallback
+  ev.new_row = f.row({{"id", val("1")}, {"g", val("7")}});
+  CHECK(engine.evaluate(ev, sink) == 1);
+  CHECK(sink.lines == std::vector<std::string>{
+                          "fired r", "delete a:7", "inner: 1 keys", "delete b:7", "delete c:1",
+                          "bump rev:7", "delete fb:1",
+                          "widened r: old.g unknown (old value not in the WAL (REPLICA IDENTITY "
+                          "DEFAULT)); ran fallback"});
+}
