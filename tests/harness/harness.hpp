@@ -68,6 +68,7 @@ class Redis {
   int port() const;
   std::string url(int db = 0) const;  // redis://127.0.0.1:PORT/DB
   std::string unix_socket() const;    // path of its unix socket (mode 700)
+  // One short-lived connection (5 s timeout) per call: fine for checks, not for benchmarks.
   // Run a command (argv form) and return the reply rendered as text: strings as is, integers
   // in decimal, nil as nullopt, arrays joined by '\n', errors thrown.
   std::optional<std::string> command(const std::vector<std::string>& argv) const;
@@ -104,7 +105,9 @@ class Daemon {
   std::unique_ptr<Impl> impl_;
 };
 
-// Run a command to completion, capturing stdout+stderr; returns exit code.
+// Run a command to completion, capturing stdout+stderr; returns exit code (128+signal when
+// killed; killed after 5 minutes). The first call ignores SIGPIPE in the test process, so a
+// child that exits before reading its stdin cannot kill the test; children get SIG_DFL back.
 struct RunResult {
   int exit_code;
   std::string output;
