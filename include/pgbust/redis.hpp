@@ -114,20 +114,23 @@ struct Stats {
 // warning naming the key. This still invalidates (the value changes to one never used).
 class Target : public Pollable {
  public:
+  // Throws pgbust::Error for a bad URL, an unreadable password_file or unusable options.
+  // Connects on the first loop round (so state() says early whether Redis is there).
   explicit Target(Options options);
   ~Target() override;
 
-  // Queue a batch; `done` runs (from the loop) once every command of it has succeeded.
-  // Batches complete in the order they were queued.
+  // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
+  // has succeeded. Batches complete in the order they were queued; an empty batch at the
+  // head completes on the next round even while Redis is down.
   void apply(Batch batch, std::function<void()> done);
   std::size_t queued() const;  // batches not yet completed
   State state() const;
   bool connected() const { return state() == State::Ready; }
   const Stats& stats() const;
-  std::string last_error() const;
+  std::string last_error() const;  // the latest failure ("" if none), worded as in the log
   std::string describe() const;  // "127.0.0.1:6379 db 0" (never the password)
 
-  const Endpoint& endpoint() const;
+  const Endpoint& endpoint() const;  // holds the password: never log it
 
   // Pollable
   int fd() const override;

@@ -503,3 +503,20 @@ TEST_CASE("an empty batch completes without waiting for Redis, in order") {
   CHECK(rig.target.last_error().find("127.0.0.1:1 db 0") != std::string::npos);
   CHECK(rig.target.last_error().find("Connection refused") != std::string::npos);
 }
+
+TEST_CASE("a large batch (200k keys, and a pattern over them) streams through with defaults") {
+  pgbust::test::Redis redis;
+  fill(redis, "big:", 200000);
+  fill(redis, "bigp:", 50000);
+  fill(redis, "keep:", 10);
+  Rig rig(fast(redis.url()));
+  Batch b;
+  b.deletes.reserve(200000);
+  for (int i = 0; i < 200000; ++i) b.deletes.push_back("big:" + std::to_string(i));
+  b.patterns = {"bigp:*"};
+  REQUIRE(rig.apply(std::move(b), 120s));
+  CHECK(redis.command({"DBSIZE"}) == "10");
+  CHECK(rig.target.stats().keys_deleted == 250000);
+  // 200000 keys in UNLINKs of 512: 391 commands, plus the SCAN pages and their UNLINKs.
+  CHECK(rig.target.stats().commands >= 391 + 50);
+}
