@@ -273,23 +273,27 @@ int compare_number(std::string_view a, std::string_view b) {
 bool Seen::check_and_add(const std::string& key, std::string_view version, TimePoint now) {
   expire(now);
   auto it = map_.find(key);
-  if (it != map_.end() && it->second.version == version) return true;
   if (it != map_.end()) {
-    it->second.version.assign(version);
+    order_.splice(order_.end(), order_, it->second.pos);  // most recently seen
     it->second.at = now;
-  } else {
-    map_.emplace(key, Entry{std::string(version), now});
+    if (it->second.version == version) return true;
+    it->second.version.assign(version);
+    return false;
   }
-  order_.emplace_back(now, key);
+  order_.push_back(key);
+  map_.emplace(key, Entry{std::string(version), now, std::prev(order_.end())});
+  if (map_.size() > limit_) {
+    map_.erase(order_.front());
+    order_.pop_front();
+  }
   return false;
 }
 
 void Seen::expire(TimePoint now) {
-  while (!order_.empty() &&
-         (order_.front().first + ttl_ <= now || map_.size() > limit_ || order_.size() > 2 * limit_ + 16)) {
-    auto& [at, key] = order_.front();
-    auto it = map_.find(key);
-    if (it != map_.end() && it->second.at == at) map_.erase(it);
+  while (!order_.empty()) {
+    auto it = map_.find(order_.front());
+    if (it != map_.end() && it->second.at + ttl_ > now) break;
+    if (it != map_.end()) map_.erase(it);
     order_.pop_front();
   }
 }

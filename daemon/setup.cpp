@@ -262,7 +262,7 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
                        pub + " FOR TABLE" + list + ";\n  ELSE\n    ALTER PUBLICATION " + pub +
                        " SET TABLE" + list + ";\n  END IF;\nEND\n";
     std::string tag = dollar_tag(body);
-    s += "DO " + tag + body + tag + ";\n";
+    s += "\nDO " + tag + body + tag + ";\n";
   }
   std::string slot = quote_literal(options.slot);
   out.outside =

@@ -4,7 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <algorithm>
+#include <list>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -62,28 +63,29 @@ void save(const std::filesystem::path& file, const Watermark& w);
 int compare_number(std::string_view a, std::string_view b);
 
 // Rows recently invalidated, so that the overlap window re-reading them does not repeat the
-// same invalidation every round. Bounded: entries expire after `ttl`, and past `limit` the
-// oldest go first (forgetting one only repeats a harmless invalidation).
+// same invalidation every round. Bounded: an entry not seen again for `ttl` (its row has left
+// the window) is forgotten, and past `limit` the least recently seen go first (forgetting one
+// only repeats a harmless invalidation).
 class Seen {
  public:
-  Seen(std::size_t limit, Clock::duration ttl) : limit_(limit), ttl_(ttl) {}
+  Seen(std::size_t limit, Clock::duration ttl) : limit_(std::max<std::size_t>(limit, 1)), ttl_(ttl) {}
   // True when `key` was recorded with this `version` (its updated_at text; "" for id-only
-  // watermarks); otherwise records it and returns false.
+  // watermarks): it is then kept alive. Otherwise records it and returns false.
   bool check_and_add(const std::string& key, std::string_view version, TimePoint now);
   std::size_t size() const { return map_.size(); }
-  void set_ttl(Clock::duration ttl) { ttl_ = ttl; }
 
  private:
   struct Entry {
     std::string version;
     TimePoint at;
+    std::list<std::string>::iterator pos;  // in order_
   };
   void expire(TimePoint now);
 
   std::size_t limit_;
   Clock::duration ttl_;
   std::unordered_map<std::string, Entry> map_;
-  std::deque<std::pair<TimePoint, std::string>> order_;  // may hold stale entries
+  std::list<std::string> order_;  // least recently seen first
 };
 
 }  // namespace pgbust::poll
