@@ -50,6 +50,8 @@ constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often t
 constexpr milliseconds kCloseWait{2000};           // close(): the end-of-stream handshake
 constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Redis, timers)
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
+constexpr milliseconds kFastPing{100};             // see answer_ping()
+constexpr int kFastPingLimit = 20;
 
 void put_u64(char* p, std::uint64_t v) {
   for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
@@ -428,6 +430,7 @@ class LogicalSource::Impl {
       }
     }
     current_command_ = sql;
+    log(spdlog::level::debug, "sending {}", sql);
     phase_deadline_ = Clock::now() + opt_.setup_timeout;
     if (PQsendQuery(conn_.get(), sql.c_str()) == 0) pg::fail(conn_.get(), "sending " + sql);
     flush();
@@ -586,12 +589,14 @@ class LogicalSource::Impl {
   }
 
   void consume() {
-    if (PQconsumeInput(conn_.get()) == 0) pg::fail(conn_.get(), "reading from the server");
+    if (PQconsumeInput(conn_.get()) == 0)
+      pg::fail(conn_.get(), phase_ == Phase::Streaming ? "reading the stream of slot " + opt_.slot
+                                                       : "waiting for " + current_command_);
   }
 
   void flush() {
     int r = PQflush(conn_.get());
-    if (r < 0) pg::fail(conn_.get(), "sending to the server");
+    if (r < 0) pg::fail(conn_.get(), "sending to the server (slot " + opt_.slot + ")");
     want_write_ = r == 1;
     // PQflush may have read input while waiting to write: look at libpq's buffer again.
     if (phase_ == Phase::Streaming) pending_input_ = true;
@@ -615,7 +620,7 @@ class LogicalSource::Impl {
         return;
       }
       if (n == -1) end_of_copy();
-      if (n < 0) pg::fail(conn_.get(), "reading the replication stream");
+      if (n < 0) pg::fail(conn_.get(), "reading the stream of slot " + opt_.slot);
       pg::Buffer buf(raw);
       last_receive_ = Clock::now();
       ping_sent_ = false;
@@ -655,7 +660,7 @@ class LogicalSource::Impl {
         idle_requires_ = last_delivered_;
       }
       if (msg[17] != 0) {
-        send_status(Clock::now(), false);
+        answer_ping(wal_end);
       } else if (flush_target() > sent_flush_) {
         status_due_ = true;
       }
@@ -666,6 +671,23 @@ class LogicalSource::Impl {
                                     std::string(hex) + ", " + std::to_string(msg.size()) +
                                     " bytes) from " + server());
     }
+  }
+
+  // A keepalive that asks for a reply. Outside a shutdown the walsender asks only after
+  // wal_sender_timeout/2 without hearing from us; a burst of requests answered within
+  // milliseconds is a walsender at server shutdown that will not exit (and holds the
+  // shutdown) until told that everything up to wal_end is flushed. When that is more than
+  // the pipeline confirmed, disconnect: the unconfirmed transactions stream again later.
+  void answer_ping(Position wal_end) {
+    auto now = Clock::now();
+    fast_pings_ = now - last_ping_ < kFastPing ? fast_pings_ + 1 : 0;
+    last_ping_ = now;
+    send_status(now, false);
+    if (fast_pings_ >= kFastPingLimit && flush_target() < wal_end)
+      throw ConnectionError("the server on " + server() + " is shutting down and waits for " +
+                            "confirmation up to " + pg::format_lsn(wal_end) +
+                            ", but Redis has applied only up to " + pg::format_lsn(flush_target()) +
+                            ": disconnecting so it can stop (unconfirmed work streams again)");
   }
 
   void dispatch(const pgoutput::Decoded& d) {
@@ -731,7 +753,7 @@ class LogicalSource::Impl {
     put_u64(msg + 25, static_cast<std::uint64_t>(pg_now_us()));
     msg[33] = request_reply ? 1 : 0;
     if (PQputCopyData(conn_.get(), msg, sizeof msg) != 1)
-      pg::fail(conn_.get(), "sending a standby status update");
+      pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
     flush();
     if (pos != sent_flush_)
       log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(pos));
@@ -828,6 +850,8 @@ class LogicalSource::Impl {
   std::uint64_t changes_ = 0, transactions_ = 0, reconnects_ = 0, errors_ = 0;
   std::string last_error_;
   std::uint64_t failures_ = 0, suppressed_ = 0;
+  int fast_pings_ = 0;
+  TimePoint last_ping_{};
   std::string last_logged_error_;
   TimePoint last_error_log_{};
 };
