@@ -23,7 +23,9 @@
 // - An unqualified column reads the event's row: the new row for insert, the old row for
 //   delete; for update the condition is evaluated on the old row and on the new row
 //   separately and holds if it holds for either (so a move out of and into a group both fire).
-//   new.x on a delete and old.x on an insert are NULL (there is no such row).
+//   new.x on a delete and old.x on an insert are NULL (there is no such row), as in SQL
+//   triggers; but a condition that reads only such columns cannot judge the change at all,
+//   so for that op the rule fires (the engine checks this, not evaluate()).
 // - A value that is not known (old value not in the WAL, TRUNCATE, ...) may be anything:
 //   the condition holds if it could be TRUE for some value, so rules never under-fire.
 #pragma once

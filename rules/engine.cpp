@@ -1,5 +1,6 @@
 // The per-change hot path: bind table layouts to rules, resolve row images, test op /
 // changed / when, render keys (escaping, widening, fallback) and hand them to a Sink.
+#include <algorithm>
 #include <unordered_map>
 
 #include "rule_impl.hpp"
@@ -88,6 +89,53 @@ bool glob_match(std::string_view p, std::string_view s) {
   if (s.empty())  // trailing stars match nothing (so "*" also matches the empty string)
     while (!p.empty() && p[0] == '*') p.remove_prefix(1);
   return p.empty() && s.empty();
+}
+
+IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns) {
+  const RuleImpl& impl = *rule.impl;
+  IdentityCost cost;
+  if (!(impl.ops & (op_bit(Op::Update) | op_bit(Op::Delete)))) return cost;
+  auto add = [](std::vector<std::string>& list, const std::string& item) {
+    for (const auto& x : list)
+      if (x == item) return;
+    list.push_back(item);
+  };
+  auto unknown = [&](const Part& p) {
+    if (!p.placeholder || p.meta != Meta::None || p.ref.image == Image::New) return false;
+    const std::string& col = impl.slots.names[static_cast<std::size_t>(p.ref.slot)];
+    for (const auto& k : key_columns)
+      if (k == col) return false;
+    return true;
+  };
+  const std::pair<const std::vector<Template>*, bool> lists[] = {
+      {&impl.actions.deletes, false}, {&impl.actions.patterns, true}, {&impl.actions.bumps, false}};
+  for (const auto& [list, is_pattern] : lists)
+    for (const Template& t : *list) {
+      bool widens = false;
+      for (const Part& p : t.parts)
+        if (unknown(p)) {
+          widens = true;
+          add(cost.columns, impl.slots.names[static_cast<std::size_t>(p.ref.slot)]);
+        }
+      if (!widens) continue;
+      if (impl.fallback) {
+        cost.fallback = true;
+        continue;
+      }
+      std::string pattern;
+      for (const Part& p : t.parts) {
+        if (!p.placeholder && is_pattern)
+          pattern.append(p.literal);
+        else if (!p.placeholder)
+          append_glob_escaped(pattern, p.literal);
+        else if (unknown(p))
+          pattern.push_back('*');
+        else
+          pattern.append(p.source);
+      }
+      add(cost.patterns, pattern);
+    }
+  return cost;
 }
 
 namespace {
@@ -331,23 +379,28 @@ void Engine::Impl::render_list(State& st, const Rule& rule, const EventView& e,
 }
 
 void Engine::Impl::report(State& st, const Rule& rule, const EventView& e, Sink& sink) {
-  std::string detail;
-  std::vector<std::string> seen;
+  // "old.a, old.b unknown (reason), new.c: filter date cannot read 'x'; keys widened to patterns"
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;  // reason -> columns
   for (const Note& n : st.notes) {
-    std::string item;
+    std::string column, reason;
     if (n.slot < 0) {
-      item = n.failed.empty() ? "${op}: any operation (the whole table is widened)" : "${op}: " + n.failed;
+      column = "${op}";
+      reason = n.failed.empty() ? ": any operation (the whole table is widened)" : ": " + n.failed;
     } else {
-      if (!e.whole) item = n.image == Image::Old ? "old." : "new.";
-      item += rule.impl->slots.names[static_cast<std::size_t>(n.slot)];
-      item += n.failed.empty() ? " unknown (" + std::string(to_string(n.why)) + ")" : ": " + n.failed;
+      if (!e.whole) column = n.image == Image::Old ? "old." : "new.";
+      column += rule.impl->slots.names[static_cast<std::size_t>(n.slot)];
+      reason = n.failed.empty() ? " unknown (" + std::string(to_string(n.why)) + ")" : ": " + n.failed;
     }
-    bool dup = false;
-    for (const auto& s : seen) dup = dup || s == item;
-    if (dup) continue;
-    seen.push_back(item);
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == reason; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {reason, {}});
+    if (std::find(g->second.begin(), g->second.end(), column) == g->second.end())
+      g->second.push_back(column);
+  }
+  std::string detail;
+  for (const auto& [reason, columns] : groups) {
     if (!detail.empty()) detail += ", ";
-    detail += item;
+    for (std::size_t i = 0; i < columns.size(); ++i) detail += (i ? ", " : "") + columns[i];
+    detail += reason;
   }
   if (st.need_fallback) detail += "; ran fallback";
   if (st.widened_pattern) detail += "; keys widened to patterns";
@@ -368,10 +421,15 @@ bool Engine::Impl::run(State& st, const Rule& rule, const EventView& e, Sink& si
     for (int s : impl.changed) any = any || differs(e.old_v[s], e.new_v[s]);
     if (!any) return false;
   }
-  if (impl.when) {
+  const Condition* when = impl.when ? &*impl.when : nullptr;
+  // A condition that reads only images this op lacks (new.* on delete) cannot judge it.
+  if (when && !when->uses_row && when->slots.size() > 0 && !(when->uses_old && e.has_old) &&
+      !(when->uses_new && e.has_new))
+    when = nullptr;
+  if (when) {
     bool fires = false;
-    int n = impl.when->uses_row ? e.nctx : 1;
-    for (int c = 0; c < n && !fires; ++c) fires = may_be_true(*impl.when, EventValues(e, e.ctx[c]));
+    int n = when->uses_row ? e.nctx : 1;
+    for (int c = 0; c < n && !fires; ++c) fires = may_be_true(*when, EventValues(e, e.ctx[c]));
     if (!fires) return false;
   }
   sink.fired(rule);

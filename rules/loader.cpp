@@ -214,6 +214,22 @@ void FileReader::templates(const YAML::Node& n, const std::string& key, detail::
   }
 }
 
+std::optional<TableName> table_name(std::string_view s, std::optional<ParseError>& err) {
+  std::size_t i = 0;
+  auto first = detail::parse_identifier(s, i, err);
+  std::optional<std::string> second;
+  if (!err && first && i < s.size() && s[i] == '.') {
+    ++i;
+    second = detail::parse_identifier(s, i, err);
+    if (!err && !second) err = ParseError{i, "expected a table name after '.'"};
+  }
+  if (!err && !first) err = ParseError{0, "expected a table name (schema.table or table)"};
+  if (!err && i != s.size())
+    err = ParseError{i, std::string("unexpected '") + s[i] + "' in table name; expected schema.table"};
+  if (err) return std::nullopt;
+  return second ? TableName{*first, *second} : TableName{"public", *first};
+}
+
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
   std::size_t i = 0;
   std::int64_t v = 0;
@@ -239,7 +255,7 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
   Rule r;
   r.file = file_;
   r.line = item.Mark().line + 1;
-  impl->column = item.Mark().column + 1;
+  r.column = item.Mark().column + 1;
 
   auto get = [&](const char* key) -> const YAML::Node* {
     auto it = k.find(key);
@@ -260,24 +276,13 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
   }
   if (const YAML::Node* n = get("table")) {
     if (scalar(*n, "table", "a table name (schema.table or table)")) {
-      std::string_view s = n->Scalar();
       std::optional<ParseError> err;
-      std::size_t i = 0;
-      auto first = detail::parse_identifier(s, i, err);
-      std::optional<std::string> second;
-      if (!err && first && i < s.size() && s[i] == '.') {
-        ++i;
-        second = detail::parse_identifier(s, i, err);
-        if (!err && !second) err = ParseError{i, "expected a table name after '.'"};
-      }
-      if (!err && !first) err = ParseError{0, "expected a table name (schema.table or table)"};
-      if (!err && i != s.size())
-        err = ParseError{i, std::string("unexpected '") + s[i] + "' in table name; expected schema.table"};
+      auto name = table_name(n->Scalar(), err);
       if (err) {
         error_in(*n, *err, "table");
       } else {
-        r.schema = second ? *first : "public";
-        r.table = second ? *second : *first;
+        r.schema = name->schema;
+        r.table = name->table;
       }
     }
   } else {
@@ -375,8 +380,8 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
     error(item.Mark(), "rule has no action; expected at least one of delete, delete_pattern, "
                        "bump or publish");
   r.impl = impl;
-  if (errors_.size() != errors_before) return;
-  check_images(r, item);
+  // A rule with errors still takes part in the duplicate-name check; no RuleSet is built.
+  if (errors_.size() == errors_before) check_images(r, item);
   out.push_back(std::move(r));
 }
 
@@ -403,9 +408,14 @@ void FileReader::check_images(const Rule& r, const YAML::Node& item) {
                                           "' reads new.* values but only runs on delete, which has no new row"));
   if (impl.when && impl.when->uses_new && !impl.when->uses_row && !impl.when->uses_old && has(Op::Delete))
     warn(item.Mark(), "rule '" + r.name +
-                          "': 'when' reads only new.* values, which are NULL on delete, so the rule "
-                          "may never fire for deletes; use unqualified columns (the old row on delete) "
-                          "or leave delete out of 'on'");
+                          "': 'when' reads only new.* values, which a delete does not have, so the "
+                          "rule fires on every delete; use unqualified columns (the old row on "
+                          "delete) to filter deletes too");
+  if (impl.when && impl.when->uses_old && !impl.when->uses_row && !impl.when->uses_new && has(Op::Insert))
+    warn(item.Mark(), "rule '" + r.name +
+                          "': 'when' reads only old.* values, which an insert does not have, so the "
+                          "rule fires on every insert; use unqualified columns (the new row on "
+                          "insert) to filter inserts too");
   if (impl.fallback && !impl.actions.uses_columns())
     warn(item.Mark(), "rule '" + r.name +
                           "': 'fallback' never runs: no key template of this rule reads a row value");
@@ -490,15 +500,16 @@ LoadResult finish(std::vector<Rule> rules, std::vector<Diagnostic> errors,
                   std::vector<Diagnostic> warnings) {
   std::map<std::string, const Rule*> seen;
   for (const Rule& r : rules) {
+    if (r.name.empty()) continue;  // reported already
     auto [it, inserted] = seen.emplace(r.name, &r);
     if (!inserted) {
       Diagnostic d;
       d.file = r.file;
       d.line = r.line;
-      d.column = r.impl->column;
+      d.column = r.column;
       d.message = "duplicate rule name '" + r.name + "'; first defined at " + it->second->file +
                   ":" + std::to_string(it->second->line) + ":" +
-                  std::to_string(it->second->impl->column);
+                  std::to_string(it->second->column);
       errors.push_back(std::move(d));
     }
   }
@@ -517,6 +528,17 @@ LoadResult finish(std::vector<Rule> rules, std::vector<Diagnostic> errors,
 }
 
 }  // namespace
+
+std::optional<TableName> parse_table_name(std::string_view text, std::string* error) {
+  std::optional<ParseError> err;
+  auto name = table_name(text, err);
+  if (err && error) *error = err->message;
+  return name;
+}
+
+std::string suggest(std::string_view word, const std::vector<std::string>& candidates) {
+  return detail::closest(word, std::vector<std::string_view>(candidates.begin(), candidates.end()));
+}
 
 LoadResult RuleSet::parse(std::string_view yaml, const std::string& file) {
   std::vector<Rule> rules;

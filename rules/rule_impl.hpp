@@ -33,7 +33,6 @@ struct RuleImpl {
   Actions actions;
   std::optional<Actions> fallback;  // runs instead of pattern widening
   std::optional<std::string> null_as;
-  int column = 0;  // 1-based position of the rule in its file
 };
 
 }  // namespace pgbust::rules::detail

@@ -147,6 +147,7 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
       return ParseError{start, "unterminated placeholder: expected '}' to close '${'"};
     if (s[i] == '}') {
       ++i;
+      part.source = std::string(s.substr(start, i - start));
       return std::nullopt;
     }
     if (s[i] != '|')

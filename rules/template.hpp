@@ -73,6 +73,7 @@ struct Part {
   Meta meta = Meta::None;
   ColumnRef ref;        // placeholder && meta == None
   std::vector<Filter> filters;
+  std::string source;   // placeholder: "${...}" as written
 };
 
 struct Template {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,7 @@ struct Rule {
   std::chrono::milliseconds redelete_after{0};
   std::string file;
   int line = 0;
+  int column = 0;  // where the rule's mapping starts, 1-based
   std::shared_ptr<const detail::RuleImpl> impl;
 };
 
@@ -52,6 +54,19 @@ struct OldValueNeed {
   // or `changed` read it (the rule then fires whenever it cannot tell).
   bool widens = false;
 };
+
+// What REPLICA IDENTITY DEFAULT costs a rule: with it, the old row of an update or delete
+// carries only the replica identity (primary key) columns, so keys built from other old
+// values cannot be computed exactly.
+struct IdentityCost {
+  std::vector<std::string> columns;   // old values the rule's keys need, not in the key
+  std::vector<std::string> patterns;  // the pattern deletes that replace those keys, with
+                                      // '*' for the unknown values (other placeholders as written)
+  bool fallback = false;              // the rule runs its fallback instead
+  bool empty() const { return columns.empty(); }
+};
+// `key_columns`: the table's replica identity columns, when known (empty: assume none).
+IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns = {});
 
 class RuleSet;
 
@@ -147,6 +162,16 @@ class Engine {
   EngineOptions options_;
   std::unique_ptr<Impl> impl_;
 };
+
+// A table name as rules spell it: "schema.table" or "table" (schema public); unquoted names
+// fold to lower case, "Quoted" names are exact. nullopt (and `error` set) when malformed.
+struct TableName {
+  std::string schema, table;
+};
+std::optional<TableName> parse_table_name(std::string_view text, std::string* error = nullptr);
+
+// The candidate closest to `word` (a typo away), or "" when none is close.
+std::string suggest(std::string_view word, const std::vector<std::string>& candidates);
 
 // Glob-escapes `*?[]\` so a value matches only itself in SCAN MATCH.
 std::string glob_escape(std::string_view value);

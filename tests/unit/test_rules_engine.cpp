@@ -236,7 +236,7 @@ rules:
   CHECK(fired == 1);
 }
 
-TEST_CASE("when: new.x on delete is NULL, old.x on insert is NULL") {
+TEST_CASE("when: new.x on delete is NULL, old.x on insert is NULL; a condition that reads only those fires") {
   auto rules = load_rules(R"(
 version: 1
 rules:
@@ -253,6 +253,19 @@ rules:
   CHECK(f.run(engine, Op::Insert, nullptr, open) == Keys{"delete k:1"});
   CHECK(f.run(engine, Op::Delete, open, nullptr) == Keys{"delete k:1"});
   CHECK(f.run(engine, Op::Delete, shut, nullptr).empty());
+
+  rules::Engine only_new(load_rules(R"(
+version: 1
+rules:
+  - name: w
+    table: t
+    when: "new.status <> 'draft'"
+    delete: "k:${id}"
+)"), {});
+  auto draft = f.row({{"id", val("1")}, {"status", val("draft")}});
+  CHECK(f.run(only_new, Op::Insert, nullptr, draft).empty());
+  CHECK(f.run(only_new, Op::Update, open, draft).empty());
+  CHECK(f.run(only_new, Op::Delete, draft, nullptr) == Keys{"delete k:1"});  // cannot judge: fire
 }
 
 TEST_CASE("widening: REPLICA IDENTITY DEFAULT, no old tuple") {
@@ -325,7 +338,7 @@ rules:
   CHECK(fired == 1);
   CHECK(keys == Keys{"delete_pattern g:*:*", "delete all_tasks", "delete op:truncate",
                      "delete_pattern dash:*", "delete_pattern rev:*"});
-  CHECK(f.last.widened_line() == "widened r: g unknown (TRUNCATE), id unknown (TRUNCATE); keys widened to patterns");
+  CHECK(f.last.widened_line() == "widened r: g, id unknown (TRUNCATE); keys widened to patterns");
 }
 
 TEST_CASE("widening: fallback runs instead of patterns") {

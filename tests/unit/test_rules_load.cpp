@@ -81,7 +81,10 @@ rules:
   // Warnings: `when` reads only new.* although the rule runs on delete; the bump can widen.
   REQUIRE(r.warnings.size() == 2);
   CHECK(r.warnings[0].warning);
-  CHECK(r.warnings[0].str().rfind("design.yaml:3:5: warning: rule 'task-stats': 'when' reads only new.*", 0) == 0);
+  CHECK(r.warnings[0].str() ==
+        "design.yaml:3:5: warning: rule 'task-stats': 'when' reads only new.* values, which a "
+        "delete does not have, so the rule fires on every delete; use unqualified columns (the old "
+        "row on delete) to filter deletes too");
   CHECK(r.warnings[1].message.find("bump 'rev:dept:${assigned_department_id}' reads row values") != std::string::npos);
   CHECK(r.rules->hash().size() == 8);
 
@@ -274,4 +277,68 @@ TEST_CASE("unreadable paths") {
   r = RuleSet::load(empty.path());
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].message == "no rule files (*.yaml or *.yml) in this directory");
+}
+
+TEST_CASE("default_identity_cost: what REPLICA IDENTITY DEFAULT costs a rule") {
+  auto r = RuleSet::parse(R"(version: 1
+rules:
+  - name: widen
+    table: t
+    delete: ["k:${g}:${new.h}", "id:${id}", "lit[1]:${old.g}"]
+    delete_pattern: "p:${g}:*"
+  - name: fallback
+    table: t
+    bump: "rev:${g}"
+    fallback: {bump: "rev:t"}
+  - name: insert-only
+    table: t
+    on: [insert]
+    delete: "k:${g}"
+  - name: new-only
+    table: t
+    delete: "n:${new.g}"
+)",
+                          "c.yaml");
+  REQUIRE(r.rules);
+  const auto& rules = r.rules->rules();
+  auto cost = rules::default_identity_cost(rules[0], {"id"});
+  CHECK(cost.columns == std::vector<std::string>{"g"});
+  CHECK(cost.patterns == std::vector<std::string>{"k:*:${new.h}", "lit\\[1\\]:*", "p:*:*"});
+  CHECK(!cost.fallback);
+  cost = rules::default_identity_cost(rules[0]);  // no key known: id too
+  CHECK(cost.columns == std::vector<std::string>{"g", "id"});
+  cost = rules::default_identity_cost(rules[1]);
+  CHECK(cost.fallback);
+  CHECK(cost.patterns.empty());
+  CHECK(rules::default_identity_cost(rules[2]).empty());
+  CHECK(rules::default_identity_cost(rules[3]).empty());
+}
+
+TEST_CASE("parse_table_name and suggest") {
+  struct Case {
+    std::string text, schema, table, error;
+  };
+  const Case cases[] = {
+      {"t", "public", "t", ""},
+      {"App.Items", "app", "items", ""},
+      {"\"App\".\"My Items\"", "App", "My Items", ""},
+      {"a.b.c", "", "", "unexpected '.' in table name"},
+      {"", "", "", "expected a table name"},
+      {"a.", "", "", "expected a table name after '.'"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    std::string error;
+    auto name = rules::parse_table_name(c.text, &error);
+    if (c.error.empty()) {
+      REQUIRE(name);
+      CHECK(name->schema == c.schema);
+      CHECK(name->table == c.table);
+    } else {
+      CHECK(!name);
+      CHECK(error.find(c.error) != std::string::npos);
+    }
+  }
+  CHECK(rules::suggest("stauts", {"status", "id"}) == "status");
+  CHECK(rules::suggest("zzzzzz", {"status", "id"}).empty());
 }

@@ -1,0 +1,261 @@
+// `pgbust check` and `pgbust explain` as processes: exit codes, stdout and stderr.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+using pgbust::test::TempDir;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+// Runs pgbust with `args`, stdout and stderr captured apart.
+Result run_pgbust(const std::vector<std::string>& args) {
+  static TempDir dir;
+  std::string err_file = (dir.path() / "stderr").string();
+  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>'" + err_file + "'",
+                                   pgbust::test::pgbust_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = pgbust::test::run(argv);
+  std::ifstream in(err_file);
+  std::stringstream err;
+  err << in.rdbuf();
+  return {r.exit_code, r.output, err.str()};
+}
+
+std::string data(const std::string& name) {
+  return (pgbust::test::source_dir() / "tests/data/rules" / name).string();
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("check: a valid rule file") {
+  auto r = run_pgbust({"check", "--rules", data("design.yaml")});
+  CHECK(r.exit_code == 0);
+  CAPTURE(r.err);
+  CHECK(std::regex_match(r.out, std::regex("rules OK: 1 rule on 1 table from " + data("design.yaml") +
+                                           " \\(hash [0-9a-f]{8}\\), 3 warnings\n")));
+  auto warnings = lines(r.err);
+  REQUIRE(warnings.size() == 3);
+  CHECK(warnings[2] ==
+        data("design.yaml") +
+            ":3:5: warning: rule 'task-stats' needs old values of assigned_department_id, "
+            "assigned_operator_id on update/delete; with REPLICA IDENTITY DEFAULT only primary-key "
+            "columns are in the WAL, so unless they are in the primary key the rule widens to "
+            "SCAN-DELETE task_stats:*, operator_stats:*, rev:dept:*; to avoid it: ALTER TABLE "
+            "public.work_order_task REPLICA IDENTITY FULL;");
+  // --quiet: errors only.
+  r = run_pgbust({"check", "-q", "-r", data("design.yaml")});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.empty());
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("check: a rules.d directory, and the hash follows content") {
+  auto r = run_pgbust({"check", "--rules", data("rules.d")});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("rules OK: 3 rules on 2 tables from " + data("rules.d") + " (hash ", 0) == 0);
+  TempDir dir;
+  std::ifstream in(data("rules.d/10-tasks.yaml"));
+  std::stringstream text;
+  text << in.rdbuf();
+  dir.write("a.yaml", "# a comment changes nothing\n" + text.str());
+  auto same = run_pgbust({"check", "--rules", (dir.path() / "a.yaml").string()});
+  dir.write("b.yaml", text.str() + "  - name: extra\n    table: t\n    delete: x\n");
+  auto other = run_pgbust({"check", "--rules", (dir.path() / "b.yaml").string()});
+  auto hash = [](const std::string& out) {
+    std::smatch m;
+    return std::regex_search(out, m, std::regex("hash ([0-9a-f]{8})")) ? m[1].str() : "";
+  };
+  auto tasks_only = run_pgbust({"check", "--rules", data("rules.d/10-tasks.yaml")});
+  CHECK(!hash(same.out).empty());
+  CHECK(hash(same.out) == hash(tasks_only.out));
+  CHECK(hash(other.out) != hash(same.out));
+}
+
+TEST_CASE("check: every error, GCC style, exit 1") {
+  auto r = run_pgbust({"check", "--rules", data("invalid.yaml")});
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.empty());
+  const std::string f = data("invalid.yaml");
+  CHECK(lines(r.err) ==
+        std::vector<std::string>{
+            f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
+                "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
+                "null_as or fallback",
+            f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
+                "bump or publish",
+            f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
+                "include update",
+            f + ":10:28: error: when: expected a column, string, number, TRUE, FALSE or NULL, found "
+                "end of condition",
+            f + ":11:21: error: delete: unknown filter 'lowr'; did you mean 'lower'? expected one of "
+                "lower, upper, trim, date, month, week_start, md5:N, sha256:N, default:TEXT, pybool",
+            f + ":15:21: error: redelete_after: 'soon' is not a duration; expected a number with ms, "
+                "s or m, from 1ms to 1 hour (e.g. 500ms, 2s)",
+            f + ":12:5: error: duplicate rule name 'a'; first defined at " + f + ":3:5",
+            "pgbust check: " + f + ": 7 errors",
+        });
+  TempDir dir;
+  auto syntax = dir.write("s.yaml", "version: 1\nrules: [a, b\n");
+  r = run_pgbust({"check", "--rules", syntax.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.rfind(syntax.string() + ":3:1: error: YAML syntax error: ", 0) == 0);
+  r = run_pgbust({"check", "--rules", "/nonexistent/rules.yaml"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.rfind("/nonexistent/rules.yaml: error: cannot read rule file", 0) == 0);
+}
+
+TEST_CASE("check: --config") {
+  TempDir dir;
+  dir.write("rules.d/r.yaml", "version: 1\nrules:\n  - name: r\n    table: t\n    delete: k\n");
+  auto good = dir.write("pgbust.yaml", "redis: {key_prefix: \":1:\"}\nrules: rules.d\n");
+  auto r = run_pgbust({"check", "--config", good.string()});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("rules OK: 1 rule on 1 table from " + (dir.path() / "rules.d").string(), 0) == 0);
+  CHECK(r.out.find("; config OK: " + good.string()) != std::string::npos);
+  // --rules overrides the config's rules.
+  r = run_pgbust({"check", "--config", good.string(), "--rules", data("invalid.yaml")});
+  CHECK(r.exit_code == 1);
+  auto bad = dir.write("bad.yaml", "redis: {key_prefx: x}\nrules: rules.d\n");
+  r = run_pgbust({"check", "--config", bad.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.rfind(bad.string() + ":1:9: error: unknown key 'key_prefx'", 0) == 0);
+}
+
+TEST_CASE("check and explain: usage") {
+  for (const char* cmd : {"check", "explain"}) {
+    CAPTURE(cmd);
+    auto r = run_pgbust({cmd, "--help"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("--rules") != std::string::npos);
+    CHECK(run_pgbust({cmd}).exit_code == 2);
+    CHECK(run_pgbust({cmd, "--bogus"}).exit_code == 2);
+    CHECK(run_pgbust({cmd, "--rules", data("design.yaml"), "stray"}).exit_code == 2);
+  }
+}
+
+TEST_CASE("explain: a move invalidates both groups, in rule then action order") {
+  auto r = run_pgbust({"explain", "--rules", data("design.yaml"), "--table", "work_order_task", "--op",
+                   "update", "--old",
+                   R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})",
+                   "--new",
+                   R"({"id": 1, "status": "open", "assigned_department_id": 7, "assigned_operator_id": 9})"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "# note: no rule of public.work_order_task reads column 'id'",
+            "# rule task-stats matched",
+            "UNLINK task_stats:5",
+            "UNLINK task_stats:7",
+            "UNLINK operator_stats:9",
+            "SCAN-DELETE dashboard:*",
+            "INCR rev:dept:5",
+            "INCR rev:dept:7",
+            "# rule task-stats: its deletes are sent again after 500ms",
+            "PUBLISH cache-invalidation '{\"source\":\"explain\",\"position\":\"\",\"tables\":"
+            "[\"public.work_order_task\"],\"keys\":[\"task_stats:5\",\"task_stats:7\","
+            "\"operator_stats:9\"],\"patterns\":[\"dashboard:*\"],\"revisions\":[\"rev:dept:5\","
+            "\"rev:dept:7\"],\"truncated\":false}'",
+        });
+  // Nothing the rule watches changed.
+  r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "public.work_order_task", "--op", "update",
+              "--old", R"({"status": "open", "assigned_department_id": 5})", "--new",
+              R"({"status": "open", "assigned_department_id": 5})"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "# no rule matched\n");
+}
+
+TEST_CASE("explain: widening, key prefix, filters, NULL, quoting") {
+  // DEFAULT identity: no old row, id is the key.
+  auto r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "update", "--new",
+                   R"({"id": 3, "email": "Ann@Example.com"})", "--key", "id", "--key-prefix", ":1:"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# rule user-profile matched",
+                            "# widened: rule user-profile: old.email unknown (old value not in the "
+                            "WAL (REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+                            "UNLINK :1:profile:3",
+                            "UNLINK :1:avatar:257c57037d38",  // md5("ann@example.com")[:12]
+                            "SCAN-DELETE :1:avatar:*",
+                            "SCAN-DELETE :1:feed:3:*",
+                        });
+  // TRUNCATE with a fallback; week_start; values that need quoting; escaping in patterns.
+  r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "work_order_task", "--op", "truncate"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "# rule task-detail matched",
+            "# widened: rule task-detail: id unknown (TRUNCATE); keys widened to patterns",
+            "SCAN-DELETE task:*",
+        });
+  r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "delete", "--old",
+              R"({"id": "a b*'", "email": null})"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# rule user-profile matched",
+                            "UNLINK \"profile:a b*'\"",
+                            "UNLINK avatar:None",
+                            "SCAN-DELETE \"feed:a b\\\\*':*\"",
+                        });
+}
+
+TEST_CASE("explain: bad input is a clear error, exit 1") {
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const std::string rules = data("design.yaml");
+  const Case cases[] = {
+      {{"--table", "work_order_task", "--op", "update", "--new", "{\"id\": 1,}"},
+       "pgbust explain: --new: invalid JSON at line 1 column 10 (byte 9): expected a string key "
+       "in object, found '}'\n"},
+      {{"--table", "work_order_task", "--op", "update", "--new", "[1]"},
+       "pgbust explain: --new: expected a JSON object of column values, e.g. {\"id\": 5}, found array\n"},
+      {{"--table", "work_order_task", "--op", "insert", "--new", "{\"assigned_departmen_id\": 5}"},
+       "pgbust explain: --new: no rule of public.work_order_task reads column "
+       "'assigned_departmen_id'; did you mean 'assigned_department_id'?\n"},
+      {{"--table", "work_order_task", "--op", "insert", "--new", "{\"status\": {\"a\": 1}}"},
+       "pgbust explain: --new: column \"status\" is object; expected the column's PostgreSQL text "
+       "as a string (or a number, boolean or null)\n"},
+      {{"--table", "work_order_task", "--op", "insert", "--old", "{}"},
+       "pgbust explain: --old: insert has no old row\n"},
+      {{"--table", "work_order_task", "--op", "upsert"},
+       "pgbust explain: --op 'upsert': expected insert, update, delete or truncate\n"},
+      {{"--table", "a.b.c", "--op", "insert"},
+       "pgbust explain: --table 'a.b.c': unexpected '.' in table name; expected schema.table\n"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"explain", "--rules", rules};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CAPTURE(c.error);
+    auto r = run_pgbust(args);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err == c.error);
+  }
+  auto r = run_pgbust({"explain", "--rules", data("invalid.yaml"), "--table", "t", "--op", "insert"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("invalid.yaml:5:5: error: unknown key 'delet'") != std::string::npos);
+  // A table no rule names is not an error: nothing to do.
+  r = run_pgbust({"explain", "--rules", rules, "--table", "other", "--op", "insert", "--new", "{}"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "# no rule names table public.other\n");
+}
