@@ -10,8 +10,8 @@
 #include <deque>
 #include <optional>
 #include <random>
-#include <set>
 
+#include "logical_setup.hpp"
 #include "pgbust/pg.hpp"
 #include "pgbust/pgoutput.hpp"
 
@@ -41,9 +41,6 @@ std::string_view phase_name(Phase p) {
   return "?";
 }
 
-// The setup commands sent in the identifying phase, in order.
-enum class Step { IdentifySystem, CheckPublication, CheckTables, CheckSlot, CreateSlot, Start };
-
 constexpr TimePoint kAsap{};                       // a deadline that has already passed
 constexpr milliseconds kMinStatusGap{200};         // confirm()-driven updates at most this often
 constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often to look again
@@ -52,39 +49,6 @@ constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Re
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kFastPing{100};             // see answer_ping()
 constexpr int kFastPingLimit = 20;
-
-void put_u64(char* p, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-// Microseconds since the PostgreSQL epoch, for standby status updates.
-std::int64_t pg_now_us() {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                std::chrono::system_clock::now().time_since_epoch())
-                .count();
-  return us - pgoutput::kPgEpochOffsetUs;
-}
-
-std::string sql_literal(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string sql_ident(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
-std::string qualify(const std::string& table) {
-  return table.find('.') == std::string::npos ? "public." + table : table;
-}
 
 }  // namespace
 
@@ -148,7 +112,7 @@ class LogicalSource::Impl {
           if (want_write_ && (revents & POLLOUT)) flush();
           if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
             consume();
-            collect_results();
+            identify();
           }
           break;
         case Phase::Streaming:
@@ -221,30 +185,16 @@ class LogicalSource::Impl {
     confirmed_ = pos;
     while (!unconfirmed_.empty() && unconfirmed_.front().first <= confirmed_)
       unconfirmed_.pop_front();
-    if (flush_target() > sent_flush_) status_due_ = true;
+    advance();
   }
 
   SourceStatus status() const {
     SourceStatus s;
-    switch (phase_) {
-      case Phase::Idle:
-      case Phase::Connecting:
-        s.state = SourceState::Connecting;
-        break;
-      case Phase::Identifying:
-        s.state = SourceState::Starting;
-        break;
-      case Phase::Streaming:
-        s.state = SourceState::Streaming;
-        break;
-      case Phase::BackingOff:
-        s.state = SourceState::BackingOff;
-        break;
-      case Phase::Stopped:
-        s.state = SourceState::Stopped;
-        break;
-    }
-    Position pos = flush_target();
+    static constexpr SourceState kState[] = {SourceState::Connecting, SourceState::Connecting,
+                                             SourceState::Starting,   SourceState::Streaming,
+                                             SourceState::BackingOff, SourceState::Stopped};
+    s.state = kState[static_cast<int>(phase_)];
+    const Position pos = acked_;
     s.position = pg::format_lsn(pos);
     s.lag_bytes = server_wal_end_ == 0    ? -1
                   : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
@@ -252,14 +202,11 @@ class LogicalSource::Impl {
     std::int64_t oldest = !unconfirmed_.empty() ? unconfirmed_.front().second
                           : in_txn_             ? txn_commit_time_us_
                                                 : 0;
-    if (oldest == 0) {
-      s.lag_seconds = 0;
-    } else {
-      auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-      s.lag_seconds = std::max(0.0, static_cast<double>(now_us - oldest) / 1e6);
-    }
+    s.lag_seconds = oldest == 0
+                        ? 0.0
+                        : std::max(0.0, static_cast<double>(pgoutput::pg_now_us() +
+                                                            pgoutput::kPgEpochOffsetUs - oldest) /
+                                            1e6);
     s.changes = changes_;
     s.transactions = transactions_;
     s.reconnects = reconnects_;
@@ -283,12 +230,12 @@ class LogicalSource::Impl {
     }
     conn_.reset();
     phase_ = Phase::Stopped;
-    log(spdlog::level::info, "closed at {}", pg::format_lsn(sent_flush_max_));
+    log(spdlog::level::info, "closed at {}", pg::format_lsn(acked_));
   }
 
-  Position reported() const { return sent_flush_max_; }
+  Position reported() const { return acked_; }
   Position server_wal_end() const { return server_wal_end_; }
-  std::vector<std::string> uncovered_tables() const { return uncovered_; }
+  std::vector<std::string> uncovered_tables() const { return setup_.uncovered(); }
 
  private:
   // ---- helpers --------------------------------------------------------------------------
@@ -359,7 +306,7 @@ class LogicalSource::Impl {
 
   std::string waiting_for() const {
     if (phase_ == Phase::Connecting) return "connecting";
-    return "waiting for " + current_command_;
+    return "waiting for " + setup_.command();
   }
 
   // ---- connecting -----------------------------------------------------------------------
@@ -389,200 +336,41 @@ class LogicalSource::Impl {
     phase_ = Phase::Identifying;
     log(spdlog::level::debug, "connected to {} (server {})", server(),
         PQserverVersion(conn_.get()));
-    send_step(Step::IdentifySystem);
-  }
-
-  // ---- identifying ----------------------------------------------------------------------
-
-  void send_step(Step step) {
-    step_ = step;
-    std::string sql;
-    switch (step) {
-      case Step::IdentifySystem:
-        sql = "IDENTIFY_SYSTEM";
-        break;
-      case Step::CheckPublication:
-        sql = "SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = " +
-              sql_literal(opt_.publication);
-        break;
-      case Step::CheckTables:
-        sql =
-            "SELECT schemaname || '.' || tablename FROM pg_catalog.pg_publication_tables "
-            "WHERE pubname = " +
-            sql_literal(opt_.publication);
-        break;
-      case Step::CheckSlot:
-        sql =
-            "SELECT plugin, slot_type, database, confirmed_flush_lsn FROM "
-            "pg_catalog.pg_replication_slots WHERE slot_name = " +
-            sql_literal(opt_.slot);
-        break;
-      case Step::CreateSlot:
-        sql = "CREATE_REPLICATION_SLOT " + opt_.slot + " LOGICAL pgoutput NOEXPORT_SNAPSHOT";
-        break;
-      case Step::Start: {
-        Position from = std::max(confirmed_, last_delivered_);
-        sql = "START_REPLICATION SLOT " + opt_.slot + " LOGICAL " + pg::format_lsn(from) +
-              " (proto_version '1', publication_names " + sql_literal(sql_ident(opt_.publication)) +
-              ")";
-        start_from_ = from;
-        break;
-      }
-    }
-    current_command_ = sql;
-    log(spdlog::level::debug, "sending {}", sql);
     phase_deadline_ = Clock::now() + opt_.setup_timeout;
-    if (PQsendQuery(conn_.get(), sql.c_str()) == 0) pg::fail(conn_.get(), "sending " + sql);
+    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_));
     flush();
   }
 
-  void collect_results() {
-    while (PQisBusy(conn_.get()) == 0) {
-      pg::Result r(PQgetResult(conn_.get()));
-      if (!r) {
-        finish_step();
-        return;
-      }
-      auto st = PQresultStatus(r.get());
-      if (st == PGRES_COPY_BOTH) {
-        enter_streaming();
-        return;
-      }
-      if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        if (!error_) {
-          std::string text = PQresultErrorMessage(r.get());
-          while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-          error_ = current_command_ + " on " + server() + ": " + text;
-        }
-      } else {
-        result_ = std::move(r);
-      }
-    }
-  }
-
-  std::string cell(int row, int col) const {
-    return PQgetisnull(result_.get(), row, col) ? std::string()
-                                                : PQgetvalue(result_.get(), row, col);
-  }
-
-  void finish_step() {
-    if (error_) {
-      std::string e = std::move(*error_);
-      error_.reset();
-      result_.reset();
-      throw Error(e);
-    }
-    if (!result_) throw ConnectionError(current_command_ + " on " + server() + ": no result");
-    const int rows = PQntuples(result_.get());
-    switch (step_) {
-      case Step::IdentifySystem: {
-        if (rows != 1 || PQnfields(result_.get()) < 4)
-          throw Error("IDENTIFY_SYSTEM on " + server() + ": unexpected result shape");
-        db_ = cell(0, 3);
-        if (db_.empty())
-          throw Error("IDENTIFY_SYSTEM on " + server() +
-                      ": the connection is not to a database (logical replication needs one)");
-        Position xlog = 0;
-        if (pg::parse_lsn(cell(0, 2), xlog)) server_wal_end_ = std::max(server_wal_end_, xlog);
-        log(spdlog::level::debug, "system {} timeline {} at {} database {}", cell(0, 0), cell(0, 1),
-            cell(0, 2), db_);
-        next(Step::CheckPublication);
-        break;
-      }
-      case Step::CheckPublication:
-        if (rows == 0)
-          throw Error("publication \"" + opt_.publication + "\" does not exist in database \"" +
-                      db_ + "\" on " + server() + ": create it with CREATE PUBLICATION " +
-                      sql_ident(opt_.publication) +
-                      " FOR TABLE ... (pgbust setup prints the SQL for the rule tables)");
-        next(opt_.tables.empty() ? Step::CheckSlot : Step::CheckTables);
-        break;
-      case Step::CheckTables: {
-        std::set<std::string> published;
-        for (int i = 0; i < rows; ++i) published.insert(cell(i, 0));
-        report_uncovered(published);
-        next(Step::CheckSlot);
-        break;
-      }
-      case Step::CheckSlot:
-        check_slot(rows);
-        break;
-      case Step::CreateSlot: {
-        Position at = 0;
-        if (rows == 1 && PQnfields(result_.get()) >= 2) pg::parse_lsn(cell(0, 1), at);
-        confirmed_ = std::max(confirmed_, at);
-        log(spdlog::level::info, "created replication slot {} (pgoutput) at {}", opt_.slot,
-            pg::format_lsn(at));
-        next(Step::Start);
-        break;
-      }
-      case Step::Start:
-        throw ConnectionError(current_command_ + " on " + server() +
-                              ": the server did not start streaming");
-    }
-  }
-
-  void next(Step step) {
-    result_.reset();
-    send_step(step);
-  }
-
-  void report_uncovered(const std::set<std::string>& published) {
-    std::vector<std::string> missing;
-    for (const auto& t : opt_.tables) {
-      std::string q = qualify(t);
-      if (!published.count(q) && std::find(missing.begin(), missing.end(), q) == missing.end())
-        missing.push_back(q);
-    }
-    if (!missing.empty() && missing != uncovered_) {
-      std::string list;
-      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-      log(spdlog::level::warn,
-          "publication \"{}\" does not cover rule tables {}: their changes will not be seen "
-          "(ALTER PUBLICATION {} ADD TABLE ...)",
-          opt_.publication, list, sql_ident(opt_.publication));
-    }
-    uncovered_ = std::move(missing);
-  }
-
-  void check_slot(int rows) {
-    if (rows == 0) {
-      if (!opt_.create_slot)
-        throw Error("replication slot \"" + opt_.slot + "\" does not exist on " + server() +
-                    ": create it (pgbust setup prints the SQL) or set create_slot: true");
-      next(Step::CreateSlot);
+  // One step of the identifying phase: results in, the next setup command out.
+  void identify() {
+    const std::string before = setup_.command();
+    if (setup_.on_input()) {
+      confirmed_ = std::max(confirmed_, setup_.slot_confirmed());
+      server_wal_end_ = std::max(server_wal_end_, setup_.server_wal_end());
+      advance();
+      enter_streaming();
       return;
     }
-    std::string plugin = cell(0, 0), type = cell(0, 1), db = cell(0, 2);
-    if (type != "logical" || plugin != "pgoutput")
-      throw Error("replication slot \"" + opt_.slot + "\" on " + server() + " is a " + type +
-                  " slot" + (plugin.empty() ? "" : " with plugin " + plugin) +
-                  ", pgbust needs a logical slot with plugin pgoutput");
-    if (db != db_)
-      throw Error("replication slot \"" + opt_.slot + "\" on " + server() +
-                  " belongs to database \"" + db + "\", not \"" + db_ + "\"");
-    Position at = 0;
-    if (pg::parse_lsn(cell(0, 3), at)) confirmed_ = std::max(confirmed_, at);
-    next(Step::Start);
+    if (setup_.command() != before) phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    flush();
   }
 
   // ---- streaming ------------------------------------------------------------------------
 
   void enter_streaming() {
-    result_.reset();
     phase_ = Phase::Streaming;
     auto now = Clock::now();
     last_receive_ = now;
     ping_sent_ = false;
     sent_flush_ = 0;  // this connection has not been told anything yet
-    status_due_ = flush_target() > 0;
+    status_due_ = acked_ > 0;
     last_status_ = now - kMinStatusGap;
     next_status_ = now + opt_.status_interval;
     backoff_ = opt_.backoff_min;
     pending_input_ = true;
     std::string after = failures_ > 0 ? fmt::format(" after {} failed attempts", failures_) : "";
     log(spdlog::level::info, "streaming slot {} (publication {}) from {} on {}{}", opt_.slot,
-        opt_.publication, pg::format_lsn(start_from_), server(), after);
+        opt_.publication, pg::format_lsn(setup_.start_from()), server(), after);
     failures_ = 0;
     suppressed_ = 0;
     last_logged_error_.clear();
@@ -591,7 +379,7 @@ class LogicalSource::Impl {
   void consume() {
     if (PQconsumeInput(conn_.get()) == 0)
       pg::fail(conn_.get(), phase_ == Phase::Streaming ? "reading the stream of slot " + opt_.slot
-                                                       : "waiting for " + current_command_);
+                                                       : "waiting for " + setup_.command());
   }
 
   void flush() {
@@ -643,34 +431,22 @@ class LogicalSource::Impl {
     throw ConnectionError("streaming slot " + opt_.slot + " from " + server() + ": " + text);
   }
 
-  void on_copy_data(std::string_view msg) {
-    const char type = msg.empty() ? '\0' : msg[0];
-    if (type == 'w' && msg.size() >= 25) {
-      Position start = get_u64(msg.data() + 1);
-      server_wal_end_ = std::max(server_wal_end_, get_u64(msg.data() + 9));
-      dispatch(decoder_.decode(msg.substr(25), start));
-    } else if (type == 'k' && msg.size() >= 18) {
-      Position wal_end = get_u64(msg.data() + 1);
-      server_wal_end_ = std::max(server_wal_end_, wal_end);
-      // Everything before this keepalive has been received; commits the walsender decodes
-      // later end after wal_end. So once every delivered transaction is confirmed, wal_end
-      // can be acknowledged: an idle slot does not hold WAL.
-      if (!in_txn_) {
-        idle_target_ = std::max(idle_target_, wal_end);
-        idle_requires_ = last_delivered_;
-      }
-      if (msg[17] != 0) {
-        answer_ping(wal_end);
-      } else if (flush_target() > sent_flush_) {
-        status_due_ = true;
-      }
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(type));
-      throw pgoutput::ProtocolError("replication stream: unknown or short CopyData message (type " +
-                                    std::string(hex) + ", " + std::to_string(msg.size()) +
-                                    " bytes) from " + server());
+  void on_copy_data(std::string_view raw) {
+    const pgoutput::ServerMessage m = pgoutput::parse_server_message(raw);
+    server_wal_end_ = std::max(server_wal_end_, m.wal_end);
+    if (m.type == pgoutput::ServerMessage::Type::XLogData) {
+      dispatch(decoder_.decode(m.payload, m.wal_start));
+      return;
     }
+    // Everything before this keepalive has been received, and commits the walsender decodes
+    // later end after wal_end. So once every transaction delivered so far is confirmed,
+    // wal_end can be acknowledged: an idle slot does not hold WAL.
+    if (!in_txn_) {
+      idle_target_ = std::max(idle_target_, m.wal_end);
+      idle_requires_ = last_delivered_;
+      advance();
+    }
+    if (m.reply_requested) answer_ping(m.wal_end);
   }
 
   // A keepalive that asks for a reply. Outside a shutdown the walsender asks only after
@@ -683,10 +459,10 @@ class LogicalSource::Impl {
     fast_pings_ = now - last_ping_ < kFastPing ? fast_pings_ + 1 : 0;
     last_ping_ = now;
     send_status(now, false);
-    if (fast_pings_ >= kFastPingLimit && flush_target() < wal_end)
+    if (fast_pings_ >= kFastPingLimit && acked_ < wal_end)
       throw ConnectionError("the server on " + server() + " is shutting down and waits for " +
                             "confirmation up to " + pg::format_lsn(wal_end) +
-                            ", but Redis has applied only up to " + pg::format_lsn(flush_target()) +
+                            ", but Redis has applied only up to " + pg::format_lsn(acked_) +
                             ": disconnecting so it can stop (unconfirmed work streams again)");
   }
 
@@ -735,30 +511,24 @@ class LogicalSource::Impl {
     }
   }
 
-  // What may be reported as flushed: the pipeline's confirmation, or the server's WAL end from
-  // a keepalive once nothing received before it is unconfirmed.
-  Position flush_target() const {
+  // Moves the position to report (acked_) forward: the pipeline's confirmation, or the WAL
+  // end of a keepalive once everything delivered before it is confirmed. Never backwards.
+  void advance() {
     Position t = confirmed_;
-    if (!in_txn_ && confirmed_ >= idle_requires_ && idle_target_ > t) t = idle_target_;
-    return t;
+    if (confirmed_ >= idle_requires_) t = std::max(t, idle_target_);
+    if (t <= acked_) return;
+    acked_ = t;
+    if (acked_ > sent_flush_) status_due_ = true;
   }
 
   void send_status(TimePoint now, bool request_reply) {
-    const Position pos = flush_target();
-    char msg[34];
-    msg[0] = 'r';
-    put_u64(msg + 1, pos);   // written
-    put_u64(msg + 9, pos);   // flushed
-    put_u64(msg + 17, pos);  // applied
-    put_u64(msg + 25, static_cast<std::uint64_t>(pg_now_us()));
-    msg[33] = request_reply ? 1 : 0;
-    if (PQputCopyData(conn_.get(), msg, sizeof msg) != 1)
+    auto msg = pgoutput::status_update(acked_, pgoutput::pg_now_us(), request_reply);
+    if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
       pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
     flush();
-    if (pos != sent_flush_)
-      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(pos));
-    sent_flush_ = pos;
-    sent_flush_max_ = std::max(sent_flush_max_, pos);
+    if (acked_ != sent_flush_)
+      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked_));
+    sent_flush_ = acked_;
     last_status_ = now;
     next_status_ = now + opt_.status_interval;
     status_due_ = false;
@@ -816,12 +586,8 @@ class LogicalSource::Impl {
   ChangeSink& sink_;
   pg::Conn conn_;
   Phase phase_ = Phase::Idle;
-  Step step_ = Step::IdentifySystem;
   PostgresPollingStatusType connect_poll_ = PGRES_POLLING_WRITING;
-  std::string current_command_;
-  pg::Result result_;
-  std::optional<std::string> error_;
-  std::string db_;
+  detail::LogicalSetup setup_{opt_};
   pgoutput::Decoder decoder_;
 
   bool want_write_ = false;     // libpq has unsent output
@@ -836,16 +602,14 @@ class LogicalSource::Impl {
 
   bool in_txn_ = false;
   std::int64_t txn_commit_time_us_ = 0;
-  Position start_from_ = 0;
   Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
   Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
   Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction
   Position idle_requires_ = 0;   // ... usable once confirmed_ reaches this
+  Position acked_ = 0;           // what is reported as flushed; only moves forward
   Position sent_flush_ = 0;      // last flush position sent on this connection
-  Position sent_flush_max_ = 0;
   Position server_wal_end_ = 0;
   std::deque<std::pair<Position, std::int64_t>> unconfirmed_;  // (end LSN, commit time µs)
-  std::vector<std::string> uncovered_;
 
   std::uint64_t changes_ = 0, transactions_ = 0, reconnects_ = 0, errors_ = 0;
   std::string last_error_;

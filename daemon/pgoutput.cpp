@@ -1,6 +1,7 @@
 // The pgoutput decoder: protocol version 1 messages into ChangeEvents, with a relation cache.
 #include "pgbust/pgoutput.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -361,6 +362,63 @@ void Decoder::decode_truncate(Reader& in) {
     events_[i] = ChangeEvent{SourceKind::Logical, Op::Truncate, &rel.table, nullptr, nullptr};
   }
   out_.events = std::span<const ChangeEvent>(events_.data(), n);
+}
+
+namespace {
+
+std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+void put_u64(char* p, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
+}
+
+}  // namespace
+
+ServerMessage parse_server_message(std::string_view msg) {
+  ServerMessage m;
+  const auto type = msg.empty() ? 0 : static_cast<unsigned char>(msg[0]);
+  if (type == 'w' && msg.size() >= 25) {
+    m.type = ServerMessage::Type::XLogData;
+    m.wal_start = get_u64(msg.data() + 1);
+    m.wal_end = get_u64(msg.data() + 9);
+    m.send_time = static_cast<std::int64_t>(get_u64(msg.data() + 17));
+    m.payload = msg.substr(25);
+    return m;
+  }
+  if (type == 'k' && msg.size() >= 18) {
+    m.type = ServerMessage::Type::Keepalive;
+    m.wal_end = get_u64(msg.data() + 1);
+    m.send_time = static_cast<std::int64_t>(get_u64(msg.data() + 9));
+    m.reply_requested = msg[17] != 0;
+    return m;
+  }
+  throw ProtocolError(
+      "replication stream: " + std::string(type == 'w' || type == 'k' ? "short " : "unknown ") +
+      "CopyData message type " + describe_byte(type) + " (" + std::to_string(msg.size()) +
+      " bytes)");
+}
+
+std::array<char, 34> status_update(std::uint64_t position, std::int64_t now_pg_us,
+                                   bool reply_requested) {
+  std::array<char, 34> m{};
+  m[0] = 'r';
+  put_u64(m.data() + 1, position);   // written
+  put_u64(m.data() + 9, position);   // flushed
+  put_u64(m.data() + 17, position);  // applied
+  put_u64(m.data() + 25, static_cast<std::uint64_t>(now_pg_us));
+  m[33] = reply_requested ? 1 : 0;
+  return m;
+}
+
+std::int64_t pg_now_us() {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return us - kPgEpochOffsetUs;
 }
 
 }  // namespace pgbust::pgoutput

@@ -53,7 +53,8 @@ class LogicalSource final : public Source {
   // closes. Does not call the sink.
   void close() noexcept override;
 
-  // The flush position last reported to the server on this or an earlier connection.
+  // The position reported to the server as flushed (sent at the next status update): what
+  // the pipeline confirmed, or an idle WAL end once everything delivered is confirmed.
   Position reported() const;
   // The server's WAL end as last reported (keepalives, XLogData, IDENTIFY_SYSTEM), 0 if unknown.
   Position server_wal_end() const;

@@ -1,7 +1,9 @@
-// The pgoutput (logical replication protocol version 1) decoder: bytes in, ChangeEvents out.
-// Pure: no I/O. Decodes into reusable buffers whose string_views point into the message.
+// The pgoutput (logical replication protocol version 1) decoder: bytes in, ChangeEvents out,
+// and the streaming-replication CopyData messages around it. Pure: no I/O. Decodes into
+// reusable buffers whose string_views point into the message.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -130,5 +132,28 @@ class Decoder {
   std::vector<ChangeEvent> events_;
   Relation scratch_;  // a Relation message is parsed here, then compared and swapped in
 };
+
+// ---- The streaming replication CopyData messages that carry pgoutput ----------------------
+
+// One CopyData message from the walsender: XLogData ('w') or Primary keepalive ('k').
+struct ServerMessage {
+  enum class Type : std::uint8_t { XLogData, Keepalive };
+  Type type = Type::Keepalive;
+  std::uint64_t wal_start = 0;   // XLogData: where its data starts
+  std::uint64_t wal_end = 0;     // the server's WAL end
+  std::int64_t send_time = 0;    // µs since 2000-01-01
+  bool reply_requested = false;  // Keepalive: answer at once
+  std::string_view payload;      // XLogData: one pgoutput message
+};
+
+// Throws ProtocolError for an unknown type or a message too short for its type.
+ServerMessage parse_server_message(std::string_view msg);
+
+// A Standby Status Update ('r') reporting `position` as written, flushed and applied.
+std::array<char, 34> status_update(std::uint64_t position, std::int64_t now_pg_us,
+                                   bool reply_requested);
+
+// The current wall-clock time in µs since the PostgreSQL epoch.
+std::int64_t pg_now_us();
 
 }  // namespace pgbust::pgoutput

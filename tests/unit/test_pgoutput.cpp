@@ -433,3 +433,45 @@ TEST_CASE("pgoutput: mutation fuzz over valid fixtures never crashes or hangs") 
   CHECK(decoded > 0);
   CHECK(rejected > 0);
 }
+
+TEST_CASE("replication CopyData: XLogData, keepalive, status update, bad messages") {
+  Msg w('w');
+  w.u64(0x16B3748).u64(0x16B4000).u64(777).raw("B-payload");
+  ServerMessage x = parse_server_message(w);
+  CHECK(x.type == ServerMessage::Type::XLogData);
+  CHECK(x.wal_start == 0x16B3748);
+  CHECK(x.wal_end == 0x16B4000);
+  CHECK(x.send_time == 777);
+  CHECK(x.payload == "B-payload");
+
+  Msg k('k');
+  k.u64(0x1000000ABULL).u64(5).u8(1);
+  ServerMessage ka = parse_server_message(k);
+  CHECK(ka.type == ServerMessage::Type::Keepalive);
+  CHECK(ka.wal_end == 0x1000000ABULL);
+  CHECK(ka.reply_requested);
+  CHECK_FALSE(parse_server_message(Msg('k').u64(1).u64(2).u8(0)).reply_requested);
+
+  auto r = status_update(0x0102030405060708ULL, 0x1122, true);
+  std::string want = Msg('r')
+                         .u64(0x0102030405060708ULL)
+                         .u64(0x0102030405060708ULL)
+                         .u64(0x0102030405060708ULL)
+                         .u64(0x1122)
+                         .u8(1)
+                         .b;
+  CHECK(std::string(r.data(), r.size()) == want);
+
+  CHECK_THROWS_WITH_AS(parse_server_message(Msg('k').u64(1)),
+                       doctest::Contains("short CopyData message type 'k' (0x6b) (9 bytes)"),
+                       ProtocolError);
+  CHECK_THROWS_WITH_AS(parse_server_message(Msg('w').u64(1)), doctest::Contains("short"),
+                       ProtocolError);
+  CHECK_THROWS_WITH_AS(parse_server_message(Msg('q')),
+                       doctest::Contains("unknown CopyData message type 'q'"), ProtocolError);
+  CHECK_THROWS_AS(parse_server_message(std::string_view()), ProtocolError);
+
+  // The PostgreSQL epoch is 2000-01-01 00:00:00 UTC.
+  CHECK(kPgEpochOffsetUs == 946684800LL * 1000000);
+  CHECK(pg_now_us() > 700'000'000'000'000LL);  // after 2022
+}
