@@ -2,6 +2,8 @@
 #include "sources.hpp"
 
 #include "pgbust/logical_source.hpp"
+#include "pgbust/notify_source.hpp"
+#include "pgbust/poll_source.hpp"
 
 namespace pgbust {
 
@@ -17,6 +19,18 @@ std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
     o.status_interval = cfg.logical->status_interval;
     o.tables = rules.tables();
     out.push_back(std::make_unique<LogicalSource>(std::move(o), sink));
+  }
+  if (cfg.notify) {
+    NotifyOptions o;
+    o.conninfo = cfg.conninfo;
+    o.notify = *cfg.notify;
+    out.push_back(std::make_unique<NotifySource>(std::move(o), rules, sink));
+  }
+  if (cfg.poll) {
+    PollOptions o;
+    o.conninfo = cfg.conninfo;
+    o.poll = *cfg.poll;
+    out.push_back(std::make_unique<PollSource>(std::move(o), rules, sink));
   }
   return out;
 }
