@@ -339,8 +339,9 @@ struct NotifySource::Impl {
     }
   }
 
-  void fail(const std::string& msg, TimePoint now) {
+  void fail(const std::string& error, TimePoint now) {
     const char* was = phase_name();
+    std::string msg = pg::one_line(error);
     // Keep what libpq already read: the gap policy covers what was not.
     if (conn.connected())
       while (PGnotify* n = PQnotifies(conn.get())) {
@@ -357,7 +358,7 @@ struct NotifySource::Impl {
     retry_at = now + delay;
     std::uint64_t held = 0;
     if (conn_log.allow(msg, now, held))
-      spdlog::warn("notify: {}: {}; reconnecting in {:.1f}s{}", was, msg, seconds(delay),
+      spdlog::warn("notify: {}: {}; reconnecting in {:.2f}s{}", was, msg, seconds(delay),
                    held ? fmt::format(" ({} identical errors not logged)", held) : "");
   }
 

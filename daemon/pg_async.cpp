@@ -167,6 +167,21 @@ bool LogLimiter::allow(std::string_view message, TimePoint now, std::uint64_t& s
   return false;
 }
 
+std::string one_line(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == '\n' || c == '\r' || c == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty() && out.back() != ' ') out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
 std::string quote_ident(std::string_view ident) {
   std::string out = "\"";
   for (char c : ident) {

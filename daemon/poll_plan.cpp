@@ -40,7 +40,8 @@ Plan make_plan(const config::PollTable& cfg, const std::vector<CatalogColumn>& c
   Plan p;
   p.qualified = cfg.schema + "." + cfg.table;
   p.sql_name = pg::quote_ident(cfg.schema) + "." + pg::quote_ident(cfg.table);
-  std::string where = fmt::format("sources.poll.tables, line {}", cfg.line);
+  std::string where = cfg.line > 0 ? fmt::format("sources.poll.tables, line {}", cfg.line)
+                                   : std::string("sources.poll.tables");
   if (catalog.empty())
     throw Error(fmt::format("table {} does not exist ({})", p.qualified, where));
   std::map<std::string, const CatalogColumn*> by_name;

@@ -180,8 +180,9 @@ struct PollSource::Impl {
          {}, now);
   }
 
-  void fail(const std::string& msg, TimePoint now) {
+  void fail(const std::string& error, TimePoint now) {
     const char* was = phase_name();
+    std::string msg = pg::one_line(error);
     conn.close();
     phase = stopped ? Phase::Stopped : Phase::BackingOff;
     in_flight = next = Step::None;
@@ -192,7 +193,7 @@ struct PollSource::Impl {
     retry_at = now + delay;
     std::uint64_t held = 0;
     if (conn_log.allow(msg, now, held))
-      spdlog::warn("poll: {}: {}; reconnecting in {:.1f}s{}", was, msg, seconds(delay),
+      spdlog::warn("poll: {}: {}; reconnecting in {:.2f}s{}", was, msg, seconds(delay),
                    held ? fmt::format(" ({} identical errors not logged)", held) : "");
   }
 

@@ -69,7 +69,9 @@ struct PollCounters {
 // every rule of the table widens once: what changed before is unknown.
 //
 // Phases: connecting -> starting (session settings, catalog, initial maxima) -> streaming
-// (a round every interval) -> on any failure backing off (exponential, jitter) -> again.
+// (a round every interval) -> on any failure backing off (exponential, jitter) -> again. A
+// table the catalog cannot serve (missing, a watermark column of the wrong type) keeps the
+// source backing off with that error in its status until it is fixed.
 class PollSource : public Source {
  public:
   PollSource(PollOptions options, const rules::RuleSet& rules, ChangeSink& sink);
