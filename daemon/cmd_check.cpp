@@ -27,7 +27,8 @@ constexpr const char* kAbout =
 // An SQL identifier, quoted when PostgreSQL would otherwise fold or reject it.
 std::string sql_ident(const std::string& name) {
   bool plain = !name.empty() && !(name[0] >= '0' && name[0] <= '9');
-  for (char c : name) plain = plain && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  for (char c : name)
+    plain = plain && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
   if (plain) return name;
   std::string out = "\"";
   for (char c : name) {
@@ -62,7 +63,8 @@ std::vector<rules::Diagnostic> identity_warnings(const rules::RuleSet& set) {
     d.warning = true;
     d.message = "rule '" + rule.name + "' needs old values of " + list +
                 " on update/delete; with REPLICA IDENTITY DEFAULT only primary-key columns are "
-                "in the WAL, so unless " + (cost.columns.size() == 1 ? "it is" : "they are") +
+                "in the WAL, so unless " +
+                (cost.columns.size() == 1 ? "it is" : "they are") +
                 " in the primary key the rule " + effect + "; to avoid it: ALTER TABLE " +
                 sql_ident(rule.schema) + "." + sql_ident(rule.table) + " REPLICA IDENTITY FULL;";
     out.push_back(std::move(d));

@@ -55,11 +55,21 @@ std::string redis_cli_arg(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x7F) {
           out += "\\x";
@@ -115,10 +125,16 @@ Values read_row(const std::string& flag, const std::string& text) {
   Values out;
   for (const auto& [name, value] : v.members()) {
     switch (value.type()) {
-      case json::Value::Type::Null: out.emplace_back(name, std::nullopt); break;
-      case json::Value::Type::Bool: out.emplace_back(name, value.as_bool() ? "t" : "f"); break;
+      case json::Value::Type::Null:
+        out.emplace_back(name, std::nullopt);
+        break;
+      case json::Value::Type::Bool:
+        out.emplace_back(name, value.as_bool() ? "t" : "f");
+        break;
       case json::Value::Type::Number:
-      case json::Value::Type::String: out.emplace_back(name, value.text()); break;
+      case json::Value::Type::String:
+        out.emplace_back(name, value.text());
+        break;
       default:
         throw BadInput{flag + ": column " + json::quote(name) + " is " +
                        std::string(json::to_string(value.type())) +
@@ -223,12 +239,14 @@ int explain_change(const Options& o, const std::shared_ptr<const rules::RuleSet>
   std::map<std::string, Message> publish;
   for (const auto& f : rec.fired_rules) {
     std::cout << "# rule " << f.rule->name << " matched\n";
-    for (const auto& w : f.widened) std::cout << "# widened: rule " << f.rule->name << ": " << w << "\n";
+    for (const auto& w : f.widened)
+      std::cout << "# widened: rule " << f.rule->name << ": " << w << "\n";
     for (auto action : {rules::Action::Delete, rules::Action::DeletePattern, rules::Action::Bump})
       for (const auto& [a, key] : f.keys) {
         if (a != action) continue;
         auto i = static_cast<std::size_t>(a);
-        if (printed.insert({a, key}).second) std::cout << kCommand[i] << " " << redis_cli_arg(key) << "\n";
+        if (printed.insert({a, key}).second)
+          std::cout << kCommand[i] << " " << redis_cli_arg(key) << "\n";
         if (!f.rule->publish.empty()) {
           auto& list = publish[f.rule->publish].lists[i];
           if (std::find(list.begin(), list.end(), key) == list.end()) list.push_back(key);

@@ -18,7 +18,9 @@ struct Token {
   bool quoted = false;
 };
 
-bool digit(char c) { return c >= '0' && c <= '9'; }
+bool digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 class Parser {
  public:
@@ -51,11 +53,16 @@ class Parser {
 
   static std::string describe(const Token& t) {
     switch (t.kind) {
-      case Token::Kind::End: return "end of condition";
-      case Token::Kind::String: return "string '" + t.text + "'";
-      case Token::Kind::Number: return "number " + t.text;
-      case Token::Kind::Ident: return (t.quoted ? "name \"" : "'") + t.text + (t.quoted ? "\"" : "'");
-      default: return "'" + t.text + "'";
+      case Token::Kind::End:
+        return "end of condition";
+      case Token::Kind::String:
+        return "string '" + t.text + "'";
+      case Token::Kind::Number:
+        return "number " + t.text;
+      case Token::Kind::Ident:
+        return (t.quoted ? "name \"" : "'") + t.text + (t.quoted ? "\"" : "'");
+      default:
+        return "'" + t.text + "'";
     }
   }
 
@@ -77,7 +84,7 @@ class Parser {
     if (i_ >= s_.size()) return true;
     char c = s_[i_];
     if (c == '(' || c == ')' || c == ',' || c == '.') {
-      tok_.kind = c == '(' ? Token::Kind::LParen
+      tok_.kind = c == '('   ? Token::Kind::LParen
                   : c == ')' ? Token::Kind::RParen
                   : c == ',' ? Token::Kind::Comma
                              : Token::Kind::Dot;
@@ -93,7 +100,8 @@ class Parser {
       std::string op(1, c);
       if (i_ + 1 < s_.size()) {
         char d = s_[i_ + 1];
-        if ((c == '<' && (d == '=' || d == '>')) || (c == '>' && d == '=') || (c == '!' && d == '='))
+        if ((c == '<' && (d == '=' || d == '>')) || (c == '>' && d == '=') ||
+            (c == '!' && d == '='))
           op.push_back(d);
       }
       if (op == "!") return fail(i_, "unexpected '!'; expected '!=' or '<>'");
@@ -123,8 +131,8 @@ class Parser {
       i_ = k;
       return true;
     }
-    if (digit(c) || ((c == '-' || c == '+') && i_ + 1 < s_.size() &&
-                     (digit(s_[i_ + 1]) || s_[i_ + 1] == '.')))
+    if (digit(c) ||
+        ((c == '-' || c == '+') && i_ + 1 < s_.size() && (digit(s_[i_ + 1]) || s_[i_ + 1] == '.')))
       return number();
     std::optional<ParseError> err;
     bool quoted = false;
@@ -154,7 +162,8 @@ class Parser {
       while (e < s_.size() && digit(s_[e])) ++e;
       k = e;
     }
-    if (k < s_.size() && (std::isalpha(static_cast<unsigned char>(s_[k])) || s_[k] == '_' || s_[k] == '.'))
+    if (k < s_.size() &&
+        (std::isalpha(static_cast<unsigned char>(s_[k])) || s_[k] == '_' || s_[k] == '.'))
       return fail(k, std::string("unexpected '") + s_[k] + "' after number");
     tok_.kind = Token::Kind::Number;
     tok_.text = std::string(s_.substr(i_, k - i_));
@@ -203,7 +212,8 @@ class Parser {
 
   int not_expr(int depth) {
     if (depth > kMaxDepth) {
-      fail(tok_.at, "condition nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)");
+      fail(tok_.at,
+           "condition nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)");
       return -1;
     }
     if (keyword(tok_, "not")) {
@@ -236,12 +246,12 @@ class Parser {
     if (tok_.kind == Token::Kind::Op) {
       const std::string& op = tok_.text;
       n.kind = CondNode::Kind::Cmp;
-      n.op = op == "=" ? CmpOp::Eq
+      n.op = op == "="                    ? CmpOp::Eq
              : (op == "<>" || op == "!=") ? CmpOp::Ne
-             : op == "<" ? CmpOp::Lt
-             : op == "<=" ? CmpOp::Le
-             : op == ">" ? CmpOp::Gt
-                         : CmpOp::Ge;
+             : op == "<"                  ? CmpOp::Lt
+             : op == "<="                 ? CmpOp::Le
+             : op == ">"                  ? CmpOp::Gt
+                                          : CmpOp::Ge;
       if (!next() || !operand(n.b)) return -1;
       return add(std::move(n));
     }
@@ -285,8 +295,8 @@ class Parser {
         n.kind = CondNode::Kind::IsBool;
         n.want = keyword(tok_, "true");
       } else {
-        fail(tok_.at, "expected NULL, TRUE or FALSE after IS" + std::string(n.negated ? " NOT" : "") +
-                          ", found " + describe(tok_));
+        fail(tok_.at, "expected NULL, TRUE or FALSE after IS" +
+                          std::string(n.negated ? " NOT" : "") + ", found " + describe(tok_));
         return -1;
       }
       if (!next()) return -1;
@@ -325,8 +335,8 @@ class Parser {
       case Token::Kind::Ident:
         break;
       default:
-        return fail(t.at, "expected a column, string, number, TRUE, FALSE or NULL, found " +
-                              describe(t));
+        return fail(t.at,
+                    "expected a column, string, number, TRUE, FALSE or NULL, found " + describe(t));
     }
     if (keyword(t, "null") || keyword(t, "true") || keyword(t, "false")) {
       out.kind = keyword(t, "null") ? Operand::Kind::Null : Operand::Kind::Bool;
@@ -341,11 +351,13 @@ class Parser {
     std::string column = t.text;
     if (tok_.kind == Token::Kind::Dot) {
       if (t.quoted || (t.text != "new" && t.text != "old"))
-        return fail(t.at, "unknown qualifier " + describe(t) + "; expected new.COLUMN or old.COLUMN");
+        return fail(t.at,
+                    "unknown qualifier " + describe(t) + "; expected new.COLUMN or old.COLUMN");
       image = t.text == "new" ? Image::New : Image::Old;
       if (!next()) return false;
       if (tok_.kind != Token::Kind::Ident)
-        return fail(tok_.at, "expected a column name after '" + t.text + ".', found " + describe(tok_));
+        return fail(tok_.at,
+                    "expected a column name after '" + t.text + ".', found " + describe(tok_));
       column = tok_.text;
       if (!next()) return false;
     }
@@ -363,8 +375,8 @@ class Parser {
 
 // ---- evaluation -------------------------------------------------------------------------
 
-constexpr std::uint8_t kNot[8] = {0, kFalse, kTrue, kTrue | kFalse, kNull, kFalse | kNull,
-                                  kTrue | kNull, kAny};
+constexpr std::uint8_t kNot[8] = {0,     kFalse,         kTrue,         kTrue | kFalse,
+                                  kNull, kFalse | kNull, kTrue | kNull, kAny};
 
 std::uint8_t and3(std::uint8_t a, std::uint8_t b) {
   if (a == kFalse || b == kFalse) return kFalse;
@@ -388,22 +400,38 @@ std::uint8_t combine(std::uint8_t a, std::uint8_t b, F f) {
 
 CondValue value_of(const Operand& o, const ValueSource& values) {
   switch (o.kind) {
-    case Operand::Kind::Column: return values.get(o.ref);
-    case Operand::Kind::Null: return {CondValue::State::Null, {}};
-    case Operand::Kind::Bool: return {CondValue::State::Text, o.boolean ? "true" : "false"};
-    default: return {CondValue::State::Text, o.text};
+    case Operand::Kind::Column:
+      return values.get(o.ref);
+    case Operand::Kind::Null:
+      return {CondValue::State::Null, {}};
+    case Operand::Kind::Bool:
+      return {CondValue::State::Text, o.boolean ? "true" : "false"};
+    default:
+      return {CondValue::State::Text, o.text};
   }
 }
 
 std::uint8_t from_order(int c, CmpOp op) {
   bool r = false;
   switch (op) {
-    case CmpOp::Eq: r = c == 0; break;
-    case CmpOp::Ne: r = c != 0; break;
-    case CmpOp::Lt: r = c < 0; break;
-    case CmpOp::Le: r = c <= 0; break;
-    case CmpOp::Gt: r = c > 0; break;
-    case CmpOp::Ge: r = c >= 0; break;
+    case CmpOp::Eq:
+      r = c == 0;
+      break;
+    case CmpOp::Ne:
+      r = c != 0;
+      break;
+    case CmpOp::Lt:
+      r = c < 0;
+      break;
+    case CmpOp::Le:
+      r = c <= 0;
+      break;
+    case CmpOp::Gt:
+      r = c > 0;
+      break;
+    case CmpOp::Ge:
+      r = c >= 0;
+      break;
   }
   return r ? kTrue : kFalse;
 }
@@ -434,7 +462,8 @@ std::uint8_t truth(const CondValue& v) {
 std::uint8_t eval(const Condition& c, int idx, const ValueSource& values) {
   const CondNode& n = c.nodes[static_cast<std::size_t>(idx)];
   switch (n.kind) {
-    case CondNode::Kind::Cmp: return compare(n.a, n.b, n.op, values);
+    case CondNode::Kind::Cmp:
+      return compare(n.a, n.b, n.op, values);
     case CondNode::Kind::In: {
       std::uint8_t r = kFalse;
       for (const Operand& item : n.list) {
@@ -457,8 +486,10 @@ std::uint8_t eval(const Condition& c, int idx, const ValueSource& values) {
         if (t & x) r |= (x == (n.want ? kTrue : kFalse)) != n.negated ? kTrue : kFalse;
       return r;
     }
-    case CondNode::Kind::Truth: return truth(value_of(n.a, values));
-    case CondNode::Kind::Not: return kNot[eval(c, n.left, values)];
+    case CondNode::Kind::Truth:
+      return truth(value_of(n.a, values));
+    case CondNode::Kind::Not:
+      return kNot[eval(c, n.left, values)];
     case CondNode::Kind::And: {
       std::uint8_t l = eval(c, n.left, values);
       if (l == kFalse) return kFalse;

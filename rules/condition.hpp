@@ -44,9 +44,9 @@ namespace pgbust::rules::detail {
 struct Operand {
   enum class Kind : std::uint8_t { Column, Null, Bool, Number, String };
   Kind kind = Kind::Null;
-  ColumnRef ref;       // Column
+  ColumnRef ref;  // Column
   bool boolean = false;
-  std::string text;    // Number / String
+  std::string text;  // Number / String
 };
 
 enum class CmpOp : std::uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
@@ -66,9 +66,9 @@ struct Condition {
   std::string text;
   std::vector<CondNode> nodes;
   int root = -1;
-  bool uses_row = false;  // some unqualified column
-  bool uses_old = false;  // some old.x
-  bool uses_new = false;  // some new.x
+  bool uses_row = false;   // some unqualified column
+  bool uses_old = false;   // some old.x
+  bool uses_new = false;   // some new.x
   std::vector<int> slots;  // every slot read
 };
 

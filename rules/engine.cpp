@@ -11,9 +11,12 @@ using namespace detail;
 
 std::string_view to_string(Action a) {
   switch (a) {
-    case Action::Delete: return "delete";
-    case Action::DeletePattern: return "delete_pattern";
-    case Action::Bump: return "bump";
+    case Action::Delete:
+      return "delete";
+    case Action::DeletePattern:
+      return "delete_pattern";
+    case Action::Bump:
+      return "bump";
   }
   return "?";
 }
@@ -60,7 +63,8 @@ bool glob_match(std::string_view p, std::string_view s) {
           } else if (p[0] == ']') {
             break;
           } else if (p.size() >= 3 && p[1] == '-') {
-            unsigned char lo = static_cast<unsigned char>(p[0]), hi = static_cast<unsigned char>(p[2]);
+            unsigned char lo = static_cast<unsigned char>(p[0]),
+                          hi = static_cast<unsigned char>(p[2]);
             if (lo > hi) std::swap(lo, hi);
             unsigned char c = static_cast<unsigned char>(s[0]);
             if (c >= lo && c <= hi) match = true;
@@ -142,9 +146,9 @@ namespace {
 
 // What one rule sees of one event: per-slot values of each image.
 struct EventView {
-  std::optional<Op> op;         // nullopt: widening a whole rule, any op
+  std::optional<Op> op;  // nullopt: widening a whole rule, any op
   bool has_old = false, has_new = false;
-  bool whole = false;           // every value unknown (TRUNCATE, widen_rule)
+  bool whole = false;                       // every value unknown (TRUNCATE, widen_rule)
   Image ctx[2] = {Image::New, Image::New};  // images unqualified columns read
   int nctx = 1;
   const Datum* old_v = nullptr;  // per slot
@@ -159,9 +163,12 @@ class EventValues : public ValueSource {
     if (!(im == Image::Old ? e_.has_old : e_.has_new)) return {CondValue::State::Null, {}};
     const Datum& d = (im == Image::Old ? e_.old_v : e_.new_v)[r.slot];
     switch (d.state) {
-      case Datum::State::Unknown: return {CondValue::State::Unknown, {}};
-      case Datum::State::Null: return {CondValue::State::Null, {}};
-      case Datum::State::Value: break;
+      case Datum::State::Unknown:
+        return {CondValue::State::Unknown, {}};
+      case Datum::State::Null:
+        return {CondValue::State::Null, {}};
+      case Datum::State::Value:
+        break;
     }
     return {CondValue::State::Text, d.text};
   }
@@ -171,7 +178,9 @@ class EventValues : public ValueSource {
   Image ctx_;
 };
 
-bool is_toast(const Datum& d) { return d.state == Datum::State::Unknown && d.why == Unknown::UnchangedToast; }
+bool is_toast(const Datum& d) {
+  return d.state == Datum::State::Unknown && d.why == Unknown::UnchangedToast;
+}
 
 bool differs(const Datum& a, const Datum& b) {
   if (is_toast(a) || is_toast(b)) return false;  // 'unchanged TOAST' means unchanged
@@ -183,7 +192,7 @@ bool differs(const Datum& a, const Datum& b) {
 // Why a placeholder's value is not known, for the widening report.
 struct Note {
   Image image;
-  int slot;       // -1: ${op}
+  int slot;  // -1: ${op}
   Unknown why;
   std::string failed;  // a filter that could not read the value
 };
@@ -306,7 +315,7 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
         st.pending.push_back(Note{Image::Row, -1, Unknown::None, {}});
         continue;
       }
-      value = p.meta == Meta::Table ? std::string_view(rule.table)
+      value = p.meta == Meta::Table    ? std::string_view(rule.table)
               : p.meta == Meta::Schema ? std::string_view(rule.schema)
                                        : to_string(*e.op);
     } else {
@@ -322,9 +331,9 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
       is_null = d.state == Datum::State::Null;
       value = d.text;
     }
-    FilterResult r = p.filters.empty()
-                         ? (is_null ? FilterResult::Null : FilterResult::Value)
-                         : apply_filters(p.filters, is_null ? nullptr : &value, st.part_text[i], st.scratch);
+    FilterResult r = p.filters.empty() ? (is_null ? FilterResult::Null : FilterResult::Value)
+                                       : apply_filters(p.filters, is_null ? nullptr : &value,
+                                                       st.part_text[i], st.scratch);
     if (p.filters.empty() && !is_null) st.part_text[i].assign(value);
     if (r == FilterResult::Null) {
       if (!impl.null_as) return;  // NULL: the application has no such key
@@ -332,8 +341,10 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
     } else if (r == FilterResult::Failed) {
       st.part_unknown[i] = 1;
       unknown = true;
-      Image im = p.meta != Meta::None ? Image::Row : (p.ref.image == Image::Row ? ctx : p.ref.image);
-      st.pending.push_back(Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, st.part_text[i]});
+      Image im =
+          p.meta != Meta::None ? Image::Row : (p.ref.image == Image::Row ? ctx : p.ref.image);
+      st.pending.push_back(
+          Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, st.part_text[i]});
     }
   }
   if (unknown && allow_fallback && impl.fallback) {
@@ -351,7 +362,8 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
       else
         st.key.append(p.literal);
     } else if (st.part_unknown[i]) {
-      if (st.key.empty() || st.key.back() != '*' || (st.key.size() >= 2 && st.key[st.key.size() - 2] == '\\'))
+      if (st.key.empty() || st.key.back() != '*' ||
+          (st.key.size() >= 2 && st.key[st.key.size() - 2] == '\\'))
         st.key.push_back('*');
     } else if (pattern) {
       append_glob_escaped(st.key, st.part_text[i]);
@@ -371,7 +383,8 @@ void Engine::Impl::render_list(State& st, const Rule& rule, const EventView& e,
                                bool allow_fallback, Sink& sink) {
   for (const Template& t : list) {
     if (t.uses_row) {
-      for (int c = 0; c < e.nctx; ++c) render(st, rule, e, t, e.ctx[c], action, allow_fallback, sink);
+      for (int c = 0; c < e.nctx; ++c)
+        render(st, rule, e, t, e.ctx[c], action, allow_fallback, sink);
     } else {
       render(st, rule, e, t, e.ctx[0], action, allow_fallback, sink);
     }
@@ -389,9 +402,11 @@ void Engine::Impl::report(State& st, const Rule& rule, const EventView& e, Sink&
     } else {
       if (!e.whole) column = n.image == Image::Old ? "old." : "new.";
       column += rule.impl->slots.names[static_cast<std::size_t>(n.slot)];
-      reason = n.failed.empty() ? " unknown (" + std::string(to_string(n.why)) + ")" : ": " + n.failed;
+      reason =
+          n.failed.empty() ? " unknown (" + std::string(to_string(n.why)) + ")" : ": " + n.failed;
     }
-    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == reason; });
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const auto& x) { return x.first == reason; });
     if (g == groups.end()) g = groups.insert(groups.end(), {reason, {}});
     if (std::find(g->second.begin(), g->second.end(), column) == g->second.end())
       g->second.push_back(column);
@@ -457,7 +472,9 @@ Engine::Engine(std::shared_ptr<const RuleSet> rules, EngineOptions options)
 
 Engine::~Engine() = default;
 
-bool Engine::has_rules(const TableInfo& table) { return !impl_->bind(table).rules.empty(); }
+bool Engine::has_rules(const TableInfo& table) {
+  return !impl_->bind(table).rules.empty();
+}
 
 int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
   if (event.table == nullptr) return 0;
@@ -467,15 +484,23 @@ int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
   EventView e;
   e.op = event.op;
   switch (event.op) {
-    case Op::Insert: e.has_new = true; e.ctx[0] = Image::New; break;
-    case Op::Delete: e.has_old = true; e.ctx[0] = Image::Old; break;
+    case Op::Insert:
+      e.has_new = true;
+      e.ctx[0] = Image::New;
+      break;
+    case Op::Delete:
+      e.has_old = true;
+      e.ctx[0] = Image::Old;
+      break;
     case Op::Update:
       e.has_old = e.has_new = true;
       e.ctx[0] = Image::Old;
       e.ctx[1] = Image::New;
       e.nctx = 2;
       break;
-    case Op::Truncate: e.has_old = e.has_new = e.whole = true; break;
+    case Op::Truncate:
+      e.has_old = e.has_new = e.whole = true;
+      break;
   }
   Impl::Use use(m);
   Impl::State& st = *use;
@@ -522,7 +547,9 @@ bool Engine::Impl::widen(const Rule& rule, Unknown why, Sink& sink) {
   return run(st, rule, e, sink);
 }
 
-void Engine::widen_rule(const Rule& rule, Unknown why, Sink& sink) { impl_->widen(rule, why, sink); }
+void Engine::widen_rule(const Rule& rule, Unknown why, Sink& sink) {
+  impl_->widen(rule, why, sink);
+}
 
 int Engine::widen_table(std::string_view schema, std::string_view table, Unknown why, Sink& sink) {
   std::string q(schema);

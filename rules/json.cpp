@@ -1,8 +1,8 @@
 // A small strict JSON reader and the string quoting helper of include/pgbust/json.hpp.
 #include "pgbust/json.hpp"
 
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 
 namespace pgbust::json {
 
@@ -54,12 +54,18 @@ const Value* Value::find(std::string_view key) const {
 
 std::string_view to_string(Value::Type t) {
   switch (t) {
-    case Value::Type::Null: return "null";
-    case Value::Type::Bool: return "boolean";
-    case Value::Type::Number: return "number";
-    case Value::Type::String: return "string";
-    case Value::Type::Array: return "array";
-    case Value::Type::Object: return "object";
+    case Value::Type::Null:
+      return "null";
+    case Value::Type::Bool:
+      return "boolean";
+    case Value::Type::Number:
+      return "number";
+    case Value::Type::String:
+      return "string";
+    case Value::Type::Array:
+      return "array";
+    case Value::Type::Object:
+      return "object";
   }
   return "?";
 }
@@ -162,8 +168,7 @@ class Parser {
   }
 
   void skip_ws() {
-    while (i_ < s_.size() &&
-           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
       ++i_;
   }
 
@@ -177,9 +182,12 @@ class Parser {
     if (i_ >= s_.size()) fail("expected a JSON value, found end of input");
     char c = s_[i_];
     switch (c) {
-      case '{': return object(depth + 1);
-      case '[': return array(depth + 1);
-      case '"': return Value::string(string());
+      case '{':
+        return object(depth + 1);
+      case '[':
+        return array(depth + 1);
+      case '"':
+        return Value::string(string());
       case 't':
         if (literal("true")) return Value::boolean(true);
         break;
@@ -212,7 +220,8 @@ class Parser {
     }
     for (;;) {
       skip_ws();
-      if (i_ >= s_.size() || s_[i_] != '"') fail("expected a string key in object, found " + found());
+      if (i_ >= s_.size() || s_[i_] != '"')
+        fail("expected a string key in object, found " + found());
       std::size_t key_at = i_;
       std::string key = string();
       if (!opt_.allow_duplicate_keys) {
@@ -323,14 +332,30 @@ class Parser {
         if (i_ >= s_.size()) fail("unterminated escape in string");
         char e = s_[i_++];
         switch (e) {
-          case '"': out.push_back('"'); break;
-          case '\\': out.push_back('\\'); break;
-          case '/': out.push_back('/'); break;
-          case 'b': out.push_back('\b'); break;
-          case 'f': out.push_back('\f'); break;
-          case 'n': out.push_back('\n'); break;
-          case 'r': out.push_back('\r'); break;
-          case 't': out.push_back('\t'); break;
+          case '"':
+            out.push_back('"');
+            break;
+          case '\\':
+            out.push_back('\\');
+            break;
+          case '/':
+            out.push_back('/');
+            break;
+          case 'b':
+            out.push_back('\b');
+            break;
+          case 'f':
+            out.push_back('\f');
+            break;
+          case 'n':
+            out.push_back('\n');
+            break;
+          case 'r':
+            out.push_back('\r');
+            break;
+          case 't':
+            out.push_back('\t');
+            break;
           case 'u': {
             unsigned cp = hex4();
             if (cp >= 0xDC00 && cp <= 0xDFFF)
@@ -348,8 +373,9 @@ class Parser {
             break;
           }
           default:
-            fail_at(esc_at, std::string("invalid escape '\\") + e +
-                                "' in string; expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX");
+            fail_at(esc_at,
+                    std::string("invalid escape '\\") + e +
+                        "' in string; expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX");
         }
         continue;
       }
@@ -387,13 +413,27 @@ void append_quoted(std::string& out, std::string_view s) {
       continue;
     }
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default:
         if (c < 0x20) {
           out.append("\\u00");

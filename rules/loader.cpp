@@ -34,10 +34,9 @@ bool detail::Actions::uses_columns() const {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {"version", "rules"};
-constexpr std::string_view kRuleKeys[] = {"name",    "table",          "on",      "changed",
-                                          "when",    "delete",         "delete_pattern",
-                                          "bump",    "publish",        "redelete_after",
-                                          "null_as", "fallback"};
+constexpr std::string_view kRuleKeys[] = {
+    "name",           "table", "on",      "changed",        "when",    "delete",
+    "delete_pattern", "bump",  "publish", "redelete_after", "null_as", "fallback"};
 constexpr std::string_view kFallbackKeys[] = {"delete", "delete_pattern", "bump"};
 
 std::string list_keys(const std::string_view* keys, std::size_t n) {
@@ -51,11 +50,16 @@ std::string list_keys(const std::string_view* keys, std::size_t n) {
 
 std::string_view kind_name(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Null: return "nothing (null)";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    default: return "an undefined node";
+    case YAML::NodeType::Null:
+      return "nothing (null)";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "an undefined node";
   }
 }
 
@@ -98,8 +102,9 @@ class FileReader {
   }
 
   // Checks a mapping's keys: unknown (with a suggestion) and duplicate keys are errors.
-  std::map<std::string, std::pair<YAML::Node, YAML::Node>> keys(
-      const YAML::Node& map, const std::string_view* known, std::size_t n, const char* where);
+  std::map<std::string, std::pair<YAML::Node, YAML::Node>> keys(const YAML::Node& map,
+                                                                const std::string_view* known,
+                                                                std::size_t n, const char* where);
   bool scalar(const YAML::Node& n, const std::string& key, const char* expected);
   std::vector<YAML::Node> scalar_list(const YAML::Node& n, const std::string& key,
                                       const char* expected);
@@ -162,8 +167,8 @@ std::map<std::string, std::pair<YAML::Node, YAML::Node>> FileReader::keys(
     if (std::find(known, known + n, name) == known + n) {
       std::string hint = detail::closest(name, std::vector<std::string_view>(known, known + n));
       error(k.Mark(), "unknown key '" + name + "' in " + where +
-                          (hint.empty() ? ";" : "; did you mean '" + hint + "'?") +
-                          " expected " + list_keys(known, n));
+                          (hint.empty() ? ";" : "; did you mean '" + hint + "'?") + " expected " +
+                          list_keys(known, n));
       continue;
     }
     auto [pos, inserted] = out.emplace(name, std::make_pair(k, it->second));
@@ -193,7 +198,8 @@ std::vector<YAML::Node> FileReader::scalar_list(const YAML::Node& n, const std::
       if (item.IsScalar())
         out.push_back(item);
       else
-        error(item.Mark(), key + ": expected " + expected + ", found " + std::string(kind_name(item)));
+        error(item.Mark(),
+              key + ": expected " + expected + ", found " + std::string(kind_name(item)));
     }
   } else {
     error(n.Mark(), key + ": expected " + expected + " or a list of them, found " +
@@ -225,7 +231,8 @@ std::optional<TableName> table_name(std::string_view s, std::optional<ParseError
   }
   if (!err && !first) err = ParseError{0, "expected a table name (schema.table or table)"};
   if (!err && i != s.size())
-    err = ParseError{i, std::string("unexpected '") + s[i] + "' in table name; expected schema.table"};
+    err = ParseError{i,
+                     std::string("unexpected '") + s[i] + "' in table name; expected schema.table"};
   if (err) return std::nullopt;
   return second ? TableName{*first, *second} : TableName{"public", *first};
 }
@@ -327,13 +334,16 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
       } else {
         for (const auto& node : c.nodes)
           if (node.kind == detail::CondNode::Kind::Cmp &&
-              (node.a.kind == detail::Operand::Kind::Null || node.b.kind == detail::Operand::Kind::Null))
-            warn(n->Mark(), "when: a comparison with NULL is never true (SQL); use IS NULL or IS NOT NULL");
+              (node.a.kind == detail::Operand::Kind::Null ||
+               node.b.kind == detail::Operand::Kind::Null))
+            warn(n->Mark(),
+                 "when: a comparison with NULL is never true (SQL); use IS NULL or IS NOT NULL");
         impl->when = std::move(c);
       }
     }
   }
-  if (const YAML::Node* n = get("delete")) templates(*n, "delete", impl->slots, impl->actions.deletes);
+  if (const YAML::Node* n = get("delete"))
+    templates(*n, "delete", impl->slots, impl->actions.deletes);
   if (const YAML::Node* n = get("delete_pattern"))
     templates(*n, "delete_pattern", impl->slots, impl->actions.patterns);
   if (const YAML::Node* n = get("bump")) templates(*n, "bump", impl->slots, impl->actions.bumps);
@@ -348,14 +358,17 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
       auto d = parse_duration(n->Scalar());
       if (!d || d->count() <= 0 || *d > std::chrono::hours(1))
         error(n->Mark(), "redelete_after: '" + n->Scalar() +
-                             "' is not a duration; expected a number with ms, s or m, from 1ms to 1 hour (e.g. 500ms, 2s)");
+                             "' is not a duration; expected a number with ms, s or m, from 1ms to "
+                             "1 hour (e.g. 500ms, 2s)");
       else
         r.redelete_after = *d;
     }
   }
   if (const YAML::Node* n = get("null_as")) {
     if (n->IsNull())
-      error(n->Mark(), "null_as: expected the text the application writes for NULL (quote it: null_as: \"null\")");
+      error(n->Mark(),
+            "null_as: expected the text the application writes for NULL (quote it: null_as: "
+            "\"null\")");
     else if (scalar(*n, "null_as", "a string"))
       impl->null_as = n->Scalar();
   }
@@ -366,7 +379,8 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
     } else {
       auto fk = keys(*n, kFallbackKeys, std::size(kFallbackKeys), "fallback");
       detail::Actions fb;
-      if (fk.count("delete")) templates(fk["delete"].second, "fallback.delete", impl->slots, fb.deletes);
+      if (fk.count("delete"))
+        templates(fk["delete"].second, "fallback.delete", impl->slots, fb.deletes);
       if (fk.count("delete_pattern"))
         templates(fk["delete_pattern"].second, "fallback.delete_pattern", impl->slots, fb.patterns);
       if (fk.count("bump")) templates(fk["bump"].second, "fallback.bump", impl->slots, fb.bumps);
@@ -377,8 +391,9 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
   }
   bool has_action = get("delete") || get("delete_pattern") || get("bump") || get("publish");
   if (!has_action)
-    error(item.Mark(), "rule has no action; expected at least one of delete, delete_pattern, "
-                       "bump or publish");
+    error(item.Mark(),
+          "rule has no action; expected at least one of delete, delete_pattern, "
+          "bump or publish");
   r.impl = impl;
   // A rule with errors still takes part in the duplicate-name check; no RuleSet is built.
   if (errors_.size() == errors_before) check_images(r, item);
@@ -401,30 +416,37 @@ void FileReader::check_images(const Rule& r, const YAML::Node& item) {
       }
   }
   if (uses_old && !old_possible)
-    errors_.push_back(at(item.Mark(), "rule '" + r.name +
-                                          "' reads old.* values but only runs on insert, which has no old row"));
+    errors_.push_back(at(
+        item.Mark(),
+        "rule '" + r.name + "' reads old.* values but only runs on insert, which has no old row"));
   if (uses_new && !new_possible)
-    errors_.push_back(at(item.Mark(), "rule '" + r.name +
-                                          "' reads new.* values but only runs on delete, which has no new row"));
-  if (impl.when && impl.when->uses_new && !impl.when->uses_row && !impl.when->uses_old && has(Op::Delete))
+    errors_.push_back(at(
+        item.Mark(),
+        "rule '" + r.name + "' reads new.* values but only runs on delete, which has no new row"));
+  if (impl.when && impl.when->uses_new && !impl.when->uses_row && !impl.when->uses_old &&
+      has(Op::Delete))
     warn(item.Mark(), "rule '" + r.name +
                           "': 'when' reads only new.* values, which a delete does not have, so the "
                           "rule fires on every delete; use unqualified columns (the old row on "
                           "delete) to filter deletes too");
-  if (impl.when && impl.when->uses_old && !impl.when->uses_row && !impl.when->uses_new && has(Op::Insert))
-    warn(item.Mark(), "rule '" + r.name +
-                          "': 'when' reads only old.* values, which an insert does not have, so the "
-                          "rule fires on every insert; use unqualified columns (the new row on "
-                          "insert) to filter inserts too");
+  if (impl.when && impl.when->uses_old && !impl.when->uses_row && !impl.when->uses_new &&
+      has(Op::Insert))
+    warn(item.Mark(),
+         "rule '" + r.name +
+             "': 'when' reads only old.* values, which an insert does not have, so the "
+             "rule fires on every insert; use unqualified columns (the new row on "
+             "insert) to filter inserts too");
   if (impl.fallback && !impl.actions.uses_columns())
-    warn(item.Mark(), "rule '" + r.name +
-                          "': 'fallback' never runs: no key template of this rule reads a row value");
+    warn(item.Mark(),
+         "rule '" + r.name +
+             "': 'fallback' never runs: no key template of this rule reads a row value");
   for (const auto& t : impl.actions.bumps)
     if (t.uses_columns && !impl.fallback)
-      warn(item.Mark(), "rule '" + r.name + "': bump '" + t.text +
-                            "' reads row values; when one is unknown (TRUNCATE, old value not in the "
-                            "WAL, NOTIFY gap) pgbust deletes every counter matching the pattern; add "
-                            "'fallback:' to choose what to do instead");
+      warn(item.Mark(),
+           "rule '" + r.name + "': bump '" + t.text +
+               "' reads row values; when one is unknown (TRUNCATE, old value not in the "
+               "WAL, NOTIFY gap) pgbust deletes every counter matching the pattern; add "
+               "'fallback:' to choose what to do instead");
 }
 
 void FileReader::read(std::vector<Rule>& out) {
@@ -437,7 +459,8 @@ void FileReader::read(std::vector<Rule>& out) {
   }
   try {
     if (root.IsNull()) {
-      Diagnostic d = at(YAML::Mark::null_mark(), "empty rule file; expected 'version: 1' and 'rules:'");
+      Diagnostic d =
+          at(YAML::Mark::null_mark(), "empty rule file; expected 'version: 1' and 'rules:'");
       errors_.push_back(std::move(d));
       return;
     }
@@ -462,7 +485,8 @@ void FileReader::read(std::vector<Rule>& out) {
     }
     const YAML::Node& rules = k["rules"].second;
     if (!rules.IsSequence()) {
-      error(rules.Mark(), "rules: expected a list of rules, found " + std::string(kind_name(rules)));
+      error(rules.Mark(),
+            "rules: expected a list of rules, found " + std::string(kind_name(rules)));
       return;
     }
     if (rules.size() == 0) warn(rules.Mark(), "rules: empty list; this file invalidates nothing");
@@ -508,8 +532,7 @@ LoadResult finish(std::vector<Rule> rules, std::vector<Diagnostic> errors,
       d.line = r.line;
       d.column = r.column;
       d.message = "duplicate rule name '" + r.name + "'; first defined at " + it->second->file +
-                  ":" + std::to_string(it->second->line) + ":" +
-                  std::to_string(it->second->column);
+                  ":" + std::to_string(it->second->line) + ":" + std::to_string(it->second->column);
       errors.push_back(std::move(d));
     }
   }
@@ -578,8 +601,9 @@ LoadResult RuleSet::load(const std::filesystem::path& path) {
     if (in) text << in.rdbuf();
     if (!in || in.bad()) {
       std::error_code exists_ec;
-      fail(f.string(), fs::exists(f, exists_ec) ? "cannot read rule file"
-                                                : "cannot read rule file: no such file or directory");
+      fail(f.string(), fs::exists(f, exists_ec)
+                           ? "cannot read rule file"
+                           : "cannot read rule file: no such file or directory");
       continue;
     }
     FileReader(f.string(), text.str(), errors, warnings).read(rules);

@@ -13,7 +13,9 @@
 
 namespace pgbust::rules::detail {
 
-constexpr std::uint8_t op_bit(Op op) { return static_cast<std::uint8_t>(1u << static_cast<int>(op)); }
+constexpr std::uint8_t op_bit(Op op) {
+  return static_cast<std::uint8_t>(1u << static_cast<int>(op));
+}
 constexpr std::uint8_t kAllOps = 0x0F;
 
 // A set of key templates per action.

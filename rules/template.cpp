@@ -20,10 +20,18 @@ namespace {
 bool ident_start(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
 }
-bool ident_char(unsigned char c) { return ident_start(c) || (c >= '0' && c <= '9') || c == '$'; }
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-bool space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool ident_char(unsigned char c) {
+  return ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+char ascii_upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
+bool space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 void skip_spaces(std::string_view s, std::size_t& i) {
   while (i < s.size() && space(s[i])) ++i;
@@ -34,10 +42,10 @@ struct FilterSpec {
   FilterKind kind;
 };
 constexpr FilterSpec kFilters[] = {
-    {"lower", FilterKind::Lower},   {"upper", FilterKind::Upper},
-    {"trim", FilterKind::Trim},     {"date", FilterKind::Date},
-    {"month", FilterKind::Month},   {"week_start", FilterKind::WeekStart},
-    {"md5", FilterKind::Md5},       {"sha256", FilterKind::Sha256},
+    {"lower", FilterKind::Lower},     {"upper", FilterKind::Upper},
+    {"trim", FilterKind::Trim},       {"date", FilterKind::Date},
+    {"month", FilterKind::Month},     {"week_start", FilterKind::WeekStart},
+    {"md5", FilterKind::Md5},         {"sha256", FilterKind::Sha256},
     {"default", FilterKind::Default}, {"pybool", FilterKind::PyBool},
 };
 
@@ -48,9 +56,10 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
   while (i < s.size() && ident_char(static_cast<unsigned char>(s[i]))) ++i;
   std::string name(s.substr(name_at, i - name_at));
   if (name.empty())
-    return ParseError{name_at, "expected a filter name after '|'; expected one of lower, upper, "
-                               "trim, date, month, week_start, md5:N, sha256:N, default:TEXT, "
-                               "pybool"};
+    return ParseError{name_at,
+                      "expected a filter name after '|'; expected one of lower, upper, "
+                      "trim, date, month, week_start, md5:N, sha256:N, default:TEXT, "
+                      "pybool"};
   const FilterSpec* spec = nullptr;
   for (const auto& f : kFilters)
     if (f.name == name) spec = &f;
@@ -89,19 +98,18 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
       std::size_t n = 0;
       auto [p, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), n);
       if (arg.empty() || ec != std::errc() || p != arg.data() + arg.size() || n < 1 || n > max)
-        return ParseError{arg_at, std::string(spec->name) + " expects a number of hex digits from 1 to " +
+        return ParseError{arg_at, std::string(spec->name) +
+                                      " expects a number of hex digits from 1 to " +
                                       std::to_string(max) + ", got '" + arg + "'"};
       out.n = n;
       break;
     }
     case FilterKind::Default:
-      if (!has_arg)
-        return ParseError{name_at, "filter 'default' needs its text: default:TEXT"};
+      if (!has_arg) return ParseError{name_at, "filter 'default' needs its text: default:TEXT"};
       out.arg = std::move(arg);
       break;
     default:
-      if (has_arg)
-        return ParseError{arg_at - 1, "filter '" + name + "' takes no argument"};
+      if (has_arg) return ParseError{arg_at - 1, "filter '" + name + "' takes no argument"};
   }
   return std::nullopt;
 }
@@ -116,14 +124,14 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
   bool quoted = false;
   auto first = parse_identifier(s, i, err, &quoted);
   if (err) return err;
-  if (!first)
-    return ParseError{name_at, "expected a column name, table, schema or op after '${'"};
+  if (!first) return ParseError{name_at, "expected a column name, table, schema or op after '${'"};
   part.placeholder = true;
   Image image = Image::Row;
   std::string column = *first;
   if (!quoted && i < s.size() && s[i] == '.') {
     if (column != "new" && column != "old")
-      return ParseError{name_at, "unknown qualifier '" + column + "'; expected new.COLUMN or old.COLUMN"};
+      return ParseError{name_at,
+                        "unknown qualifier '" + column + "'; expected new.COLUMN or old.COLUMN"};
     image = column == "new" ? Image::New : Image::Old;
     ++i;
     std::size_t col_at = i;
@@ -279,7 +287,8 @@ std::optional<std::string> parse_identifier(std::string_view s, std::size_t& i,
   }
   if (!ident_start(static_cast<unsigned char>(s[i]))) return std::nullopt;
   std::string out;
-  while (i < s.size() && ident_char(static_cast<unsigned char>(s[i]))) out.push_back(ascii_lower(s[i++]));
+  while (i < s.size() && ident_char(static_cast<unsigned char>(s[i])))
+    out.push_back(ascii_lower(s[i++]));
   return out;
 }
 
@@ -359,7 +368,8 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
       continue;
     }
     switch (f.kind) {
-      case FilterKind::Default: continue;
+      case FilterKind::Default:
+        continue;
       case FilterKind::Lower:
       case FilterKind::Upper:
         dst->resize(cur.size());

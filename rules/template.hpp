@@ -56,7 +56,16 @@ struct ColumnRef {
 };
 
 enum class FilterKind : std::uint8_t {
-  Lower, Upper, Trim, Date, Month, WeekStart, Md5, Sha256, Default, PyBool
+  Lower,
+  Upper,
+  Trim,
+  Date,
+  Month,
+  WeekStart,
+  Md5,
+  Sha256,
+  Default,
+  PyBool
 };
 
 struct Filter {
@@ -71,9 +80,9 @@ struct Part {
   bool placeholder = false;
   std::string literal;  // !placeholder
   Meta meta = Meta::None;
-  ColumnRef ref;        // placeholder && meta == None
+  ColumnRef ref;  // placeholder && meta == None
   std::vector<Filter> filters;
-  std::string source;   // placeholder: "${...}" as written
+  std::string source;  // placeholder: "${...}" as written
 };
 
 struct Template {

@@ -66,7 +66,8 @@ struct IdentityCost {
   bool empty() const { return columns.empty(); }
 };
 // `key_columns`: the table's replica identity columns, when known (empty: assume none).
-IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns = {});
+IdentityCost default_identity_cost(const Rule& rule,
+                                   const std::vector<std::string>& key_columns = {});
 
 class RuleSet;
 
@@ -180,6 +181,5 @@ void append_glob_escaped(std::string& out, std::string_view value);
 // Redis' glob matching (stringmatchlen semantics: * ? [abc] [^a] [a-z] \x), for tests and
 // `explain`.
 bool glob_match(std::string_view pattern, std::string_view text);
-
 
 }  // namespace pgbust::rules

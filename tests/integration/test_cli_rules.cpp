@@ -49,8 +49,9 @@ TEST_CASE("check: a valid rule file") {
   auto r = run_pgbust({"check", "--rules", data("design.yaml")});
   CHECK(r.exit_code == 0);
   CAPTURE(r.err);
-  CHECK(std::regex_match(r.out, std::regex("rules OK: 1 rule on 1 table from " + data("design.yaml") +
-                                           " \\(hash [0-9a-f]{8}\\), 3 warnings\n")));
+  CHECK(
+      std::regex_match(r.out, std::regex("rules OK: 1 rule on 1 table from " + data("design.yaml") +
+                                         " \\(hash [0-9a-f]{8}\\), 3 warnings\n")));
   auto warnings = lines(r.err);
   REQUIRE(warnings.size() == 3);
   CHECK(warnings[2] ==
@@ -94,24 +95,25 @@ TEST_CASE("check: every error, GCC style, exit 1") {
   CHECK(r.exit_code == 1);
   CHECK(r.out.empty());
   const std::string f = data("invalid.yaml");
-  CHECK(lines(r.err) ==
-        std::vector<std::string>{
-            f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
-                "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
-                "null_as or fallback",
-            f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
-                "bump or publish",
-            f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
-                "include update",
-            f + ":10:28: error: when: expected a column, string, number, TRUE, FALSE or NULL, found "
-                "end of condition",
-            f + ":11:21: error: delete: unknown filter 'lowr'; did you mean 'lower'? expected one of "
-                "lower, upper, trim, date, month, week_start, md5:N, sha256:N, default:TEXT, pybool",
-            f + ":15:21: error: redelete_after: 'soon' is not a duration; expected a number with ms, "
-                "s or m, from 1ms to 1 hour (e.g. 500ms, 2s)",
-            f + ":12:5: error: duplicate rule name 'a'; first defined at " + f + ":3:5",
-            "pgbust check: " + f + ": 7 errors",
-        });
+  CHECK(
+      lines(r.err) ==
+      std::vector<std::string>{
+          f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
+              "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
+              "null_as or fallback",
+          f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
+              "bump or publish",
+          f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
+              "include update",
+          f + ":10:28: error: when: expected a column, string, number, TRUE, FALSE or NULL, found "
+              "end of condition",
+          f + ":11:21: error: delete: unknown filter 'lowr'; did you mean 'lower'? expected one of "
+              "lower, upper, trim, date, month, week_start, md5:N, sha256:N, default:TEXT, pybool",
+          f + ":15:21: error: redelete_after: 'soon' is not a duration; expected a number with ms, "
+              "s or m, from 1ms to 1 hour (e.g. 500ms, 2s)",
+          f + ":12:5: error: duplicate rule name 'a'; first defined at " + f + ":3:5",
+          "pgbust check: " + f + ": 7 errors",
+      });
   TempDir dir;
   auto syntax = dir.write("s.yaml", "version: 1\nrules: [a, b\n");
   r = run_pgbust({"check", "--rules", syntax.string()});
@@ -128,7 +130,8 @@ TEST_CASE("check: --config") {
   auto good = dir.write("pgbust.yaml", "redis: {key_prefix: \":1:\"}\nrules: rules.d\n");
   auto r = run_pgbust({"check", "--config", good.string()});
   CHECK(r.exit_code == 0);
-  CHECK(r.out.rfind("rules OK: 1 rule on 1 table from " + (dir.path() / "rules.d").string(), 0) == 0);
+  CHECK(r.out.rfind("rules OK: 1 rule on 1 table from " + (dir.path() / "rules.d").string(), 0) ==
+        0);
   CHECK(r.out.find("; config OK: " + good.string()) != std::string::npos);
   // --rules overrides the config's rules.
   r = run_pgbust({"check", "--config", good.string(), "--rules", data("invalid.yaml")});
@@ -152,11 +155,12 @@ TEST_CASE("check and explain: usage") {
 }
 
 TEST_CASE("explain: a move invalidates both groups, in rule then action order") {
-  auto r = run_pgbust({"explain", "--rules", data("design.yaml"), "--table", "work_order_task", "--op",
-                   "update", "--old",
-                   R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})",
-                   "--new",
-                   R"({"id": 1, "status": "open", "assigned_department_id": 7, "assigned_operator_id": 9})"});
+  auto r = run_pgbust(
+      {"explain", "--rules", data("design.yaml"), "--table", "work_order_task", "--op", "update",
+       "--old",
+       R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})",
+       "--new",
+       R"({"id": 1, "status": "open", "assigned_department_id": 7, "assigned_operator_id": 9})"});
   CHECK(r.exit_code == 0);
   CHECK(r.err.empty());
   CHECK(lines(r.out) ==
@@ -176,17 +180,18 @@ TEST_CASE("explain: a move invalidates both groups, in rule then action order") 
             "\"rev:dept:7\"],\"truncated\":false}'",
         });
   // Nothing the rule watches changed.
-  r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "public.work_order_task", "--op", "update",
-              "--old", R"({"status": "open", "assigned_department_id": 5})", "--new",
-              R"({"status": "open", "assigned_department_id": 5})"});
+  r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "public.work_order_task", "--op",
+                  "update", "--old", R"({"status": "open", "assigned_department_id": 5})", "--new",
+                  R"({"status": "open", "assigned_department_id": 5})"});
   CHECK(r.exit_code == 0);
   CHECK(r.out == "# no rule matched\n");
 }
 
 TEST_CASE("explain: widening, key prefix, filters, NULL, quoting") {
   // DEFAULT identity: no old row, id is the key.
-  auto r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "update", "--new",
-                   R"({"id": 3, "email": "Ann@Example.com"})", "--key", "id", "--key-prefix", ":1:"});
+  auto r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "update",
+                       "--new", R"({"id": 3, "email": "Ann@Example.com"})", "--key", "id",
+                       "--key-prefix", ":1:"});
   CHECK(r.exit_code == 0);
   CHECK(lines(r.out) == std::vector<std::string>{
                             "# rule user-profile matched",
@@ -207,7 +212,7 @@ TEST_CASE("explain: widening, key prefix, filters, NULL, quoting") {
             "SCAN-DELETE task:*",
         });
   r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "delete", "--old",
-              R"({"id": "a b*'", "email": null})"});
+                  R"({"id": "a b*'", "email": null})"});
   CHECK(r.exit_code == 0);
   CHECK(lines(r.out) == std::vector<std::string>{
                             "# rule user-profile matched",
@@ -228,7 +233,8 @@ TEST_CASE("explain: bad input is a clear error, exit 1") {
        "pgbust explain: --new: invalid JSON at line 1 column 10 (byte 9): expected a string key "
        "in object, found '}'\n"},
       {{"--table", "work_order_task", "--op", "update", "--new", "[1]"},
-       "pgbust explain: --new: expected a JSON object of column values, e.g. {\"id\": 5}, found array\n"},
+       "pgbust explain: --new: expected a JSON object of column values, e.g. {\"id\": 5}, found "
+       "array\n"},
       {{"--table", "work_order_task", "--op", "insert", "--new", "{\"assigned_departmen_id\": 5}"},
        "pgbust explain: --new: no rule of public.work_order_task reads column "
        "'assigned_departmen_id'; did you mean 'assigned_department_id'?\n"},
@@ -251,11 +257,13 @@ TEST_CASE("explain: bad input is a clear error, exit 1") {
     CHECK(r.out.empty());
     CHECK(r.err == c.error);
   }
-  auto r = run_pgbust({"explain", "--rules", data("invalid.yaml"), "--table", "t", "--op", "insert"});
+  auto r =
+      run_pgbust({"explain", "--rules", data("invalid.yaml"), "--table", "t", "--op", "insert"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("invalid.yaml:5:5: error: unknown key 'delet'") != std::string::npos);
   // A table no rule names is not an error: nothing to do.
-  r = run_pgbust({"explain", "--rules", rules, "--table", "other", "--op", "insert", "--new", "{}"});
+  r = run_pgbust(
+      {"explain", "--rules", rules, "--table", "other", "--op", "insert", "--new", "{}"});
   CHECK(r.exit_code == 0);
   CHECK(r.out == "# no rule names table public.other\n");
 }

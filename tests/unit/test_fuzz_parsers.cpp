@@ -19,7 +19,9 @@ namespace {
 class Gen {
  public:
   explicit Gen(std::uint32_t seed) : rng_(seed) {}
-  std::size_t below(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_); }
+  std::size_t below(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_);
+  }
 
   // A string built from `pieces` (tokens that matter to the parser) and random bytes.
   std::string random(const std::vector<std::string>& pieces, std::size_t max_parts) {
@@ -40,7 +42,9 @@ class Gen {
     for (std::size_t k = 0; k < n; ++k) {
       std::size_t at = s.empty() ? 0 : below(s.size() + 1);
       switch (below(4)) {
-        case 0: s.insert(at, pieces[below(pieces.size())]); break;
+        case 0:
+          s.insert(at, pieces[below(pieces.size())]);
+          break;
         case 1:
           if (!s.empty() && at < s.size()) s.erase(at, 1 + below(3));
           break;
@@ -64,12 +68,18 @@ class AnyValues : public ValueSource {
  public:
   explicit AnyValues(std::size_t seed) : seed_(seed) {}
   CondValue get(const ColumnRef& r) const override {
-    switch ((seed_ + static_cast<std::size_t>(r.slot) * 7 + static_cast<std::size_t>(r.image)) % 5) {
-      case 0: return {CondValue::State::Unknown, {}};
-      case 1: return {CondValue::State::Null, {}};
-      case 2: return {CondValue::State::Text, "t"};
-      case 3: return {CondValue::State::Text, "42.5"};
-      default: return {CondValue::State::Text, "it's"};
+    switch ((seed_ + static_cast<std::size_t>(r.slot) * 7 + static_cast<std::size_t>(r.image)) %
+            5) {
+      case 0:
+        return {CondValue::State::Unknown, {}};
+      case 1:
+        return {CondValue::State::Null, {}};
+      case 2:
+        return {CondValue::State::Text, "t"};
+      case 3:
+        return {CondValue::State::Text, "42.5"};
+      default:
+        return {CondValue::State::Text, "it's"};
     }
   }
 
@@ -81,9 +91,11 @@ class AnyValues : public ValueSource {
 
 TEST_CASE("fuzz: templates") {
   const std::vector<std::string> pieces = {
-      "${", "}", "$", "$$", "|", ":", ".", "new", "old", "new.", "old.", "id", "table", "schema",
-      "op", "\"", "\"\"", "lower", "upper", "trim", "date", "month", "week_start", "md5", "sha256",
-      "default", "pybool", "8", "99", "0", " ", "k:", "*", "?", "[", "]", "\\", "-", "_"};
+      "${",     "}",       "$",      "$$",   "|",     ":",      ".",          "new",
+      "old",    "new.",    "old.",   "id",   "table", "schema", "op",         "\"",
+      "\"\"",   "lower",   "upper",  "trim", "date",  "month",  "week_start", "md5",
+      "sha256", "default", "pybool", "8",    "99",    "0",      " ",          "k:",
+      "*",      "?",       "[",      "]",    "\\",    "-",      "_"};
   const std::vector<std::string> seeds = {
       "task_stats:${assigned_department_id}", "${new.a|lower|md5:8}-${old.b|week_start}",
       "${table}:${schema}:${op}:${\"Col\"|default:x|upper}", "price$$:${id|sha256:12}",
@@ -92,7 +104,8 @@ TEST_CASE("fuzz: templates") {
   int parsed = 0, rejected = 0;
   const std::string_view inputs[] = {"2024-01-07", "", "t", "infinity", "a*b"};
   for (int i = 0; i < 20000; ++i) {
-    std::string text = (i % 2 == 0) ? g.random(pieces, 12) : g.mutate(seeds[g.below(seeds.size())], pieces);
+    std::string text =
+        (i % 2 == 0) ? g.random(pieces, 12) : g.mutate(seeds[g.below(seeds.size())], pieces);
     CAPTURE(text);
     Slots slots;
     Template t;
@@ -119,16 +132,18 @@ TEST_CASE("fuzz: templates") {
 
 TEST_CASE("fuzz: conditions") {
   const std::vector<std::string> pieces = {
-      "(", ")", " ", "AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE", "=", "<>", "!=", "<",
-      "<=", ">", ">=", "!", ",", ".", "new", "old", "new.x", "old.y", "x", "y", "'a'", "'it''s'",
-      "'", "\"", "\"Q\"", "1", "-2.5", "1e3", "1e", ".5", "+", "-", "#"};
+      "(",     ")",     " ",   "AND",   "OR",    "NOT", "IN", "IS",  "NULL",    "TRUE",
+      "FALSE", "=",     "<>",  "!=",    "<",     "<=",  ">",  ">=",  "!",       ",",
+      ".",     "new",   "old", "new.x", "old.y", "x",   "y",  "'a'", "'it''s'", "'",
+      "\"",    "\"Q\"", "1",   "-2.5",  "1e3",   "1e",  ".5", "+",   "-",       "#"};
   const std::vector<std::string> seeds = {
       "new.status <> 'draft'", "x IN (1, 2, NULL) AND NOT (y IS NULL OR old.y = 'a')",
       "a = 1 OR b = 1 AND c IS NOT TRUE", "\"Weird\" NOT IN ('x', 'y')", "((x))"};
   Gen g(7);
   int parsed = 0, rejected = 0;
   for (int i = 0; i < 20000; ++i) {
-    std::string text = (i % 2 == 0) ? g.random(pieces, 16) : g.mutate(seeds[g.below(seeds.size())], pieces);
+    std::string text =
+        (i % 2 == 0) ? g.random(pieces, 16) : g.mutate(seeds[g.below(seeds.size())], pieces);
     CAPTURE(text);
     Slots slots;
     Condition c;
@@ -153,21 +168,24 @@ TEST_CASE("fuzz: conditions") {
 
 TEST_CASE("fuzz: JSON") {
   const std::vector<std::string> pieces = {
-      "{", "}", "[", "]", ",", ":", "\"", "\"a\"", "\\", "\\u", "\\ud83d", "\\ude00", "0041", "1",
-      "-", "0", ".5", "e+", "true", "false", "null", " ", "\n", "\xc3\xa9", "\xff", "tru"};
+      "{",    "}",       "[",       "]",    ",",  ":",        "\"",   "\"a\"", "\\",
+      "\\u",  "\\ud83d", "\\ude00", "0041", "1",  "-",        "0",    ".5",    "e+",
+      "true", "false",   "null",    " ",    "\n", "\xc3\xa9", "\xff", "tru"};
   const std::vector<std::string> seeds = {
       R"({"id": 5, "name": "a\"b", "tags": [1, 2.5e3, true, null], "x": {"y": "\u00e9\ud83d\ude00"}})",
       R"([[], {}, "", -0, 1E-2])"};
   Gen g(99);
   int parsed = 0, rejected = 0;
   for (int i = 0; i < 20000; ++i) {
-    std::string text = (i % 2 == 0) ? g.random(pieces, 14) : g.mutate(seeds[g.below(seeds.size())], pieces);
+    std::string text =
+        (i % 2 == 0) ? g.random(pieces, 14) : g.mutate(seeds[g.below(seeds.size())], pieces);
     CAPTURE(text);
     try {
       auto v = pgbust::json::parse(text);
       ++parsed;
       // Any string we read quotes back to valid JSON that reads the same.
-      if (v.is_string()) REQUIRE(pgbust::json::parse(pgbust::json::quote(v.text())).text() == v.text());
+      if (v.is_string())
+        REQUIRE(pgbust::json::parse(pgbust::json::quote(v.text())).text() == v.text());
     } catch (const pgbust::json::ParseError& e) {
       ++rejected;
       REQUIRE(e.offset() <= text.size());
@@ -181,11 +199,19 @@ TEST_CASE("fuzz: JSON") {
 }
 
 TEST_CASE("fuzz: rule files") {
-  const std::vector<std::string> pieces = {
-      "\n", "  ", "    ", "- ", ": ", "name", "table", "on", "changed", "when", "delete",
-      "delete_pattern", "bump", "publish", "redelete_after", "null_as", "fallback", "version",
-      "rules", "[", "]", "{", "}", "\"", "'", "${id}", "${x|md5:8}", "500ms", "insert", "#", "&a",
-      "*a", "!!str", "|", ">", "~", "null", "1"};
+  const std::vector<std::string> pieces = {"\n",      "  ",       "    ",
+                                           "- ",      ": ",       "name",
+                                           "table",   "on",       "changed",
+                                           "when",    "delete",   "delete_pattern",
+                                           "bump",    "publish",  "redelete_after",
+                                           "null_as", "fallback", "version",
+                                           "rules",   "[",        "]",
+                                           "{",       "}",        "\"",
+                                           "'",       "${id}",    "${x|md5:8}",
+                                           "500ms",   "insert",   "#",
+                                           "&a",      "*a",       "!!str",
+                                           "|",       ">",        "~",
+                                           "null",    "1"};
   const std::string seed = R"(version: 1
 rules:
   - name: task-stats

@@ -82,8 +82,8 @@ TEST_CASE("json: errors name the position") {
       {"\"\\ud83d\\u0041\"", 1, 1, 2, "high surrogate"},
       {"\"\\ude00\"", 1, 1, 2, "lone low surrogate"},
       {"\"\xff\"", 1, 1, 2, "invalid UTF-8"},
-      {"\"\xc0\xaf\"", 1, 1, 2, "invalid UTF-8"},          // overlong '/'
-      {"\"\xed\xa0\x80\"", 1, 1, 2, "invalid UTF-8"},      // encoded surrogate
+      {"\"\xc0\xaf\"", 1, 1, 2, "invalid UTF-8"},      // overlong '/'
+      {"\"\xed\xa0\x80\"", 1, 1, 2, "invalid UTF-8"},  // encoded surrogate
       {"{\"a\":1,\n\"a\":2}", 8, 2, 1, "duplicate object key"},
       {"nul", 0, 1, 1, "expected a JSON value"},
       {"[\"a\" , {\"b\":}]", 12, 1, 13, "expected a JSON value"},
@@ -134,6 +134,7 @@ TEST_CASE("json: quote") {
     CAPTURE(c.in);
     CHECK(json::quote(c.in) == c.out);
     // Quoting then parsing gives the input back whenever the input is valid UTF-8.
-    if (c.in.find('\xff') == std::string::npos) CHECK(json::parse(json::quote(c.in)).text() == c.in);
+    if (c.in.find('\xff') == std::string::npos)
+      CHECK(json::parse(json::quote(c.in)).text() == c.in);
   }
 }

@@ -19,7 +19,8 @@ class MapValues : public ValueSource {
       : slots_(slots), values_(std::move(values)), ctx_(ctx) {}
   CondValue get(const ColumnRef& r) const override {
     Image im = r.image == Image::Row ? ctx_ : r.image;
-    std::string key = (im == Image::Old ? "old." : "new.") + slots_.names[static_cast<std::size_t>(r.slot)];
+    std::string key =
+        (im == Image::Old ? "old." : "new.") + slots_.names[static_cast<std::size_t>(r.slot)];
     auto it = values_.find(key);
     if (it == values_.end()) return {CondValue::State::Null, {}};
     if (it->second == "U") return {CondValue::State::Unknown, {}};
@@ -122,10 +123,10 @@ TEST_CASE("conditions: SQL NULL logic") {
       {"x IS NULL", {}, T},
       {"x IS NOT NULL", {}, F},
       {"x IS NULL", {{"new.x", "1"}}, F},
-      {"x = 1 AND y = 1", {{"new.y", "2"}}, F},   // NULL AND FALSE = FALSE
-      {"x = 1 AND y = 1", {{"new.y", "1"}}, N},   // NULL AND TRUE = NULL
-      {"x = 1 OR y = 1", {{"new.y", "1"}}, T},    // NULL OR TRUE = TRUE
-      {"x = 1 OR y = 1", {{"new.y", "2"}}, N},    // NULL OR FALSE = NULL
+      {"x = 1 AND y = 1", {{"new.y", "2"}}, F},  // NULL AND FALSE = FALSE
+      {"x = 1 AND y = 1", {{"new.y", "1"}}, N},  // NULL AND TRUE = NULL
+      {"x = 1 OR y = 1", {{"new.y", "1"}}, T},   // NULL OR TRUE = TRUE
+      {"x = 1 OR y = 1", {{"new.y", "2"}}, N},   // NULL OR FALSE = NULL
       {"x IN (1, NULL)", {{"new.x", "1"}}, T},
       {"x IN (2, NULL)", {{"new.x", "1"}}, N},
       {"x NOT IN (2, NULL)", {{"new.x", "1"}}, N},  // the classic NOT IN trap
@@ -246,10 +247,20 @@ TEST_CASE("numbers compare exactly") {
     std::optional<int> expect;
   };
   const Case cases[] = {
-      {"1", "1", 0},        {"1", "2", -1},       {"10", "9", 1},     {"-10", "-9", -1},
-      {"0.5", ".5", 0},     {"1.10", "1.1", 0},   {"+1", "1", 0},     {"-0", "0", 0},
-      {"1e2", "100", 0},    {"1.5e1", "15", 0},   {"abc", "1", std::nullopt},
-      {"", "1", std::nullopt}, {"1.", "1", 0},    {"-", "1", std::nullopt},
+      {"1", "1", 0},
+      {"1", "2", -1},
+      {"10", "9", 1},
+      {"-10", "-9", -1},
+      {"0.5", ".5", 0},
+      {"1.10", "1.1", 0},
+      {"+1", "1", 0},
+      {"-0", "0", 0},
+      {"1e2", "100", 0},
+      {"1.5e1", "15", 0},
+      {"abc", "1", std::nullopt},
+      {"", "1", std::nullopt},
+      {"1.", "1", 0},
+      {"-", "1", std::nullopt},
       {"123456789012345678901234567890", "123456789012345678901234567891", -1},
       {"NaN", "1", std::nullopt},
   };

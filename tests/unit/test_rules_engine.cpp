@@ -27,7 +27,8 @@ rules:
 
 Fixture tasks() {
   return Fixture("public", "work_order_task",
-                 {"id", "status", "assigned_department_id", "assigned_operator_id", "body"}, {"id"});
+                 {"id", "status", "assigned_department_id", "assigned_operator_id", "body"},
+                 {"id"});
 }
 
 }  // namespace
@@ -37,7 +38,8 @@ TEST_CASE("row images: insert reads new, delete reads old") {
   auto f = tasks();
   int fired = 0;
   auto keys = f.run(engine, Op::Insert, nullptr,
-                    f.row({{"id", val("1")}, {"assigned_department_id", val("5")},
+                    f.row({{"id", val("1")},
+                           {"assigned_department_id", val("5")},
                            {"assigned_operator_id", val("9")}}),
                     &fired);
   CHECK(fired == 1);
@@ -46,7 +48,8 @@ TEST_CASE("row images: insert reads new, delete reads old") {
   CHECK(f.last.lines.front() == "fired task-stats");
 
   keys = f.run(engine, Op::Delete,
-               f.row({{"id", val("1")}, {"assigned_department_id", val("6")},
+               f.row({{"id", val("1")},
+                      {"assigned_department_id", val("6")},
                       {"assigned_operator_id", val("8")}}),
                nullptr);
   CHECK(keys == Keys{"delete task_stats:6", "delete operator_stats:8", "bump rev:dept:6"});
@@ -55,10 +58,14 @@ TEST_CASE("row images: insert reads new, delete reads old") {
 TEST_CASE("row images: an update that moves a row invalidates both groups, deduplicated") {
   rules::Engine engine(load_rules(kTaskRules), {});
   auto f = tasks();
-  auto old_row = f.row({{"id", val("1")}, {"assigned_department_id", val("5")},
-                        {"assigned_operator_id", val("9")}, {"status", val("open")}});
-  auto new_row = f.row({{"id", val("1")}, {"assigned_department_id", val("7")},
-                        {"assigned_operator_id", val("9")}, {"status", val("open")}});
+  auto old_row = f.row({{"id", val("1")},
+                        {"assigned_department_id", val("5")},
+                        {"assigned_operator_id", val("9")},
+                        {"status", val("open")}});
+  auto new_row = f.row({{"id", val("1")},
+                        {"assigned_department_id", val("7")},
+                        {"assigned_operator_id", val("9")},
+                        {"status", val("open")}});
   auto keys = f.run(engine, Op::Update, old_row, new_row);
   CHECK(keys == Keys{"delete task_stats:5", "delete task_stats:7", "delete operator_stats:9",
                      "bump rev:dept:5", "bump rev:dept:7"});
@@ -79,7 +86,8 @@ rules:
   Fixture f("public", "t", {"id", "g"}, {"id"});
   auto a = f.row({{"id", val("1")}, {"g", val("A")}});
   auto b = f.row({{"id", val("1")}, {"g", val("B")}});
-  CHECK(f.run(engine, Op::Update, a, b) == Keys{"delete new:B", "delete old:A", "delete any:A", "delete any:B"});
+  CHECK(f.run(engine, Op::Update, a, b) ==
+        Keys{"delete new:B", "delete old:A", "delete any:A", "delete any:B"});
   CHECK(f.run(engine, Op::Insert, nullptr, b) == Keys{"delete new:B", "delete any:B"});
   CHECK(f.run(engine, Op::Delete, a, nullptr) == Keys{"delete old:A", "delete any:A"});
   CHECK(!f.last.has_widened());
@@ -107,10 +115,8 @@ rules:
     std::string value, matches, not_matches;
   };
   const Case cases[] = {
-      {"a?b", "dash:a?b:x", "dash:acb:x"},
-      {"[ab]", "dash:[ab]:x", "dash:a:x"},
-      {"a\\b", "dash:a\\b:x", "dash:ab:x"},
-      {"]^-", "dash:]^-:x", "dash:x:x"},
+      {"a?b", "dash:a?b:x", "dash:acb:x"},  {"[ab]", "dash:[ab]:x", "dash:a:x"},
+      {"a\\b", "dash:a\\b:x", "dash:ab:x"}, {"]^-", "dash:]^-:x", "dash:x:x"},
       {"*", "dash:*:x", "dash:anything:x"},
   };
   for (const auto& c : cases) {
@@ -130,13 +136,13 @@ TEST_CASE("glob_match follows Redis' stringmatchlen") {
     bool match;
   };
   const Case cases[] = {
-      {"*", "", true},         {"*", "abc", true},      {"a*", "abc", true},
-      {"a*c", "abxc", true},   {"a*c", "abxd", false},  {"a?c", "abc", true},
-      {"a?c", "ac", false},    {"[abc]", "b", true},    {"[^abc]", "b", false},
-      {"[a-c]x", "bx", true},  {"[c-a]x", "bx", true},  {"[a-c]x", "dx", false},
-      {"\\*", "*", true},      {"\\*", "a", false},     {"a\\?", "a?", true},
-      {"[\\]]", "]", true},    {"abc", "abc", true},    {"abc", "abcd", false},
-      {"a**", "a", true},      {"", "", true},          {"", "a", false},
+      {"*", "", true},           {"*", "abc", true},     {"a*", "abc", true},
+      {"a*c", "abxc", true},     {"a*c", "abxd", false}, {"a?c", "abc", true},
+      {"a?c", "ac", false},      {"[abc]", "b", true},   {"[^abc]", "b", false},
+      {"[a-c]x", "bx", true},    {"[c-a]x", "bx", true}, {"[a-c]x", "dx", false},
+      {"\\*", "*", true},        {"\\*", "a", false},    {"a\\?", "a?", true},
+      {"[\\]]", "]", true},      {"abc", "abc", true},   {"abc", "abcd", false},
+      {"a**", "a", true},        {"", "", true},         {"", "a", false},
       {"dash:*", "dash:", true},
   };
   for (const auto& c : cases) {
@@ -173,7 +179,8 @@ rules:
 )");
   rules::Engine engine(rules, {});
   Fixture f("public", "t", {"id", "status", "g", "other"}, {"id"});
-  auto base = f.row({{"id", val("1")}, {"status", val("a")}, {"g", null_cell()}, {"other", val("x")}});
+  auto base =
+      f.row({{"id", val("1")}, {"status", val("a")}, {"g", null_cell()}, {"other", val("x")}});
   struct Case {
     const char* name;
     const RowImage* old_row;
@@ -182,9 +189,11 @@ rules:
   };
   const Case cases[] = {
       {"only other changed", base,
-       f.row({{"id", val("1")}, {"status", val("a")}, {"g", null_cell()}, {"other", val("y")}}), false},
+       f.row({{"id", val("1")}, {"status", val("a")}, {"g", null_cell()}, {"other", val("y")}}),
+       false},
       {"status changed", base,
-       f.row({{"id", val("1")}, {"status", val("b")}, {"g", null_cell()}, {"other", val("x")}}), true},
+       f.row({{"id", val("1")}, {"status", val("b")}, {"g", null_cell()}, {"other", val("x")}}),
+       true},
       {"NULL to value", base,
        f.row({{"id", val("1")}, {"status", val("a")}, {"g", val("1")}, {"other", val("x")}}), true},
       {"old value unknown counts as changed", f.row({{"id", val("1")}}),
@@ -192,8 +201,10 @@ rules:
       {"no old tuple (DEFAULT identity): unknown, changed", nullptr,
        f.row({{"id", val("1")}, {"status", val("a")}, {"g", null_cell()}}), true},
       {"unchanged TOAST is unchanged", base,
-       f.row({{"id", val("1")}, {"status", unknown_cell(Unknown::UnchangedToast)},
-              {"g", null_cell()}, {"other", val("y")}}),
+       f.row({{"id", val("1")},
+              {"status", unknown_cell(Unknown::UnchangedToast)},
+              {"g", null_cell()},
+              {"other", val("y")}}),
        false},
   };
   for (const auto& c : cases) {
@@ -236,7 +247,9 @@ rules:
   CHECK(fired == 1);
 }
 
-TEST_CASE("when: new.x on delete is NULL, old.x on insert is NULL; a condition that reads only those fires") {
+TEST_CASE(
+    "when: new.x on delete is NULL, old.x on insert is NULL; a condition that reads only those "
+    "fires") {
   auto rules = load_rules(R"(
 version: 1
 rules:
@@ -261,7 +274,8 @@ rules:
     table: t
     when: "new.status <> 'draft'"
     delete: "k:${id}"
-)"), {});
+)"),
+                         {});
   auto draft = f.row({{"id", val("1")}, {"status", val("draft")}});
   CHECK(f.run(only_new, Op::Insert, nullptr, draft).empty());
   CHECK(f.run(only_new, Op::Update, open, draft).empty());
@@ -275,7 +289,8 @@ rules:
   - name: r
     table: t
     delete: ["g:${g}", "id:${id}", "u[1]:${g}"]
-)"), {});
+)"),
+                       {});
   Fixture f("public", "t", {"id", "g"}, {"id"});
   auto keys = f.run(engine, Op::Update, nullptr, f.row({{"id", val("1")}, {"g", val("7")}}));
   // The new side is exact; the old side of the non-key column widens; the key column's old
@@ -290,7 +305,8 @@ rules:
   CHECK(f.last.whys[0] == Unknown::NotInImage);
 
   // A key tuple (the key changed): old key columns known, the rest not.
-  keys = f.run(engine, Op::Update, f.row({{"id", val("0")}}), f.row({{"id", val("1")}, {"g", val("7")}}));
+  keys = f.run(engine, Op::Update, f.row({{"id", val("0")}}),
+               f.row({{"id", val("1")}, {"g", val("7")}}));
   CHECK(keys == Keys{"delete_pattern g:*", "delete g:7", "delete id:0", "delete id:1",
                      "delete_pattern u\\[1\\]:*", "delete u[1]:7"});
   // A delete with DEFAULT identity carries only the key.
@@ -305,7 +321,8 @@ rules:
   - name: r
     table: t
     delete: "b:${body|md5:6}"
-)"), {});
+)"),
+                       {});
   Fixture f("public", "t", {"id", "body"}, {"id"});
   auto toast = f.row({{"id", val("1")}, {"body", unknown_cell(Unknown::UnchangedToast)}});
   // REPLICA IDENTITY FULL: the old image has it, and unchanged means equal.
@@ -315,7 +332,8 @@ rules:
   // DEFAULT identity: nobody knows it.
   keys = f.run(engine, Op::Update, nullptr, toast);
   CHECK(keys == Keys{"delete_pattern b:*"});
-  CHECK(f.last.widened_line().find("new.body unknown (unchanged TOAST value not sent)") != std::string::npos);
+  CHECK(f.last.widened_line().find("new.body unknown (unchanged TOAST value not sent)") !=
+        std::string::npos);
 }
 
 TEST_CASE("widening: TRUNCATE") {
@@ -331,7 +349,8 @@ rules:
     table: t
     on: [insert, update, delete]
     delete: "x"
-)"), {});
+)"),
+                       {});
   Fixture f("public", "t", {"id", "g"}, {"id"});
   int fired = 0;
   auto keys = f.run(engine, Op::Truncate, nullptr, nullptr, &fired);
@@ -352,14 +371,16 @@ rules:
     fallback:
       bump: "rev:table:${schema}.${table}"
       delete_pattern: "g:${id}:*"
-)"), {});
+)"),
+                       {});
   Fixture f("public", "t", {"id", "g"}, {"id"});
   // Exact where it can be: the new side and the literal key; the fallback for the old side.
   auto keys = f.run(engine, Op::Update, nullptr, f.row({{"id", val("1")}, {"g", val("7")}}));
   CHECK(keys == Keys{"delete g:7", "delete fixed", "bump rev:g:7", "delete_pattern g:1:*",
                      "bump rev:table:public.t"});
   CHECK(f.last.widened_line() ==
-        "widened r: old.g unknown (old value not in the WAL (REPLICA IDENTITY DEFAULT)); ran fallback");
+        "widened r: old.g unknown (old value not in the WAL (REPLICA IDENTITY DEFAULT)); ran "
+        "fallback");
   // No unknowns: no fallback.
   keys = f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"g", val("7")}}));
   CHECK(keys == Keys{"delete g:7", "delete fixed", "bump rev:g:7"});
@@ -375,9 +396,11 @@ rules:
   - name: r
     table: t
     delete: ["m:${missing}", "w:${due|week_start}"]
-)"), {});
+)"),
+                       {});
   Fixture f("public", "t", {"id", "due"}, {"id"});
-  auto keys = f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"due", val("infinity")}}));
+  auto keys =
+      f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"due", val("infinity")}}));
   CHECK(keys == Keys{"delete_pattern m:*", "delete_pattern w:*"});
   CHECK(f.last.widened_line() ==
         "widened r: new.missing unknown (column not in table or publication), new.due: filter "
@@ -456,7 +479,8 @@ rules:
 
   Fixture f("public", "t", {"id", "g"}, {"id"});
   CHECK(engine.has_rules(f.table));
-  auto keys = f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"g", val("5")}}), &fired);
+  auto keys =
+      f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"g", val("5")}}), &fired);
   CHECK(fired == 2);
   CHECK(f.last.lines == Keys{"fired pub", "fired k", "delete k:5"});
   CHECK(rules->rules()[0].publish == "changes");
@@ -465,7 +489,8 @@ rules:
   f.table.columns = {"g", "extra", "id"};
   f.table.key = {false, false, true};
   f.table.generation = 2;
-  keys = f.run(engine, Op::Insert, nullptr, f.row({{"id", val("1")}, {"g", val("6")}, {"extra", val("x")}}));
+  keys = f.run(engine, Op::Insert, nullptr,
+               f.row({{"id", val("1")}, {"g", val("6")}, {"extra", val("x")}}));
   CHECK(keys == Keys{"delete k:6"});
 }
 

@@ -85,15 +85,16 @@ rules:
         "design.yaml:3:5: warning: rule 'task-stats': 'when' reads only new.* values, which a "
         "delete does not have, so the rule fires on every delete; use unqualified columns (the old "
         "row on delete) to filter deletes too");
-  CHECK(r.warnings[1].message.find("bump 'rev:dept:${assigned_department_id}' reads row values") != std::string::npos);
+  CHECK(r.warnings[1].message.find("bump 'rev:dept:${assigned_department_id}' reads row values") !=
+        std::string::npos);
   CHECK(r.rules->hash().size() == 8);
 
   // Old values: templates (widen) and changed/when (fire when unknown).
   auto needs = r.rules->old_values_needed("public", "work_order_task");
   std::vector<std::string> got;
   for (const auto& n : needs) got.push_back(n.column + (n.widens ? " widens" : ""));
-  CHECK(got == std::vector<std::string>{"assigned_department_id widens", "assigned_operator_id widens",
-                                        "status"});
+  CHECK(got == std::vector<std::string>{"assigned_department_id widens",
+                                        "assigned_operator_id widens", "status"});
 }
 
 TEST_CASE("validation errors: position and message, all at once") {
@@ -103,80 +104,119 @@ TEST_CASE("validation errors: position and message, all at once") {
     std::vector<Expect> errors;
   };
   const std::vector<Case> cases = {
-      {"unknown key with suggestion", rule_file("    delet: \"k\"\n"),
+      {"unknown key with suggestion",
+       rule_file("    delet: \"k\"\n"),
        {{5, 5, "unknown key 'delet' in a rule; did you mean 'delete'?"},
         {3, 5, "rule has no action"}}},
-      {"unknown top-level key", "version: 1\nrule: []\n",
+      {"unknown top-level key",
+       "version: 1\nrule: []\n",
        {{2, 1, "unknown key 'rule' in the rule file; did you mean 'rules'?"},
         {1, 1, "missing 'rules:'"}}},
       {"missing version", "rules: []\n", {{1, 1, "missing 'version: 1'"}}},
-      {"wrong version", "version: 2\nrules: []\n", {{1, 10, "unsupported rule language version '2'"}}},
-      {"rules not a list", "version: 1\nrules: {a: 1}\n", {{2, 8, "rules: expected a list of rules, found a mapping"}}},
-      {"rule not a mapping", "version: 1\nrules:\n  - just-a-string\n", {{3, 5, "expected a rule"}}},
-      {"missing name and table", "version: 1\nrules:\n  - delete: k\n",
+      {"wrong version",
+       "version: 2\nrules: []\n",
+       {{1, 10, "unsupported rule language version '2'"}}},
+      {"rules not a list",
+       "version: 1\nrules: {a: 1}\n",
+       {{2, 8, "rules: expected a list of rules, found a mapping"}}},
+      {"rule not a mapping",
+       "version: 1\nrules:\n  - just-a-string\n",
+       {{3, 5, "expected a rule"}}},
+      {"missing name and table",
+       "version: 1\nrules:\n  - delete: k\n",
        {{3, 5, "rule has no 'name'"}, {3, 5, "rule has no 'table'"}}},
-      {"wrong types", rule_file("    delete: {a: 1}\n    when: [x]\n    publish: [a]\n"),
+      {"wrong types",
+       rule_file("    delete: {a: 1}\n    when: [x]\n    publish: [a]\n"),
        {{6, 11, "when: expected a condition string"},
         {5, 13, "delete: expected a key template string or a list of them, found a mapping"},
         {7, 14, "publish: expected a channel name, found a list"}}},
-      {"list items of the wrong type", rule_file("    delete:\n      - k\n      - [x]\n"),
+      {"list items of the wrong type",
+       rule_file("    delete:\n      - k\n      - [x]\n"),
        {{7, 9, "delete: expected a key template string, found a list"}}},
-      {"empty list", rule_file("    delete: []\n"),
-       {{5, 13, "delete: empty list"}}},
-      {"unknown filter, column inside the string", rule_file("    delete: \"k:${id|lowr}\"\n"),
+      {"empty list", rule_file("    delete: []\n"), {{5, 13, "delete: empty list"}}},
+      {"unknown filter, column inside the string",
+       rule_file("    delete: \"k:${id|lowr}\"\n"),
        {{5, 21, "delete: unknown filter 'lowr'; did you mean 'lower'?"}}},
-      {"unknown filter in a plain scalar", rule_file("    delete: k:${id|uper}\n"),
+      {"unknown filter in a plain scalar",
+       rule_file("    delete: k:${id|uper}\n"),
        {{5, 20, "unknown filter 'uper'; did you mean 'upper'?"}}},
-      {"unknown filter in a list item", rule_file("    bump:\n      - 'rev:${id|md5:99}'\n"),
+      {"unknown filter in a list item",
+       rule_file("    bump:\n      - 'rev:${id|md5:99}'\n"),
        {{6, 23, "bump: md5 expects a number of hex digits from 1 to 32, got '99'"}}},
-      {"single-quoted escapes are followed", rule_file("    delete: 'it''s:${id|nope}'\n"),
+      {"single-quoted escapes are followed",
+       rule_file("    delete: 'it''s:${id|nope}'\n"),
        {{5, 25, "unknown filter 'nope'"}}},
-      {"unterminated placeholder", rule_file("    delete: \"k:${id\"\n"),
+      {"unterminated placeholder",
+       rule_file("    delete: \"k:${id\"\n"),
        {{5, 16, "unterminated placeholder"}}},
-      {"malformed condition", rule_file("    when: \"new.status <> 'draft' AND\"\n    delete: k\n"),
+      {"malformed condition",
+       rule_file("    when: \"new.status <> 'draft' AND\"\n    delete: k\n"),
        {{5, 37, "when: expected a column, string, number"}}},
-      {"condition garbage", rule_file("    when: status === 1\n    delete: k\n"),
+      {"condition garbage",
+       rule_file("    when: status === 1\n    delete: k\n"),
        {{5, 19, "when: expected a column, string, number, TRUE, FALSE or NULL, found '='"}}},
-      {"unknown op", rule_file("    on: [insert, updte]\n    delete: k\n"),
+      {"unknown op",
+       rule_file("    on: [insert, updte]\n    delete: k\n"),
        {{5, 18, "on: unknown operation 'updte'; did you mean 'update'?"}}},
-      {"changed without update", rule_file("    on: [insert]\n    changed: [status]\n    delete: k\n"),
+      {"changed without update",
+       rule_file("    on: [insert]\n    changed: [status]\n    delete: k\n"),
        {{6, 5, "changed: only applies to updates"}}},
-      {"changed: bad column", rule_file("    changed: [\"a b\"]\n    delete: k\n"),
+      {"changed: bad column",
+       rule_file("    changed: [\"a b\"]\n    delete: k\n"),
        {{5, 17, "changed: unexpected ' ' in name"}}},
-      {"no action", rule_file("    on: [insert]\n"), {{3, 5, "rule has no action; expected at least one of delete"}}},
-      {"bad durations", rule_file("    delete: k\n    redelete_after: 500\n"),
+      {"no action",
+       rule_file("    on: [insert]\n"),
+       {{3, 5, "rule has no action; expected at least one of delete"}}},
+      {"bad durations",
+       rule_file("    delete: k\n    redelete_after: 500\n"),
        {{6, 21, "redelete_after: '500' is not a duration"}}},
-      {"too long", rule_file("    delete: k\n    redelete_after: 2h\n"),
+      {"too long",
+       rule_file("    delete: k\n    redelete_after: 2h\n"),
        {{6, 21, "is not a duration"}}},
-      {"null_as: null", rule_file("    delete: k\n    null_as: null\n"),
+      {"null_as: null",
+       rule_file("    delete: k\n    null_as: null\n"),
        {{6, 14, "null_as: expected the text the application writes for NULL"}}},
-      {"fallback with an unknown key", rule_file("    delete: \"k:${g}\"\n    fallback:\n      publish: x\n"),
+      {"fallback with an unknown key",
+       rule_file("    delete: \"k:${g}\"\n    fallback:\n      publish: x\n"),
        {{7, 7, "unknown key 'publish' in fallback; expected delete, delete_pattern or bump"},
         {7, 7, "fallback: no action"}}},
-      {"fallback not a mapping", rule_file("    delete: \"k:${g}\"\n    fallback: \"rev:t\"\n"),
+      {"fallback not a mapping",
+       rule_file("    delete: \"k:${g}\"\n    fallback: \"rev:t\"\n"),
        {{6, 15, "fallback: expected a mapping"}}},
-      {"duplicate key", rule_file("    delete: a\n    delete: b\n"),
+      {"duplicate key",
+       rule_file("    delete: a\n    delete: b\n"),
        {{6, 5, "duplicate key 'delete' in a rule; first given at line 5"}}},
-      {"old.* on insert only", rule_file("    on: insert\n    delete: \"k:${old.g}\"\n"),
+      {"old.* on insert only",
+       rule_file("    on: insert\n    delete: \"k:${old.g}\"\n"),
        {{3, 5, "reads old.* values but only runs on insert"}}},
-      {"new.* on delete only", rule_file("    on: [delete]\n    when: \"new.x = 1\"\n    delete: k\n"),
+      {"new.* on delete only",
+       rule_file("    on: [delete]\n    when: \"new.x = 1\"\n    delete: k\n"),
        {{3, 5, "reads new.* values but only runs on delete"}}},
-      {"bad table name", "version: 1\nrules:\n  - name: r\n    table: a.b.c\n    delete: k\n",
+      {"bad table name",
+       "version: 1\nrules:\n  - name: r\n    table: a.b.c\n    delete: k\n",
        {{4, 15, "table: unexpected '.' in table name"}}},
-      {"empty name", "version: 1\nrules:\n  - name: ''\n    table: t\n    delete: k\n",
+      {"empty name",
+       "version: 1\nrules:\n  - name: ''\n    table: t\n    delete: k\n",
        {{3, 11, "name: empty rule name"}}},
-      {"duplicate rule names", "version: 1\nrules:\n  - name: r\n    table: t\n    delete: k\n"
-                               "  - name: r\n    table: u\n    delete: k\n",
+      {"duplicate rule names",
+       "version: 1\nrules:\n  - name: r\n    table: t\n    delete: k\n"
+       "  - name: r\n    table: u\n    delete: k\n",
        {{6, 5, "duplicate rule name 'r'; first defined at r.yaml:3:5"}}},
-      {"YAML syntax error: a tab", "version: 1\n\trules: []\n",
+      {"YAML syntax error: a tab",
+       "version: 1\n\trules: []\n",
        {{2, 1, "YAML syntax error: illegal tab when looking for indentation"}}},
-      {"YAML syntax error: an undefined alias", "version: 1\nrules: *x\n",
+      {"YAML syntax error: an undefined alias",
+       "version: 1\nrules: *x\n",
        {{2, 8, "YAML syntax error: the referenced anchor is not defined"}}},
-      {"YAML syntax error: unterminated flow list", "version: 1\nrules: [a, b\n",
+      {"YAML syntax error: unterminated flow list",
+       "version: 1\nrules: [a, b\n",
        {{3, 1, "YAML syntax error: end of sequence flow not found"}}},
-      {"YAML syntax error: a key where a value goes", "version: 1\nrules:\n  - name: r\n    table: t\n  delete: x\n",
+      {"YAML syntax error: a key where a value goes",
+       "version: 1\nrules:\n  - name: r\n    table: t\n  delete: x\n",
        {{5, 3, "YAML syntax error"}}},
-      {"top level is a list", "- a\n", {{1, 1, "expected a mapping with 'version: 1' and 'rules:', found a list"}}},
+      {"top level is a list",
+       "- a\n",
+       {{1, 1, "expected a mapping with 'version: 1' and 'rules:', found a list"}}},
   };
   for (const auto& c : cases) {
     CAPTURE(c.name);
@@ -187,13 +227,15 @@ TEST_CASE("validation errors: position and message, all at once") {
 TEST_CASE("an empty file and an empty rule list") {
   auto r = RuleSet::parse("", "empty.yaml");
   REQUIRE(r.errors.size() == 1);
-  CHECK(r.errors[0].str() == "empty.yaml: error: empty rule file; expected 'version: 1' and 'rules:'");
+  CHECK(r.errors[0].str() ==
+        "empty.yaml: error: empty rule file; expected 'version: 1' and 'rules:'");
   r = RuleSet::parse("version: 1\nrules: []\n", "none.yaml");
   CHECK(r.errors.empty());
   REQUIRE(r.rules);
   CHECK(r.rules->rules().empty());
   REQUIRE(r.warnings.size() == 1);
-  CHECK(r.warnings[0].str() == "none.yaml:2:8: warning: rules: empty list; this file invalidates nothing");
+  CHECK(r.warnings[0].str() ==
+        "none.yaml:2:8: warning: rules: empty list; this file invalidates nothing");
 }
 
 TEST_CASE("defaults and accepted spellings") {
@@ -219,20 +261,28 @@ rules:
 }
 
 TEST_CASE("warnings") {
-  auto r = RuleSet::parse(rule_file("    when: \"x = NULL\"\n    delete: k\n    fallback:\n      delete: j\n"),
-                          "w.yaml");
+  auto r = RuleSet::parse(
+      rule_file("    when: \"x = NULL\"\n    delete: k\n    fallback:\n      delete: j\n"),
+      "w.yaml");
   REQUIRE(r.errors.empty());
   std::vector<std::string> got;
   for (const auto& w : r.warnings) got.push_back(w.str());
   REQUIRE(got.size() == 2);
-  CHECK(got[0] == "w.yaml:5:11: warning: when: a comparison with NULL is never true (SQL); use IS NULL or IS NOT NULL");
-  CHECK(got[1] == "w.yaml:3:5: warning: rule 'r': 'fallback' never runs: no key template of this rule reads a row value");
+  CHECK(got[0] ==
+        "w.yaml:5:11: warning: when: a comparison with NULL is never true (SQL); use IS NULL or IS "
+        "NOT NULL");
+  CHECK(got[1] ==
+        "w.yaml:3:5: warning: rule 'r': 'fallback' never runs: no key template of this rule reads "
+        "a row value");
 }
 
 TEST_CASE("hash: stable across formatting, changes with content") {
-  auto a = RuleSet::parse("version: 1\nrules:\n  - name: r\n    table: t\n    delete: [\"k:${id}\"]\n", "a");
-  auto b = RuleSet::parse("# comment\nversion: 1\nrules:\n- {table: t, name: r, delete: 'k:${id}'}\n", "b");
-  auto c = RuleSet::parse("version: 1\nrules:\n  - name: r\n    table: t\n    delete: [\"k:${ID}x\"]\n", "c");
+  auto a = RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    delete: [\"k:${id}\"]\n", "a");
+  auto b = RuleSet::parse(
+      "# comment\nversion: 1\nrules:\n- {table: t, name: r, delete: 'k:${id}'}\n", "b");
+  auto c = RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    delete: [\"k:${ID}x\"]\n", "c");
   REQUIRE(a.rules);
   REQUIRE(b.rules);
   REQUIRE(c.rules);
@@ -258,12 +308,14 @@ TEST_CASE("a rules.d directory: name order, errors naming both places") {
   r = RuleSet::load(dir.path());
   CHECK(!r.rules);
   REQUIRE(r.errors.size() == 3);
-  CHECK(r.errors[0].str() == (dir.path() / "40-d.yaml").string() +
-                                 ":4:5: error: unknown key 'tabel' in a rule; did you mean 'table'? "
-                                 "expected name, table, on, changed, when, delete, delete_pattern, bump, "
-                                 "publish, redelete_after, null_as or fallback");
-  CHECK(r.errors[1].str() == (dir.path() / "40-d.yaml").string() +
-                                 ":3:5: error: rule has no 'table'; expected schema.table or table");
+  CHECK(r.errors[0].str() ==
+        (dir.path() / "40-d.yaml").string() +
+            ":4:5: error: unknown key 'tabel' in a rule; did you mean 'table'? "
+            "expected name, table, on, changed, when, delete, delete_pattern, bump, "
+            "publish, redelete_after, null_as or fallback");
+  CHECK(r.errors[1].str() ==
+        (dir.path() / "40-d.yaml").string() +
+            ":3:5: error: rule has no 'table'; expected schema.table or table");
   CHECK(r.errors[2].str() == (dir.path() / "30-c.yaml").string() +
                                  ":3:5: error: duplicate rule name 'a'; first defined at " +
                                  (dir.path() / "10-a.yml").string() + ":3:5");
@@ -272,7 +324,8 @@ TEST_CASE("a rules.d directory: name order, errors naming both places") {
 TEST_CASE("unreadable paths") {
   auto r = RuleSet::load("/nonexistent/rules.yaml");
   REQUIRE(r.errors.size() == 1);
-  CHECK(r.errors[0].str() == "/nonexistent/rules.yaml: error: cannot read rule file: no such file or directory");
+  CHECK(r.errors[0].str() ==
+        "/nonexistent/rules.yaml: error: cannot read rule file: no such file or directory");
   test::TempDir empty;
   r = RuleSet::load(empty.path());
   REQUIRE(r.errors.size() == 1);

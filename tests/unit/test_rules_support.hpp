@@ -59,9 +59,15 @@ struct Cell {
   Unknown why = Unknown::None;
   std::string text;
 };
-inline Cell val(std::string t) { return {Datum::State::Value, Unknown::None, std::move(t)}; }
-inline Cell null_cell() { return {Datum::State::Null, Unknown::None, {}}; }
-inline Cell unknown_cell(Unknown why) { return {Datum::State::Unknown, why, {}}; }
+inline Cell val(std::string t) {
+  return {Datum::State::Value, Unknown::None, std::move(t)};
+}
+inline Cell null_cell() {
+  return {Datum::State::Null, Unknown::None, {}};
+}
+inline Cell unknown_cell(Unknown why) {
+  return {Datum::State::Unknown, why, {}};
+}
 
 // A table and row images whose strings live as long as the fixture.
 class Fixture {

@@ -92,12 +92,14 @@ TEST_CASE("filters") {
       {"${x|upper}", "abc-\xc3\xa9", FilterResult::Value, "ABC-\xc3\xa9"},
       {"${x|trim}", " \t a b \r\n", FilterResult::Value, "a b"},
       {"${x|date}", "2024-03-05", FilterResult::Value, "2024-03-05"},
-      {"${x|date}", "2024-03-05 23:59:59.123+01", FilterResult::Value, "2024-03-05"},  // timestamptz
+      {"${x|date}", "2024-03-05 23:59:59.123+01", FilterResult::Value,
+       "2024-03-05"},  // timestamptz
       {"${x|date}", "2024-03-05T10:00:00", FilterResult::Value, "2024-03-05"},
       {"${x|date}", "12024-03-05", FilterResult::Value, "12024-03-05"},
       {"${x|date}", "infinity", FilterResult::Failed, "filter date cannot read 'infinity'"},
       {"${x|date}", "2024-02-30", FilterResult::Failed, "filter date cannot read '2024-02-30'"},
-      {"${x|date}", "2024-03-05 BC", FilterResult::Failed, "filter date cannot read '2024-03-05 BC'"},
+      {"${x|date}", "2024-03-05 BC", FilterResult::Failed,
+       "filter date cannot read '2024-03-05 BC'"},
       {"${x|date}", "24-03-05", FilterResult::Failed, "filter date cannot read '24-03-05'"},
       {"${x|month}", "2024-03-05 10:00:00+00", FilterResult::Value, "2024-03"},
       {"${x|week_start}", "2021-01-01", FilterResult::Value, "2020-12-28"},  // across a year
@@ -109,7 +111,8 @@ TEST_CASE("filters") {
       {"${x|week_start}", "2027-01-01", FilterResult::Value, "2026-12-28"},
       {"${x|week_start}", "0001-01-07", FilterResult::Value, "0001-01-01"},
       {"${x|week_start}", "9999-12-31", FilterResult::Value, "9999-12-27"},
-      {"${x|week_start}", "2021-02-29", FilterResult::Failed, "filter week_start cannot read '2021-02-29'"},
+      {"${x|week_start}", "2021-02-29", FilterResult::Failed,
+       "filter week_start cannot read '2021-02-29'"},
       {"${x|md5:8}", "user:42", FilterResult::Value, "56dadf18"},
       {"${x|md5}", "abc", FilterResult::Value, "900150983cd24fb0d6963f7d28e17f72"},
       {"${x|sha256:12}", "abc", FilterResult::Value, "ba7816bf8f01"},
@@ -166,10 +169,13 @@ TEST_CASE("template parsing") {
       if (!p.placeholder) {
         got.push_back("L:" + p.literal);
       } else if (p.meta != Meta::None) {
-        got.push_back(std::string("M:") + (p.meta == Meta::Table ? "table" : p.meta == Meta::Schema ? "schema" : "op"));
+        got.push_back(std::string("M:") + (p.meta == Meta::Table    ? "table"
+                                           : p.meta == Meta::Schema ? "schema"
+                                                                    : "op"));
       } else {
         char tag = p.ref.image == Image::Row ? 'C' : p.ref.image == Image::New ? 'N' : 'O';
-        got.push_back(std::string(1, tag) + ":" + slots.names[static_cast<std::size_t>(p.ref.slot)]);
+        got.push_back(std::string(1, tag) + ":" +
+                      slots.names[static_cast<std::size_t>(p.ref.slot)]);
       }
     }
     CHECK(got == c.parts);
@@ -230,7 +236,9 @@ rules:
   Fixture f("app", "items", {"id", "name", "due", "parent_id"}, {"id"});
   rules::Engine engine(rules, {});
   auto keys = f.run(engine, Op::Insert, nullptr,
-                    f.row({{"id", val("5")}, {"name", val("USER:42")}, {"due", val("2024-01-07")},
+                    f.row({{"id", val("5")},
+                           {"name", val("USER:42")},
+                           {"due", val("2024-01-07")},
                            {"parent_id", null_cell()}}));
   CHECK(keys == std::vector<std::string>{"delete app.items:insert:5", "delete h:56dadf18",
                                          "delete w:2024-01-01", "delete n:None", "delete d:root"});
