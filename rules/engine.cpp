@@ -212,7 +212,8 @@ struct Engine::Impl {
   };
 
   std::string prefix, prefix_glob;
-  std::unordered_map<std::string, std::vector<const Rule*>> by_table;  // "schema.table"
+  // By schema + '\0' + table: names may contain dots, never NUL.
+  std::unordered_map<std::string, std::vector<const Rule*>> by_table;
   std::unordered_map<const TableInfo*, Binding> cache;
 
   // Buffers reused per event, so the hot path does not allocate once warmed up. One per
@@ -269,7 +270,7 @@ const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
   b.schema = t.schema;
   b.name = t.name;
   b.rules.clear();
-  auto rules = by_table.find(t.schema + "." + t.name);
+  auto rules = by_table.find(t.schema + '\0' + t.name);
   if (rules == by_table.end()) return b;
   for (const Rule* r : rules->second) {
     BoundRule br{r, {}, {}};
@@ -467,7 +468,7 @@ Engine::Engine(std::shared_ptr<const RuleSet> rules, EngineOptions options)
     : rules_(std::move(rules)), options_(std::move(options)), impl_(std::make_unique<Impl>()) {
   impl_->prefix = options_.key_prefix;
   impl_->prefix_glob = glob_escape(options_.key_prefix);
-  for (const Rule& r : rules_->rules()) impl_->by_table[r.schema + "." + r.table].push_back(&r);
+  for (const Rule& r : rules_->rules()) impl_->by_table[r.schema + '\0' + r.table].push_back(&r);
 }
 
 Engine::~Engine() = default;
@@ -553,7 +554,7 @@ void Engine::widen_rule(const Rule& rule, Unknown why, Sink& sink) {
 
 int Engine::widen_table(std::string_view schema, std::string_view table, Unknown why, Sink& sink) {
   std::string q(schema);
-  q.push_back('.');
+  q.push_back('\0');
   q.append(table);
   auto it = impl_->by_table.find(q);
   if (it == impl_->by_table.end()) return 0;

@@ -554,3 +554,21 @@ rules:
                           "widened r: old.g unknown (old value not in the WAL (REPLICA IDENTITY "
                           "DEFAULT)); ran fallback"});
 }
+
+TEST_CASE("table names with dots do not collide") {
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: ab-c
+    table: '"a.b".c'
+    delete: "x"
+)");
+  rules::Engine engine(rules, {});
+  Fixture same("a.b", "c", {"id"}, {"id"});
+  Fixture other("a", "b.c", {"id"}, {"id"});
+  CHECK(engine.has_rules(same.table));
+  CHECK(!engine.has_rules(other.table));
+  Recorder rec;
+  CHECK(engine.widen_table("a", "b.c", Unknown::NotifyGap, rec) == 0);
+  CHECK(engine.widen_table("a.b", "c", Unknown::NotifyGap, rec) == 1);
+}
