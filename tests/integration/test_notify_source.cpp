@@ -1,0 +1,258 @@
+// The NOTIFY source against a real PostgreSQL with the triggers `pgbust setup --notify
+// --apply` creates: row changes, moves, oversized rows, malformed payloads, a killed listener,
+// back-pressure; and end to end through the pipeline into a real Redis.
+#include <doctest/doctest.h>
+
+#include "pgbust/notify_source.hpp"
+#include "pgbust/pipeline.hpp"
+#include "pgbust/redis.hpp"
+#include "source_support.hpp"
+
+using namespace pgbust;
+using namespace pgbust::test_sources;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* kRules = R"(
+version: 1
+rules:
+  - name: orders
+    table: orders
+    delete: ["order:${id}", "customer_orders:${customer_id}"]
+  - name: titles
+    table: orders
+    delete: ["title:${title|md5:8}"]
+  - name: items
+    table: items
+    delete: ["item:${id}"]
+)";
+
+struct Fixture {
+  test::Postgres pg;
+  test::TempDir dir;
+  std::shared_ptr<const rules::RuleSet> rules = load_rules(kRules);
+  Loop loop;
+
+  Fixture() {
+    pg.exec("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, title text, note text);"
+            "CREATE TABLE items (id int PRIMARY KEY, name text)");
+    dir.write("rules.yaml", kRules);
+    auto cfg = dir.write("pgbust.yaml", "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n"
+                                        "sources: {notify: {channels: [inval]}}\nrules: rules.yaml\n");
+    auto r = test::run({test::pgbust_binary(), "setup", "--notify", "--apply", "--config", cfg.string()});
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+
+  NotifyOptions options() const {
+    NotifyOptions o;
+    o.conninfo = pg.conninfo();
+    o.notify.channels = {"inval"};
+    o.backoff_min = 50ms;
+    o.backoff_max = 200ms;
+    return o;
+  }
+};
+
+struct SourceFixture : Fixture {
+  RecordingSink sink;
+  std::unique_ptr<NotifySource> src;
+
+  explicit SourceFixture(const std::string& on_gap = "widen") {
+    auto o = options();
+    o.notify.on_gap = on_gap;
+    src = std::make_unique<NotifySource>(o, *rules, sink);
+    loop.add(src.get());
+    REQUIRE(drive(loop, [&] { return src->status().state == SourceState::Streaming; }));
+  }
+  ~SourceFixture() {
+    loop.remove(src.get());
+    src->close();
+  }
+  bool wait_txns(std::size_t n) {
+    return drive(loop, [&] { return sink.txns.size() >= n; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("first start: LISTEN, then every rule table widens once (the gap policy)") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  CHECK(f.sink.txns[0].lines == std::vector<std::string>{"widen public.items gap", "widen public.orders gap"});
+  CHECK(f.src->counters().gaps == 1);
+  CHECK(f.src->status().state == SourceState::Streaming);
+  CHECK(f.src->status().reconnects == 0);
+  CHECK(f.src->status().position == "#1");  // confirmed
+}
+
+TEST_CASE("on_gap: ignore only warns") {
+  SourceFixture f("ignore");
+  drive_for(f.loop, 300ms);
+  CHECK(f.sink.txns.empty());
+  CHECK(f.src->counters().gaps == 1);
+  f.pg.exec("INSERT INTO items VALUES (1, 'x')");
+  REQUIRE(f.wait_txns(1));
+  CHECK(f.sink.txns[0].lines == std::vector<std::string>{"insert public.items new{id=1}"});
+}
+
+TEST_CASE("inserts, updates (a move sends both rows), deletes and truncate through the triggers") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec("INSERT INTO orders VALUES (1, 10, 'a', 'not sent'), (2, NULL, 'b', 'x')");
+  f.pg.exec("UPDATE orders SET customer_id = 20 WHERE id = 1");
+  f.pg.exec("DELETE FROM orders WHERE id = 2");
+  f.pg.exec("TRUNCATE orders");
+  REQUIRE(f.wait_txns(6));
+  // One transaction per notification, in commit order, positions increasing.
+  std::vector<std::string> got;
+  for (std::size_t i = 1; i < f.sink.txns.size(); ++i) {
+    REQUIRE(f.sink.txns[i].lines.size() == 1);
+    got.push_back(f.sink.txns[i].lines[0]);
+  }
+  CHECK(got == std::vector<std::string>{
+                   "insert public.orders new{customer_id=10,id=1,title=a}",
+                   "insert public.orders new{customer_id=NULL,id=2,title=b}",
+                   "update public.orders old{customer_id=10,id=1,title=a} new{customer_id=20,id=1,title=a}",
+                   "delete public.orders old{customer_id=NULL,id=2,title=b}",
+                   "truncate public.orders",
+               });
+  CHECK(f.src->counters().notifications == 5);
+  CHECK(f.src->status().changes == 5);
+  CHECK(f.src->status().errors == 0);
+}
+
+TEST_CASE("a row too large for NOTIFY arrives with its key only; the rest is unknown") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec("INSERT INTO orders VALUES (7, 3, repeat('t', 9000), NULL)");
+  f.pg.exec("UPDATE orders SET title = 'short' WHERE id = 7");
+  REQUIRE(f.wait_txns(3));
+  CHECK(f.sink.txns[1].lines ==
+        std::vector<std::string>{"insert public.orders new{customer_id=?oversized,id=7,title=?oversized}"});
+  // The update's old row is still too large, the payload as a whole is: key only again.
+  CHECK(f.sink.txns[2].lines ==
+        std::vector<std::string>{"update public.orders old{customer_id=?oversized,id=7,title=?oversized} "
+                                 "new{customer_id=?oversized,id=7,title=?oversized}"});
+  CHECK(f.src->counters().oversized == 2);
+  CHECK(f.src->status().last_error.find("too large for NOTIFY") != std::string::npos);
+}
+
+TEST_CASE("malformed payloads sent by hand are counted, logged, and widened when the table is known") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec("SELECT pg_notify('inval', 'not json at all')");
+  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "orders", "op": "upsert"}'))");
+  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "nope", "op": "insert", "new": {"id": "1"}}'))");
+  f.pg.exec("INSERT INTO items VALUES (5, 'after')");
+  REQUIRE(f.wait_txns(4));
+  CHECK(f.src->counters().malformed == 2);
+  CHECK(f.src->counters().unknown_tables == 1);
+  // Not JSON: no table to widen, nothing delivered for it; the known table widens.
+  CHECK(f.sink.txns[1].lines == std::vector<std::string>{"widen public.orders malformed"});
+  // A table no rule names is still handed over (the pipeline's current rules decide).
+  CHECK(f.sink.txns[2].lines == std::vector<std::string>{"insert public.nope new{id=1}"});
+  CHECK(f.sink.txns[3].lines == std::vector<std::string>{"insert public.items new{id=5}"});
+  auto st = f.src->status();
+  CHECK(st.errors == 3);
+  CHECK(st.state == SourceState::Streaming);
+}
+
+TEST_CASE("the listener's backend terminated: reconnect, widen for the gap, later changes flow") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec("INSERT INTO items VALUES (1, 'before')");
+  REQUIRE(f.wait_txns(2));
+  auto killed = f.pg.scalar(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = "
+      "'pgbust-notify'");
+  CHECK(killed == "1");
+  f.pg.exec("INSERT INTO items VALUES (2, 'lost while down?')");
+  REQUIRE(drive(f.loop, [&] { return f.src->counters().gaps == 2; }));
+  f.pg.exec("INSERT INTO items VALUES (3, 'after')");
+  REQUIRE(drive(f.loop, [&] { return f.sink.has("insert public.items new{id=3}"); }));
+  CHECK(f.sink.count("widen public.orders gap") == 2);
+  CHECK(f.sink.count("widen public.items gap") == 2);
+  CHECK(f.src->status().reconnects >= 1);
+  CHECK(f.src->status().errors >= 1);
+  CHECK(f.src->status().state == SourceState::Streaming);
+  // The second widening came after the reconnect, i.e. after item 1 was delivered.
+  auto lines = f.sink.lines();
+  auto first_item = std::find(lines.begin(), lines.end(), "insert public.items new{id=1}");
+  CHECK(std::count(first_item, lines.end(), "widen public.items gap") == 1);
+}
+
+TEST_CASE("back-pressure: nothing is read while the sink is full, and nothing is dropped") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.sink.accept = false;
+  for (int i = 1; i <= 5; ++i) f.pg.exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'x')");
+  drive_for(f.loop, 500ms);
+  CHECK(f.sink.txns.size() == 1);
+  CHECK(f.src->status().state == SourceState::Streaming);
+  f.sink.accept = true;
+  REQUIRE(f.wait_txns(6));
+  for (int i = 1; i <= 5; ++i)
+    CHECK(f.sink.txns[static_cast<std::size_t>(i)].lines ==
+          std::vector<std::string>{"insert public.items new{id=" + std::to_string(i) + "}"});
+}
+
+TEST_CASE("stop_reading: no more transactions; close is idempotent") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.src->stop_reading();
+  f.pg.exec("INSERT INTO items VALUES (1, 'x')");
+  drive_for(f.loop, 300ms);
+  CHECK(f.sink.txns.size() == 1);
+  CHECK(f.src->status().state == SourceState::Stopped);
+  f.src->close();
+  f.src->close();
+}
+
+TEST_CASE("a server that is not there: backing off with the error, then streaming once it is") {
+  Fixture f;
+  f.pg.stop();
+  RecordingSink sink;
+  auto o = f.options();
+  NotifySource src(o, *f.rules, sink);
+  f.loop.add(&src);
+  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::BackingOff; }));
+  CHECK_FALSE(src.status().last_error.empty());
+  f.pg.start();
+  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::Streaming; }));
+  REQUIRE(drive(f.loop, [&] { return !sink.txns.empty(); }));
+  CHECK(sink.txns[0].lines.front() == "widen public.items gap");
+  f.loop.remove(&src);
+}
+
+TEST_CASE("end to end: the right Redis keys disappear, moves invalidate both customers") {
+  Fixture f;
+  test::Redis redis;
+  redis::Options ro;
+  ro.url = redis.url();
+  redis::Target target(ro);
+  Pipeline pipeline(f.rules, rules::EngineOptions{}, target, PipelineOptions{});
+  NotifySource src(f.options(), *f.rules, pipeline);
+  f.loop.add(&target);
+  f.loop.add(&pipeline);
+  f.loop.add(&src);
+  // The first start's gap widening reaches Redis as pattern deletes.
+  redis.set("customer_orders:99", "stale from before pgbust started");
+  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::Streaming && pipeline.idle() &&
+                                     pipeline.stats().transactions >= 1; }));
+  CHECK_FALSE(redis.exists("customer_orders:99"));
+
+  f.pg.exec("INSERT INTO orders VALUES (1, 10, 'a', NULL)");
+  REQUIRE(drive(f.loop, [&] { return pipeline.stats().transactions >= 2 && pipeline.idle(); }));
+  for (auto k : {"order:1", "customer_orders:10", "customer_orders:20", "customer_orders:30"})
+    redis.set(k, "cached");
+  f.pg.exec("UPDATE orders SET customer_id = 20 WHERE id = 1");
+  REQUIRE(drive(f.loop, [&] { return !redis.exists("customer_orders:20"); }));
+  CHECK_FALSE(redis.exists("customer_orders:10"));  // the old group as well
+  CHECK_FALSE(redis.exists("order:1"));
+  CHECK(redis.exists("customer_orders:30"));  // untouched
+  f.loop.remove(&src);
+  src.close();
+  target.close();
+}
