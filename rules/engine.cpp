@@ -508,7 +508,7 @@ int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
   int fired = 0;
   for (const Impl::BoundRule& br : b.rules) {
     std::size_t n = br.index.size();
-    if (st.old_v.size() < n) {
+    if (st.old_v.size() < n || st.new_v.size() < n) {  // widen() grows old_v alone
       st.old_v.resize(n);
       st.new_v.resize(n);
     }
