@@ -572,3 +572,26 @@ rules:
   CHECK(engine.widen_table("a", "b.c", Unknown::NotifyGap, rec) == 0);
   CHECK(engine.widen_table("a.b", "c", Unknown::NotifyGap, rec) == 1);
 }
+
+TEST_CASE("a widen followed by a change on the same engine (regression: buffers sized apart)") {
+  std::string many = "k";
+  std::vector<std::string> columns = {"id"};
+  for (int i = 0; i < 40; ++i) {
+    many += ":${c" + std::to_string(i) + "}";
+    columns.push_back("c" + std::to_string(i));
+  }
+  auto rules = load_rules("version: 1\nrules:\n  - name: r\n    table: t\n    delete: \"" + many + "\"\n");
+  rules::Engine engine(rules, {});
+  Recorder widened;
+  CHECK(engine.widen_table("public", "t", Unknown::Polled, widened) == 1);
+  Fixture f("public", "t", columns, {"id"});
+  std::vector<std::pair<std::string, Cell>> cells;
+  std::string expect = "delete k";
+  for (int i = 0; i < 40; ++i) {
+    cells.emplace_back("c" + std::to_string(i), val(std::to_string(i)));
+    expect += ":" + std::to_string(i);
+  }
+  auto row = f.row(cells);
+  CHECK(f.run(engine, Op::Update, row, row) == Keys{expect});
+  CHECK(f.run(engine, Op::Insert, nullptr, row) == Keys{expect});
+}
