@@ -479,11 +479,12 @@ class LogicalSource::Impl {
         if (!in_txn_) throw pgoutput::ProtocolError("pgoutput: Commit outside a transaction");
         const std::int64_t t = d.commit.commit_time + pgoutput::kPgEpochOffsetUs;
         const Position end = d.commit.end_lsn;
-        sink_.commit(self_, end, t);
+        // Book-keeping first: the sink may confirm() from inside commit().
         in_txn_ = false;
         ++transactions_;
         last_delivered_ = std::max(last_delivered_, end);
         if (end > confirmed_) unconfirmed_.emplace_back(end, t);
+        sink_.commit(self_, end, t);
         break;
       }
       case Kind::Insert:

@@ -69,6 +69,7 @@ class RecordingSink : public ChangeSink {
   std::vector<Txn> committed;
   std::size_t begins = 0, aborts = 0;
   bool open = false;
+  bool confirm_in_commit = false;
   std::function<void(const ChangeEvent&)> on_change;  // runs inside change()
 
   bool accepting() const override { return accept; }
@@ -88,12 +89,13 @@ class RecordingSink : public ChangeSink {
   void widen_table(Source&, std::string_view, std::string_view, Unknown) override {
     FAIL("the logical source never widens a table");
   }
-  void commit(Source&, Position position, std::int64_t commit_time_us) override {
+  void commit(Source& source, Position position, std::int64_t commit_time_us) override {
     REQUIRE(open);
     open = false;
     current_.end = position;
     current_.commit_time_us = commit_time_us;
     committed.push_back(std::move(current_));
+    if (confirm_in_commit) source.confirm(position);  // nothing to apply: done at once
   }
   void abort(Source&) override {
     open = false;
@@ -298,6 +300,13 @@ TEST_CASE("logical source: the slot advances only as far as confirm(), and idles
   CHECK(s.drive([&] { return s.slot_flush() >= wal; }));
   CHECK(s.sink.committed.size() == 2);
   CHECK(s.src->status().lag_seconds == 0);
+
+  // A sink may confirm from inside commit() (a transaction with nothing to apply).
+  s.sink.confirm_in_commit = true;
+  pg.exec("INSERT INTO users VALUES (3, 'c', NULL)");
+  REQUIRE(s.committed(3));
+  CHECK(s.src->reported() >= s.sink.committed[2].end);
+  CHECK(s.drive([&] { return s.slot_flush() >= s.sink.committed[2].end; }));
 }
 
 TEST_CASE("logical source: close() reports the last confirmation; stop_reading() stops") {
