@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
+
 #include <map>
 
 #include "pgbust/error.hpp"
@@ -14,6 +16,7 @@
 #include "pgbust/status.hpp"
 #include "signals.hpp"
 #include "sources.hpp"
+#include "telemetry.hpp"
 
 namespace pgbust {
 
@@ -60,6 +63,8 @@ struct Daemon::Impl : Pollable {
   std::vector<std::unique_ptr<Source>> sources;
   Loop loop;
   std::unique_ptr<Signals> signals;
+  std::unique_ptr<Telemetry> telemetry;
+  std::map<std::string, std::uint64_t> widenings_at_last_status;
 
   enum class Phase { Running, Draining, Done } phase = Phase::Running;
   int exit_code = 0;
@@ -79,6 +84,9 @@ struct Daemon::Impl : Pollable {
                  pipeline_options(cfg)) {
     sources = make_sources(cfg, *rules, pipeline);
     if (sources.empty()) throw Error("no source configured: set sources.logical, notify or poll");
+    telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, target, sources,
+                                            [this] { return status_input(); });
+    pipeline.on_latency = [this](double seconds) { telemetry->observe_latency(seconds); };
   }
 
   StatusInput status_input() {
@@ -103,6 +111,7 @@ struct Daemon::Impl : Pollable {
 
   // State-change lines: a source or Redis changing state is logged when it happens.
   void watch_states() {
+    bool changed = false, all_streaming = true;
     for (const auto& s : sources) {
       auto st = s->status();
       auto it = last_states.find(s->name());
@@ -113,7 +122,9 @@ struct Daemon::Impl : Pollable {
           spdlog::info("{}: {}{}", s->name(), to_string(st.state),
                        st.position.empty() ? "" : " at " + st.position);
         last_states[s->name()] = st.state;
+        changed = true;
       }
+      if (st.state != SourceState::Streaming) all_streaming = false;
     }
     auto rs = target.state();
     if (rs != last_redis) {
@@ -123,12 +134,30 @@ struct Daemon::Impl : Pollable {
         redis_down_since = Clock::now();
       }
       last_redis = rs;
+      changed = true;
+    }
+    if (changed) telemetry->status(status_line(status_input()));
+    // READY=1 once every source streams and Redis answers: systemd's "started".
+    if (all_streaming && rs == redis::State::Ready && !telemetry->announced_ready() &&
+        phase == Phase::Running) {
+      telemetry->ready();
+      spdlog::info("ready: every source is streaming and Redis is reachable");
     }
   }
 
   void log_status() {
     auto in = status_input();
-    spdlog::info("status: {}", status_line(in));
+    std::string line = status_line(in);
+    spdlog::info("status: {}", line);
+    telemetry->status(line);
+    // A burst of widenings gets its own line naming the reasons.
+    std::string burst;
+    for (const auto& [reason, n] : pipeline.stats().widenings_by_reason) {
+      auto& before = widenings_at_last_status[reason];
+      if (n > before) burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, reason);
+      before = n;
+    }
+    if (!burst.empty()) spdlog::warn("widened since the last status line: {}", burst);
     changes_at_last_status = pipeline.stats().changes;
     last_status = Clock::now();
   }
@@ -147,20 +176,26 @@ struct Daemon::Impl : Pollable {
     }
     spdlog::info("{}: finishing in-flight work, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
     phase = Phase::Draining;
+    telemetry->stopping();
     drain_deadline = Clock::now() + std::chrono::seconds(30);
     for (auto& s : sources) s->stop_reading();
   }
 
   void reload() {
     spdlog::info("SIGHUP: reloading rules from {}", cfg.rules.string());
+    telemetry->reloading();
     auto result = rules::RuleSet::load(cfg.rules);
     if (!result.errors.empty()) {
       for (const auto& d : result.errors) spdlog::error("{}", d.str());
       spdlog::error("reload failed: {} error(s); keeping the active rules {}",
                     result.errors.size(), describe_rules(pipeline.rules()));
+      telemetry->count_reload(false);
+      telemetry->ready();
       return;
     }
     pipeline.replace_rules(result.rules);
+    telemetry->count_reload(true);
+    telemetry->ready();
     spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
                  result.rules->tables().size(), result.rules->hash());
   }
@@ -190,8 +225,10 @@ struct Daemon::Impl : Pollable {
     loop.add(&pipeline);
     for (auto& s : sources) loop.add(s.get());
     loop.add(this);
-    spdlog::info("pgbust starting: rules {} from {}, redis {}", describe_rules(*rules),
-                 cfg.rules.string(), target.describe());
+    telemetry->attach(loop);
+    spdlog::info("pgbust starting: rules {} from {}, redis {}{}", describe_rules(*rules),
+                 cfg.rules.string(), target.describe(),
+                 telemetry->address().empty() ? "" : ", metrics on http://" + telemetry->address());
     next_status = Clock::now() + cfg.status.interval;
     while (phase != Phase::Done) {
       loop.run_once(std::chrono::milliseconds(1000));
@@ -204,6 +241,7 @@ struct Daemon::Impl : Pollable {
     for (auto& s : sources) s->close();
     target.close();
     log_status();
+    telemetry->detach(loop);
     return exit_code;
   }
 };

@@ -168,6 +168,9 @@ void Pipeline::begin(Source& source) { open_[&source] = std::make_unique<Txn>();
 
 void Pipeline::change(Source& source, const ChangeEvent& event) {
   ++stats_.changes;
+  auto& ts = table_stats_[event.table];
+  if (ts.table.empty()) ts.table = event.table->schema + "." + event.table->name;
+  ++ts.ops[static_cast<int>(event.op)];
   if (!engine_->has_rules(*event.table)) return;
   Txn& txn = txn_for(source);
   txn.table = event.table->schema + "." + event.table->name;

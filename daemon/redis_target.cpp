@@ -30,13 +30,14 @@ namespace {
 using detail::Conn;
 using detail::Reply;
 
-enum class Kind : std::uint8_t { Auth, Select, SetName, Unlink, Scan, SetNx, Incr, Publish };
+enum class Kind : std::uint8_t { Auth, Select, SetName, Ping, Unlink, Scan, SetNx, Incr, Publish };
 
 std::string_view command_name(Kind k) {
   switch (k) {
     case Kind::Auth: return "AUTH";
     case Kind::Select: return "SELECT";
     case Kind::SetName: return "CLIENT SETNAME";
+    case Kind::Ping: return "PING";
     case Kind::Unlink: return "UNLINK";
     case Kind::Scan: return "SCAN";
     case Kind::SetNx: return "SET NX";
@@ -148,6 +149,7 @@ struct Target::Impl {
   TimePoint connect_deadline{};
   TimePoint retry_at{};
   TimePoint ready_since{};
+  TimePoint last_reply{};  // an idle connection is PINGed so an outage shows without traffic
   int failures = 0;  // consecutive, for the backoff
   std::deque<Pending> queue;
   std::optional<Attempt> attempt;
@@ -260,6 +262,7 @@ struct Target::Impl {
   void become_ready(TimePoint now) {
     set_state(State::Ready);
     ready_since = now;
+    last_reply = now;
     if (outage.since) {
       spdlog::info("redis {}: reachable again after {} ({} failed attempts)", ep.describe(),
                    seconds(now - *outage.since), outage.count);
@@ -294,6 +297,7 @@ struct Target::Impl {
     Expect e = in_flight.front();
     in_flight.pop_front();
     ++stats.commands;
+    last_reply = now;
     const bool error = r->type == REDIS_REPLY_ERROR;
     std::string_view text = error ? std::string_view(r->str, r->len) : std::string_view();
     switch (e.kind) {
@@ -302,6 +306,12 @@ struct Target::Impl {
         if (error || r->type != REDIS_REPLY_STATUS) {
           fail(where() + ": " + std::string(command_name(e.kind)) + " failed: " + reply_text(r.get()),
                true, now);
+          return false;
+        }
+        break;
+      case Kind::Ping:
+        if (error) {
+          fail(where() + ": PING failed: " + reply_text(r.get()), true, now);
           return false;
         }
         break;
@@ -548,6 +558,14 @@ struct Target::Impl {
           fail(fmt::format("{}: no reply to {} within {}ms, connection considered broken", where(),
                            command_name(in_flight.front().kind), opt.command_timeout.count()),
                true, now);
+        } else if (state == State::Ready && in_flight.empty() && !attempt &&
+                   now >= last_reply + opt.ping_interval) {
+          send(Kind::Ping, {"PING"}, now);
+          try {
+            conn->flush();
+          } catch (const ConnectionError& e) {
+            fail(where() + ": " + e.what(), true, now);
+          }
         }
         break;
     }
@@ -563,8 +581,10 @@ struct Target::Impl {
       case State::BackingOff: return retry_at;
       case State::Connecting: return connect_deadline;
       case State::Handshake:
-      case State::Ready:
         return in_flight.empty() ? kNever : in_flight.front().sent + opt.command_timeout;
+      case State::Ready:
+        return in_flight.empty() ? last_reply + opt.ping_interval
+                                 : in_flight.front().sent + opt.command_timeout;
     }
     return kNever;
   }

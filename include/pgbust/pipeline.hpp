@@ -45,6 +45,12 @@ struct PipelineStats {
   double last_latency_seconds = -1;        // commit → applied, most recent transaction
 };
 
+// Row changes by table and operation, for metrics.
+struct TableStats {
+  std::string table;  // schema.name
+  std::uint64_t ops[4] = {0, 0, 0, 0};  // indexed by Op
+};
+
 // Per-rule counters (by rule name) for metrics.
 struct RuleStats {
   std::uint64_t fired = 0, keys = 0, patterns = 0, bumps = 0, publishes = 0, widenings = 0;
@@ -83,6 +89,10 @@ class Pipeline : public ChangeSink, public Pollable {
   std::size_t in_flight() const;
   const PipelineStats& stats() const { return stats_; }
   const std::map<std::string, RuleStats>& rule_stats() const { return rule_stats_; }
+  // Keyed by the source's TableInfo (stable per table); `table` names it.
+  const std::unordered_map<const TableInfo*, TableStats>& table_stats() const {
+    return table_stats_;
+  }
   // Called with (seconds) whenever a transaction is confirmed; for the latency histogram.
   std::function<void(double)> on_latency;
 
@@ -106,6 +116,7 @@ class Pipeline : public ChangeSink, public Pollable {
   PipelineOptions options_;
   PipelineStats stats_;
   std::map<std::string, RuleStats> rule_stats_;
+  std::unordered_map<const TableInfo*, TableStats> table_stats_;
 
   std::unordered_map<Source*, std::unique_ptr<Txn>> open_;  // transactions being read
   std::unique_ptr<Pending> accumulating_;                   // committed, not yet sent

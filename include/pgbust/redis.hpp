@@ -26,6 +26,9 @@ struct Options {
   std::string password_file;  // first line is the password; overrides a password in the URL
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{5000};
+  // An idle connection is PINGed this often, so an outage is noticed (and /healthz degrades)
+  // even when no invalidation is due.
+  std::chrono::milliseconds ping_interval{2000};
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
   std::size_t max_in_flight = 1024;  // commands sent and not yet answered

@@ -18,6 +18,8 @@ struct E2E {
   std::string slot = "pgbust_e2e";
   std::string publication = "pgbust_e2e";
   int sentinel = 0;
+  std::vector<std::pair<std::string, std::string>> daemon_env;  // extra environment
+  std::string listen = "";  // status.listen; "" disables the metrics endpoint
 
   explicit E2E(const std::vector<std::string>& pg_settings = {}) : pg(pg_settings) {}
 
@@ -37,7 +39,7 @@ struct E2E {
            "sources:\n  logical: {slot: " + slot + ", publication: " + publication +
            ", create_slot: true, status_interval: 1s}\n" +
            "redis: {url: \"" + redis.url() + "\", command_timeout: 1s}\n" +
-           "rules: " + rules_file + "\n" + "status: {interval: 1s, listen: \"\"}\n" + extra;
+           "rules: " + rules_file + "\n" + "status: {interval: 1s, listen: \"" + listen + "\"}\n" + extra;
   }
 
   // Writes rules (with a sentinel rule appended) and config, creates the publication and
@@ -46,19 +48,34 @@ struct E2E {
   void start(const std::string& rules_yaml, const std::string& publication_tables,
              const std::string& extra_config = "") {
     pg.exec("CREATE TABLE IF NOT EXISTS sentinel (id int PRIMARY KEY)");
-    pg.exec("DROP PUBLICATION IF EXISTS " + publication + "; CREATE PUBLICATION " + publication +
+    pg.exec("CREATE PUBLICATION " + publication +
             " FOR TABLE " + publication_tables + ", sentinel");
-    std::string rules = rules_yaml +
-                        "  - name: sentinel\n    table: sentinel\n    on: [insert]\n"
-                        "    delete: [\"sentinel:${id}\"]\n";
-    auto rules_path = dir.write("rules.yaml", rules);
+    auto rules_path = write_rules(rules_yaml);
     auto config_path = dir.write("pgbust.yaml", config(rules_path.string(), extra_config));
     run_daemon(config_path.string());
+    wait_streaming();
     sync();
   }
 
+  // The daemon creates the slot when missing: changes committed before that are not seen.
+  void wait_streaming() {
+    bool ok = eventually([&] {
+      return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = '" + slot +
+                       "'") == std::optional<std::string>("true");
+    }, 30s);
+    if (!ok) FAIL("pgbust did not start streaming; " << logs());
+  }
+
+  // (Re)writes rules.yaml with the sentinel rule appended; returns its path.
+  std::filesystem::path write_rules(const std::string& rules_yaml) const {
+    return dir.write("rules.yaml", rules_yaml +
+                                       "  - name: sentinel\n    table: sentinel\n    on: [insert]\n"
+                                       "    delete: [\"sentinel:${id}\"]\n");
+  }
+
   void run_daemon(const std::string& config_path) {
-    daemon = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config_path});
+    daemon = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config_path},
+                                      daemon_env);
   }
 
   void restart_daemon() {
