@@ -286,7 +286,18 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                   r.mapping(s, "sources.notify",
                             {{"channels", r.strings(nt.channels, "sources.notify.channels")},
                              {"on_gap", r.one_of(nt.on_gap, "sources.notify.on_gap",
-                                                 {"widen", "ignore"})}});
+                                                 {"widen", "ignore"})},
+                             {"tables", [&](const YAML::Node& t) {
+                                r.strings(nt.tables, "sources.notify.tables")(t);
+                                for (auto& q : nt.tables) {
+                                  std::string schema = "public", table;
+                                  split_table(q, schema, table);
+                                  if (schema.empty() || table.empty())
+                                    r.error(t, "sources.notify.tables entry '" + q +
+                                                   "' is not a table name (schema.table)");
+                                  q = schema + "." + table;
+                                }
+                              }}});
                   if (nt.channels.empty()) r.error(s, "sources.notify.channels must not be empty");
                   c.notify = nt;
                 }},

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
@@ -232,10 +233,17 @@ struct NotifySource::Impl {
   void set_rules(const rules::RuleSet& rules) {
     rule_tables.clear();
     for (auto& [key, t] : tables) t.has_rules = false;
-    for (const std::string& q : rules.tables()) {
+    const auto& only = opt.notify.tables;
+    auto named = rules.tables();
+    for (const std::string& q : only)
+      if (std::find(named.begin(), named.end(), q) == named.end())
+        spdlog::warn("notify: sources.notify.tables names {}, which no rule names", q);
+    for (const std::string& q : named) {
       auto dot = q.find('.');
       std::string schema = q.substr(0, dot), table = q.substr(dot + 1);
-      rule_tables.emplace_back(schema, table);
+      // The gap policy covers the tables whose triggers notify (all of them unless listed).
+      if (only.empty() || std::find(only.begin(), only.end(), q) != only.end())
+        rule_tables.emplace_back(schema, table);
       Table& t = *table_for(schema, table);
       t.has_rules = true;
       t.needed.clear();

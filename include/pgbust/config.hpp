@@ -25,6 +25,9 @@ struct Logical {
 struct Notify {
   std::vector<std::string> channels{"pgbust"};
   std::string on_gap = "widen";  // widen | ignore
+  // "schema.table" of the tables whose triggers notify (the gap policy widens these, `setup
+  // --notify` creates triggers for these); empty: every table the rules name.
+  std::vector<std::string> tables;
 };
 
 struct PollTable {

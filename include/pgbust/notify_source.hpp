@@ -94,11 +94,12 @@ struct NotifyCounters {
 // Phases: connecting -> starting (LISTEN on each channel) -> streaming -> on any failure
 // backing off (exponential, with jitter) -> connecting again. Once LISTEN is active after
 // every connection, the first as well, the gap policy runs: "widen" widens every rule of
-// every table the rules name, in one transaction, because notifications sent while nobody
-// listened are lost; "ignore" only logs a warning. Each notification is then one transaction
-// for the sink, positioned by a sequence number; NOTIFY has no resume point, so confirm()
-// only tracks progress for the status line. While the sink is not accepting, nothing more is
-// read from the server (it queues notifications for us), and none already read is dropped.
+// every table the rules name (only those in sources.notify.tables when it is set), in one
+// transaction, because notifications sent while nobody listened are lost; "ignore" only
+// logs a warning. Each notification is then one transaction for the sink, positioned by a
+// sequence number; NOTIFY has no resume point, so confirm() only tracks progress for the
+// status line. While the sink is not accepting, nothing more is read from the server (it
+// queues notifications for us), and none already read is dropped.
 class NotifySource : public Source {
  public:
   NotifySource(NotifyOptions options, const rules::RuleSet& rules, ChangeSink& sink);

@@ -99,6 +99,19 @@ TEST_CASE("every problem is reported with its position, all at once") {
   CHECK(many.size() == 2);
 }
 
+TEST_CASE("sources.notify.tables: optional, schema defaults to public, names checked") {
+  auto none = parse("rules: r\nsources: {notify: {channels: [c]}}\n", "f.yaml");
+  REQUIRE(none.notify);
+  CHECK(none.notify->tables.empty());  // every table the rules name
+  auto some = parse("rules: r\nsources: {notify: {tables: [orders, shop.items]}}\n", "f.yaml");
+  REQUIRE(some.notify);
+  CHECK(some.notify->tables == std::vector<std::string>{"public.orders", "shop.items"});
+  auto bad = problems_of("rules: r\nsources: {notify: {tables: [shop.]}}\n");
+  REQUIRE(bad.size() == 1);
+  CHECK(bad[0] == "/etc/pgbust/pgbust.yaml:2:28: error: sources.notify.tables entry 'shop.' is not "
+                  "a table name (schema.table)");
+}
+
 TEST_CASE("durations and sizes") {
   CHECK(parse_duration("500ms") == milliseconds(500));
   CHECK(parse_duration("2s") == milliseconds(2000));
