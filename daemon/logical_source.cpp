@@ -69,8 +69,11 @@ class LogicalSource::Impl {
     if (opt_.publication.empty()) throw Error("logical source: the publication name is empty");
     if (opt_.backoff_min <= milliseconds::zero() || opt_.backoff_max < opt_.backoff_min)
       throw Error("logical source: backoff must satisfy 0 < min <= max");
-    if (opt_.status_interval <= milliseconds::zero())
-      throw Error("logical source: status_interval must be positive");
+    if (opt_.status_interval <= milliseconds::zero() ||
+        opt_.receive_timeout <= milliseconds::zero() || opt_.setup_timeout <= milliseconds::zero())
+      throw Error(
+          "logical source: status_interval, receive_timeout and setup_timeout must be "
+          "positive");
   }
 
   ~Impl() { close(); }

@@ -13,20 +13,23 @@
 namespace pgbust {
 
 struct LogicalSourceOptions {
-  std::string name = "logical";  // in every log line and the status
-  std::string conninfo;          // libpq conninfo or URI; replication=database is added
-  std::string slot = "pgbust";   // [a-z0-9_], at most 63 characters
-  std::string publication = "pgbust";
-  bool create_slot = true;  // create the pgoutput slot when it is missing
+  std::string name = "logical";        // in every log line and the status
+  std::string conninfo;                // libpq conninfo or URI; replication=database is added
+  std::string slot = "pgbust";         // [a-z0-9_], at most 63 characters
+  std::string publication = "pgbust";  // must exist (checked at every connect)
+  bool create_slot = true;             // create the pgoutput slot when it is missing
   // "schema.table" (or "table" for public) the rules name: the ones the publication does not
   // cover are reported at every connect.
   std::vector<std::string> tables;
-  std::chrono::milliseconds status_interval{10'000};  // standby status updates at least this often
-  std::chrono::milliseconds receive_timeout{
-      60'000};  // server silence: ping at half, reconnect at full
-  std::chrono::milliseconds setup_timeout{60'000};  // connecting, and each setup command
-  std::chrono::milliseconds backoff_min{500};       // reconnect delay, doubled per failure,
-  std::chrono::milliseconds backoff_max{30'000};    // with jitter, up to this
+  // Standby status updates at least this often (and soon after confirm() moves).
+  std::chrono::milliseconds status_interval{10'000};
+  // Server silence: ask for a reply at half of it, reconnect at all of it.
+  std::chrono::milliseconds receive_timeout{60'000};
+  // Connecting, and each setup command (creating a slot waits for running transactions).
+  std::chrono::milliseconds setup_timeout{60'000};
+  // Reconnect delay: starts at min, doubles per failure up to max, with jitter.
+  std::chrono::milliseconds backoff_min{500};
+  std::chrono::milliseconds backoff_max{30'000};
 };
 
 class LogicalSource final : public Source {
