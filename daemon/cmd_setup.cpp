@@ -66,7 +66,8 @@ int setup(int argc, char** argv) {
       "pgbust setup: the SQL the rules need, printed for review (or run with --apply)\n\n"
       "Without --notify: the publication (with column lists naming exactly the columns the rules\n"
       "read, PostgreSQL 15+) and the replication slot of the logical source. With --notify: a\n"
-      "trigger function and triggers per rule table for the NOTIFY source.\n\noptions");
+      "trigger function and triggers per rule table (or per sources.notify.tables) for the\n"
+      "NOTIFY source, notifying on the first of sources.notify.channels.\n\noptions");
   std::string config_file, rules_path, conninfo;
   // clang-format off
   opts.add_options()
