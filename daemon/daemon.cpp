@@ -65,6 +65,7 @@ struct Daemon::Impl : Pollable {
   std::unique_ptr<Signals> signals;
   std::unique_ptr<Telemetry> telemetry;
   std::map<std::string, std::uint64_t> widenings_at_last_status;
+  std::map<std::string, bool> wal_warned;
 
   enum class Phase { Running, Draining, Done } phase = Phase::Running;
   int exit_code = 0;
@@ -125,6 +126,7 @@ struct Daemon::Impl : Pollable {
         changed = true;
       }
       if (st.state != SourceState::Streaming) all_streaming = false;
+      watch_wal(s->name(), st);
     }
     auto rs = target.state();
     if (rs != last_redis) {
@@ -143,6 +145,23 @@ struct Daemon::Impl : Pollable {
       telemetry->ready();
       spdlog::info("ready: every source is streaming and Redis is reachable");
     }
+  }
+
+  // WAL safety: a slot holding more WAL than status.wal_warn_bytes is logged (and /healthz
+  // degrades) before the database's disk is at risk.
+  void watch_wal(const std::string& name, const SourceStatus& st) {
+    std::int64_t limit = cfg.status.wal_warn_bytes;
+    if (limit <= 0 || st.lag_bytes < 0) return;
+    bool over = st.lag_bytes > limit;
+    bool& warned = wal_warned[name];
+    if (over && !warned)
+      spdlog::warn("{}: the slot holds {} of WAL, more than status.wal_warn_bytes ({}); "
+                   "PostgreSQL keeps it until pgbust confirms — is Redis down or pgbust behind?",
+                   name, human_bytes(st.lag_bytes), human_bytes(limit));
+    else if (!over && warned)
+      spdlog::info("{}: WAL held by the slot is back under {} ({})", name, human_bytes(limit),
+                   human_bytes(st.lag_bytes));
+    warned = over;
   }
 
   void log_status() {
@@ -181,23 +200,68 @@ struct Daemon::Impl : Pollable {
     for (auto& s : sources) s->stop_reading();
   }
 
+  // SIGHUP: the rules, log.level and status.interval change in place; anything else in the
+  // config file is reported as needing a restart. A bad file keeps everything as it was.
   void reload() {
-    spdlog::info("SIGHUP: reloading rules from {}", cfg.rules.string());
+    spdlog::info("SIGHUP: reloading");
     telemetry->reloading();
+    bool ok = reload_config() && reload_rules();
+    telemetry->count_reload(ok);
+    telemetry->ready();
+  }
+
+  bool reload_config() {
+    if (cfg.file.empty()) return true;
+    config::Config next;
+    try {
+      next = config::load(cfg.file);
+    } catch (const config::ConfigError& e) {
+      for (const auto& p : e.problems()) spdlog::error("{}", p);
+      spdlog::error("reload failed: {} is invalid; keeping the running configuration and rules",
+                    cfg.file.string());
+      return false;
+    }
+    if (next.log_level != cfg.log_level) {
+      spdlog::set_level(spdlog::level::from_str(next.log_level));
+      spdlog::info("log level: {} -> {}", cfg.log_level, next.log_level);
+      cfg.log_level = next.log_level;
+    }
+    if (next.status.interval != cfg.status.interval) {
+      cfg.status.interval = next.status.interval;
+      next_status = Clock::now() + cfg.status.interval;
+    }
+    if (next.rules != cfg.rules) {
+      spdlog::info("rules path: {} -> {}", cfg.rules.string(), next.rules.string());
+      cfg.rules = next.rules;
+    }
+    std::vector<std::string> restart;
+    if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
+    if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
+        next.redis.password_file != cfg.redis.password_file)
+      restart.push_back("redis");
+    if (next.logical.has_value() != cfg.logical.has_value() ||
+        next.notify.has_value() != cfg.notify.has_value() ||
+        next.poll.has_value() != cfg.poll.has_value())
+      restart.push_back("sources");
+    if (next.status.listen != cfg.status.listen) restart.push_back("status.listen");
+    for (const auto& what : restart)
+      spdlog::warn("reload: {} changed in {}; that takes effect after a restart", what,
+                   cfg.file.string());
+    return true;
+  }
+
+  bool reload_rules() {
     auto result = rules::RuleSet::load(cfg.rules);
     if (!result.errors.empty()) {
       for (const auto& d : result.errors) spdlog::error("{}", d.str());
-      spdlog::error("reload failed: {} error(s); keeping the active rules {}",
-                    result.errors.size(), describe_rules(pipeline.rules()));
-      telemetry->count_reload(false);
-      telemetry->ready();
-      return;
+      spdlog::error("reload failed: {} error(s) in {}; keeping the active rules {}",
+                    result.errors.size(), cfg.rules.string(), describe_rules(pipeline.rules()));
+      return false;
     }
     pipeline.replace_rules(result.rules);
-    telemetry->count_reload(true);
-    telemetry->ready();
     spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
                  result.rules->tables().size(), result.rules->hash());
+    return true;
   }
 
   // Pollable: the daemon's own timers (status line, drain).
