@@ -259,6 +259,7 @@ struct Daemon::Impl : Pollable {
       return false;
     }
     pipeline.replace_rules(result.rules);
+    for (auto& s : sources) s->rules_changed(*result.rules);
     spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
                  result.rules->tables().size(), result.rules->hash());
     return true;

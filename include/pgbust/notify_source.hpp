@@ -106,7 +106,7 @@ class NotifySource : public Source {
   ~NotifySource() override;
 
   // The rule set changed (SIGHUP): the tables for the gap policy and the columns expected.
-  void rules_changed(const rules::RuleSet& rules);
+  void rules_changed(const rules::RuleSet& rules) override;
   const NotifyCounters& counters() const;
 
   // Source

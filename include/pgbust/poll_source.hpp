@@ -78,7 +78,7 @@ class PollSource : public Source {
   ~PollSource() override;
 
   // The rule set changed (SIGHUP): the columns to fetch are looked up again next round.
-  void rules_changed(const rules::RuleSet& rules);
+  void rules_changed(const rules::RuleSet& rules) override;
   const PollCounters& counters() const;
 
   // Source

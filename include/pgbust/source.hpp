@@ -11,6 +11,10 @@
 
 namespace pgbust {
 
+namespace rules {
+class RuleSet;
+}
+
 // A source's resume point: an LSN for the logical source, a sequence number for the others.
 using Position = std::uint64_t;
 
@@ -61,6 +65,9 @@ class Source : public Pollable {
   virtual SourceStatus status() const = 0;
   // A position as operators read it ("0/16B3748" for an LSN). Default: decimal.
   virtual std::string format_position(Position position) const { return std::to_string(position); }
+  // The rules were reloaded: a source that reads only what rules need (columns, tables)
+  // adjusts. Called between transactions. Default: nothing to do.
+  virtual void rules_changed(const rules::RuleSet&) {}
   // Stop reading new transactions (SIGTERM drain); confirm() keeps working.
   virtual void stop_reading() = 0;
   // Close connections. Idempotent, never throws.
