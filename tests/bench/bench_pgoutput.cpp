@@ -7,31 +7,12 @@
 #include <vector>
 
 #include "pgbust/pgoutput.hpp"
+#include "pgoutput_bytes.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct Msg {
-  std::string b;
-  explicit Msg(char t) { b.push_back(t); }
-  Msg& u8(std::uint8_t v) {
-    b.push_back(static_cast<char>(v));
-    return *this;
-  }
-  Msg& u16(std::uint16_t v) { return u8(v >> 8).u8(v & 0xff); }
-  Msg& u32(std::uint32_t v) { return u16(v >> 16).u16(v & 0xffff); }
-  Msg& str(std::string_view s) {
-    b.append(s);
-    b.push_back('\0');
-    return *this;
-  }
-  Msg& text(std::string_view s) {
-    u8('t').u32(static_cast<std::uint32_t>(s.size()));
-    b.append(s);
-    return *this;
-  }
-};
+using pgbust::bench::Msg;
 
 // A typical 8-column row: ids, a status, timestamps, a short text, a NULL.
 Msg& row(Msg& m, int i) {

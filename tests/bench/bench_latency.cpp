@@ -1,0 +1,240 @@
+// Benchmark: live latency from COMMIT returning to the key being gone in Redis, with
+// single-row transactions at a steady rate (500/s, then doubling while the machine keeps
+// up). A Redis subscriber to keyspace notifications (`del` events) timestamps each deletion
+// as it happens, so nothing polls. Prints p50/p95/p99/max per rate and whether the lag
+// stayed bounded; never fails on time.
+//
+// Usage: bench_latency [--seconds N] [--max-rate N]
+#include <poll.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+
+#include "bench.hpp"
+
+using namespace pgbust::bench;
+using pgbust::test::Daemon;
+using pgbust::test::Postgres;
+using pgbust::test::Redis;
+using pgbust::test::TempDir;
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// Subscribes to `del` keyspace events and records when each "task:<id>" went.
+class DelWatcher {
+ public:
+  DelWatcher(int port, std::size_t max_id) : seen_(max_id + 1), client_(port, 200ms) {
+    RedisReply r = client_.command({"SUBSCRIBE", "__keyevent@0__:del"});
+    thread_ = std::thread([this] { run(); });
+  }
+  ~DelWatcher() {
+    stop_ = true;
+    thread_.join();
+  }
+  void reset(std::size_t n) {
+    for (std::size_t i = 0; i <= n && i < seen_.size(); ++i) seen_[i].store(0);
+    count_.store(0);
+  }
+  std::int64_t seen(std::size_t id) const { return seen_[id].load(std::memory_order_acquire); }
+  long count() const { return count_.load(); }
+
+ private:
+  void run() {
+    redisContext* c = client_.get();
+    while (!stop_) {
+      pollfd p{c->fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      std::int64_t t = now_ns();
+      if (redisBufferRead(c) != REDIS_OK) {
+        std::fprintf(stderr, "keyspace subscriber: %s\n", c->errstr);
+        return;
+      }
+      for (;;) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(c, &raw) != REDIS_OK || raw == nullptr) break;
+        record(RedisReply(static_cast<redisReply*>(raw)), t);
+      }
+    }
+  }
+
+  void record(RedisReply r, std::int64_t t) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
+    std::string_view key(r->element[2]->str, r->element[2]->len);
+    if (!key.starts_with("task:")) return;
+    std::size_t id = std::strtoul(std::string(key.substr(5)).c_str(), nullptr, 10);
+    if (id < seen_.size() && seen_[id].load() == 0) {
+      seen_[id].store(t, std::memory_order_release);
+      ++count_;
+    }
+  }
+
+  std::vector<std::atomic<std::int64_t>> seen_;
+  std::atomic<long> count_{0};
+  std::atomic<bool> stop_{false};
+  RedisClient client_;
+  std::thread thread_;
+};
+
+struct StepResult {
+  double target_rate = 0, achieved_rate = 0;
+  long txns = 0, missing = 0;
+  std::vector<double> latencies_ms;  // sorted
+  double early_p50 = 0, late_p50 = 0;
+  double pgbust_cpu_share = 0;  // of one core, during the step
+  bool bounded = false;
+};
+
+// One step: `rate` single-row UPDATE transactions per second for `seconds`, spread over
+// enough connections to reach it; ids 1..n, whose task:<id> keys are set beforehand.
+StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid, double rate,
+                double seconds) {
+  StepResult res;
+  res.target_rate = rate;
+  const long n = static_cast<long>(rate * seconds);
+  res.txns = n;
+  {
+    RedisClient r(redis.port());
+    r.fill("task:", 1, n + 1);
+  }
+  watcher.reset(static_cast<std::size_t>(n));
+  const int conns = std::clamp(static_cast<int>(std::ceil(rate / 1500.0)), 1, 8);
+  std::vector<std::int64_t> committed(static_cast<std::size_t>(n) + 1, 0);
+  std::vector<std::unique_ptr<PgSession>> sessions;
+  for (int c = 0; c < conns; ++c) {
+    sessions.push_back(std::make_unique<PgSession>(pg.conninfo()));
+    sessions.back()->exec("SET synchronous_commit = on");  // COMMIT returns once flushed
+    pgbust::pg::Result p(PQprepare(sessions.back()->get(), "upd",
+                                   "UPDATE tasks SET status = 'live', updated_at = now() "
+                                   "WHERE id = $1",
+                                   1, nullptr));
+    if (PQresultStatus(p.get()) != PGRES_COMMAND_OK)
+      throw std::runtime_error(PQerrorMessage(sessions.back()->get()));
+  }
+  const double cpu0 = proc_runtime(pgbust_pid);
+  const auto start = Clock::now() + 20ms;
+  const auto interval = std::chrono::duration<double>(1.0 / rate);
+  std::vector<std::thread> loaders;
+  for (int c = 0; c < conns; ++c) {
+    loaders.emplace_back([&, c] {
+      PGconn* conn = sessions[static_cast<std::size_t>(c)]->get();
+      for (long id = 1 + c; id <= n; id += conns) {
+        auto due = start + std::chrono::duration_cast<Clock::duration>(interval * (id - 1));
+        std::this_thread::sleep_until(due);
+        std::string v = std::to_string(id);
+        const char* params[] = {v.c_str()};
+        pgbust::pg::Result r(PQexecPrepared(conn, "upd", 1, params, nullptr, nullptr, 0));
+        committed[static_cast<std::size_t>(id)] = now_ns();
+        if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
+          std::fprintf(stderr, "update failed: %s", PQerrorMessage(conn));
+      }
+    });
+  }
+  for (auto& t : loaders) t.join();
+  std::int64_t first = committed[1], last = 0;
+  for (long id = 1; id <= n; ++id) {
+    first = std::min(first, committed[static_cast<std::size_t>(id)]);
+    last = std::max(last, committed[static_cast<std::size_t>(id)]);
+  }
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (int i = 0; i < 1500 && watcher.count() < n; ++i) std::this_thread::sleep_for(10ms);
+  res.pgbust_cpu_share = (proc_runtime(pgbust_pid) - cpu0) / load_seconds;
+  res.achieved_rate = n > 1 ? static_cast<double>(n - 1) / ((last - first) / 1e9) : 0;
+
+  std::vector<double> early, late;
+  for (long id = 1; id <= n; ++id) {
+    std::int64_t seen = watcher.seen(static_cast<std::size_t>(id));
+    if (seen == 0) {
+      ++res.missing;
+      continue;
+    }
+    // The walsender can send the commit before COMMIT's reply reaches the client: 0 then.
+    double ms = std::max<std::int64_t>(0, seen - committed[static_cast<std::size_t>(id)]) / 1e6;
+    res.latencies_ms.push_back(ms);
+    if (id <= n / 5) early.push_back(ms);
+    if (id > n - n / 5) late.push_back(ms);
+  }
+  std::sort(res.latencies_ms.begin(), res.latencies_ms.end());
+  res.early_p50 = median(early);
+  res.late_p50 = median(late);
+  // Bounded: nothing lost, and the end of the step is not further behind than its start.
+  res.bounded = res.missing == 0 && res.late_p50 <= std::max(2 * res.early_p50, res.early_p50 + 2);
+  return res;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const double seconds = static_cast<double>(arg_long(argc, argv, "--seconds", 5));
+  const double max_rate = static_cast<double>(arg_long(argc, argv, "--max-rate", 32000));
+  Postgres pg(pg_settings());
+  Redis redis;
+  TempDir dir;
+  const long rows = 100000;
+  pg.exec(create_tasks_sql("tasks", rows, false));
+  auto rules = dir.write("tasks.yaml", tasks_rule("tasks", "new."));
+  auto config = dir.write("pgbust.yaml", pgbust_config(pg, redis, "lat", "pub_cols", rules.string()));
+  auto setup = pgbust::test::run(
+      {pgbust::test::pgbust_binary(), "setup", "--config", config.string(), "--apply"});
+  if (setup.exit_code != 0) throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
+  {
+    RedisClient r(redis.port());
+    r.command({"CONFIG", "SET", "notify-keyspace-events", "Eg"});
+  }
+  DelWatcher watcher(redis.port(), rows);
+  Daemon d({"run", "--config", config.string()});
+  bool streaming = pgbust::test::eventually([&] {
+    return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'lat'") ==
+           std::optional<std::string>("true");
+  }, 30s);
+  if (!streaming) throw std::runtime_error("pgbust did not start streaming:\n" + d.output());
+  // Warm up: a short step so connections and caches are in place.
+  step(pg, redis, watcher, d.pid(), 200, 1);
+
+  std::printf("live latency: single-row UPDATE transactions (synchronous_commit on), COMMIT "
+              "returned -> key gone in Redis (keyspace notification), %.0f s per rate\n",
+              seconds);
+  std::printf("  %8s %9s %7s %8s %8s %8s %8s %9s %7s  %s\n", "target/s", "achieved", "txns",
+              "p50 ms", "p95 ms", "p99 ms", "max ms", "pgbust %", "missing", "lag");
+  std::vector<StepResult> results;
+  for (double rate = 500; rate <= max_rate; rate *= 2) {
+    StepResult r = step(pg, redis, watcher, d.pid(), rate, seconds);
+    const auto& l = r.latencies_ms;
+    std::printf("  %8.0f %9.0f %7ld %8.3f %8.3f %8.3f %8.3f %8.0f%% %7ld  %s (p50 first/last "
+                "fifth %.3f/%.3f ms)\n",
+                r.target_rate, r.achieved_rate, r.txns, percentile(l, 50), percentile(l, 95),
+                percentile(l, 99), l.empty() ? 0.0 : l.back(), 100 * r.pgbust_cpu_share,
+                r.missing, r.bounded ? "bounded" : "GROWING", r.early_p50, r.late_p50);
+    std::fflush(stdout);
+    results.push_back(std::move(r));
+    const StepResult& last = results.back();
+    // The loaders cannot go faster (the database is the limit), or pgbust fell behind.
+    if (last.achieved_rate < 0.9 * last.target_rate || !last.bounded) break;
+  }
+  const StepResult* best = nullptr;
+  for (const auto& r : results)
+    if (r.bounded && (!best || r.achieved_rate > best->achieved_rate)) best = &r;
+  double p99_500 = results.empty() ? 0 : percentile(results.front().latencies_ms, 99);
+  std::printf("\ntargets: p99 <= 1 ms at 500 tx/s: %.3f ms %s\n", p99_500,
+              p99_500 <= 1.0 ? "met" : "NOT MET");
+  if (best) {
+    double p99 = percentile(best->latencies_ms, 99);
+    std::printf("         highest sustained rate with bounded lag: %.0f tx/s, p99 %.3f ms "
+                "(<= 10 ms: %s)\n",
+                best->achieved_rate, p99, p99 <= 10.0 ? "met" : "NOT MET");
+  }
+  std::printf("pgbust peak RSS over the run: %ld MB (steady target <= 32 MB)\n",
+              peak_rss_kb(d.pid()) / 1024);
+  d.signal(SIGTERM);
+  d.wait(30s);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_latency: %s\n", e.what());
+  return 1;
+}
