@@ -104,12 +104,17 @@ IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::stri
       if (x == item) return;
     list.push_back(item);
   };
-  auto unknown = [&](const Part& p) {
-    if (!p.placeholder || p.meta != Meta::None || p.ref.image == Image::New) return false;
-    const std::string& col = impl.slots.names[static_cast<std::size_t>(p.ref.slot)];
+  auto unknown_ref = [&](const ColumnRef& r) {
+    if (r.image == Image::New) return false;
+    const std::string& col = impl.slots.names[static_cast<std::size_t>(r.slot)];
     for (const auto& k : key_columns)
       if (k == col) return false;
     return true;
+  };
+  auto unknown = [&](const Part& p) {  // a group is unknown when one value inside is
+    bool any = false;
+    for_each_ref(p, [&](const ColumnRef& r) { any = any || unknown_ref(r); });
+    return any;
   };
   const std::pair<const std::vector<Template>*, bool> lists[] = {
       {&impl.actions.deletes, false}, {&impl.actions.patterns, true}, {&impl.actions.bumps, false}};
@@ -117,10 +122,11 @@ IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::stri
     for (const Template& t : *list) {
       bool widens = false;
       for (const Part& p : t.parts)
-        if (unknown(p)) {
+        for_each_ref(p, [&](const ColumnRef& r) {
+          if (!unknown_ref(r)) return;
           widens = true;
-          add(cost.columns, impl.slots.names[static_cast<std::size_t>(p.ref.slot)]);
-        }
+          add(cost.columns, impl.slots.names[static_cast<std::size_t>(r.slot)]);
+        });
       if (!widens) continue;
       if (impl.fallback) {
         cost.fallback = true;
@@ -192,10 +198,15 @@ bool differs(const Datum& a, const Datum& b) {
 // Why a placeholder's value is not known, for the widening report.
 struct Note {
   Image image;
-  int slot;  // -1: ${op}
+  int slot;  // -1: not a column (${op}, a group, metadata): `source` names it
   Unknown why;
-  std::string failed;  // a filter that could not read the value
+  std::string failed;       // a filter that could not read the value
+  std::string_view source;  // the placeholder as written (lives in the rule)
 };
+
+// One placeholder's value: its text, no key at all (NULL without null_as, or no such row),
+// or unknown (the key widens).
+enum class Resolved : std::uint8_t { Text, Skip, Unknown };
 
 }  // namespace
 
@@ -228,6 +239,9 @@ struct Engine::Impl {
     std::size_t n_emitted = 0;
     std::vector<Note> notes, pending;
     bool need_fallback = false, widened_pattern = false;
+    // Per group nesting level: the sub-template's text, and one placeholder's value in it.
+    std::vector<std::string> group_text = std::vector<std::string>(kMaxGroupDepth + 1);
+    std::vector<std::string> group_value = std::vector<std::string>(kMaxGroupDepth + 1);
   };
   std::vector<std::unique_ptr<State>> states;
   std::size_t depth = 0;
@@ -256,6 +270,8 @@ struct Engine::Impl {
                    Sink& sink);
   void render(State& st, const Rule& rule, const EventView& e, const Template& t, Image ctx,
               Action action, bool allow_fallback, Sink& sink);
+  Resolved resolve(State& st, const Rule& rule, const EventView& e, const Part& p, Image ctx,
+                   std::string& out, std::size_t depth);
   void emit(State& st, const Rule& rule, Action action, Sink& sink);
   void report(State& st, const Rule& rule, const EventView& e, Sink& sink);
 };
@@ -294,6 +310,71 @@ void Engine::Impl::emit(State& st, const Rule& rule, Action action, Sink& sink) 
   sink.emit(rule, action, st.key);
 }
 
+// The value of placeholder `p` (filters applied) into `out`; a group renders its sub-template
+// into group_text[depth] first. Unknown values are noted in st.pending.
+Resolved Engine::Impl::resolve(State& st, const Rule& rule, const EventView& e, const Part& p,
+                               Image ctx, std::string& out, std::size_t depth) {
+  const RuleImpl& impl = *rule.impl;
+  std::string_view value;
+  bool is_null = false;
+  Image im = Image::Row;
+  if (p.meta == Meta::Group) {
+    std::string& text = st.group_text[depth];
+    text.clear();
+    bool unknown = false;
+    for (const Part& q : p.group) {
+      if (!q.placeholder) {
+        text.append(q.literal);
+        continue;
+      }
+      std::string& v = st.group_value[depth];
+      switch (resolve(st, rule, e, q, ctx, v, depth + 1)) {
+        case Resolved::Skip:
+          return Resolved::Skip;
+        case Resolved::Unknown:
+          unknown = true;  // go on: the notes name every unknown column, a NULL still skips
+          break;
+        case Resolved::Text:
+          text.append(v);
+          break;
+      }
+    }
+    if (unknown) return Resolved::Unknown;
+    value = text;
+  } else if (p.meta != Meta::None) {
+    if (p.meta == Meta::Op && !e.op) {
+      st.pending.push_back(Note{Image::Row, -1, Unknown::None, {}, p.source});
+      return Resolved::Unknown;
+    }
+    value = p.meta == Meta::Table    ? std::string_view(rule.table)
+            : p.meta == Meta::Schema ? std::string_view(rule.schema)
+                                     : to_string(*e.op);
+  } else {
+    im = p.ref.image == Image::Row ? ctx : p.ref.image;
+    if (!(im == Image::Old ? e.has_old : e.has_new)) return Resolved::Skip;  // no such row
+    const Datum& d = (im == Image::Old ? e.old_v : e.new_v)[p.ref.slot];
+    if (d.state == Datum::State::Unknown) {
+      st.pending.push_back(Note{im, p.ref.slot, d.why, {}, p.source});
+      return Resolved::Unknown;
+    }
+    is_null = d.state == Datum::State::Null;
+    value = d.text;
+  }
+  FilterResult r = p.filters.empty() ? (is_null ? FilterResult::Null : FilterResult::Value)
+                                     : apply_filters(p.filters, is_null ? nullptr : &value, out,
+                                                     st.scratch);
+  if (p.filters.empty() && !is_null) out.assign(value);
+  if (r == FilterResult::Null) {
+    if (!impl.null_as) return Resolved::Skip;  // NULL: the application has no such key
+    out.assign(*impl.null_as);
+  } else if (r == FilterResult::Failed) {
+    st.pending.push_back(
+        Note{im, p.meta == Meta::None ? p.ref.slot : -1, Unknown::Explicit, out, p.source});
+    return Resolved::Unknown;
+  }
+  return Resolved::Text;
+}
+
 void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const Template& t,
                           Image ctx, Action action, bool allow_fallback, Sink& sink) {
   const RuleImpl& impl = *rule.impl;
@@ -307,45 +388,15 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
     const Part& p = t.parts[i];
     st.part_unknown[i] = 0;
     if (!p.placeholder) continue;
-    std::string_view value;
-    bool is_null = false;
-    if (p.meta != Meta::None) {
-      if (p.meta == Meta::Op && !e.op) {
+    switch (resolve(st, rule, e, p, ctx, st.part_text[i], 0)) {
+      case Resolved::Skip:
+        return;
+      case Resolved::Unknown:
         st.part_unknown[i] = 1;
         unknown = true;
-        st.pending.push_back(Note{Image::Row, -1, Unknown::None, {}});
-        continue;
-      }
-      value = p.meta == Meta::Table    ? std::string_view(rule.table)
-              : p.meta == Meta::Schema ? std::string_view(rule.schema)
-                                       : to_string(*e.op);
-    } else {
-      Image im = p.ref.image == Image::Row ? ctx : p.ref.image;
-      if (!(im == Image::Old ? e.has_old : e.has_new)) return;  // no such row: no key
-      const Datum& d = (im == Image::Old ? e.old_v : e.new_v)[p.ref.slot];
-      if (d.state == Datum::State::Unknown) {
-        st.part_unknown[i] = 1;
-        unknown = true;
-        st.pending.push_back(Note{im, p.ref.slot, d.why, {}});
-        continue;
-      }
-      is_null = d.state == Datum::State::Null;
-      value = d.text;
-    }
-    FilterResult r = p.filters.empty() ? (is_null ? FilterResult::Null : FilterResult::Value)
-                                       : apply_filters(p.filters, is_null ? nullptr : &value,
-                                                       st.part_text[i], st.scratch);
-    if (p.filters.empty() && !is_null) st.part_text[i].assign(value);
-    if (r == FilterResult::Null) {
-      if (!impl.null_as) return;  // NULL: the application has no such key
-      st.part_text[i].assign(*impl.null_as);
-    } else if (r == FilterResult::Failed) {
-      st.part_unknown[i] = 1;
-      unknown = true;
-      Image im =
-          p.meta != Meta::None ? Image::Row : (p.ref.image == Image::Row ? ctx : p.ref.image);
-      st.pending.push_back(
-          Note{im, p.meta != Meta::None ? -1 : p.ref.slot, Unknown::Explicit, st.part_text[i]});
+        break;
+      case Resolved::Text:
+        break;
     }
   }
   if (unknown && allow_fallback && impl.fallback) {
@@ -398,7 +449,7 @@ void Engine::Impl::report(State& st, const Rule& rule, const EventView& e, Sink&
   for (const Note& n : st.notes) {
     std::string column, reason;
     if (n.slot < 0) {
-      column = "${op}";
+      column = std::string(n.source);
       reason = n.failed.empty() ? ": any operation (the whole table is widened)" : ": " + n.failed;
     } else {
       if (!e.whole) column = n.image == Image::Old ? "old." : "new.";

@@ -654,8 +654,9 @@ std::vector<OldValueNeed> RuleSet::old_values_needed(std::string_view schema,
       for (const auto* list : {&a->deletes, &a->patterns, &a->bumps})
         for (const auto& t : *list)
           for (const auto& p : t.parts)
-            if (p.placeholder && p.meta == detail::Meta::None && p.ref.image != detail::Image::New)
-              need(r, p.ref.slot, true);
+            detail::for_each_ref(p, [&](const detail::ColumnRef& ref) {
+              if (ref.image != detail::Image::New) need(r, ref.slot, true);
+            });
     }
     if (impl.when)
       for (const auto& node : impl.when->nodes) {

@@ -114,40 +114,60 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
   return std::nullopt;
 }
 
-// One `${...}` whose '$' is at s[start]; on success i is past the '}'.
+std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots,
+                                      Template& t, std::vector<Part>& parts, std::size_t depth);
+
+// One `${...}` whose '$' is at s[start]; on success i is past the '}'. `depth`: how many
+// groups it is inside.
 std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t start, std::size_t& i,
-                                            Slots& slots, Part& part, Template& t) {
+                                            Slots& slots, Part& part, Template& t,
+                                            std::size_t depth) {
   i = start + 2;
   skip_spaces(s, i);
-  std::optional<ParseError> err;
-  std::size_t name_at = i;
-  bool quoted = false;
-  auto first = parse_identifier(s, i, err, &quoted);
-  if (err) return err;
-  if (!first) return ParseError{name_at, "expected a column name, table, schema or op after '${'"};
   part.placeholder = true;
-  Image image = Image::Row;
-  std::string column = *first;
-  if (!quoted && i < s.size() && s[i] == '.') {
-    if (column != "new" && column != "old")
-      return ParseError{name_at,
-                        "unknown qualifier '" + column + "'; expected new.COLUMN or old.COLUMN"};
-    image = column == "new" ? Image::New : Image::Old;
-    ++i;
-    std::size_t col_at = i;
-    auto second = parse_identifier(s, i, err);
+  if (i < s.size() && s[i] == '(') {
+    if (depth >= kMaxGroupDepth)
+      return ParseError{i, "groups nest at most " + std::to_string(kMaxGroupDepth) + " deep"};
+    std::size_t open = i++;
+    part.meta = Meta::Group;
+    if (auto e = parse_parts(s, i, slots, t, part.group, depth + 1)) return e;
+    if (i >= s.size())
+      return ParseError{open, "unterminated group: expected ')' to close '${('"};
+    if (part.group.empty())
+      return ParseError{open, "empty group; expected text and placeholders inside '${(...)}'"};
+    ++i;  // ')'
+  } else {
+    std::optional<ParseError> err;
+    std::size_t name_at = i;
+    bool quoted = false;
+    auto first = parse_identifier(s, i, err, &quoted);
     if (err) return err;
-    if (!second) return ParseError{col_at, "expected a column name after '" + column + ".'"};
-    column = *second;
-  } else if (!quoted && (column == "table" || column == "schema" || column == "op")) {
-    part.meta = column == "table" ? Meta::Table : column == "schema" ? Meta::Schema : Meta::Op;
-  }
-  if (part.meta == Meta::None) {
-    part.ref = ColumnRef{slots.intern(column), image};
-    t.uses_columns = true;
-    if (image == Image::Row) t.uses_row = true;
-    if (image == Image::Old) t.uses_old = true;
-    if (image == Image::New) t.uses_new = true;
+    if (!first)
+      return ParseError{name_at,
+                        "expected a column name, table, schema, op or a (group) after '${'"};
+    Image image = Image::Row;
+    std::string column = *first;
+    if (!quoted && i < s.size() && s[i] == '.') {
+      if (column != "new" && column != "old")
+        return ParseError{name_at,
+                          "unknown qualifier '" + column + "'; expected new.COLUMN or old.COLUMN"};
+      image = column == "new" ? Image::New : Image::Old;
+      ++i;
+      std::size_t col_at = i;
+      auto second = parse_identifier(s, i, err);
+      if (err) return err;
+      if (!second) return ParseError{col_at, "expected a column name after '" + column + ".'"};
+      column = *second;
+    } else if (!quoted && (column == "table" || column == "schema" || column == "op")) {
+      part.meta = column == "table" ? Meta::Table : column == "schema" ? Meta::Schema : Meta::Op;
+    }
+    if (part.meta == Meta::None) {
+      part.ref = ColumnRef{slots.intern(column), image};
+      t.uses_columns = true;
+      if (image == Image::Row) t.uses_row = true;
+      if (image == Image::Old) t.uses_old = true;
+      if (image == Image::New) t.uses_new = true;
+    }
   }
   for (;;) {
     skip_spaces(s, i);
@@ -166,6 +186,39 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
     if (auto e = parse_filter(s, i, f)) return e;
     part.filters.push_back(std::move(f));
   }
+}
+
+// Literal text and placeholders from s[i] into `parts`: to the end of `s` at depth 0; inside
+// a group (depth > 0) up to the ')' that closes it (i is left on it).
+std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots,
+                                      Template& t, std::vector<Part>& parts, std::size_t depth) {
+  std::string literal;
+  auto flush = [&] {
+    if (literal.empty()) return;
+    Part lit;
+    lit.literal = std::move(literal);
+    parts.push_back(std::move(lit));
+    literal.clear();
+  };
+  while (i < s.size()) {
+    if (depth > 0 && s[i] == ')') break;
+    if (s[i] == '$' && i + 1 < s.size() &&
+        (s[i + 1] == '$' || (depth > 0 && s[i + 1] == ')'))) {
+      literal.push_back(s[i + 1]);
+      i += 2;
+      continue;
+    }
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+      flush();
+      Part part;
+      if (auto e = parse_placeholder(s, i, i, slots, part, t, depth)) return e;
+      parts.push_back(std::move(part));
+      continue;
+    }
+    literal.push_back(s[i++]);
+  }
+  flush();
+  return std::nullopt;
 }
 
 // ---- dates --------------------------------------------------------------------------------
@@ -311,34 +364,8 @@ std::optional<ParseError> parse_template(std::string_view s, Slots& slots, Templ
   t = Template{};
   t.text = std::string(s);
   if (s.empty()) return ParseError{0, "empty key template"};
-  std::string literal;
   std::size_t i = 0;
-  while (i < s.size()) {
-    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '$') {
-      literal.push_back('$');
-      i += 2;
-      continue;
-    }
-    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
-      if (!literal.empty()) {
-        Part lit;
-        lit.literal = std::move(literal);
-        t.parts.push_back(std::move(lit));
-        literal.clear();
-      }
-      Part part;
-      if (auto e = parse_placeholder(s, i, i, slots, part, t)) return e;
-      t.parts.push_back(std::move(part));
-      continue;
-    }
-    literal.push_back(s[i++]);
-  }
-  if (!literal.empty()) {
-    Part lit;
-    lit.literal = std::move(literal);
-    t.parts.push_back(std::move(lit));
-  }
-  return std::nullopt;
+  return parse_parts(s, i, slots, t, t.parts, 0);
 }
 
 std::string_view filter_name(FilterKind k) {

@@ -5,7 +5,14 @@
 //   ${col}  ${new.col}  ${old.col}   a column of the row image(s); ${"Col"} for a quoted name
 //   ${table}  ${schema}  ${op}       metadata (unquoted and unqualified only)
 //   ${col|f1|f2:arg}                 filters, applied left to right
+//   ${(SUB-TEMPLATE)|f1|f2}          a group: the sub-template (literal text and placeholders,
+//                                    each with its own filters) is rendered to one text, and
+//                                    the group's filters apply to that whole text, e.g.
+//                                    ${(${start_date}:${end_date}:${dept_id})|md5:8}
+//                                    = hashlib.md5(f"{start}:{end}:{dept}".encode())
+//                                      .hexdigest()[:8]
 //   $$                               a literal '$'; a '$' not followed by '{' or '$' is literal
+//                                    (inside a group, `$)` is a literal ')'; a bare ')' ends it)
 // Column names follow SQL identifier rules: unquoted names are folded to lower case, "quoted"
 // names are taken exactly ("" is a quote). Spaces around names, '|' and ':' are ignored.
 //
@@ -24,6 +31,12 @@
 //   pybool           PostgreSQL boolean text t/f -> True/False (Python's str(bool))
 // date, month and week_start cannot read every text ('infinity', BC dates): such a value is
 // treated as unknown and the key widens, never skipped.
+//
+// Groups render like a template of their own, with the row image(s) of the key around them:
+// a NULL inside skips the key (or becomes the rule's null_as, as Python's f"{None}" gives
+// "None"), and one unknown value inside makes the whole group unknown, so it widens to a
+// single '*' (a digest of a partly known text is not a pattern). Groups nest at most
+// kMaxGroupDepth deep.
 #pragma once
 
 #include <cstdint>
@@ -74,7 +87,10 @@ struct Filter {
   std::string arg;    // default's text
 };
 
-enum class Meta : std::uint8_t { None, Table, Schema, Op };
+// What a placeholder reads: a column (None), metadata, or a group (a sub-template).
+enum class Meta : std::uint8_t { None, Table, Schema, Op, Group };
+
+constexpr std::size_t kMaxGroupDepth = 4;
 
 struct Part {
   bool placeholder = false;
@@ -82,8 +98,20 @@ struct Part {
   Meta meta = Meta::None;
   ColumnRef ref;  // placeholder && meta == None
   std::vector<Filter> filters;
-  std::string source;  // placeholder: "${...}" as written
+  std::string source;       // placeholder: "${...}" as written
+  std::vector<Part> group;  // meta == Group: the sub-template's parts
 };
+
+// Calls f(const ColumnRef&) for every column a part reads, inside groups too.
+template <class F>
+void for_each_ref(const Part& p, F&& f) {
+  if (!p.placeholder) return;
+  if (p.meta == Meta::Group) {
+    for (const Part& q : p.group) for_each_ref(q, f);
+  } else if (p.meta == Meta::None) {
+    f(p.ref);
+  }
+}
 
 struct Template {
   std::string text;  // as written

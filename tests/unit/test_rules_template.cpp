@@ -1,6 +1,7 @@
 // Key templates: digests, filters, the placeholder parser and rendering through the engine.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "../../rules/digest.hpp"
@@ -242,4 +243,149 @@ rules:
                            {"parent_id", null_cell()}}));
   CHECK(keys == std::vector<std::string>{"delete app.items:insert:5", "delete h:56dadf18",
                                          "delete w:2024-01-01", "delete n:None", "delete d:root"});
+}
+
+// Groups: ${(SUB-TEMPLATE)|filters}, for keys that hash a composite string, e.g. Django's
+// collab_stats:{hashlib.md5(f"{start}:{end}:{dept}".encode()).hexdigest()[:8]}.
+TEST_CASE("groups: parsing") {
+  Slots slots;
+  Template t;
+  auto err = parse_template("c:${( ${start_date}:${new.end_date|date}$)x$$ )|md5:8}", slots, t);
+  REQUIRE_MESSAGE(!err, (err ? err->message : ""));
+  REQUIRE(t.parts.size() == 2);
+  const Part& g = t.parts[1];
+  CHECK(g.meta == Meta::Group);
+  CHECK(g.source == "${( ${start_date}:${new.end_date|date}$)x$$ )|md5:8}");
+  REQUIRE(g.filters.size() == 1);
+  CHECK(g.filters[0].kind == FilterKind::Md5);
+  REQUIRE(g.group.size() == 5);  // " ", ${start_date}, ":", ${new.end_date|date}, ")x$ "
+  CHECK(g.group[0].literal == " ");
+  CHECK(g.group[4].literal == ")x$ ");
+  CHECK(g.group[1].ref.image == Image::Row);
+  CHECK(g.group[2].literal == ":");
+  CHECK(g.group[3].ref.image == Image::New);
+  CHECK(g.group[3].filters.size() == 1);
+  CHECK(slots.names == std::vector<std::string>{"start_date", "end_date"});
+  CHECK(t.uses_row);
+  CHECK(t.uses_new);
+  CHECK(t.uses_columns);
+  // Outside a group ')' and '$)' are plain text, as before.
+  Slots s2;
+  Template t2;
+  REQUIRE(!parse_template("a)$)${id}", s2, t2));
+  CHECK(t2.parts[0].literal == "a)$)");
+}
+
+TEST_CASE("groups: parse errors") {
+  struct Case {
+    std::string text;
+    std::size_t offset;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"k:${()}", 4, "empty group"},
+      {"k:${(${a}", 4, "unterminated group"},
+      {"k:${(${a})", 2, "unterminated placeholder"},
+      {"k:${(${a})x}", 10, "unexpected 'x' in placeholder"},
+      {"k:${(${a|nope})}", 9, "unknown filter 'nope'"},
+      {"k:${(${(${(${(${(${a})})})})})}", 16, "groups nest at most 4 deep"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    Slots slots;
+    Template t;
+    auto err = parse_template(c.text, slots, t);
+    REQUIRE(err);
+    CHECK(err->offset == c.offset);
+    CHECK_MESSAGE(err->message.find(c.message) != std::string::npos, err->message);
+  }
+  Slots slots;
+  Template t;
+  CHECK(!parse_template("k:${(${(${(${(${a})})})})}", slots, t));  // 4 deep is fine
+}
+
+TEST_CASE("groups: rendering through the engine") {
+  // python3 -c "import hashlib; print(hashlib.md5(b'2024-03-04:2024-03-08:10').hexdigest()[:8])"
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: collab
+    table: work_order_task
+    delete: "collab_stats:${(${start_date}:${end_date}:${assigned_department_id})|md5:8}"
+  - name: collab-py
+    table: work_order_task
+    null_as: None
+    delete: "py:${(${start_date}:${end_date}:${assigned_department_id})|md5:8}"
+  - name: shapes
+    table: work_order_task
+    on: [insert]
+    delete: ["plain:${(${op}:${id})}", "esc:${(a$)b:${id})|md5:8}",
+             "nest:${(${(${id})|md5:4}:x)|md5:8}", "inner:${(${title|lower}*)|upper}"]
+)");
+  Fixture f("public", "work_order_task",
+            {"id", "title", "start_date", "end_date", "assigned_department_id"}, {"id"});
+  rules::Engine engine(rules, {});
+  auto row = [&](const char* dept, Cell end = val("2024-03-08")) {
+    return f.row({{"id", val("5")},
+                  {"title", val("Pump")},
+                  {"start_date", val("2024-03-04")},
+                  {"end_date", end},
+                  {"assigned_department_id", val(dept)}});
+  };
+
+  SUBCASE("insert: the digest of the composite text; inner filters; literal ')'; nesting") {
+    auto keys = f.run(engine, Op::Insert, nullptr, row("10"));
+    CHECK(keys == std::vector<std::string>{"delete collab_stats:00a57e0b", "delete py:00a57e0b",
+                                           "delete plain:insert:5", "delete esc:9b17e491",
+                                           "delete nest:32cfd1e8", "delete inner:PUMP*"});
+  }
+  SUBCASE("a move between departments invalidates both digests") {
+    auto keys = f.run(engine, Op::Update, row("10"), row("20"));
+    CHECK(keys == std::vector<std::string>{"delete collab_stats:00a57e0b",
+                                           "delete collab_stats:0fe2ed6b", "delete py:00a57e0b",
+                                           "delete py:0fe2ed6b"});
+  }
+  SUBCASE("NULL inside a group skips the key, or is spelled as null_as") {
+    auto keys = f.run(engine, Op::Insert, nullptr, row("10", null_cell()));
+    // md5("2024-03-04:None:10")
+    CHECK(std::find(keys.begin(), keys.end(), "delete py:c5ec5341") != keys.end());
+    for (const auto& k : keys) CHECK(k.find("collab_stats:") == std::string::npos);
+  }
+  SUBCASE("an unknown value inside widens the whole group to one '*'") {
+    // REPLICA IDENTITY DEFAULT: the old row has only the key.
+    auto keys = f.run(engine, Op::Update, f.row({{"id", val("5")}}), row("20"));
+    CHECK(keys == std::vector<std::string>{"delete_pattern collab_stats:*",
+                                           "delete collab_stats:0fe2ed6b", "delete_pattern py:*",
+                                           "delete py:0fe2ed6b"});
+    CHECK(f.last.widened_line().find("old.start_date, old.end_date, old.assigned_department_id "
+                                     "unknown") != std::string::npos);
+  }
+  SUBCASE("a filter that fails on the group's text widens, naming the group") {
+    auto r2 = load_rules(R"(
+version: 1
+rules:
+  - name: weeks
+    table: work_order_task
+    delete: "w:${(${title}-01)|week_start}:${id}"
+)");
+    rules::Engine e2(r2, {});
+    auto keys = f.run(e2, Op::Insert, nullptr, row("10"));
+    CHECK(keys == std::vector<std::string>{"delete_pattern w:*:5"});
+    CHECK(f.last.widened_line().find("${(${title}-01)|week_start}: filter week_start cannot "
+                                     "read 'Pump-01'") != std::string::npos);
+  }
+  SUBCASE("what REPLICA IDENTITY DEFAULT costs: the group's columns, one '*' in the pattern") {
+    auto cost = rules::default_identity_cost(rules->rules()[0], {"id"});
+    CHECK(cost.columns ==
+          std::vector<std::string>{"start_date", "end_date", "assigned_department_id"});
+    CHECK(cost.patterns == std::vector<std::string>{"collab_stats:*"});
+    auto needs = rules->old_values_needed("public", "work_order_task");
+    std::size_t collab = 0;
+    for (const auto& n : needs)
+      if (n.rule->name == "collab") {
+        ++collab;
+        CHECK(n.widens);
+      }
+    CHECK(collab == 3);
+  }
 }
