@@ -24,6 +24,7 @@ struct PublishInfo {
   std::set<std::string> tables;
   std::set<std::string> rules;
   std::vector<std::string> keys, patterns, revisions;
+  std::unordered_set<std::string> listed;  // each key once per message, whichever rule named it
   std::size_t items = 0;
   bool truncated = false;
 };
@@ -92,16 +93,18 @@ class Pipeline::TxnSink : public rules::Sink {
         if (added) ++stats.bumps;
         break;
     }
-    if (!added) return;
-    ++t_.total;
+    if (added) ++t_.total;
+    // A second delete is owed whenever a rule that asks for one names the key, even if an
+    // earlier rule already queued the first delete.
     if (rule.redelete_after.count() > 0 && action != rules::Action::Bump) {
       (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(k);
       t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
     }
+    // The message lists what this rule invalidated, even when an earlier rule of the same
+    // transaction already queued the key.
     if (!rule.publish.empty()) {
-      auto& info = t_.publishes[rule.publish];
-      info.tables.insert(t_.table);
-      info.rules.insert(rule.name);
+      auto& info = publish_info(rule);
+      if (info.listed.contains(k)) return;
       if (info.items >= p_.options_.publish_max_items) {
         info.truncated = true;
         return;
@@ -110,8 +113,22 @@ class Pipeline::TxnSink : public rules::Sink {
       auto& list = action == rules::Action::Delete          ? info.keys
                    : action == rules::Action::DeletePattern ? info.patterns
                                                             : info.revisions;
+      info.listed.insert(k);
       list.push_back(std::move(k));
     }
+  }
+
+  // A rule that fired publishes even when it has no key to list (publish-only rules).
+  void fired(const rules::Rule& rule) override {
+    ++p_.rule_stats_[rule.name].fired;
+    if (!rule.publish.empty()) publish_info(rule);
+  }
+
+  PublishInfo& publish_info(const rules::Rule& rule) {
+    auto& info = t_.publishes[rule.publish];
+    info.tables.insert(t_.table);
+    info.rules.insert(rule.name);
+    return info;
   }
 
   void widened(const rules::Rule& rule, Unknown why, std::string_view detail) override {
@@ -205,7 +222,7 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
   record->commit_time_us = commit_time_us;
   acks_[&source].push_back(record);
 
-  if (!txn || txn->total == 0) {
+  if (!txn || (txn->total == 0 && txn->publishes.empty())) {
     // Nothing to invalidate: confirmable as soon as every earlier transaction is.
     record->applied = true;
     settle();

@@ -87,7 +87,7 @@ TEST_CASE("every problem is reported with its position, all at once") {
       {"rules: r\nlimits: {max_batch_keys: -3}\n",
        "/etc/pgbust/pgbust.yaml:2:26: error: limits.max_batch_keys must be a positive whole "
        "number"},
-      {"rules: [\n", "/etc/pgbust/pgbust.yaml:2:1: error: invalid YAML: end of sequence not found"},
+      {"rules: [\n", "/etc/pgbust/pgbust.yaml:2:1: error: invalid YAML: end of sequence flow not found"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.text);
