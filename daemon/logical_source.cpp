@@ -668,4 +668,8 @@ std::vector<std::string> LogicalSource::uncovered_tables() const {
   return impl_->uncovered_tables();
 }
 
+std::string LogicalSource::format_position(Position position) const {
+  return pg::format_lsn(position);
+}
+
 }  // namespace pgbust

@@ -51,6 +51,7 @@ class LogicalSource final : public Source {
   const std::string& name() const override;
   void confirm(Position position) override;
   SourceStatus status() const override;
+  std::string format_position(Position position) const override;  // "0/16B3748"
   void stop_reading() override;
   // Sends the confirmed position one last time and ends the stream (bounded wait), then
   // closes. Does not call the sink.
