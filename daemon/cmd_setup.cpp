@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "pgbust/catalog.hpp"
 #include "pgbust/cli.hpp"
 #include "pgbust/config.hpp"
 #include "pgbust/pg.hpp"
@@ -16,42 +17,10 @@ namespace pgbust::cli {
 
 namespace {
 
-const char* kCatalogSql =
-    "SELECT c.relreplident, a.attname, COALESCE(a.attnum = ANY(pk.indkey), false), "
-    "COALESCE(a.attnum = ANY(ri.indkey), false) "
-    "FROM pg_catalog.pg_class c "
-    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-    "LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "
-    "LEFT JOIN pg_catalog.pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "
-    "WHERE c.oid = pg_catalog.to_regclass($1) ORDER BY a.attnum";
-
-std::string quoted_name(const setup::TableNeeds& t) {
-  auto q = [](const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return out + "\"";
-  };
-  return q(t.schema) + "." + q(t.table);
-}
-
 setup::Catalog read_catalog(PGconn* conn, const std::vector<setup::TableNeeds>& tables) {
   setup::Catalog catalog;
-  for (const auto& t : tables) {
-    std::string name = quoted_name(t);
-    const char* params[] = {name.c_str()};
-    pg::Result res(PQexecParams(conn, kCatalogSql, 1, nullptr, params, nullptr, nullptr, 0));
-    if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK)
-      pg::fail(conn, "reading the catalog of " + t.qualified());
-    setup::TableCatalog& c = catalog[t.qualified()];
-    for (int r = 0; r < PQntuples(res.get()); ++r) {
-      c.exists = true;
-      c.replica_identity = PQgetvalue(res.get(), r, 0)[0];
-      std::string col = PQgetvalue(res.get(), r, 1);
-      c.columns.push_back(col);
-      if (PQgetvalue(res.get(), r, 2)[0] == 't') c.primary_key.push_back(col);
-      if (PQgetvalue(res.get(), r, 3)[0] == 't') c.identity_index.push_back(col);
-    }
-  }
+  for (const auto& t : tables)
+    catalog[t.qualified()] = pgcatalog::read_table(conn, t.schema, t.table);
   return catalog;
 }
 

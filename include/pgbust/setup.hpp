@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pgbust/catalog.hpp"
 #include "pgbust/rules.hpp"
 
 namespace pgbust::setup {
@@ -20,17 +21,11 @@ struct TableNeeds {
 
 std::vector<TableNeeds> needs(const rules::RuleSet& rules);
 
-// What the catalog says about a table, when setup can ask the database.
-struct TableCatalog {
-  bool exists = false;
-  std::vector<std::string> columns;         // in table order
-  std::vector<std::string> primary_key;
-  char replica_identity = 'd';              // pg_class.relreplident: d, f, i, n
-  std::vector<std::string> identity_index;  // REPLICA IDENTITY USING INDEX: its columns
-};
+// What the catalog says about a table, when setup can ask the database (pgcatalog::read_table).
+using TableCatalog = pgcatalog::Table;
 
 // By "schema.table". Absent (nullptr): offline, the SQL is made from the rules alone.
-using Catalog = std::map<std::string, TableCatalog>;
+using Catalog = pgcatalog::Tables;
 
 struct Output {
   std::string sql;                    // everything, in order, ready for psql -f
