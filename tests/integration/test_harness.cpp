@@ -34,7 +34,15 @@ TEST_CASE("Postgres: SQL, a logical slot, stop and start on the same port") {
   CHECK(pg.scalar("SELECT count(*) FROM pg_replication_slots") == "1");
   pg.restart();
   CHECK(pg.scalar("SELECT 1") == "1");
-  CHECK(pg.log().find("FATAL") == std::string::npos);
+  // No FATAL other than the harness's own readiness probes answered during startup.
+  std::string log = pg.log();
+  std::size_t fatal = 0;
+  for (std::size_t at = log.find("FATAL"); at != std::string::npos; at = log.find("FATAL", at + 1)) {
+    auto eol = log.find('\n', at);
+    if (log.substr(at, eol - at).find("the database system is starting up") == std::string::npos)
+      ++fatal;
+  }
+  CHECK(fatal == 0);
 }
 
 TEST_CASE("Redis: binary-safe commands, pause/resume, stop/start") {
