@@ -148,11 +148,12 @@ class Checker {
                ", not a table: pgbust sees changes to tables only");
         continue;
       }
-      for (const auto& col : rule_columns(r))
-        if (!contains(t.columns, col) && (bad_columns_.insert(&r), true))
-          at(r, true,
-             ": column " + dq(col) + " does not exist in " + q +
-                 did_you_mean(col, t.columns, true));
+      for (const auto& col : rule_columns(r)) {
+        if (contains(t.columns, col)) continue;
+        bad_columns_.insert(&r);
+        at(r, true,
+           ": column " + dq(col) + " does not exist in " + q + did_you_mean(col, t.columns, true));
+      }
     }
   }
 

@@ -172,9 +172,13 @@ rules:
   - name: nothing-close
     table: orders
     delete: ["o:${zzzzzz}"]
+  - name: on-a-view
+    table: open_tasks
+    delete: ["t:${id}"]
 )";
   Db db("missing", rules);
   db.exec(
+      "CREATE VIEW open_tasks AS SELECT * FROM work_order_task WHERE status = 'open';"
       "ALTER TABLE work_order_task REPLICA IDENTITY FULL;"
       "CREATE PUBLICATION pgbust FOR TABLE work_order_task, orders");
   auto r = db.check();
@@ -187,13 +191,16 @@ rules:
                        "mean public.work_order_task?",
             db.at(9) + "error: rule 'nothing-close': column \"zzzzzz\" does not exist in "
                        "public.orders",
+            db.at(12) + "error: rule 'on-a-view': public.open_tasks is a view, not a table: "
+                        "pgbust sees changes to tables only",
         });
-  CHECK(last_line(r.out) == db.summary("3 errors, 0 warnings"));
+  // No identity warning for o:${zzzzzz}: the missing column is the finding.
+  CHECK(last_line(r.out) == db.summary("4 errors, 0 warnings"));
   // --quiet still prints every error, and nothing on stdout.
   auto q = db.check({"-q"});
   CHECK(q.exit_code == 1);
   CHECK(q.out.empty());
-  CHECK(lines(q.err).size() == 3);
+  CHECK(lines(q.err).size() == 4);
 }
 
 TEST_CASE("a table outside the publication: an error with the ALTER PUBLICATION that fixes it") {
@@ -329,6 +336,15 @@ TEST_CASE("no replica identity, a column list without a needed column, what is p
   db.exec(
       "INSERT INTO orders VALUES (1, 2, 3); UPDATE orders SET total = 4; DELETE FROM orders;"
       "INSERT INTO work_order_task (id) VALUES (1); DELETE FROM work_order_task");
+
+  // A row filter: rows outside it are never seen.
+  db.exec("ALTER PUBLICATION pgbust SET TABLE work_order_task, orders WHERE (id > 0)");
+  r = db.check();
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.err) == std::vector<std::string>{
+                            "pgbust check: warning: publication \"pgbust\" publishes only the rows "
+                            "of public.orders WHERE (id > 0): changes to other rows invalidate "
+                            "nothing"});
 
   // A column list without the replica identity column: UPDATE and DELETE would fail.
   db.exec("ALTER PUBLICATION pgbust SET TABLE work_order_task, orders (customer_id)");
