@@ -126,6 +126,15 @@ class Example {
     REQUIRE(r.exit_code == 0);
   }
 
+  // `pgbust check --db` against the prepared database: the example's schema, rules and setup
+  // leave nothing to fix (no error, no warning: no rule will widen).
+  void check_db() const {
+    auto r = run({pgbust_binary(), "check", "--db", "--config", config.string()});
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find(" 0 errors, 0 warnings") != std::string::npos);
+  }
+
   // Starts the daemon and waits until every configured source streams and a first sync
   // went through (the first start of a NOTIFY or poll source widens once: that is done then).
   void start() {

@@ -24,6 +24,7 @@ struct Reports {
     check_generated();
     ex.derive_config(config_name);
     if (config_name == "pgbust-logical.yaml") ex.setup();
+    ex.check_db();
     ex.start();
     for (int c : {7, 42, 43}) keys.all = concat(keys.all, reports(c));
     keys.all.push_back("reports:420:balance:2024");  // another company, a look-alike id

@@ -79,6 +79,7 @@ struct DatasetCache {
                "('B', '14:00', '22:00'), ('C', '22:00', '06:00')");
     ex.derive_config();
     ex.setup();
+    ex.check_db();
     ex.start();
     worker = std::make_unique<Subscriber>(ex.redis.port(), "dataset-invalidation");
     // The query ids: SHA-256 of the query's canonical JSON, as the service computes them.

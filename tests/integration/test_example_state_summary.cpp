@@ -35,6 +35,7 @@ struct Summary {
     )");
     ex.derive_config();
     ex.setup(/*notify=*/true);
+    ex.check_db();
     ex.start();
   }
 

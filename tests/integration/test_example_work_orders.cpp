@@ -20,6 +20,7 @@ struct WorkOrders {
     ex.load_schema();
     ex.derive_config();
     ex.setup();
+    ex.check_db();
     ex.start();
     // Every key the statistics views read, as django-redis writes them: ":1:" + key, a
     // pickled value, the default TIMEOUT of 300 s.

@@ -28,6 +28,7 @@ struct Heatmap {
                "(1, 'Ann', 1, 40), (2, 'Bob', 1, 32), (3, 'Cho', 10, 40), (4, 'Dee', 2, 20)");
     ex.derive_config();
     ex.setup();
+    ex.check_db();
     ex.start();
     for (const char* w : {W1, W2, W3}) {
       keys.all = concat(keys.all, heatmaps(w));
