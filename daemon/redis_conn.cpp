@@ -1,5 +1,5 @@
-// The Redis wire layer: our own non-blocking socket (TCP or unix), hiredis only as the RESP
-// codec (command formatter and reply reader), each C handle owned by RAII.
+// The Redis wire layer: our own non-blocking socket (TCP or unix), our RESP command writer,
+// hiredis's reply reader, each C handle owned by RAII.
 #include <hiredis/hiredis.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <new>
 
@@ -24,28 +25,28 @@ void Fd::reset(int fd) noexcept {
 
 void ReplyDeleter::operator()(redisReply* r) const noexcept { freeReplyObject(r); }
 
-namespace {
 
-struct CommandDeleter {
-  void operator()(char* cmd) const noexcept { redisFreeCommand(cmd); }
-};
-
-}  // namespace
-
+// RESP argv form written straight into the buffer: hiredis's redisFormatCommandArgv does
+// the same with a malloc, a copy and an sprintf per argument, which cost ~70 ns per key of
+// an UNLINK chunk (bench_pipeline); this is ~10x less. Replies still go through hiredis.
 void append_command(std::string& out, std::span<const std::string_view> argv) {
-  std::vector<const char*> ptrs;
-  std::vector<std::size_t> lens;
-  ptrs.reserve(argv.size());
-  lens.reserve(argv.size());
+  std::size_t need = 16;
+  for (std::string_view a : argv) need += a.size() + 16;
+  out.reserve(out.size() + need);
+  auto header = [&out](char type, std::size_t n) {
+    char buf[24];
+    buf[0] = type;
+    char* end = std::to_chars(buf + 1, buf + sizeof buf - 2, n).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    out.append(buf, static_cast<std::size_t>(end - buf));
+  };
+  header('*', argv.size());
   for (std::string_view a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
+    header('$', a.size());
+    out.append(a);
+    out.append("\r\n", 2);
   }
-  char* raw = nullptr;
-  int n = redisFormatCommandArgv(&raw, static_cast<int>(argv.size()), ptrs.data(), lens.data());
-  std::unique_ptr<char, CommandDeleter> cmd(raw);
-  if (n < 0 || !cmd) throw std::bad_alloc();
-  out.append(cmd.get(), static_cast<std::size_t>(n));
 }
 
 void append_command(std::string& out, std::initializer_list<std::string_view> argv) {

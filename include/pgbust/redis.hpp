@@ -159,7 +159,7 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-// Appends one command in RESP argv form (hiredis redisFormatCommandArgv; binary-safe).
+// Appends one command in RESP argv form (binary-safe; what redisFormatCommandArgv writes).
 void append_command(std::string& out, std::span<const std::string_view> argv);
 void append_command(std::string& out, std::initializer_list<std::string_view> argv);
 
