@@ -1,5 +1,6 @@
 // `pgbust check --db`: reads the catalog once, then checks rule tables and columns, the
 // publication, the slot, replica identities, NOTIFY triggers and poll watermark indexes.
+#include "pgbust/text.hpp"
 #include "pgbust/db_check.hpp"
 
 #include <algorithm>
@@ -16,12 +17,6 @@ using Strings = std::vector<std::string>;
 
 bool contains(const Strings& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
-}
-
-std::string join(const Strings& items, const std::string& sep = ", ") {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
-  return out;
 }
 
 std::string dq(const std::string& s) {

@@ -1,4 +1,5 @@
 // The poll source's per-table plan and SQL: watermark mode from the catalog, typed casts.
+#include "pgbust/text.hpp"
 #include "pgbust/poll_plan.hpp"
 
 #include <fmt/format.h>
@@ -12,15 +13,6 @@
 namespace pgbust::poll {
 
 namespace {
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i) out += sep;
-    out += items[i];
-  }
-  return out;
-}
 
 std::string list(const std::vector<std::string>& items) { return "[" + join(items, ", ") + "]"; }
 

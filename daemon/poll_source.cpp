@@ -1,5 +1,6 @@
 // The watermark poll source: catalog lookup, a round of count + paged fetches per table every
 // interval, change events with what polling can know, watermarks persisted once confirmed.
+#include "pgbust/text.hpp"
 #include "pgbust/poll_source.hpp"
 
 #include <fmt/format.h>
@@ -28,15 +29,6 @@ std::int64_t wall_us() {
 }
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i) out += sep;
-    out += items[i];
-  }
-  return out;
-}
 
 std::string list(const std::vector<std::string>& items) { return "[" + join(items, ", ") + "]"; }
 

@@ -1,5 +1,6 @@
 // SQL generation for `pgbust setup`: NOTIFY trigger functions and triggers, the publication
 // with column lists, and the replication slot.
+#include "pgbust/text.hpp"
 #include "pgbust/setup.hpp"
 
 #include <fmt/format.h>
@@ -15,15 +16,6 @@ namespace {
 
 using pg::quote_ident;
 using pg::quote_literal;
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i) out += sep;
-    out += items[i];
-  }
-  return out;
-}
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
