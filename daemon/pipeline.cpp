@@ -8,6 +8,7 @@
 #include <set>
 
 #include "pgbust/json.hpp"
+#include "pgbust/key_set.hpp"
 
 namespace pgbust {
 
@@ -38,19 +39,40 @@ struct Pipeline::AckRecord {
   bool applied = false;
 };
 
+// Keys live in KeySets (one buffer per set, no allocation per key); a source's Txn is
+// cleared and reused from one transaction to the next.
 struct Pipeline::Txn {
-  std::unordered_set<std::string> deletes, patterns, bumps;
-  std::unordered_set<std::string> redelete_keys, redelete_patterns;
+  bool open = false;
+  KeySet deletes, patterns, bumps;
+  KeySet redelete_keys, redelete_patterns;
   std::chrono::milliseconds redelete_after{0};
   std::map<std::string, PublishInfo> publishes;  // by channel
   std::unordered_set<const rules::Rule*> overflowed;
   std::size_t total = 0;
-  std::string table;  // the table of the change being evaluated, for publish messages
+  // The table of the change being evaluated (valid during that call), for publish messages.
+  std::string_view schema, table;
+  std::string qualified;  // scratch: schema.table
+
+  const std::string& table_name() {
+    qualified.assign(schema).append(".").append(table);
+    return qualified;
+  }
+  void clear() {
+    deletes.clear();
+    patterns.clear();
+    bumps.clear();
+    redelete_keys.clear();
+    redelete_patterns.clear();
+    redelete_after = std::chrono::milliseconds{0};
+    publishes.clear();
+    overflowed.clear();
+    total = 0;
+  }
 };
 
 struct Pipeline::Pending {
-  std::unordered_set<std::string> deletes, patterns, bumps;
-  std::unordered_set<std::string> redelete_keys, redelete_patterns;
+  KeySet deletes, patterns, bumps;
+  KeySet redelete_keys, redelete_patterns;
   std::chrono::milliseconds redelete_after{0};
   std::vector<std::pair<std::string, std::string>> publishes;
   std::vector<std::shared_ptr<AckRecord>> records;
@@ -67,7 +89,8 @@ class Pipeline::TxnSink : public rules::Sink {
   TxnSink(Pipeline& p, Txn& t) : p_(p), t_(t) {}
 
   void emit(const rules::Rule& rule, rules::Action action, std::string_view key) override {
-    if (!widening_ && t_.overflowed.contains(&rule)) return;  // its widened pattern covers it
+    if (!widening_ && !t_.overflowed.empty() && t_.overflowed.contains(&rule))
+      return;  // its widened pattern covers it
     if (!widening_ && t_.total >= p_.options_.max_keys_per_transaction) {
       // Past the per-transaction limit the rule widens instead of growing (promise 5).
       t_.overflowed.insert(&rule);
@@ -76,20 +99,19 @@ class Pipeline::TxnSink : public rules::Sink {
       widening_ = false;
       return;
     }
-    auto& stats = p_.rule_stats_[rule.name];
-    std::string k(key);
+    RuleStats& stats = p_.rule_stats_for(rule);
     bool added = false;
     switch (action) {
       case rules::Action::Delete:
-        added = t_.deletes.insert(k).second;
+        added = t_.deletes.insert(key);
         if (added) ++stats.keys;
         break;
       case rules::Action::DeletePattern:
-        added = t_.patterns.insert(k).second;
+        added = t_.patterns.insert(key);
         if (added) ++stats.patterns;
         break;
       case rules::Action::Bump:
-        added = t_.bumps.insert(k).second;
+        added = t_.bumps.insert(key);
         if (added) ++stats.bumps;
         break;
     }
@@ -97,13 +119,14 @@ class Pipeline::TxnSink : public rules::Sink {
     // A second delete is owed whenever a rule that asks for one names the key, even if an
     // earlier rule already queued the first delete.
     if (rule.redelete_after.count() > 0 && action != rules::Action::Bump) {
-      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(k);
+      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(key);
       t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
     }
     // The message lists what this rule invalidated, even when an earlier rule of the same
     // transaction already queued the key.
     if (!rule.publish.empty()) {
       auto& info = publish_info(rule);
+      std::string k(key);
       if (info.listed.contains(k)) return;
       if (info.items >= p_.options_.publish_max_items) {
         info.truncated = true;
@@ -120,13 +143,14 @@ class Pipeline::TxnSink : public rules::Sink {
 
   // A rule that fired publishes even when it has no key to list (publish-only rules).
   void fired(const rules::Rule& rule) override {
-    ++p_.rule_stats_[rule.name].fired;
+    ++p_.rule_stats_for(rule).fired;
     if (!rule.publish.empty()) publish_info(rule);
   }
 
   PublishInfo& publish_info(const rules::Rule& rule) {
     auto& info = t_.publishes[rule.publish];
-    info.tables.insert(t_.table);
+    const std::string& table = t_.table_name();
+    if (!info.tables.contains(table)) info.tables.insert(table);
     info.rules.insert(rule.name);
     return info;
   }
@@ -135,7 +159,7 @@ class Pipeline::TxnSink : public rules::Sink {
     auto& s = p_.stats_;
     ++s.widenings;
     ++s.widenings_by_reason[std::string(to_string(why))];
-    ++p_.rule_stats_[rule.name].widenings;
+    ++p_.rule_stats_for(rule).widenings;
     spdlog::debug("rule {}: widened: {}", rule.name, detail);
   }
 
@@ -164,8 +188,9 @@ void Pipeline::replace_rules(std::shared_ptr<const rules::RuleSet> rules) {
 }
 
 void Pipeline::maybe_swap_rules() {
-  if (!next_rules_ || !open_.empty()) return;
+  if (!next_rules_ || open_txns_ != 0) return;
   // Between transactions: every later change is matched against the new rules only.
+  rule_stats_cache_.clear();
   rules_ = std::move(next_rules_);
   next_rules_.reset();
   engine_ = std::make_unique<rules::Engine>(rules_, engine_options_);
@@ -175,13 +200,32 @@ bool Pipeline::accepting() const {
   return batches_in_target_ < options_.max_queued_batches;
 }
 
+RuleStats& Pipeline::rule_stats_for(const rules::Rule& rule) {
+  auto [it, added] = rule_stats_cache_.try_emplace(&rule, nullptr);
+  if (added) it->second = &rule_stats_[rule.name];
+  return *it->second;
+}
+
 Pipeline::Txn& Pipeline::txn_for(Source& source) {
-  auto& slot = open_[&source];
+  auto& slot = txns_[&source];
   if (!slot) slot = std::make_unique<Txn>();
+  if (!slot->open) {
+    slot->open = true;
+    ++open_txns_;
+  }
   return *slot;
 }
 
-void Pipeline::begin(Source& source) { open_[&source] = std::make_unique<Txn>(); }
+void Pipeline::close_txn(Txn& txn) {
+  txn.clear();
+  txn.open = false;
+  --open_txns_;
+}
+
+void Pipeline::begin(Source& source) {
+  Txn& txn = txn_for(source);
+  txn.clear();  // a begin() without commit/abort starts afresh
+}
 
 void Pipeline::change(Source& source, const ChangeEvent& event) {
   ++stats_.changes;
@@ -190,7 +234,8 @@ void Pipeline::change(Source& source, const ChangeEvent& event) {
   ++ts.ops[static_cast<int>(event.op)];
   if (!engine_->has_rules(*event.table)) return;
   Txn& txn = txn_for(source);
-  txn.table = event.table->schema + "." + event.table->name;
+  txn.schema = event.table->schema;
+  txn.table = event.table->name;
   TxnSink sink(*this, txn);
   int fired = engine_->evaluate(event, sink);
   if (fired > 0) ++stats_.matched;
@@ -199,22 +244,22 @@ void Pipeline::change(Source& source, const ChangeEvent& event) {
 void Pipeline::widen_table(Source& source, std::string_view schema, std::string_view table,
                            Unknown why) {
   Txn& txn = txn_for(source);
-  txn.table = std::string(schema) + "." + std::string(table);
+  txn.schema = schema;
+  txn.table = table;
   TxnSink sink(*this, txn);
   engine_->widen_table(schema, table, why, sink);
 }
 
 void Pipeline::abort(Source& source) {
-  open_.erase(&source);
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open)
+    close_txn(*it->second);
   maybe_swap_rules();
 }
 
 void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {
-  std::unique_ptr<Txn> txn;
-  if (auto it = open_.find(&source); it != open_.end()) {
-    txn = std::move(it->second);
-    open_.erase(it);
-  }
+  Txn* txn = nullptr;
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open)
+    txn = it->second.get();
   ++stats_.transactions;
   auto record = std::make_shared<AckRecord>();
   record->source = &source;
@@ -224,6 +269,7 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
 
   if (!txn || (txn->total == 0 && txn->publishes.empty())) {
     // Nothing to invalidate: confirmable as soon as every earlier transaction is.
+    if (txn) close_txn(*txn);
     record->applied = true;
     settle();
     maybe_swap_rules();
@@ -259,6 +305,7 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
     ++stats_.publishes;
     for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
   }
+  close_txn(*txn);
   p.records.push_back(record);
   if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys) flush();
   maybe_swap_rules();
@@ -268,13 +315,14 @@ void Pipeline::flush() {
   if (!accumulating_) return;
   std::shared_ptr<Pending> p(accumulating_.release());
   redis::Batch batch;
-  batch.deletes.reserve(p->deletes.size());
-  for (auto it = p->deletes.begin(); it != p->deletes.end();)
-    batch.deletes.push_back(std::move(p->deletes.extract(it++).value()));
-  for (auto it = p->patterns.begin(); it != p->patterns.end();)
-    batch.patterns.push_back(std::move(p->patterns.extract(it++).value()));
-  for (auto it = p->bumps.begin(); it != p->bumps.end();)
-    batch.bumps.push_back(std::move(p->bumps.extract(it++).value()));
+  auto copy = [](KeySet& from, std::vector<std::string>& to) {
+    to.reserve(from.size());
+    for (std::size_t i = 0; i < from.size(); ++i) to.emplace_back(from[i]);
+    from = KeySet();  // the batch holds them now
+  };
+  copy(p->deletes, batch.deletes);
+  copy(p->patterns, batch.patterns);
+  copy(p->bumps, batch.bumps);
   batch.publishes = std::move(p->publishes);
   ++batches_in_target_;
   target_.apply(std::move(batch), [this, p] { batch_done(p); });
@@ -287,8 +335,10 @@ void Pipeline::batch_done(std::shared_ptr<Pending> p) {
     // back after our delete. A second delete after the delay removes it; the position waits.
     Redelete r;
     r.due = Clock::now() + p->redelete_after;
-    r.batch.deletes.assign(p->redelete_keys.begin(), p->redelete_keys.end());
-    r.batch.patterns.assign(p->redelete_patterns.begin(), p->redelete_patterns.end());
+    for (std::size_t i = 0; i < p->redelete_keys.size(); ++i)
+      r.batch.deletes.emplace_back(p->redelete_keys[i]);
+    for (std::size_t i = 0; i < p->redelete_patterns.size(); ++i)
+      r.batch.patterns.emplace_back(p->redelete_patterns[i]);
     stats_.redeletes += r.batch.deletes.size() + r.batch.patterns.size();
     r.records = std::move(p->records);
     auto pos = std::upper_bound(redeletes_.begin(), redeletes_.end(), r.due,

@@ -103,6 +103,8 @@ class Pipeline : public ChangeSink, public Pollable {
   class TxnSink;
 
   Txn& txn_for(Source& source);
+  void close_txn(Txn& txn);
+  RuleStats& rule_stats_for(const rules::Rule& rule);
   void maybe_swap_rules();
   void flush();
   void batch_done(std::shared_ptr<Pending> pending);
@@ -116,9 +118,13 @@ class Pipeline : public ChangeSink, public Pollable {
   PipelineOptions options_;
   PipelineStats stats_;
   std::map<std::string, RuleStats> rule_stats_;
+  // Per-change lookups by rule object instead of by name; cleared when the rules change.
+  std::unordered_map<const rules::Rule*, RuleStats*> rule_stats_cache_;
   std::unordered_map<const TableInfo*, TableStats> table_stats_;
 
-  std::unordered_map<Source*, std::unique_ptr<Txn>> open_;  // transactions being read
+  // Each source's transaction buffers, kept between transactions so their memory is reused.
+  std::unordered_map<Source*, std::unique_ptr<Txn>> txns_;
+  std::size_t open_txns_ = 0;                               // transactions being read
   std::unique_ptr<Pending> accumulating_;                   // committed, not yet sent
   std::size_t batches_in_target_ = 0;
   // Committed transactions not yet confirmed, per source, in commit order.
