@@ -42,7 +42,11 @@ std::string_view phase_name(Phase p) {
 }
 
 constexpr TimePoint kAsap{};                       // a deadline that has already passed
-constexpr milliseconds kMinStatusGap{200};         // confirm()-driven updates at most this often
+// confirm()-driven status updates: at most every kMinStatusGap while delivered work is still
+// unconfirmed, within kCaughtUpStatusGap once everything delivered is confirmed (the slot
+// then shows promptly that pgbust has caught up, e.g. at the end of a catch-up burst).
+constexpr milliseconds kMinStatusGap{200};
+constexpr milliseconds kCaughtUpStatusGap{10};
 constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often to look again
 constexpr milliseconds kCloseWait{2000};           // close(): the end-of-stream handshake
 constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Redis, timers)
@@ -152,7 +156,7 @@ class LogicalSource::Impl {
         return retry_at_;
       case Phase::Streaming: {
         TimePoint t = next_status_;
-        if (status_due_) t = std::min(t, last_status_ + kMinStatusGap);
+        if (status_due_) t = std::min(t, last_status_ + status_gap());
         if (pending_input_) t = std::min(t, can_read() ? kAsap : paused_check_);
         if (resting_) t = std::min(t, rest_until_);
         if (!reading_paused())
@@ -263,6 +267,10 @@ class LogicalSource::Impl {
 
   std::string server() const {
     return conn_ ? pg::describe(conn_.get()) : mask_conninfo(opt_.conninfo);
+  }
+
+  milliseconds status_gap() const {
+    return !in_txn_ && confirmed_ >= last_delivered_ ? kCaughtUpStatusGap : kMinStatusGap;
   }
 
   bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
@@ -601,7 +609,7 @@ class LogicalSource::Impl {
     if (!ping_sent_ && now - last_receive_ >= opt_.receive_timeout / 2) {
       send_status(now, true);
       ping_sent_ = true;
-    } else if (now >= next_status_ || (status_due_ && now >= last_status_ + kMinStatusGap)) {
+    } else if (now >= next_status_ || (status_due_ && now >= last_status_ + status_gap())) {
       send_status(now, false);
     }
   }
