@@ -360,9 +360,9 @@ Resolved Engine::Impl::resolve(State& st, const Rule& rule, const EventView& e, 
     is_null = d.state == Datum::State::Null;
     value = d.text;
   }
-  FilterResult r = p.filters.empty() ? (is_null ? FilterResult::Null : FilterResult::Value)
-                                     : apply_filters(p.filters, is_null ? nullptr : &value, out,
-                                                     st.scratch);
+  FilterResult r = p.filters.empty()
+                       ? (is_null ? FilterResult::Null : FilterResult::Value)
+                       : apply_filters(p.filters, is_null ? nullptr : &value, out, st.scratch);
   if (p.filters.empty() && !is_null) out.assign(value);
   if (r == FilterResult::Null) {
     if (!impl.null_as) return Resolved::Skip;  // NULL: the application has no such key

@@ -114,8 +114,8 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
   return std::nullopt;
 }
 
-std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots,
-                                      Template& t, std::vector<Part>& parts, std::size_t depth);
+std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots, Template& t,
+                                      std::vector<Part>& parts, std::size_t depth);
 
 // One `${...}` whose '$' is at s[start]; on success i is past the '}'. `depth`: how many
 // groups it is inside.
@@ -131,8 +131,7 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
     std::size_t open = i++;
     part.meta = Meta::Group;
     if (auto e = parse_parts(s, i, slots, t, part.group, depth + 1)) return e;
-    if (i >= s.size())
-      return ParseError{open, "unterminated group: expected ')' to close '${('"};
+    if (i >= s.size()) return ParseError{open, "unterminated group: expected ')' to close '${('"};
     if (part.group.empty())
       return ParseError{open, "empty group; expected text and placeholders inside '${(...)}'"};
     ++i;  // ')'
@@ -190,8 +189,8 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
 
 // Literal text and placeholders from s[i] into `parts`: to the end of `s` at depth 0; inside
 // a group (depth > 0) up to the ')' that closes it (i is left on it).
-std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots,
-                                      Template& t, std::vector<Part>& parts, std::size_t depth) {
+std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots, Template& t,
+                                      std::vector<Part>& parts, std::size_t depth) {
   std::string literal;
   auto flush = [&] {
     if (literal.empty()) return;
@@ -202,8 +201,7 @@ std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots&
   };
   while (i < s.size()) {
     if (depth > 0 && s[i] == ')') break;
-    if (s[i] == '$' && i + 1 < s.size() &&
-        (s[i + 1] == '$' || (depth > 0 && s[i + 1] == ')'))) {
+    if (s[i] == '$' && i + 1 < s.size() && (s[i + 1] == '$' || (depth > 0 && s[i + 1] == ')'))) {
       literal.push_back(s[i + 1]);
       i += 2;
       continue;

@@ -41,7 +41,9 @@ class Example {
 
   // For INFO(ex.logs()): evaluated only when an assertion fails.
   std::string logs() const {
-    auto tail = [](const std::string& s) { return s.size() > 6000 ? s.substr(s.size() - 6000) : s; };
+    auto tail = [](const std::string& s) {
+      return s.size() > 6000 ? s.substr(s.size() - 6000) : s;
+    };
     return "pgbust output:\n" + (daemon ? tail(daemon->output()) : std::string("(not started)")) +
            "\npostgres log tail:\n" + tail(pg.log());
   }
@@ -118,8 +120,7 @@ class Example {
 
   // `pgbust setup --apply` (the publication and slot, or with notify the triggers).
   void setup(bool notify = false) {
-    std::vector<std::string> argv{pgbust_binary(), "setup", "--apply", "--config",
-                                  config.string()};
+    std::vector<std::string> argv{pgbust_binary(), "setup", "--apply", "--config", config.string()};
     if (notify) argv.push_back("--notify");
     auto r = run(argv);
     INFO(r.output);
@@ -203,8 +204,7 @@ struct AppKeys {
     auto in = [](const std::vector<std::string>& list, const std::string& k) {
       return std::find(list.begin(), list.end(), k) != list.end();
     };
-    for (const auto& k : concat(gone, either))
-      REQUIRE_MESSAGE(in(all, k), "not an app key: " << k);
+    for (const auto& k : concat(gone, either)) REQUIRE_MESSAGE(in(all, k), "not an app key: " << k);
     for (const auto& k : gone) CHECK_MESSAGE(!ex.redis.exists(k), "should be invalidated: " << k);
     for (const auto& k : all)
       if (!in(gone, k) && !in(either, k))

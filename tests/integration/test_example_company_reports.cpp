@@ -42,7 +42,8 @@ struct Reports {
     auto tables = ex.pg.scalar(read_text(ex.dir / "generate-poll-tables.sql"));
     REQUIRE(tables);
     CHECK_MESSAGE(read_text(ex.dir / "pgbust.yaml").find(*tables) != std::string::npos,
-                  "pgbust.yaml lacks the generated poll tables:\n" << *tables);
+                  "pgbust.yaml lacks the generated poll tables:\n"
+                      << *tables);
   }
 
   // What the service caches per company.
@@ -73,8 +74,9 @@ struct Reports {
 
     // A bank statement import: 500 entries in one statement.
     keys.cache();
-    ex.commit("INSERT INTO company_42.act (account, amount, booked_on) SELECT '512000', g, "
-              "'2024-03-01'::date + g % 28 FROM generate_series(1, 500) g");
+    ex.commit(
+        "INSERT INTO company_42.act (account, amount, booked_on) SELECT '512000', g, "
+        "'2024-03-01'::date + g % 28 FROM generate_series(1, 500) g");
     keys.expect_gone(reports(42));
 
     // An entry booked by mistake is deleted: max(id_act) does not move, the reports change.
@@ -106,8 +108,8 @@ struct Reports {
     ex.stop();
     ex.pg.exec(entry(43, "411000", "75.00"));
     ex.start();
-    keys.expect_gone(reports(43), polling ? concat(reports(7), reports(42))
-                                          : std::vector<std::string>{});
+    keys.expect_gone(reports(43),
+                     polling ? concat(reports(7), reports(42)) : std::vector<std::string>{});
   }
 };
 

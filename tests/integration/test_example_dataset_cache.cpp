@@ -73,10 +73,11 @@ struct DatasetCache {
   DatasetCache() {
     ex.check_shipped();
     ex.load_schema();
-    ex.pg.exec("INSERT INTO resources (id, name, area) VALUES (1, 'Press 1', 'North'), "
-               "(2, 'Press 2', 'South');"
-               "INSERT INTO shift_definitions VALUES ('A', '06:00', '14:00'), "
-               "('B', '14:00', '22:00'), ('C', '22:00', '06:00')");
+    ex.pg.exec(
+        "INSERT INTO resources (id, name, area) VALUES (1, 'Press 1', 'North'), "
+        "(2, 'Press 2', 'South');"
+        "INSERT INTO shift_definitions VALUES ('A', '06:00', '14:00'), "
+        "('B', '14:00', '22:00'), ('C', '22:00', '06:00')");
     ex.derive_config();
     ex.setup();
     ex.check_db();
@@ -84,9 +85,9 @@ struct DatasetCache {
     worker = std::make_unique<Subscriber>(ex.redis.port(), "dataset-invalidation");
     // The query ids: SHA-256 of the query's canonical JSON, as the service computes them.
     for (const char* table : {"hold_release_history", "resource_status_by_shift"})
-      for (const char* q : {R"({"from":"2024-03-01","resource_id":1,"to":"2024-03-31"})",
-                            R"({"from":"2024-01-01","to":"2024-12-31"})",
-                            R"({"area":"North","shift":"B"})"}) {
+      for (const char* q :
+           {R"({"from":"2024-03-01","resource_id":1,"to":"2024-03-31"})",
+            R"({"from":"2024-01-01","to":"2024-12-31"})", R"({"area":"North","shift":"B"})"}) {
         auto id = ex.pg.scalar(std::string("SELECT encode(sha256(convert_to('") + q +
                                "', 'UTF8')), 'hex')");
         REQUIRE(id);
@@ -134,7 +135,8 @@ struct DatasetCache {
   }
 };
 
-const std::string kHolds = "public.hold_release_history", kShifts = "public.resource_status_by_shift";
+const std::string kHolds = "public.hold_release_history",
+                  kShifts = "public.resource_status_by_shift";
 const std::string kHoldsPattern = "dataset:hold_release_history:*",
                   kShiftsPattern = "dataset:resource_status_by_shift:*";
 
@@ -148,17 +150,19 @@ TEST_CASE("dataset-cache: L2 blobs by pattern, a second delete, one message per 
 
   // A hold is recorded: every cached dataset of that table, whatever its query.
   keys.cache();
-  ex.commit("INSERT INTO hold_release_history (resource_id, event, reason) "
-            "VALUES (1, 'hold', 'maintenance')");
+  ex.commit(
+      "INSERT INTO hold_release_history (resource_id, event, reason) "
+      "VALUES (1, 'hold', 'maintenance')");
   keys.expect_gone(d.holds);
   d.expect_message({kHolds}, {kHoldsPattern});
   d.second_delete({"hold_release_history"});
 
   // One transaction writing both facts tables: one message naming both.
   keys.cache();
-  ex.commit("BEGIN; INSERT INTO hold_release_history (resource_id, event) VALUES (1, 'release');"
-            "INSERT INTO resource_status_by_shift VALUES (1, '2024-03-04', 'A', 'running', 420);"
-            "COMMIT");
+  ex.commit(
+      "BEGIN; INSERT INTO hold_release_history (resource_id, event) VALUES (1, 'release');"
+      "INSERT INTO resource_status_by_shift VALUES (1, '2024-03-04', 'A', 'running', 420);"
+      "COMMIT");
   keys.expect_gone(concat(d.holds, d.shifts));
   d.expect_message({kHolds, kShifts}, {kHoldsPattern, kShiftsPattern});
   d.second_delete({"hold_release_history", "resource_status_by_shift"});
@@ -185,13 +189,15 @@ TEST_CASE("dataset-cache: L2 blobs by pattern, a second delete, one message per 
   // An import of 1000 events in one statement, then the nightly aggregation: one message
   // per transaction, not per row.
   keys.cache();
-  ex.commit("INSERT INTO hold_release_history (resource_id, event, at) SELECT 1 + g % 2, "
-            "CASE WHEN g % 2 = 0 THEN 'hold' ELSE 'release' END, "
-            "'2024-03-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 1000) g");
-  ex.commit("INSERT INTO resource_status_by_shift SELECT r, '2024-03-05', s, 'running', 400 "
-            "FROM generate_series(1, 2) r, unnest(ARRAY['A', 'B', 'C']) s "
-            "ON CONFLICT (resource_id, shift_date, shift, status) DO UPDATE SET minutes = "
-            "excluded.minutes");
+  ex.commit(
+      "INSERT INTO hold_release_history (resource_id, event, at) SELECT 1 + g % 2, "
+      "CASE WHEN g % 2 = 0 THEN 'hold' ELSE 'release' END, "
+      "'2024-03-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 1000) g");
+  ex.commit(
+      "INSERT INTO resource_status_by_shift SELECT r, '2024-03-05', s, 'running', 400 "
+      "FROM generate_series(1, 2) r, unnest(ARRAY['A', 'B', 'C']) s "
+      "ON CONFLICT (resource_id, shift_date, shift, status) DO UPDATE SET minutes = "
+      "excluded.minutes");
   keys.expect_gone(concat(d.holds, d.shifts));
   d.expect_message({kHolds}, {kHoldsPattern});
   d.expect_message({kShifts}, {kShiftsPattern});

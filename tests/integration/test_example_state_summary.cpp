@@ -99,21 +99,26 @@ TEST_CASE("state-summary: revision counters for the core tables and the progress
 
   // Progress events: only the progress counter.
   s.step("INSERT INTO progress_events (work_order_id, done_quantity) VALUES (1, 50)", false, true);
-  s.step("INSERT INTO progress_events (work_order_id, done_quantity) "
-         "SELECT 1, g FROM generate_series(60, 100, 10) g", false, true);
+  s.step(
+      "INSERT INTO progress_events (work_order_id, done_quantity) "
+      "SELECT 1, g FROM generate_series(60, 100, 10) g",
+      false, true);
 
   // A machine heartbeat is not on the summary: nothing moves (changed: on machines).
   s.step("UPDATE machines SET last_heartbeat_at = now()", false, false);
 
   // One transaction over several core tables and progress: both move. The per-request
   // max(updated_at) check missed the DELETE and the materials change (no updated_at there).
-  s.step("BEGIN; DELETE FROM shift_assignments; UPDATE materials SET stock = stock - 1; "
-         "INSERT INTO progress_events (work_order_id, done_quantity) VALUES (1, 120); COMMIT",
-         true, true);
+  s.step(
+      "BEGIN; DELETE FROM shift_assignments; UPDATE materials SET stock = stock - 1; "
+      "INSERT INTO progress_events (work_order_id, done_quantity) VALUES (1, 120); COMMIT",
+      true, true);
 
   // Rolled back: nothing.
-  s.step("BEGIN; UPDATE sites SET name = 'x'; INSERT INTO progress_events (work_order_id, "
-         "done_quantity) VALUES (1, 1); ROLLBACK", false, false);
+  s.step(
+      "BEGIN; UPDATE sites SET name = 'x'; INSERT INTO progress_events (work_order_id, "
+      "done_quantity) VALUES (1, 1); ROLLBACK",
+      false, false);
 
   // The counter is evicted (maxmemory, FLUSHDB, a failover to an empty replica): the next
   // bump is seeded from the clock again, above every value handed out before, so a summary

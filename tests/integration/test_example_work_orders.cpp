@@ -25,7 +25,8 @@ struct WorkOrders {
     // Every key the statistics views read, as django-redis writes them: ":1:" + key, a
     // pickled value, the default TIMEOUT of 300 s.
     for (int d : {10, 20, 30})
-      for (auto k : {"task_stats:", "dept_workload:"}) keys.all.push_back(":1:" + (k + std::to_string(d)));
+      for (auto k : {"task_stats:", "dept_workload:"})
+        keys.all.push_back(":1:" + (k + std::to_string(d)));
     for (int op : {7, 8, 9}) keys.all.push_back(":1:operator_stats:" + std::to_string(op));
     for (int d : {10, 20, 30}) keys.all.push_back(collab("2024-03-04", "2024-03-08", d));
     keys.all.push_back(collab("2024-03-11", "2024-03-15", 10));
@@ -34,8 +35,8 @@ struct WorkOrders {
     keys.all = concat(keys.all, kDashboards);
     // Another cache VERSION, no prefix, another department, a look-alike: never touched
     // (only the TRUNCATE's widened pattern reaches :1:task_stats:100).
-    keys.all = concat(keys.all, {":2:task_stats:10", "task_stats:10", ":1:task_stats:100",
-                                 ":1:dashboardx"});
+    keys.all = concat(keys.all,
+                      {":2:task_stats:10", "task_stats:10", ":1:task_stats:100", ":1:dashboardx"});
     keys.value = "\x80\x05\x95pickled";
     keys.ttl_seconds = 300;
   }
@@ -72,24 +73,30 @@ TEST_CASE("work-orders: every statistics key the Django views read, through ever
 
   // WorkOrderTask.objects.create(...): what post_save got right.
   keys.cache();
-  ex.commit("INSERT INTO work_order_task (id, title, assigned_department_id, assigned_operator_id,"
-            " start_date, end_date, estimated_hours) VALUES (1, 'Inspect pump', 10, 7, " + W1 +
-            ", 4)");
+  ex.commit(
+      "INSERT INTO work_order_task (id, title, assigned_department_id, assigned_operator_id,"
+      " start_date, end_date, estimated_hours) VALUES (1, 'Inspect pump', 10, 7, " +
+      W1 + ", 4)");
   keys.expect_gone(concat(w.task(10, 7, "2024-03-04", "2024-03-08"), dash));
 
   // task.assigned_department_id = 20; task.save(): post_save saw only the new department, so
   // department 10 kept counting the task. pgbust reads the old row: both sides.
   keys.cache();
-  ex.commit("UPDATE work_order_task SET assigned_department_id = 20, assigned_operator_id = 8 "
-            "WHERE id = 1");
-  keys.expect_gone(concat(concat(w.task(10, 7, "2024-03-04", "2024-03-08"),
-                                 w.task(20, 8, "2024-03-04", "2024-03-08")),
-                          dash));
+  ex.commit(
+      "UPDATE work_order_task SET assigned_department_id = 20, assigned_operator_id = 8 "
+      "WHERE id = 1");
+  keys.expect_gone(concat(
+      concat(w.task(10, 7, "2024-03-04", "2024-03-08"), w.task(20, 8, "2024-03-04", "2024-03-08")),
+      dash));
 
   // A rename touches no statistic (changed: leaves out title): nothing is invalidated.
-  ex.commit("INSERT INTO work_order_task (id, title, assigned_department_id, assigned_operator_id,"
-            " start_date, end_date) VALUES (2, 'Replace seal', 20, 9, " + W2 + "), (3, "
-            "'Paint', 30, 9, " + W1 + ")");
+  ex.commit(
+      "INSERT INTO work_order_task (id, title, assigned_department_id, assigned_operator_id,"
+      " start_date, end_date) VALUES (2, 'Replace seal', 20, 9, " +
+      W2 +
+      "), (3, "
+      "'Paint', 30, 9, " +
+      W1 + ")");
   keys.cache();
   ex.commit("UPDATE work_order_task SET title = 'Inspect pump P-101' WHERE id = 1");
   keys.expect_gone({});
@@ -106,9 +113,9 @@ TEST_CASE("work-orders: every statistics key the Django views read, through ever
   // Rescheduling to an open end: both planning windows; Python spells the NULL "None".
   keys.cache();
   ex.commit("UPDATE work_order_task SET end_date = NULL WHERE id = 3");
-  keys.expect_gone(concat(concat(w.task(30, 9, "2024-03-04", "2024-03-08"),
-                                 {w.collab("2024-03-04", "None", 30)}),
-                          dash));
+  keys.expect_gone(concat(
+      concat(w.task(30, 9, "2024-03-04", "2024-03-08"), {w.collab("2024-03-04", "None", 30)}),
+      dash));
 
   // post_save runs inside the transaction: a reader could refill the cache with the old
   // numbers before the commit, and nothing would delete them again. pgbust acts on commit.
@@ -127,8 +134,9 @@ TEST_CASE("work-orders: every statistics key the Django views read, through ever
 
   // A transaction that rolls back invalidates nothing.
   keys.cache();
-  ex.commit("BEGIN; DELETE FROM work_order_task; UPDATE work_order_task SET status = 'x'; "
-            "ROLLBACK");
+  ex.commit(
+      "BEGIN; DELETE FROM work_order_task; UPDATE work_order_task SET status = 'x'; "
+      "ROLLBACK");
   keys.expect_gone({});
 
   // task.delete(): the old row's keys.

@@ -24,8 +24,9 @@ struct Heatmap {
   Heatmap() {
     ex.check_shipped();
     ex.load_schema();
-    ex.pg.exec("INSERT INTO users (id, name, department_id, capacity_hours) VALUES "
-               "(1, 'Ann', 1, 40), (2, 'Bob', 1, 32), (3, 'Cho', 10, 40), (4, 'Dee', 2, 20)");
+    ex.pg.exec(
+        "INSERT INTO users (id, name, department_id, capacity_hours) VALUES "
+        "(1, 'Ann', 1, 40), (2, 'Bob', 1, 32), (3, 'Cho', 10, 40), (4, 'Dee', 2, 20)");
     ex.derive_config();
     ex.setup();
     ex.check_db();
@@ -42,8 +43,14 @@ struct Heatmap {
   // users (sorted, comma-joined ids), and both filters.
   static std::vector<std::string> heatmaps(const std::string& w) {
     std::string h = "workload:heatmap:" + w;
-    return {h, h + ":dept:1", h + ":dept:10", h + ":dept:2", h + ":users:1,3", h + ":users:2,4",
-            h + ":dept:1:users:1,2", h + ":dept:10:users:3"};
+    return {h,
+            h + ":dept:1",
+            h + ":dept:10",
+            h + ":dept:2",
+            h + ":users:1,3",
+            h + ":users:2,4",
+            h + ":dept:1:users:1,2",
+            h + ":dept:10:users:3"};
   }
   // Every heatmap filtered by department d, in every week.
   static std::vector<std::string> dept(int d) {
@@ -70,15 +77,17 @@ TEST_CASE("workload-heatmap: every heatmap and per-user key, through tasks and u
 
   // A task for Ann due Wednesday of week 1: that week's heatmaps (all variants) and her week.
   keys.cache();
-  ex.commit("INSERT INTO tasks (id, title, assignee_id, due_date, original_estimate) "
-            "VALUES (1, 'Spec', 1, '2024-03-06', 6)");
+  ex.commit(
+      "INSERT INTO tasks (id, title, assignee_id, due_date, original_estimate) "
+      "VALUES (1, 'Spec', 1, '2024-03-06', 6)");
   keys.expect_gone(concat(H::heatmaps(W1), {H::user(1, W1)}));
 
   // Reassigned to Cho and pushed to Sunday 2024-03-17 (week 2): both weeks' heatmaps, Ann's
   // week 1 and Cho's week 2; not Ann's week 2 nor Cho's week 1.
   keys.cache();
   ex.commit("UPDATE tasks SET assignee_id = 3, due_date = '2024-03-17' WHERE id = 1");
-  keys.expect_gone(concat(concat(H::heatmaps(W1), H::heatmaps(W2)), {H::user(1, W1), H::user(3, W2)}));
+  keys.expect_gone(
+      concat(concat(H::heatmaps(W1), H::heatmaps(W2)), {H::user(1, W1), H::user(3, W2)}));
 
   // A new title changes no load.
   keys.cache();
@@ -91,11 +100,13 @@ TEST_CASE("workload-heatmap: every heatmap and per-user key, through tasks and u
   keys.expect_gone(concat(H::heatmaps(W2), {H::user(3, W2)}));
 
   // Bulk: close everything due before week 3 (one statement, several users and weeks).
-  ex.commit("INSERT INTO tasks (id, title, assignee_id, due_date, original_estimate) VALUES "
-            "(2, 'Review', 2, '2024-03-18', 3), (3, 'Deploy', 4, '2024-03-05', 2)");
+  ex.commit(
+      "INSERT INTO tasks (id, title, assignee_id, due_date, original_estimate) VALUES "
+      "(2, 'Review', 2, '2024-03-18', 3), (3, 'Deploy', 4, '2024-03-05', 2)");
   keys.cache();
   ex.commit("UPDATE tasks SET status = 'done' WHERE due_date < '2024-03-18'");
-  keys.expect_gone(concat(concat(H::heatmaps(W1), H::heatmaps(W2)), {H::user(3, W2), H::user(4, W1)}));
+  keys.expect_gone(
+      concat(concat(H::heatmaps(W1), H::heatmaps(W2)), {H::user(3, W2), H::user(4, W1)}));
 
   // Bob moves from department 1 to 10: the heatmaps filtered by either department, every
   // week; nothing else (not department 2, not the unfiltered or users-filtered ones).
