@@ -107,6 +107,7 @@ struct Daemon::Impl : Pollable {
     in.in_flight = pipeline.in_flight();
     in.wal_warn_bytes = cfg.status.wal_warn_bytes;
     in.rules = describe_rules(pipeline.rules());
+    in.stopping = phase != Phase::Running;
     return in;
   }
 

@@ -11,6 +11,7 @@ std::string_view to_string(Health h) {
     case Health::Healthy: return "healthy";
     case Health::CatchingUp: return "catching up";
     case Health::Degraded: return "degraded";
+    case Health::Stopping: return "stopping";
   }
   return "?";
 }
@@ -36,6 +37,7 @@ std::string human_bytes(std::int64_t bytes) {
 }
 
 Health health(const StatusInput& in) {
+  if (in.stopping) return Health::Stopping;
   bool all_streaming = !in.sources.empty();
   bool any_started = false;
   bool lagging = false;

@@ -11,7 +11,7 @@
 
 namespace pgbust {
 
-enum class Health { Starting, Healthy, CatchingUp, Degraded };
+enum class Health { Starting, Healthy, CatchingUp, Degraded, Stopping };
 std::string_view to_string(Health h);
 
 struct StatusInput {
@@ -25,6 +25,7 @@ struct StatusInput {
   std::size_t in_flight = 0;        // transactions committed, not yet confirmed
   std::int64_t wal_warn_bytes = 0;  // slot lag above this degrades health
   std::string rules;                // "12 rules, hash 3fa2c1d0"
+  bool stopping = false;            // SIGTERM received: draining or stopped
 };
 
 Health health(const StatusInput& in);
