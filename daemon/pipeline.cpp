@@ -191,6 +191,7 @@ void Pipeline::maybe_swap_rules() {
   if (!next_rules_ || open_txns_ != 0) return;
   // Between transactions: every later change is matched against the new rules only.
   rule_stats_cache_.clear();
+  last_rule_ = nullptr;
   rules_ = std::move(next_rules_);
   next_rules_.reset();
   engine_ = std::make_unique<rules::Engine>(rules_, engine_options_);
@@ -201,8 +202,11 @@ bool Pipeline::accepting() const {
 }
 
 RuleStats& Pipeline::rule_stats_for(const rules::Rule& rule) {
+  if (&rule == last_rule_) return *last_rule_stats_;
   auto [it, added] = rule_stats_cache_.try_emplace(&rule, nullptr);
   if (added) it->second = &rule_stats_[rule.name];
+  last_rule_ = &rule;
+  last_rule_stats_ = it->second;
   return *it->second;
 }
 

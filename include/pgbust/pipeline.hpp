@@ -120,6 +120,8 @@ class Pipeline : public ChangeSink, public Pollable {
   std::map<std::string, RuleStats> rule_stats_;
   // Per-change lookups by rule object instead of by name; cleared when the rules change.
   std::unordered_map<const rules::Rule*, RuleStats*> rule_stats_cache_;
+  const rules::Rule* last_rule_ = nullptr;  // the most recent lookup (runs of one rule)
+  RuleStats* last_rule_stats_ = nullptr;
   std::unordered_map<const TableInfo*, TableStats> table_stats_;
 
   // Each source's transaction buffers, kept between transactions so their memory is reused.
