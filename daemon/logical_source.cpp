@@ -419,7 +419,7 @@ class LogicalSource::Impl {
   }
 
   void read_stream() {
-    bool refilled = false;
+    bool refilled = false, stamped = false;
     for (int budget = kMessagesPerRound;; --budget) {
       if (reading_paused()) {
         pending_input_ = true;
@@ -448,7 +448,7 @@ class LogicalSource::Impl {
       if (n == -1) end_of_copy();
       if (n < 0) pg::fail(conn_.get(), "reading the stream of slot " + opt_.slot);
       pg::Buffer buf(raw);
-      last_receive_ = Clock::now();
+      if (!stamped) last_receive_ = Clock::now(), stamped = true;  // once per drain is enough
       ping_sent_ = false;
       ++window_messages_;
       on_copy_data(std::string_view(raw, static_cast<std::size_t>(n)));
