@@ -55,12 +55,13 @@ constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Re
 // recv) then handles hundreds of messages instead of the few a walsender sends at a time,
 // and the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender
 // too: the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding
-// one that rests 2 ms). The cost is at most kBatchDelay of latency, and only at rates (20k
-// messages/s and up) where the per-wakeup cost dominates; below that every message is read
-// as soon as it arrives. 1 ms rests gave ~120k rows/s in bench_catchup, 2 ms ~160k (all
+// one that rests 2 ms). The cost is at most kBatchDelay of latency, and only at rates (50k
+// messages/s and up: catch-up, or more than ~16k single-row transactions/s) where the
+// per-wakeup cost dominates; below that every message is read as soon as it arrives (at
+// 20k messages/s, live latency p99 at 4000 tx/s went from 0.5 to 2.5 ms). 1 ms rests gave ~120k rows/s in bench_catchup, 2 ms ~160k (all
 // columns) and ~330k (column list); 5 ms fills the socket buffer and blocks the walsender.
 constexpr milliseconds kRateWindow{10};
-constexpr int kBusyMessages = 200;
+constexpr int kBusyMessages = 500;
 constexpr milliseconds kBatchDelay{2};
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kFastPing{100};             // see answer_ping()
