@@ -124,6 +124,22 @@ inline long proc_status_kb(int pid, const std::string& field) {
 inline long peak_rss_kb(int pid) { return proc_status_kb(pid, "VmHWM"); }
 inline long rss_kb(int pid) { return proc_status_kb(pid, "VmRSS"); }
 
+// Busy and total CPU time of the whole machine (all CPUs, /proc/stat), in seconds.
+struct MachineCpu {
+  double busy = 0, total = 0;
+};
+inline MachineCpu machine_cpu() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double v[8] = {0};
+  in >> cpu;
+  for (double& x : v) in >> x;
+  double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double total = 0;
+  for (double x : v) total += x;
+  return {(total - v[3] - v[4]) / tick, total / tick};  // idle and iowait are not busy
+}
+
 inline int parent_pid(int pid) { return static_cast<int>(proc_status_kb(pid, "PPid")); }
 
 // ---- a child process timed to the millisecond, with its rusage ---------------------------

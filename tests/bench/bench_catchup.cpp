@@ -182,7 +182,7 @@ double per_row_us(double seconds, long rows) { return seconds * 1e6 / static_cas
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const int runs = static_cast<int>(arg_long(argc, argv, "--runs", 3));
+  const int runs = static_cast<int>(arg_long(argc, argv, "--runs", 5));
   Bench b;
   b.table_rows = arg_long(argc, argv, "--rows", 100000);
   b.txns = static_cast<int>(arg_long(argc, argv, "--txns", 2000));

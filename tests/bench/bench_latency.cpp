@@ -4,7 +4,8 @@
 // as it happens, so nothing polls. Prints p50/p95/p99/max per rate and whether the lag
 // stayed bounded; never fails on time.
 //
-// Usage: bench_latency [--seconds N] [--max-rate N]
+// Usage: bench_latency [--seconds N] [--max-rate N] [--rate N]
+//   --rate N   only that rate (repeated --rate: each in turn), e.g. to look at one load
 #include <poll.h>
 
 #include <atomic>
@@ -87,17 +88,24 @@ struct StepResult {
   long txns = 0, missing = 0;
   std::vector<double> latencies_ms;  // sorted
   double early_p50 = 0, late_p50 = 0;
-  double pgbust_cpu_share = 0;  // of one core, during the step
+  double pgbust_cpu_share = 0;     // of one core, during the step
+  double walsender_cpu_share = 0;  // the walsender decoding for pgbust, same
+  double machine_busy = 0;         // of all CPUs together (2 CPUs: up to 200%)
+  double walsender_behind_kb = 0;  // max WAL not yet sent by the walsender (PostgreSQL side)
+  double pgbust_behind_kb = 0;     // max WAL sent but not yet confirmed by pgbust
+  long stalls = 0;                 // transactions that took over 50 ms
+  double first_stall_s = 0;        // when the first of them committed, from the step start
   bool bounded = false;
 };
 
 // One step: `rate` single-row UPDATE transactions per second for `seconds`, spread over
 // enough connections to reach it; ids 1..n, whose task:<id> keys are set beforehand.
-StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid, double rate,
-                double seconds) {
+StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
+                int walsender_pid, double rate, double seconds, long rows) {
   StepResult res;
   res.target_rate = rate;
-  const long n = static_cast<long>(rate * seconds);
+  // One transaction per row (a key is deleted once): at most `rows` per step.
+  const long n = std::min(static_cast<long>(rate * seconds), rows);
   res.txns = n;
   {
     RedisClient r(redis.port());
@@ -117,7 +125,28 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
     if (PQresultStatus(p.get()) != PGRES_COMMAND_OK)
       throw std::runtime_error(PQerrorMessage(sessions.back()->get()));
   }
-  const double cpu0 = proc_runtime(pgbust_pid);
+  // Where a backlog sits, sampled every 20 ms: WAL the walsender has not sent yet, and WAL
+  // sent but not yet confirmed by pgbust (applied in Redis; confirmations go out at most
+  // every 200 ms while work is in flight, so up to ~200 ms of WAL is normal there).
+  std::atomic<bool> sampling{true};
+  std::thread sampler([&] {
+    PgSession s(pg.conninfo());
+    const std::string q = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), sent_lsn), "
+                          "pg_wal_lsn_diff(sent_lsn, flush_lsn) FROM pg_stat_replication "
+                          "WHERE pid = " + std::to_string(walsender_pid);
+    while (sampling) {
+      pgbust::pg::Result r = pgbust::pg::exec(s.get(), q, "sampling pg_stat_replication");
+      if (PQntuples(r.get()) == 1) {
+        res.walsender_behind_kb =
+            std::max(res.walsender_behind_kb, std::atof(PQgetvalue(r.get(), 0, 0)) / 1024);
+        res.pgbust_behind_kb =
+            std::max(res.pgbust_behind_kb, std::atof(PQgetvalue(r.get(), 0, 1)) / 1024);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  const double cpu0 = proc_runtime(pgbust_pid), wal0 = proc_runtime(walsender_pid);
+  const MachineCpu m0 = machine_cpu();
   const auto start = Clock::now() + 20ms;
   const auto interval = std::chrono::duration<double>(1.0 / rate);
   std::vector<std::thread> loaders;
@@ -142,9 +171,13 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
     first = std::min(first, committed[static_cast<std::size_t>(id)]);
     last = std::max(last, committed[static_cast<std::size_t>(id)]);
   }
-  const double load_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (int i = 0; i < 1500 && watcher.count() < n; ++i) std::this_thread::sleep_for(10ms);
-  res.pgbust_cpu_share = (proc_runtime(pgbust_pid) - cpu0) / load_seconds;
+  sampling = false;
+  sampler.join();
+  const double busy_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  res.pgbust_cpu_share = (proc_runtime(pgbust_pid) - cpu0) / busy_seconds;
+  res.walsender_cpu_share = (proc_runtime(walsender_pid) - wal0) / busy_seconds;
+  res.machine_busy = (machine_cpu().busy - m0.busy) / busy_seconds;
   res.achieved_rate = n > 1 ? static_cast<double>(n - 1) / ((last - first) / 1e9) : 0;
 
   std::vector<double> early, late;
@@ -157,14 +190,19 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
     // The walsender can send the commit before COMMIT's reply reaches the client: 0 then.
     double ms = std::max<std::int64_t>(0, seen - committed[static_cast<std::size_t>(id)]) / 1e6;
     res.latencies_ms.push_back(ms);
+    if (ms > 50 && res.stalls++ == 0)
+      res.first_stall_s = (committed[static_cast<std::size_t>(id)] - first) / 1e9;
     if (id <= n / 5) early.push_back(ms);
     if (id > n - n / 5) late.push_back(ms);
   }
   std::sort(res.latencies_ms.begin(), res.latencies_ms.end());
   res.early_p50 = median(early);
   res.late_p50 = median(late);
-  // Bounded: nothing lost, and the end of the step is not further behind than its start.
-  res.bounded = res.missing == 0 && res.late_p50 <= std::max(2 * res.early_p50, res.early_p50 + 2);
+  // Bounded: nothing lost, the end of the step not further behind than its start, and not
+  // already far behind at the start (a backlog built up in the first fifth).
+  res.bounded = res.missing == 0 &&
+                res.late_p50 <= std::max(2 * res.early_p50, res.early_p50 + 2) &&
+                res.early_p50 < 100;
   return res;
 }
 
@@ -176,7 +214,7 @@ int main(int argc, char** argv) try {
   Postgres pg(pg_settings());
   Redis redis;
   TempDir dir;
-  const long rows = 100000;
+  const long rows = 200000;
   pg.exec(create_tasks_sql("tasks", rows, false));
   auto rules = dir.write("tasks.yaml", tasks_rule("tasks", "new."));
   auto config = dir.write("pgbust.yaml", pgbust_config(pg, redis, "lat", "pub_cols", rules.string()));
@@ -194,28 +232,67 @@ int main(int argc, char** argv) try {
            std::optional<std::string>("true");
   }, 30s);
   if (!streaming) throw std::runtime_error("pgbust did not start streaming:\n" + d.output());
+  const int walsender = std::stoi(
+      pg.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'lat'").value_or("0"));
   // Warm up: a short step so connections and caches are in place.
-  step(pg, redis, watcher, d.pid(), 200, 1);
+  step(pg, redis, watcher, d.pid(), walsender, 200, 1, rows);
 
   std::printf("live latency: single-row UPDATE transactions (synchronous_commit on), COMMIT "
               "returned -> key gone in Redis (keyspace notification), %.0f s per rate\n",
               seconds);
-  std::printf("  %8s %9s %7s %8s %8s %8s %8s %9s %7s  %s\n", "target/s", "achieved", "txns",
-              "p50 ms", "p95 ms", "p99 ms", "max ms", "pgbust %", "missing", "lag");
+  std::printf("  (CPU during the step, 100%% = one core: pgbust, the walsender decoding for it, "
+              "and the whole machine with %ld CPUs)\n",
+              ::sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("  (behind: the most WAL, in kB, not yet sent by the walsender / sent and not yet "
+              "confirmed by pgbust)\n");
+  std::printf("  %8s %9s %7s %8s %8s %8s %8s %9s %11s %9s %15s %7s  %s\n", "target/s",
+              "achieved", "txns", "p50 ms", "p95 ms", "p99 ms", "max ms", "pgbust %",
+              "walsender %", "machine %", "behind wal/pgb", "missing", "lag");
   std::vector<StepResult> results;
-  for (double rate = 500; rate <= max_rate; rate *= 2) {
-    StepResult r = step(pg, redis, watcher, d.pid(), rate, seconds);
+  // Doubling from 500/s; after the first rate that is not sustained, one step between it and
+  // the last sustained one.
+  double rate = 500, last_good = 0;
+  bool refined = false;
+  std::vector<double> fixed;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--rate") fixed.push_back(std::atof(argv[i + 1]));
+  std::size_t next_fixed = 0;
+  if (!fixed.empty()) rate = fixed[next_fixed++];
+  while (rate <= max_rate) {
+    StepResult r = step(pg, redis, watcher, d.pid(), walsender, rate, seconds, rows);
     const auto& l = r.latencies_ms;
-    std::printf("  %8.0f %9.0f %7ld %8.3f %8.3f %8.3f %8.3f %8.0f%% %7ld  %s (p50 first/last "
-                "fifth %.3f/%.3f ms)\n",
+    std::printf("  %8.0f %9.0f %7ld %8.3f %8.3f %8.3f %8.3f %8.0f%% %10.0f%% %8.0f%% %7.0f/%-7.0f "
+                "%7ld  %s (p50 first/last fifth %.3f/%.3f ms)\n",
                 r.target_rate, r.achieved_rate, r.txns, percentile(l, 50), percentile(l, 95),
                 percentile(l, 99), l.empty() ? 0.0 : l.back(), 100 * r.pgbust_cpu_share,
-                r.missing, r.bounded ? "bounded" : "GROWING", r.early_p50, r.late_p50);
+                100 * r.walsender_cpu_share, 100 * r.machine_busy, r.walsender_behind_kb,
+                r.pgbust_behind_kb, r.missing,
+                r.bounded                                          ? "bounded"
+                : r.walsender_behind_kb > 4 * r.pgbust_behind_kb ? "GROWING at the walsender"
+                                                                   : "GROWING",
+                r.early_p50, r.late_p50);
     std::fflush(stdout);
     results.push_back(std::move(r));
     const StepResult& last = results.back();
-    // The loaders cannot go faster (the database is the limit), or pgbust fell behind.
-    if (last.achieved_rate < 0.9 * last.target_rate || !last.bounded) break;
+    // Sustained: the loaders reached the rate (else the database is the limit) and pgbust
+    // kept up.
+    const bool sustained = last.achieved_rate >= 0.9 * last.target_rate && last.bounded;
+    if (last.stalls > 0)
+      std::printf("           %ld transactions over 50 ms, the first committed %.3f s into the "
+                  "step\n",
+                  last.stalls, last.first_stall_s);
+    if (!fixed.empty()) {
+      if (next_fixed == fixed.size()) break;
+      rate = fixed[next_fixed++];
+    } else if (sustained && !refined) {
+      last_good = rate;
+      rate *= 2;
+    } else if (!sustained && !refined && last_good > 0) {
+      refined = true;
+      rate = (last_good + rate) / 2;
+    } else {
+      break;
+    }
   }
   const StepResult* best = nullptr;
   for (const auto& r : results)
