@@ -50,19 +50,23 @@ constexpr milliseconds kCaughtUpStatusGap{10};
 constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often to look again
 constexpr milliseconds kCloseWait{2000};           // close(): the end-of-stream handshake
 constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Redis, timers)
-// Batched reads while the stream is busy: when more than kBusyMessages arrived within
-// kRateWindow, wait kBatchDelay after draining before reading again. Each wakeup (poll +
-// recv) then handles hundreds of messages instead of the few a walsender sends at a time,
-// and the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender
-// too: the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding
-// one that rests 2 ms). The cost is at most kBatchDelay of latency, and only at rates (50k
-// messages/s and up: catch-up, or more than ~16k single-row transactions/s) where the
-// per-wakeup cost dominates; below that every message is read as soon as it arrives (at
-// 20k messages/s, live latency p99 at 4000 tx/s went from 0.5 to 2.5 ms). 1 ms rests gave ~120k rows/s in bench_catchup, 2 ms ~160k (all
-// columns) and ~330k (column list); 5 ms fills the socket buffer and blocks the walsender.
+// Batched reads while the stream is busy: after draining the socket, wait before reading
+// again, longer the busier the stream was over the last kRateWindow. Each wakeup (poll +
+// recv) then handles many messages instead of the few a walsender sends at a time, and
+// the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender too:
+// the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding one
+// that rests 2 ms). The cost is at most the rest in latency, and only at rates where the
+// per-wakeup cost dominates; below kBusyMessages every message is read as it arrives.
+// bench_catchup (100k+ messages/s): 1 ms rests ~120k rows/s, 2 ms ~160k (all columns) and
+// ~330k (column list), 5 ms fills the socket buffer and blocks the walsender.
+// bench_latency: resting 2 ms from 20k messages/s made p99 at 4000 single-row tx/s 2.5 ms
+// (0.5 ms unbatched); not resting until 50k left pgbust at 25-30% CPU at 8000 tx/s
+// (5-7% batched), CPU the saturated machine's walsender then lacked.
 constexpr milliseconds kRateWindow{10};
-constexpr int kBusyMessages = 500;
-constexpr milliseconds kBatchDelay{2};
+constexpr int kBusyMessages = 200;      // per kRateWindow (20k/s): rest kShortRest
+constexpr int kVeryBusyMessages = 500;  // (50k/s, catch-up): rest kLongRest
+constexpr milliseconds kShortRest{1};
+constexpr milliseconds kLongRest{2};
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kFastPing{100};             // see answer_ping()
 constexpr int kFastPingLimit = 20;
@@ -394,7 +398,8 @@ class LogicalSource::Impl {
     next_status_ = now + opt_.status_interval;
     backoff_ = opt_.backoff_min;
     pending_input_ = true;
-    resting_ = busy_ = false;
+    resting_ = false;
+    rest_ = milliseconds{0};
     window_start_ = now;
     window_messages_ = 0;
     std::string after = failures_ > 0 ? fmt::format(" after {} failed attempts", failures_) : "";
@@ -433,7 +438,7 @@ class LogicalSource::Impl {
       }
       char* raw = nullptr;
       int n = PQgetCopyData(conn_.get(), &raw, 1);
-      if (n == 0 && busy_ && !refilled) {
+      if (n == 0 && rest_.count() > 0 && !refilled) {
         // A busy stream has usually more waiting than libpq takes in one read (16 kB):
         // read on until the socket is empty, then rest.
         refilled = true;
@@ -456,19 +461,22 @@ class LogicalSource::Impl {
     }
   }
 
-  // Called with the stream drained: rest a moment if it is busy (see kBusyMessages).
+  // Called with the stream drained: rest a moment if the stream is busy (see kBusyMessages).
   void pace() {
     const auto now = Clock::now();
     const auto elapsed = now - window_start_;
     if (elapsed >= kRateWindow) {
-      // At least kBusyMessages per kRateWindow, over however long the window lasted.
-      busy_ = window_messages_ * kRateWindow >= kBusyMessages * elapsed;
+      // Messages per kRateWindow, over however long the window lasted.
+      const auto per_window = [&](int n) { return window_messages_ * kRateWindow >= n * elapsed; };
+      rest_ = per_window(kVeryBusyMessages) ? kLongRest
+              : per_window(kBusyMessages)   ? kShortRest
+                                            : milliseconds{0};
       window_start_ = now;
       window_messages_ = 0;
     }
-    if (busy_) {
+    if (rest_.count() > 0) {
       resting_ = true;
-      rest_until_ = now + kBatchDelay;
+      rest_until_ = now + rest_;
     }
   }
 
@@ -657,7 +665,7 @@ class LogicalSource::Impl {
 
   bool want_write_ = false;     // libpq has unsent output
   bool pending_input_ = false;  // libpq may hold complete messages not yet read
-  bool busy_ = false;           // more than kBusyMessages in the last kRateWindow
+  milliseconds rest_{0};        // pause after each drain, from the stream's rate (pace())
   bool resting_ = false;        // not reading until rest_until_ (see pace())
   TimePoint window_start_{}, rest_until_{};
   std::int64_t window_messages_ = 0;
