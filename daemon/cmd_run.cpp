@@ -31,7 +31,8 @@ void setup_logging(const std::string& level) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  po::options_description opts("pgbust run: keep Redis caches correct by watching PostgreSQL\n\noptions");
+  po::options_description opts(
+      "pgbust run: keep Redis caches correct by watching PostgreSQL\n\noptions");
   std::string config_file, rules, conninfo, slot, publication, redis_url, key_prefix, log_level,
       status_interval, listen;
   // clang-format off

@@ -140,9 +140,11 @@ int setup(int argc, char** argv) {
       std::cerr << "pgbust setup: NOTIFY triggers created on " << tables.size() << " table(s) on "
                 << pg::describe(conn.get()) << "\n";
     } else {
-      run_sql(conn.get(), "BEGIN;\n" + out.transactional + "\nCOMMIT;\n", "creating the publication");
+      run_sql(conn.get(), "BEGIN;\n" + out.transactional + "\nCOMMIT;\n",
+              "creating the publication");
       run_sql(conn.get(), out.outside, "creating the replication slot");
-      std::cerr << "pgbust setup: publication and slot ready on " << pg::describe(conn.get()) << "\n";
+      std::cerr << "pgbust setup: publication and slot ready on " << pg::describe(conn.get())
+                << "\n";
     }
     return 0;
   } catch (const std::exception& e) {

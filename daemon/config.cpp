@@ -5,8 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -25,7 +25,8 @@ ConfigError::ConfigError(std::vector<std::string> problems)
 
 std::optional<milliseconds> parse_duration(std::string_view text) {
   std::size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
   if (i == 0) return std::nullopt;
   double value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + i, value);
@@ -231,8 +232,9 @@ void read_poll_tables(Reader& r, const YAML::Node& n, Poll& poll) {
     if (!item.IsMap()) continue;
     if (qualified.empty()) r.error(item, "sources.poll.tables[] needs 'table: schema.name'");
     if (t.watermark.empty() || t.watermark.size() > 2)
-      r.error(item, "sources.poll.tables[] needs 'watermark: [id]', '[updated_at]' or "
-                    "'[updated_at, id]'");
+      r.error(item,
+              "sources.poll.tables[] needs 'watermark: [id]', '[updated_at]' or "
+              "'[updated_at, id]'");
     split_table(qualified, t.schema, t.table);
     poll.tables.push_back(std::move(t));
   }
@@ -252,8 +254,9 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
     throw ConfigError(r.problems());
   }
   if (!root.IsDefined() || root.IsNull()) {
-    r.error(YAML::Mark::null_mark(), "the file is empty; expected at least 'postgres', "
-                                     "'sources', 'redis' and 'rules'");
+    r.error(YAML::Mark::null_mark(),
+            "the file is empty; expected at least 'postgres', "
+            "'sources', 'redis' and 'rules'");
     throw ConfigError(r.problems());
   }
   std::string rules_path;
@@ -272,12 +275,13 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
               {{"logical",
                 [&](const YAML::Node& s) {
                   Logical l;
-                  r.mapping(s, "sources.logical",
-                            {{"slot", r.str(l.slot, "sources.logical.slot")},
-                             {"publication", r.str(l.publication, "sources.logical.publication")},
-                             {"create_slot", r.boolean(l.create_slot, "sources.logical.create_slot")},
-                             {"status_interval",
-                              r.duration(l.status_interval, "sources.logical.status_interval")}});
+                  r.mapping(
+                      s, "sources.logical",
+                      {{"slot", r.str(l.slot, "sources.logical.slot")},
+                       {"publication", r.str(l.publication, "sources.logical.publication")},
+                       {"create_slot", r.boolean(l.create_slot, "sources.logical.create_slot")},
+                       {"status_interval",
+                        r.duration(l.status_interval, "sources.logical.status_interval")}});
                   c.logical = l;
                 }},
                {"notify",
@@ -285,8 +289,8 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                   Notify nt;
                   r.mapping(s, "sources.notify",
                             {{"channels", r.strings(nt.channels, "sources.notify.channels")},
-                             {"on_gap", r.one_of(nt.on_gap, "sources.notify.on_gap",
-                                                 {"widen", "ignore"})},
+                             {"on_gap",
+                              r.one_of(nt.on_gap, "sources.notify.on_gap", {"widen", "ignore"})},
                              {"tables", [&](const YAML::Node& t) {
                                 r.strings(nt.tables, "sources.notify.tables")(t);
                                 for (auto& q : nt.tables) {
@@ -315,13 +319,13 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
         }},
        {"redis",
         [&](const YAML::Node& n) {
-          r.mapping(n, "redis",
-                    {{"url", r.str(c.redis.url, "redis.url")},
-                     {"password_file", r.str(c.redis.password_file, "redis.password_file")},
-                     {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
-                     {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
-                     {"command_timeout",
-                      r.duration(c.redis.command_timeout, "redis.command_timeout")}});
+          r.mapping(
+              n, "redis",
+              {{"url", r.str(c.redis.url, "redis.url")},
+               {"password_file", r.str(c.redis.password_file, "redis.password_file")},
+               {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
+               {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
+               {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")}});
         }},
        {"rules",
         [&](const YAML::Node& n) {
@@ -338,8 +342,8 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
        {"limits",
         [&](const YAML::Node& n) {
           r.mapping(n, "limits",
-                    {{"max_keys_per_transaction",
-                      r.count(c.limits.max_keys_per_transaction, "limits.max_keys_per_transaction")},
+                    {{"max_keys_per_transaction", r.count(c.limits.max_keys_per_transaction,
+                                                          "limits.max_keys_per_transaction")},
                      {"max_batch_keys", r.count(c.limits.max_batch_keys, "limits.max_batch_keys")},
                      {"max_queued_batches",
                       r.count(c.limits.max_queued_batches, "limits.max_queued_batches")}});
@@ -366,8 +370,8 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
 Config load(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in)
-    throw ConfigError({file.string() + ": error: cannot read the config file: " +
-                       std::strerror(errno)});
+    throw ConfigError(
+        {file.string() + ": error: cannot read the config file: " + std::strerror(errno)});
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), file);

@@ -81,8 +81,7 @@ struct Daemon::Impl : Pollable {
       : cfg(std::move(c)),
         rules(load_rules(cfg.rules)),
         target(redis_options(cfg)),
-        pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target,
-                 pipeline_options(cfg)) {
+        pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
     sources = make_sources(cfg, *rules, pipeline);
     if (sources.empty()) throw Error("no source configured: set sources.logical, notify or poll");
     telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, target, sources,
@@ -156,9 +155,10 @@ struct Daemon::Impl : Pollable {
     bool over = st.lag_bytes > limit;
     bool& warned = wal_warned[name];
     if (over && !warned)
-      spdlog::warn("{}: the slot holds {} of WAL, more than status.wal_warn_bytes ({}); "
-                   "PostgreSQL keeps it until pgbust confirms — is Redis down or pgbust behind?",
-                   name, human_bytes(st.lag_bytes), human_bytes(limit));
+      spdlog::warn(
+          "{}: the slot holds {} of WAL, more than status.wal_warn_bytes ({}); "
+          "PostgreSQL keeps it until pgbust confirms — is Redis down or pgbust behind?",
+          name, human_bytes(st.lag_bytes), human_bytes(limit));
     else if (!over && warned)
       spdlog::info("{}: WAL held by the slot is back under {} ({})", name, human_bytes(limit),
                    human_bytes(st.lag_bytes));
@@ -174,7 +174,8 @@ struct Daemon::Impl : Pollable {
     std::string burst;
     for (const auto& [reason, n] : pipeline.stats().widenings_by_reason) {
       auto& before = widenings_at_last_status[reason];
-      if (n > before) burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, reason);
+      if (n > before)
+        burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, reason);
       before = n;
     }
     if (!burst.empty()) spdlog::warn("widened since the last status line: {}", burst);
@@ -194,7 +195,8 @@ struct Daemon::Impl : Pollable {
       phase = Phase::Done;
       return;
     }
-    spdlog::info("{}: finishing in-flight work, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    spdlog::info("{}: finishing in-flight work, then exiting",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     phase = Phase::Draining;
     telemetry->stopping();
     drain_deadline = Clock::now() + std::chrono::seconds(30);
@@ -277,8 +279,10 @@ struct Daemon::Impl : Pollable {
       next_status = now + cfg.status.interval;
     }
     if (phase == Phase::Draining && now >= drain_deadline) {
-      spdlog::error("drain timed out after 30s with {} transaction(s) unconfirmed; they will be "
-                    "replayed on restart", pipeline.in_flight());
+      spdlog::error(
+          "drain timed out after 30s with {} transaction(s) unconfirmed; they will be "
+          "replayed on restart",
+          pipeline.in_flight());
       exit_code = 1;
       phase = Phase::Done;
     }
@@ -314,6 +318,8 @@ struct Daemon::Impl : Pollable {
 
 Daemon::Daemon(config::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 Daemon::~Daemon() = default;
-int Daemon::run() { return impl_->run(); }
+int Daemon::run() {
+  return impl_->run();
+}
 
 }  // namespace pgbust

@@ -1,7 +1,7 @@
 // `pgbust check --db`: reads the catalog once, then checks rule tables and columns, the
 // publication, the slot, replica identities, NOTIFY triggers and poll watermark indexes.
-#include "pgbust/text.hpp"
 #include "pgbust/db_check.hpp"
+#include "pgbust/text.hpp"
 
 #include <algorithm>
 #include <set>

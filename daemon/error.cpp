@@ -13,7 +13,8 @@ std::string mask_conninfo(std::string_view conninfo) {
     auto at = out.find('@', scheme_end);
     if (at != std::string::npos) {
       auto colon = out.find(':', scheme_end);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "********");
+      if (colon != std::string::npos && colon < at)
+        out.replace(colon + 1, at - colon - 1, "********");
     }
     auto q = out.find("password=");
     if (q != std::string::npos) {
@@ -27,7 +28,9 @@ std::string mask_conninfo(std::string_view conninfo) {
   std::size_t i = 0;
   while (i < conninfo.size()) {
     auto key_start = i;
-    while (i < conninfo.size() && conninfo[i] != '=' && !std::isspace(static_cast<unsigned char>(conninfo[i]))) ++i;
+    while (i < conninfo.size() && conninfo[i] != '=' &&
+           !std::isspace(static_cast<unsigned char>(conninfo[i])))
+      ++i;
     std::string_view key = conninfo.substr(key_start, i - key_start);
     while (i < conninfo.size() && std::isspace(static_cast<unsigned char>(conninfo[i]))) ++i;
     if (i >= conninfo.size() || conninfo[i] != '=') {

@@ -54,7 +54,9 @@ constexpr int kAcceptPerRound = 64;
 constexpr auto kDrainTime = std::chrono::milliseconds(1000);
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);  // after EMFILE and friends
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::string format_address(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -87,8 +89,7 @@ Response plain(int status, std::string body) {
 }
 
 bool is_token_upper(std::string_view s) {
-  return !s.empty() &&
-         std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 }  // namespace
@@ -111,17 +112,28 @@ bool split_host_port(const std::string& listen, std::string& host, std::string& 
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 400 ? "OK" : "Error";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return status < 400 ? "OK" : "Error";
   }
 }
 
@@ -269,8 +281,9 @@ struct Server::Impl {
       }
       if (c.in.size() > opts.max_request_bytes) {
         c.unread_input = true;  // the rest of the head is probably still on its way
-        respond(c, plain(431, "request head larger than " +
-                                  std::to_string(opts.max_request_bytes) + " bytes"),
+        respond(c,
+                plain(431, "request head larger than " + std::to_string(opts.max_request_bytes) +
+                               " bytes"),
                 true);
         return write_some(c);
       }
@@ -279,8 +292,8 @@ struct Server::Impl {
 
   void write_some(Connection& c) {
     while (c.written < c.out.size()) {
-      ssize_t n = ::send(c.fd.get(), c.out.data() + c.written, c.out.size() - c.written,
-                         MSG_NOSIGNAL);
+      ssize_t n =
+          ::send(c.fd.get(), c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -373,12 +386,22 @@ void Server::handle(const std::string& path, Handler handler) {
   impl_->handlers[path] = std::move(handler);
 }
 
-int Server::port() const { return impl_->port; }
-std::string Server::address() const { return impl_->bound; }
-std::size_t Server::connections() const { return impl_->conns.size(); }
+int Server::port() const {
+  return impl_->port;
+}
+std::string Server::address() const {
+  return impl_->bound;
+}
+std::size_t Server::connections() const {
+  return impl_->conns.size();
+}
 
-int Server::fd() const { return impl_->epoll.get(); }
-short Server::events() const { return POLLIN; }
+int Server::fd() const {
+  return impl_->epoll.get();
+}
+short Server::events() const {
+  return POLLIN;
+}
 
 void Server::on_ready(short) {
   epoll_event evs[64];
@@ -393,9 +416,15 @@ void Server::on_ready(short) {
     if (it == impl_->conns.end()) continue;  // closed earlier in this batch
     Connection& c = *it->second;
     switch (c.phase) {
-      case Connection::kReading: impl_->read_some(c); break;
-      case Connection::kWriting: impl_->write_some(c); break;
-      case Connection::kDraining: impl_->drain(c); break;
+      case Connection::kReading:
+        impl_->read_some(c);
+        break;
+      case Connection::kWriting:
+        impl_->write_some(c);
+        break;
+      case Connection::kDraining:
+        impl_->drain(c);
+        break;
     }
   }
 }

@@ -15,7 +15,9 @@ constexpr std::size_t kKeepBytes = 1 << 18;
 
 }  // namespace
 
-std::size_t KeySet::hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+std::size_t KeySet::hash(std::string_view key) {
+  return std::hash<std::string_view>{}(key);
+}
 
 std::size_t KeySet::find(std::string_view key, std::size_t h) const {
   const std::size_t mask = slots_.size() - 1;

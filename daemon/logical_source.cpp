@@ -41,15 +41,15 @@ std::string_view phase_name(Phase p) {
   return "?";
 }
 
-constexpr TimePoint kAsap{};                       // a deadline that has already passed
+constexpr TimePoint kAsap{};  // a deadline that has already passed
 // confirm()-driven status updates: at most every kMinStatusGap while delivered work is still
 // unconfirmed, within kCaughtUpStatusGap once everything delivered is confirmed (the slot
 // then shows promptly that pgbust has caught up, e.g. at the end of a catch-up burst).
 constexpr milliseconds kMinStatusGap{200};
 constexpr milliseconds kCaughtUpStatusGap{10};
-constexpr milliseconds kPausedRecheck{20};         // back-pressure: how often to look again
-constexpr milliseconds kCloseWait{2000};           // close(): the end-of-stream handshake
-constexpr int kMessagesPerRound = 2000;            // then yield to the loop (Redis, timers)
+constexpr milliseconds kPausedRecheck{20};  // back-pressure: how often to look again
+constexpr milliseconds kCloseWait{2000};    // close(): the end-of-stream handshake
+constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, timers)
 // Batched reads while the stream is busy: after draining the socket, wait before reading
 // again, longer the busier the stream was over the last kRateWindow. Each wakeup (poll +
 // recv) then handles many messages instead of the few a walsender sends at a time, and

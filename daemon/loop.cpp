@@ -12,7 +12,9 @@ void Loop::add(Pollable* p) {
   if (std::find(items_.begin(), items_.end(), p) == items_.end()) items_.push_back(p);
 }
 
-void Loop::remove(Pollable* p) { std::erase(items_, p); }
+void Loop::remove(Pollable* p) {
+  std::erase(items_, p);
+}
 
 int Loop::run_once(std::chrono::milliseconds max_wait) {
   // Snapshot: a callback may add or remove pollables.

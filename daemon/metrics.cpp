@@ -66,10 +66,14 @@ std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -78,9 +82,12 @@ std::string escape_help(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -150,8 +157,7 @@ Registry::Registry() = default;
 Registry::~Registry() = default;
 
 Registry::Family& Registry::family(const std::string& name, const std::string& help, int type) {
-  if (!valid_name(name, true))
-    throw std::invalid_argument("invalid metric name '" + name + "'");
+  if (!valid_name(name, true)) throw std::invalid_argument("invalid metric name '" + name + "'");
   for (auto& f : families_) {
     if (f->name != name) continue;
     if (f->type != type)
@@ -172,8 +178,7 @@ Registry::Family& Registry::family(const std::string& name, const std::string& h
   return *families_.back();
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help,
-                           const Labels& labels) {
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   check_labels(name, labels, false);
   Family& f = family(name, help, kCounter);
   if (auto* s = f.find(labels)) return *s->counter;

@@ -24,7 +24,8 @@ bool read_image(const json::Value* v, const char* member, Image& out, std::strin
                 std::vector<std::string>& warnings) {
   if (v == nullptr || v->is_null()) return true;
   if (!v->is_object()) {
-    error = std::string("\"") + member + "\" must be an object of column names to text values, not " +
+    error = std::string("\"") + member +
+            "\" must be an object of column names to text values, not " +
             std::string(json::to_string(v->type()));
     return false;
   }
@@ -57,7 +58,9 @@ bool read_image(const json::Value* v, const char* member, Image& out, std::strin
   return true;
 }
 
-bool non_empty_string(const json::Value* v) { return v && v->is_string() && !v->text().empty(); }
+bool non_empty_string(const json::Value* v) {
+  return v && v->is_string() && !v->text().empty();
+}
 
 }  // namespace
 
@@ -86,8 +89,8 @@ ParseResult parse_payload(std::string_view text) {
   }
   const json::Value* t = doc.find("table");
   if (!non_empty_string(t)) {
-    r.error = t ? "\"table\" must be a non-empty string" : "missing \"table\"; expected " +
-                                                             std::string(kShape);
+    r.error = t ? "\"table\" must be a non-empty string"
+                : "missing \"table\"; expected " + std::string(kShape);
     return r;
   }
   p.table = t->text();
@@ -100,7 +103,8 @@ ParseResult parse_payload(std::string_view text) {
   }
   auto parsed = parse_op(op->text());
   if (!parsed) {
-    r.error = "unknown op " + json::quote(op->text()) + "; expected insert, update, delete or truncate";
+    r.error =
+        "unknown op " + json::quote(op->text()) + "; expected insert, update, delete or truncate";
     return r;
   }
   p.op = *parsed;
@@ -158,7 +162,9 @@ std::int64_t wall_us() {
       .count();
 }
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
@@ -221,11 +227,16 @@ struct NotifySource::Impl {
   const char* phase_name() const {
     switch (phase) {
       case Phase::Idle:
-      case Phase::Connecting: return "connecting";
-      case Phase::Starting: return "starting";
-      case Phase::Streaming: return stopped ? "stopped" : "streaming";
-      case Phase::BackingOff: return "backing off";
-      case Phase::Stopped: return "stopped";
+      case Phase::Connecting:
+        return "connecting";
+      case Phase::Starting:
+        return "starting";
+      case Phase::Streaming:
+        return stopped ? "stopped" : "streaming";
+      case Phase::BackingOff:
+        return "backing off";
+      case Phase::Stopped:
+        return "stopped";
     }
     return "?";
   }
@@ -285,8 +296,10 @@ struct NotifySource::Impl {
   bool line_allowed(TimePoint now) {
     if (now - lines.window >= opt.log_interval) {
       if (lines.held > 0)
-        spdlog::warn("notify: {}: {} more payload problem(s) not logged in the last {:.0f}s "
-                     "(all counted)", phase_name(), lines.held, seconds(opt.log_interval));
+        spdlog::warn(
+            "notify: {}: {} more payload problem(s) not logged in the last {:.0f}s "
+            "(all counted)",
+            phase_name(), lines.held, seconds(opt.log_interval));
       lines = LineBudget{now, 0, 0};
     }
     if (lines.used < kMaxLinesPerInterval) {
@@ -309,9 +322,8 @@ struct NotifySource::Impl {
     if (ever_streaming || backoff.failures() > 0) ++st.reconnects;
     phase = Phase::Connecting;
     deadline_at = now + opt.connect_timeout;
-    conn.start(opt.conninfo, "pgbust-notify", [](std::string_view notice) {
-      spdlog::info("notify: server notice: {}", notice);
-    });
+    conn.start(opt.conninfo, "pgbust-notify",
+               [](std::string_view notice) { spdlog::info("notify: server notice: {}", notice); });
   }
 
   void on_connected(TimePoint now) {
@@ -337,13 +349,16 @@ struct NotifySource::Impl {
     ++counters.gaps;
     const char* why = first ? "first start" : "reconnected";
     if (opt.notify.on_gap == "ignore") {
-      spdlog::warn("notify: streaming: listening on {} ({}); on_gap is 'ignore': changes "
-                   "committed while not listening were NOT invalidated", conn.server(), why);
+      spdlog::warn(
+          "notify: streaming: listening on {} ({}); on_gap is 'ignore': changes "
+          "committed while not listening were NOT invalidated",
+          conn.server(), why);
     } else {
       gap_pending = true;
-      spdlog::warn("notify: streaming: listening on {} ({}); notifications sent while not "
-                   "listening are lost, so every rule of {} table(s) widens once (on_gap: widen)",
-                   conn.server(), why, rule_tables.size());
+      spdlog::warn(
+          "notify: streaming: listening on {} ({}); notifications sent while not "
+          "listening are lost, so every rule of {} table(s) widens once (on_gap: widen)",
+          conn.server(), why, rule_tables.size());
     }
   }
 
@@ -413,15 +428,16 @@ struct NotifySource::Impl {
     if (missing != Unknown::ColumnMissing) return;
     for (const auto& col : t.needed) {
       auto it = t.index.find(col);
-      if (it == t.index.end() || out.values[static_cast<std::size_t>(it->second)].state !=
-                                     Datum::State::Unknown ||
+      if (it == t.index.end() ||
+          out.values[static_cast<std::size_t>(it->second)].state != Datum::State::Unknown ||
           out.values[static_cast<std::size_t>(it->second)].why != Unknown::ColumnMissing)
         continue;
       if (t.warned.insert(col).second)
-        payload_problem(fmt::format("the trigger of {} does not send column \"{}\", which the rules "
-                                    "need: they widen for it; run `pgbust setup --notify` again",
-                                    t.info->qualified(), col),
-                        now);
+        payload_problem(
+            fmt::format("the trigger of {} does not send column \"{}\", which the rules "
+                        "need: they widen for it; run `pgbust setup --notify` again",
+                        t.info->qualified(), col),
+            now);
     }
   }
 
@@ -452,11 +468,11 @@ struct NotifySource::Impl {
     Table* tp = table_for(p.schema, p.table);
     if (tp == nullptr || !tp->has_rules) {
       ++counters.unknown_tables;
-      payload_problem(fmt::format("payload on channel {} for {}.{}, which no rule names (a trigger "
-                                  "left from older rules?); payload: {}",
-                                  json::quote(channel), p.schema, p.table,
-                                  notify::payload_prefix(text)),
-                      now);
+      payload_problem(
+          fmt::format("payload on channel {} for {}.{}, which no rule names (a trigger "
+                      "left from older rules?); payload: {}",
+                      json::quote(channel), p.schema, p.table, notify::payload_prefix(text)),
+          now);
       if (tp == nullptr) return;  // no rules, and too many such tables to remember
     }
     Table& t = *tp;
@@ -555,8 +571,8 @@ struct NotifySource::Impl {
           break;
         case Phase::Connecting:
           if (now >= deadline_at)
-            throw ConnectionError(fmt::format("no connection within {:.0f}s",
-                                              seconds(opt.connect_timeout)));
+            throw ConnectionError(
+                fmt::format("no connection within {:.0f}s", seconds(opt.connect_timeout)));
           break;
         case Phase::Starting:
           if (now >= deadline_at)
@@ -565,8 +581,10 @@ struct NotifySource::Impl {
           break;
         case Phase::Streaming:
           if (keepalive_in_flight && now >= deadline_at)
-            throw ConnectionError(fmt::format("no answer to a keepalive query within {:.0f}s "
-                                              "from {}", seconds(opt.query_timeout), conn.server()));
+            throw ConnectionError(
+                fmt::format("no answer to a keepalive query within {:.0f}s "
+                            "from {}",
+                            seconds(opt.query_timeout), conn.server()));
           if (!keepalive_in_flight && reading() && now >= last_traffic + opt.keepalive) {
             conn.send("SELECT 1");
             keepalive_in_flight = true;
@@ -585,27 +603,35 @@ struct NotifySource::Impl {
   TimePoint deadline() const {
     switch (phase) {
       case Phase::Idle:
-      case Phase::BackingOff: return stopped ? kNever : retry_at;
+      case Phase::BackingOff:
+        return stopped ? kNever : retry_at;
       case Phase::Connecting:
-      case Phase::Starting: return deadline_at;
+      case Phase::Starting:
+        return deadline_at;
       case Phase::Streaming: {
         if (stopped) return kNever;
-        if ((gap_pending || drain_pending || !backlog.empty()) && sink.accepting()) return TimePoint{};
+        if ((gap_pending || drain_pending || !backlog.empty()) && sink.accepting())
+          return TimePoint{};
         TimePoint t = deadline_at;
         if (!keepalive_in_flight && reading()) t = std::min(t, last_traffic + opt.keepalive);
         return t;
       }
-      case Phase::Stopped: return kNever;
+      case Phase::Stopped:
+        return kNever;
     }
     return kNever;
   }
 
   short events() const {
     switch (phase) {
-      case Phase::Connecting: return conn.events(false);
-      case Phase::Starting: return conn.events(true);
-      case Phase::Streaming: return conn.events(reading());
-      default: return 0;
+      case Phase::Connecting:
+        return conn.events(false);
+      case Phase::Starting:
+        return conn.events(true);
+      case Phase::Streaming:
+        return conn.events(reading());
+      default:
+        return 0;
     }
   }
 
@@ -613,11 +639,21 @@ struct NotifySource::Impl {
     SourceStatus s = st;
     switch (phase) {
       case Phase::Idle:
-      case Phase::Connecting: s.state = SourceState::Connecting; break;
-      case Phase::Starting: s.state = SourceState::Starting; break;
-      case Phase::Streaming: s.state = stopped ? SourceState::Stopped : SourceState::Streaming; break;
-      case Phase::BackingOff: s.state = SourceState::BackingOff; break;
-      case Phase::Stopped: s.state = SourceState::Stopped; break;
+      case Phase::Connecting:
+        s.state = SourceState::Connecting;
+        break;
+      case Phase::Starting:
+        s.state = SourceState::Starting;
+        break;
+      case Phase::Streaming:
+        s.state = stopped ? SourceState::Stopped : SourceState::Streaming;
+        break;
+      case Phase::BackingOff:
+        s.state = SourceState::BackingOff;
+        break;
+      case Phase::Stopped:
+        s.state = SourceState::Stopped;
+        break;
     }
     s.position = self.format_position(confirmed);
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
@@ -636,13 +672,25 @@ NotifySource::NotifySource(NotifyOptions options, const rules::RuleSet& rules, C
     throw Error("sources.notify: at least one channel is needed");
 }
 
-NotifySource::~NotifySource() { close(); }
+NotifySource::~NotifySource() {
+  close();
+}
 
-void NotifySource::rules_changed(const rules::RuleSet& rules) { impl_->set_rules(rules); }
-const NotifyCounters& NotifySource::counters() const { return impl_->counters; }
-const std::string& NotifySource::name() const { return impl_->name; }
-void NotifySource::confirm(Position position) { impl_->confirm(position); }
-SourceStatus NotifySource::status() const { return impl_->status(); }
+void NotifySource::rules_changed(const rules::RuleSet& rules) {
+  impl_->set_rules(rules);
+}
+const NotifyCounters& NotifySource::counters() const {
+  return impl_->counters;
+}
+const std::string& NotifySource::name() const {
+  return impl_->name;
+}
+void NotifySource::confirm(Position position) {
+  impl_->confirm(position);
+}
+SourceStatus NotifySource::status() const {
+  return impl_->status();
+}
 std::string NotifySource::format_position(Position position) const {
   return "#" + std::to_string(position);
 }
@@ -661,10 +709,20 @@ void NotifySource::close() noexcept {
   impl_->stopped = true;
 }
 
-int NotifySource::fd() const { return impl_->conn.fd(); }
-short NotifySource::events() const { return impl_->events(); }
-void NotifySource::on_ready(short revents) { impl_->on_ready(revents); }
-TimePoint NotifySource::deadline() const { return impl_->deadline(); }
-void NotifySource::on_timer(TimePoint now) { impl_->on_timer(now); }
+int NotifySource::fd() const {
+  return impl_->conn.fd();
+}
+short NotifySource::events() const {
+  return impl_->events();
+}
+void NotifySource::on_ready(short revents) {
+  impl_->on_ready(revents);
+}
+TimePoint NotifySource::deadline() const {
+  return impl_->deadline();
+}
+void NotifySource::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
 
 }  // namespace pgbust

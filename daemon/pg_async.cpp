@@ -52,7 +52,9 @@ void AsyncConn::close() noexcept {
   connecting_ = busy_ = flushing_ = false;
 }
 
-int AsyncConn::fd() const { return conn_ ? PQsocket(conn_.get()) : -1; }
+int AsyncConn::fd() const {
+  return conn_ ? PQsocket(conn_.get()) : -1;
+}
 
 short AsyncConn::events(bool reading) const {
   if (!conn_) return 0;
@@ -73,7 +75,8 @@ bool AsyncConn::continue_connect() {
   return true;
 }
 
-void AsyncConn::send(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+void AsyncConn::send(const std::string& sql,
+                     const std::vector<std::optional<std::string>>& params) {
   if (!connected()) throw ConnectionError("sending a query: not connected");
   int ok;
   if (params.empty()) {
@@ -134,7 +137,9 @@ bool AsyncConn::take_result(Result& out, std::string_view what) {
   return false;
 }
 
-std::string AsyncConn::server() const { return describe(conn_.get()); }
+std::string AsyncConn::server() const {
+  return describe(conn_.get());
+}
 
 Backoff::Backoff(std::chrono::milliseconds min, std::chrono::milliseconds max)
     : min_(std::max(min, std::chrono::milliseconds(1))), max_(std::max(max, min_)) {}

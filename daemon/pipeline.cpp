@@ -169,9 +169,8 @@ class Pipeline::TxnSink : public rules::Sink {
   bool widening_ = false;
 };
 
-Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules,
-                   rules::EngineOptions engine_options, redis::Target& target,
-                   PipelineOptions options)
+Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules, rules::EngineOptions engine_options,
+                   redis::Target& target, PipelineOptions options)
     : rules_(std::move(rules)),
       engine_options_(std::move(engine_options)),
       engine_(std::make_unique<rules::Engine>(rules_, engine_options_)),
@@ -180,7 +179,9 @@ Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules,
 
 Pipeline::~Pipeline() = default;
 
-const rules::RuleSet& Pipeline::rules() const { return *rules_; }
+const rules::RuleSet& Pipeline::rules() const {
+  return *rules_;
+}
 
 void Pipeline::replace_rules(std::shared_ptr<const rules::RuleSet> rules) {
   next_rules_ = std::move(rules);
@@ -255,15 +256,13 @@ void Pipeline::widen_table(Source& source, std::string_view schema, std::string_
 }
 
 void Pipeline::abort(Source& source) {
-  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open)
-    close_txn(*it->second);
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) close_txn(*it->second);
   maybe_swap_rules();
 }
 
 void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {
   Txn* txn = nullptr;
-  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open)
-    txn = it->second.get();
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) txn = it->second.get();
   ++stats_.transactions;
   auto record = std::make_shared<AckRecord>();
   record->source = &source;

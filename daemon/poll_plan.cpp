@@ -1,6 +1,6 @@
 // The poll source's per-table plan and SQL: watermark mode from the catalog, typed casts.
-#include "pgbust/text.hpp"
 #include "pgbust/poll_plan.hpp"
+#include "pgbust/text.hpp"
 
 #include <fmt/format.h>
 
@@ -14,7 +14,9 @@ namespace pgbust::poll {
 
 namespace {
 
-std::string list(const std::vector<std::string>& items) { return "[" + join(items, ", ") + "]"; }
+std::string list(const std::vector<std::string>& items) {
+  return "[" + join(items, ", ") + "]";
+}
 
 }  // namespace
 
@@ -34,14 +36,14 @@ Plan make_plan(const config::PollTable& cfg, const std::vector<CatalogColumn>& c
   p.sql_name = pg::quote_ident(cfg.schema) + "." + pg::quote_ident(cfg.table);
   std::string where = cfg.line > 0 ? fmt::format("sources.poll.tables, line {}", cfg.line)
                                    : std::string("sources.poll.tables");
-  if (catalog.empty())
-    throw Error(fmt::format("table {} does not exist ({})", p.qualified, where));
+  if (catalog.empty()) throw Error(fmt::format("table {} does not exist ({})", p.qualified, where));
   std::map<std::string, const CatalogColumn*> by_name;
   for (const auto& c : catalog) by_name[c.name] = &c;
   auto require = [&](const std::string& c, const char* what) -> const CatalogColumn& {
     auto it = by_name.find(c);
     if (it == by_name.end())
-      throw Error(fmt::format("table {} has no column \"{}\" ({} in {})", p.qualified, c, what, where));
+      throw Error(
+          fmt::format("table {} has no column \"{}\" ({} in {})", p.qualified, c, what, where));
     return *it->second;
   };
   std::vector<std::string> key = cfg.key;
@@ -50,7 +52,8 @@ Plan make_plan(const config::PollTable& cfg, const std::vector<CatalogColumn>& c
       if (c.primary_key) key.push_back(c.name);
   for (const auto& k : key) require(k, "key");
   const auto& w = cfg.watermark;
-  if (w.empty()) throw Error(fmt::format("table {}: no watermark columns ({})", p.qualified, where));
+  if (w.empty())
+    throw Error(fmt::format("table {}: no watermark columns ({})", p.qualified, where));
   const CatalogColumn& first = require(w[0], "watermark");
   if (w.size() == 1 && first.category == 'N') {
     p.mode = Mode::Id;
@@ -58,8 +61,10 @@ Plan make_plan(const config::PollTable& cfg, const std::vector<CatalogColumn>& c
     p.cursor = {w[0]};
   } else if (w.size() == 1 && first.category == 'D') {
     if (key.empty())
-      throw Error(fmt::format("table {}: watermark [{}] needs a primary key or `key:` to order "
-                              "rows with equal times ({})", p.qualified, w[0], where));
+      throw Error(
+          fmt::format("table {}: watermark [{}] needs a primary key or `key:` to order "
+                      "rows with equal times ({})",
+                      p.qualified, w[0], where));
     p.mode = Mode::Time;
     p.cursor = {w[0]};
     for (const auto& k : key)
@@ -71,9 +76,10 @@ Plan make_plan(const config::PollTable& cfg, const std::vector<CatalogColumn>& c
   } else {
     std::vector<std::string> types;
     for (const auto& c : w) types.push_back(c + " is " + require(c, "watermark").type);
-    throw Error(fmt::format("table {}: watermark {} must be [id] (an integer or numeric column), "
-                            "[updated_at] (a date/time column) or [updated_at, id]; {} ({})",
-                            p.qualified, list(w), join(types, ", "), where));
+    throw Error(
+        fmt::format("table {}: watermark {} must be [id] (an integer or numeric column), "
+                    "[updated_at] (a date/time column) or [updated_at, id]; {} ({})",
+                    p.qualified, list(w), join(types, ", "), where));
   }
   for (const auto& c : p.cursor) p.cursor_types.push_back(by_name[c]->type);
   std::set<std::string> want(key.begin(), key.end());
@@ -104,8 +110,8 @@ std::string init_sql(const Plan& p) {
                                                     ")::text FROM " + p.sql_name + ")"
                                               : std::string("NULL::text");
   return "SELECT " + max_id + ", c.* FROM (SELECT 1) m LEFT JOIN LATERAL (SELECT " +
-         join(sel, ", ") + " FROM " + p.sql_name + " WHERE " + join(conds, " AND ") +
-         " ORDER BY " + join(order, ", ") + " LIMIT 1) c ON true";
+         join(sel, ", ") + " FROM " + p.sql_name + " WHERE " + join(conds, " AND ") + " ORDER BY " +
+         join(order, ", ") + " LIMIT 1) c ON true";
 }
 
 Query stats_query(const Plan& p, const std::optional<std::string>& count_max) {

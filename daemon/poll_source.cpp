@@ -1,7 +1,7 @@
 // The watermark poll source: catalog lookup, a round of count + paged fetches per table every
 // interval, change events with what polling can know, watermarks persisted once confirmed.
-#include "pgbust/text.hpp"
 #include "pgbust/poll_source.hpp"
+#include "pgbust/text.hpp"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -28,9 +28,13 @@ std::int64_t wall_us() {
       .count();
 }
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
-std::string list(const std::vector<std::string>& items) { return "[" + join(items, ", ") + "]"; }
+std::string list(const std::vector<std::string>& items) {
+  return "[" + join(items, ", ") + "]";
+}
 
 std::int64_t to_int(const char* text) {
   std::int64_t v = 0;
@@ -53,7 +57,7 @@ struct PollSource::Impl {
     bool state_checked = false;
     std::vector<std::string> needed;  // columns the rules read
     std::set<std::string> warned;     // needed columns the table lacks, reported
-    poll::Plan plan;  // from the catalog
+    poll::Plan plan;                  // from the catalog
     std::unique_ptr<TableInfo> info = std::make_unique<TableInfo>();
     std::vector<int> cur_idx;  // select-list index of each cursor column
     int id_idx = -1;
@@ -93,8 +97,8 @@ struct PollSource::Impl {
   Step in_flight = Step::None, next = Step::None;
   std::size_t current = 0;  // the table being worked on
   Position seq = 0, confirmed = 0;
-  std::deque<Snapshot> pending;                      // committed, not yet confirmed
-  std::map<std::size_t, poll::Watermark> unsaved;    // confirmed, writing failed
+  std::deque<Snapshot> pending;                            // committed, not yet confirmed
+  std::map<std::size_t, poll::Watermark> unsaved;          // confirmed, writing failed
   std::deque<std::pair<Position, TimePoint>> unconfirmed;  // sampled, for the lag
   PollCounters counters;
   SourceStatus st;
@@ -112,7 +116,8 @@ struct PollSource::Impl {
       auto t = std::make_unique<Table>(c, opt);
       t->qualified = c.schema + "." + c.table;
       t->sql_name = pg::quote_ident(c.schema) + "." + pg::quote_ident(c.table);
-      t->file = std::filesystem::path(opt.poll.state_dir) / poll::state_file_name(c.schema, c.table);
+      t->file =
+          std::filesystem::path(opt.poll.state_dir) / poll::state_file_name(c.schema, c.table);
       t->loaded = poll::load(t->file);
       t->info->schema = c.schema;
       t->info->name = c.table;
@@ -124,11 +129,16 @@ struct PollSource::Impl {
   const char* phase_name() const {
     switch (phase) {
       case Phase::Idle:
-      case Phase::Connecting: return "connecting";
-      case Phase::Starting: return "starting";
-      case Phase::Streaming: return stopped ? "stopped" : "streaming";
-      case Phase::BackingOff: return "backing off";
-      case Phase::Stopped: return "stopped";
+      case Phase::Connecting:
+        return "connecting";
+      case Phase::Starting:
+        return "starting";
+      case Phase::Streaming:
+        return stopped ? "stopped" : "streaming";
+      case Phase::BackingOff:
+        return "backing off";
+      case Phase::Stopped:
+        return "stopped";
     }
     return "?";
   }
@@ -149,13 +159,12 @@ struct PollSource::Impl {
     if (ever_streaming || backoff.failures() > 0) ++st.reconnects;
     phase = Phase::Connecting;
     deadline_at = now + opt.connect_timeout;
-    conn.start(opt.conninfo, "pgbust-poll", [](std::string_view notice) {
-      spdlog::info("poll: server notice: {}", notice);
-    });
+    conn.start(opt.conninfo, "pgbust-poll",
+               [](std::string_view notice) { spdlog::info("poll: server notice: {}", notice); });
   }
 
-  void send(Step step, const std::string& sql, const std::vector<std::optional<std::string>>& params,
-            TimePoint now) {
+  void send(Step step, const std::string& sql,
+            const std::vector<std::optional<std::string>>& params, TimePoint now) {
     conn.send(sql, params);
     in_flight = step;
     // The server's statement_timeout fires first and says so; this catches a dead link.
@@ -199,8 +208,10 @@ struct PollSource::Impl {
     t.plan = poll::make_plan(t.cfg, cols, t.needed);
     for (const auto& c : t.plan.missing)
       if (t.warned.insert(c).second)
-        spdlog::warn("poll: {}: table {} has no column \"{}\", which the rules read: they widen "
-                     "for it", phase_name(), t.qualified, c);
+        spdlog::warn(
+            "poll: {}: table {} has no column \"{}\", which the rules read: they widen "
+            "for it",
+            phase_name(), t.qualified, c);
     if (t.plan.columns != t.info->columns || t.plan.key != t.info->key) {
       t.info->columns = t.plan.columns;
       t.info->key = t.plan.key;
@@ -226,22 +237,26 @@ struct PollSource::Impl {
                      describe(t, w));
         return true;
       }
-      problem = fmt::format("{} was written for {} watermark {} with {} cursor value(s), but the "
-                            "config says {} watermark {} ({} values)",
-                            t.file.string(), w.table, list(w.columns), w.cursor.size(),
-                            t.qualified, list(t.cfg.watermark), t.plan.cursor.size());
+      problem = fmt::format(
+          "{} was written for {} watermark {} with {} cursor value(s), but the "
+          "config says {} watermark {} ({} values)",
+          t.file.string(), w.table, list(w.columns), w.cursor.size(), t.qualified,
+          list(t.cfg.watermark), t.plan.cursor.size());
     } else if (l.status == poll::Loaded::Status::Corrupt) {
       problem = l.error;
     }
     t.widen_once = true;
     if (problem.empty())
-      spdlog::warn("poll: starting: {}: no saved watermark ({}): first start; polling starts "
-                   "from the current maximum and every rule of the table widens once (what "
-                   "changed before is unknown)", t.qualified, t.file.string());
+      spdlog::warn(
+          "poll: starting: {}: no saved watermark ({}): first start; polling starts "
+          "from the current maximum and every rule of the table widens once (what "
+          "changed before is unknown)",
+          t.qualified, t.file.string());
     else
-      spdlog::error("poll: starting: {}: unusable watermark state: {}; polling starts from the "
-                    "current maximum and every rule of the table widens once", t.qualified,
-                    problem);
+      spdlog::error(
+          "poll: starting: {}: unusable watermark state: {}; polling starts from the "
+          "current maximum and every rule of the table widens once",
+          t.qualified, problem);
     if (!problem.empty()) {
       ++st.errors;
       st.last_error = problem;
@@ -315,7 +330,8 @@ struct PollSource::Impl {
       // The floor: the id cursor as it was `overlap` ago, so late commits are re-read.
       TimePoint limit = now - t.cfg.overlap;
       while (t.history.size() >= 2 && t.history[1].first <= limit) t.history.pop_front();
-      if (!t.history.empty() && t.history.front().first <= limit) t.wm.floor = t.history.front().second;
+      if (!t.history.empty() && t.history.front().first <= limit)
+        t.wm.floor = t.history.front().second;
       if (t.wm.floor.empty()) t.wm.floor = t.wm.cursor;
     }
     next = t.cfg.deletes == "count" ? Step::Stats : Step::FirstPage;
@@ -332,9 +348,10 @@ struct PollSource::Impl {
     if (t.wm.count && count < *t.wm.count + above) {
       t.deletes_seen = true;
       ++counters.deletes;
-      spdlog::info("poll: streaming: {}: {} rows, expected at least {} ({} before, {} new): rows "
-                   "were deleted, which polling cannot see; every rule of the table widens",
-                   t.qualified, count, *t.wm.count + above, *t.wm.count, above);
+      spdlog::info(
+          "poll: streaming: {}: {} rows, expected at least {} ({} before, {} new): rows "
+          "were deleted, which polling cannot see; every rule of the table widens",
+          t.qualified, count, *t.wm.count + above, *t.wm.count, above);
     }
     t.wm.count = count;
     if (!PQgetisnull(res, 0, 2)) t.wm.count_max = PQgetvalue(res, 0, 2);
@@ -379,18 +396,20 @@ struct PollSource::Impl {
       new_img.values.resize(ncol);
       for (std::size_t c = 0; c < ncol; ++c) {
         int ci = static_cast<int>(c);
-        new_img.values[c] = PQgetisnull(res, r, ci) ? Datum::null()
-                                                    : Datum::value(std::string_view(
-                                                          PQgetvalue(res, r, ci),
-                                                          static_cast<std::size_t>(PQgetlength(res, r, ci))));
+        new_img.values[c] =
+            PQgetisnull(res, r, ci)
+                ? Datum::null()
+                : Datum::value(std::string_view(PQgetvalue(res, r, ci),
+                                                static_cast<std::size_t>(PQgetlength(res, r, ci))));
       }
       for (std::size_t i = 0; i < t.cur_idx.size(); ++i)
         cursor[i] = PQgetvalue(res, r, t.cur_idx[i]);
-      const char* id = t.id_idx >= 0 && !PQgetisnull(res, r, t.id_idx) ? PQgetvalue(res, r, t.id_idx)
-                                                                        : nullptr;
-      bool beyond = t.plan.mode == Mode::Id
-                        ? t.round_cursor.empty() || poll::compare_number(cursor[0], t.round_cursor[0]) > 0
-                        : PQgetvalue(res, r, static_cast<int>(ncol))[0] == 't';
+      const char* id =
+          t.id_idx >= 0 && !PQgetisnull(res, r, t.id_idx) ? PQgetvalue(res, r, t.id_idx) : nullptr;
+      bool beyond =
+          t.plan.mode == Mode::Id
+              ? t.round_cursor.empty() || poll::compare_number(cursor[0], t.round_cursor[0]) > 0
+              : PQgetvalue(res, r, static_cast<int>(ncol))[0] == 't';
       // Which row, at which version: seen before with the same version means already done.
       std::string version = t.plan.mode == Mode::Id ? "" : cursor[0];
       if (t.plan.mode == Mode::Time) {
@@ -427,7 +446,8 @@ struct PollSource::Impl {
         sink.change(self, ev);
       }
       if (beyond) t.wm.cursor = cursor;
-      if (id && (!t.wm.max_id || poll::compare_number(id, *t.wm.max_id) > 0) && t.plan.mode == Mode::TimeId)
+      if (id && (!t.wm.max_id || poll::compare_number(id, *t.wm.max_id) > 0) &&
+          t.plan.mode == Mode::TimeId)
         t.wm.max_id = id;
     }
     if (rows > 0) t.page_after = cursor;
@@ -468,10 +488,17 @@ struct PollSource::Impl {
     if (!sink.accepting()) return;
     Table& t = *tables[current];
     switch (next) {
-      case Step::Stats: send_stats(t, now); break;
-      case Step::FirstPage: send_page(t, true, now); break;
-      case Step::NextPage: send_page(t, false, now); break;
-      default: break;
+      case Step::Stats:
+        send_stats(t, now);
+        break;
+      case Step::FirstPage:
+        send_page(t, true, now);
+        break;
+      case Step::NextPage:
+        send_page(t, false, now);
+        break;
+      default:
+        break;
     }
     next = Step::None;
   }
@@ -528,9 +555,11 @@ struct PollSource::Impl {
         st.last_error = e.what();
         std::uint64_t held = 0;
         if (state_log.allow(e.what(), now, held))
-          spdlog::error("poll: {}: saving the watermark of {}: {}; will retry (a restart would "
-                        "re-read from the last saved one){}", phase_name(), t.qualified, e.what(),
-                        held ? fmt::format(" ({} identical errors not logged)", held) : "");
+          spdlog::error(
+              "poll: {}: saving the watermark of {}: {}; will retry (a restart would "
+              "re-read from the last saved one){}",
+              phase_name(), t.qualified, e.what(),
+              held ? fmt::format(" ({} identical errors not logged)", held) : "");
         ++it;
       }
     }
@@ -558,13 +587,19 @@ struct PollSource::Impl {
   std::string step_name(Step s, std::size_t i) const {
     std::string table = i < tables.size() ? tables[i]->qualified : "?";
     switch (s) {
-      case Step::Setup: return "setting up the session";
-      case Step::Catalog: return "reading the catalog of " + table;
-      case Step::Init: return "reading the current maximum of " + table;
-      case Step::Stats: return "counting the rows of " + table;
+      case Step::Setup:
+        return "setting up the session";
+      case Step::Catalog:
+        return "reading the catalog of " + table;
+      case Step::Init:
+        return "reading the current maximum of " + table;
+      case Step::Stats:
+        return "counting the rows of " + table;
       case Step::FirstPage:
-      case Step::NextPage: return "reading changed rows of " + table;
-      case Step::None: break;
+      case Step::NextPage:
+        return "reading changed rows of " + table;
+      case Step::None:
+        break;
     }
     return "a query";
   }
@@ -578,8 +613,8 @@ struct PollSource::Impl {
           break;
         case Phase::Connecting:
           if (now >= deadline_at)
-            throw ConnectionError(fmt::format("no connection within {:.0f}s",
-                                              seconds(opt.connect_timeout)));
+            throw ConnectionError(
+                fmt::format("no connection within {:.0f}s", seconds(opt.connect_timeout)));
           break;
         case Phase::Starting:
         case Phase::Streaming:
@@ -601,26 +636,32 @@ struct PollSource::Impl {
   TimePoint deadline() const {
     switch (phase) {
       case Phase::Idle:
-      case Phase::BackingOff: return stopped ? kNever : retry_at;
+      case Phase::BackingOff:
+        return stopped ? kNever : retry_at;
       case Phase::Connecting:
-      case Phase::Starting: return deadline_at;
+      case Phase::Starting:
+        return deadline_at;
       case Phase::Streaming: {
         if (in_flight != Step::None) return deadline_at;
         if (stopped) return kNever;
         if (next != Step::None) return sink.accepting() ? TimePoint{} : kNever;
         return next_round;
       }
-      case Phase::Stopped: return kNever;
+      case Phase::Stopped:
+        return kNever;
     }
     return kNever;
   }
 
   short events() const {
     switch (phase) {
-      case Phase::Connecting: return conn.events(false);
+      case Phase::Connecting:
+        return conn.events(false);
       case Phase::Starting:
-      case Phase::Streaming: return conn.events(in_flight != Step::None);
-      default: return 0;
+      case Phase::Streaming:
+        return conn.events(in_flight != Step::None);
+      default:
+        return 0;
     }
   }
 
@@ -628,11 +669,21 @@ struct PollSource::Impl {
     SourceStatus s = st;
     switch (phase) {
       case Phase::Idle:
-      case Phase::Connecting: s.state = SourceState::Connecting; break;
-      case Phase::Starting: s.state = SourceState::Starting; break;
-      case Phase::Streaming: s.state = stopped ? SourceState::Stopped : SourceState::Streaming; break;
-      case Phase::BackingOff: s.state = SourceState::BackingOff; break;
-      case Phase::Stopped: s.state = SourceState::Stopped; break;
+      case Phase::Connecting:
+        s.state = SourceState::Connecting;
+        break;
+      case Phase::Starting:
+        s.state = SourceState::Starting;
+        break;
+      case Phase::Streaming:
+        s.state = stopped ? SourceState::Stopped : SourceState::Streaming;
+        break;
+      case Phase::BackingOff:
+        s.state = SourceState::BackingOff;
+        break;
+      case Phase::Stopped:
+        s.state = SourceState::Stopped;
+        break;
     }
     std::vector<std::string> parts;
     for (const auto& t : tables)
@@ -646,13 +697,25 @@ struct PollSource::Impl {
 PollSource::PollSource(PollOptions options, const rules::RuleSet& rules, ChangeSink& sink)
     : impl_(std::make_unique<Impl>(*this, std::move(options), rules, sink)) {}
 
-PollSource::~PollSource() { close(); }
+PollSource::~PollSource() {
+  close();
+}
 
-void PollSource::rules_changed(const rules::RuleSet& rules) { impl_->set_rules(rules); }
-const PollCounters& PollSource::counters() const { return impl_->counters; }
-const std::string& PollSource::name() const { return impl_->name; }
-void PollSource::confirm(Position position) { impl_->confirm(position); }
-SourceStatus PollSource::status() const { return impl_->status(); }
+void PollSource::rules_changed(const rules::RuleSet& rules) {
+  impl_->set_rules(rules);
+}
+const PollCounters& PollSource::counters() const {
+  return impl_->counters;
+}
+const std::string& PollSource::name() const {
+  return impl_->name;
+}
+void PollSource::confirm(Position position) {
+  impl_->confirm(position);
+}
+SourceStatus PollSource::status() const {
+  return impl_->status();
+}
 std::string PollSource::format_position(Position position) const {
   return "#" + std::to_string(position);
 }
@@ -671,10 +734,20 @@ void PollSource::close() noexcept {
   impl_->stopped = true;
 }
 
-int PollSource::fd() const { return impl_->conn.fd(); }
-short PollSource::events() const { return impl_->events(); }
-void PollSource::on_ready(short revents) { impl_->on_ready(revents); }
-TimePoint PollSource::deadline() const { return impl_->deadline(); }
-void PollSource::on_timer(TimePoint now) { impl_->on_timer(now); }
+int PollSource::fd() const {
+  return impl_->conn.fd();
+}
+short PollSource::events() const {
+  return impl_->events();
+}
+void PollSource::on_ready(short revents) {
+  impl_->on_ready(revents);
+}
+TimePoint PollSource::deadline() const {
+  return impl_->deadline();
+}
+void PollSource::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
 
 }  // namespace pgbust

@@ -58,7 +58,9 @@ void append_optional(std::string& out, const std::optional<std::string>& v) {
     out += "null";
 }
 
-[[noreturn]] void bad(const std::string& what) { throw Error(what + "; " + kExpected); }
+[[noreturn]] void bad(const std::string& what) {
+  throw Error(what + "; " + kExpected);
+}
 
 std::vector<std::string> strings(const json::Value& doc, const char* member, bool required) {
   const json::Value* v = doc.find(member);
@@ -211,7 +213,8 @@ void save(const std::filesystem::path& file, const Watermark& w) {
   }
   // The rename itself must survive a crash: sync the directory entry.
   Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.fd < 0 || ::fsync(d.fd) != 0) throw Error(sys_error("cannot fsync the directory", dir, errno));
+  if (d.fd < 0 || ::fsync(d.fd) != 0)
+    throw Error(sys_error("cannot fsync the directory", dir, errno));
 }
 
 }  // namespace pgbust::poll

@@ -23,8 +23,9 @@ void Fd::reset(int fd) noexcept {
   fd_ = fd;
 }
 
-void ReplyDeleter::operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-
+void ReplyDeleter::operator()(redisReply* r) const noexcept {
+  freeReplyObject(r);
+}
 
 // RESP argv form written straight into the buffer: hiredis's redisFormatCommandArgv does
 // the same with a malloc, a copy and an sprintf per argument, which cost ~70 ns per key of
@@ -53,7 +54,9 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
   append_command(out, std::span<const std::string_view>(argv.begin(), argv.size()));
 }
 
-void Reader::Deleter::operator()(redisReader* r) const noexcept { redisReaderFree(r); }
+void Reader::Deleter::operator()(redisReader* r) const noexcept {
+  redisReaderFree(r);
+}
 
 Reader::Reader() : reader_(redisReaderCreate()) {
   if (!reader_) throw std::bad_alloc();
@@ -95,8 +98,8 @@ Conn::Conn(const Endpoint& endpoint) {
     Addr a;
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
     if (endpoint.path.size() >= sizeof un->sun_path)
-      throw ConnectionError("socket path longer than " +
-                            std::to_string(sizeof un->sun_path - 1) + " bytes");
+      throw ConnectionError("socket path longer than " + std::to_string(sizeof un->sun_path - 1) +
+                            " bytes");
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, endpoint.path.data(), endpoint.path.size());
     a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + endpoint.path.size() + 1);
@@ -123,15 +126,16 @@ Conn::Conn(const Endpoint& endpoint) {
       a.text = numeric_host(ai->ai_addr, ai->ai_addrlen);
       addrs_.push_back(std::move(a));
     }
-    if (addrs_.empty())
-      throw ConnectionError("'" + endpoint.host + "' has no address");
+    if (addrs_.empty()) throw ConnectionError("'" + endpoint.host + "' has no address");
   }
   connect_next();
 }
 
 Conn::~Conn() = default;
 
-int Conn::fd() const { return fd_.get(); }
+int Conn::fd() const {
+  return fd_.get();
+}
 
 void Conn::connect_next() {
   for (; next_addr_ < addrs_.size(); ++next_addr_) {

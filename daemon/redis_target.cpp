@@ -16,11 +16,16 @@ namespace pgbust::redis {
 
 std::string_view to_string(State s) {
   switch (s) {
-    case State::Disconnected: return "disconnected";
-    case State::Connecting: return "connecting";
-    case State::Handshake: return "handshake";
-    case State::Ready: return "ready";
-    case State::BackingOff: return "backing off";
+    case State::Disconnected:
+      return "disconnected";
+    case State::Connecting:
+      return "connecting";
+    case State::Handshake:
+      return "handshake";
+    case State::Ready:
+      return "ready";
+    case State::BackingOff:
+      return "backing off";
   }
   return "?";
 }
@@ -34,15 +39,24 @@ enum class Kind : std::uint8_t { Auth, Select, SetName, Ping, Unlink, Scan, SetN
 
 std::string_view command_name(Kind k) {
   switch (k) {
-    case Kind::Auth: return "AUTH";
-    case Kind::Select: return "SELECT";
-    case Kind::SetName: return "CLIENT SETNAME";
-    case Kind::Ping: return "PING";
-    case Kind::Unlink: return "UNLINK";
-    case Kind::Scan: return "SCAN";
-    case Kind::SetNx: return "SET NX";
-    case Kind::Incr: return "INCR";
-    case Kind::Publish: return "PUBLISH";
+    case Kind::Auth:
+      return "AUTH";
+    case Kind::Select:
+      return "SELECT";
+    case Kind::SetName:
+      return "CLIENT SETNAME";
+    case Kind::Ping:
+      return "PING";
+    case Kind::Unlink:
+      return "UNLINK";
+    case Kind::Scan:
+      return "SCAN";
+    case Kind::SetNx:
+      return "SET NX";
+    case Kind::Incr:
+      return "INCR";
+    case Kind::Publish:
+      return "PUBLISH";
   }
   return "?";
 }
@@ -79,10 +93,14 @@ std::string reply_text(const redisReply* r) {
   switch (r->type) {
     case REDIS_REPLY_STRING:
     case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_ERROR: return printable(std::string_view(r->str, r->len), 400);
-    case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
-    case REDIS_REPLY_NIL: return "(nil)";
-    case REDIS_REPLY_ARRAY: return "(array of " + std::to_string(r->elements) + ")";
+    case REDIS_REPLY_ERROR:
+      return printable(std::string_view(r->str, r->len), 400);
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_ARRAY:
+      return "(array of " + std::to_string(r->elements) + ")";
   }
   return "(reply type " + std::to_string(r->type) + ")";
 }
@@ -150,7 +168,7 @@ struct Target::Impl {
   TimePoint retry_at{};
   TimePoint ready_since{};
   TimePoint last_reply{};  // an idle connection is PINGed so an outage shows without traffic
-  int failures = 0;  // consecutive, for the backoff
+  int failures = 0;        // consecutive, for the backoff
   std::deque<Pending> queue;
   std::optional<Attempt> attempt;
   Stats stats;
@@ -183,7 +201,8 @@ struct Target::Impl {
   // --- connection phases ---------------------------------------------------------------
 
   void set_state(State s) {
-    if (s != state) spdlog::debug("redis {}: {} -> {}", ep.describe(), to_string(state), to_string(s));
+    if (s != state)
+      spdlog::debug("redis {}: {} -> {}", ep.describe(), to_string(state), to_string(s));
     state = s;
   }
 
@@ -279,12 +298,17 @@ struct Target::Impl {
   std::string command_text(const Expect& e) const {
     const Batch& b = queue.front().batch;
     switch (e.kind) {
-      case Kind::Unlink: return fmt::format("UNLINK of {} keys", e.count);
-      case Kind::Scan: return "SCAN MATCH " + printable(b.patterns[e.index]);
+      case Kind::Unlink:
+        return fmt::format("UNLINK of {} keys", e.count);
+      case Kind::Scan:
+        return "SCAN MATCH " + printable(b.patterns[e.index]);
       case Kind::SetNx:
-      case Kind::Incr: return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
-      case Kind::Publish: return "PUBLISH to " + printable(b.publishes[e.index].first);
-      default: return std::string(command_name(e.kind));
+      case Kind::Incr:
+        return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
+      case Kind::Publish:
+        return "PUBLISH to " + printable(b.publishes[e.index].first);
+      default:
+        return std::string(command_name(e.kind));
     }
   }
 
@@ -304,7 +328,8 @@ struct Target::Impl {
       case Kind::Auth:
       case Kind::Select:
         if (error || r->type != REDIS_REPLY_STATUS) {
-          fail(where() + ": " + std::string(command_name(e.kind)) + " failed: " + reply_text(r.get()),
+          fail(where() + ": " + std::string(command_name(e.kind)) +
+                   " failed: " + reply_text(r.get()),
                true, now);
           return false;
         }
@@ -329,9 +354,10 @@ struct Target::Impl {
         if (error && is_counter_error(text) && !attempt->fixed[e.index]) {
           attempt->fixed[e.index] = true;
           attempt->fixups.push_back(e.index);
-          spdlog::warn("{}: bump key '{}' holds something that is not a counter ({}); "
-                       "unlinking it and seeding a new counter",
-                       where(), printable(queue.front().batch.bumps[e.index]), reply_text(r.get()));
+          spdlog::warn(
+              "{}: bump key '{}' holds something that is not a counter ({}); "
+              "unlinking it and seeding a new counter",
+              where(), printable(queue.front().batch.bumps[e.index]), reply_text(r.get()));
           return true;
         }
         if (!error) ++stats.bumps;
@@ -339,7 +365,8 @@ struct Target::Impl {
       case Kind::Unlink:
         if (!error) {
           stats.unlinks += e.count;
-          if (r->type == REDIS_REPLY_INTEGER) stats.keys_deleted += static_cast<std::uint64_t>(r->integer);
+          if (r->type == REDIS_REPLY_INTEGER)
+            stats.keys_deleted += static_cast<std::uint64_t>(r->integer);
         }
         break;
       case Kind::Scan:
@@ -348,7 +375,8 @@ struct Target::Impl {
       case Kind::Publish:
         if (!error) ++stats.publishes;
         break;
-      case Kind::SetNx: break;
+      case Kind::SetNx:
+        break;
     }
     if (error) {
       fail(where() + ": " + command_text(e) + " failed: " + reply_text(r.get()), false, now);
@@ -402,9 +430,12 @@ struct Target::Impl {
         if (s.key_pos < s.page_keys()) {
           std::size_t end = std::min(s.page_keys(), s.key_pos + opt.unlink_chunk);
           redisReply* keys = s.page->element[1];
-          send_unlink(s.key_pos, end, [&](std::size_t i) {
-            return std::string_view(keys->element[i]->str, keys->element[i]->len);
-          }, now);
+          send_unlink(
+              s.key_pos, end,
+              [&](std::size_t i) {
+                return std::string_view(keys->element[i]->str, keys->element[i]->len);
+              },
+              now);
           s.key_pos = end;
           return true;
         }
@@ -444,15 +475,16 @@ struct Target::Impl {
         std::string_view key = b.bumps[a.fixups.back()];
         std::size_t i = a.fixups.back();
         a.fixups.pop_back();
-        send_unlink(0, 1, [&](std::size_t) { return key; }, now);
+        send_unlink(
+            0, 1, [&](std::size_t) { return key; }, now);
         send(Kind::SetNx, {"SET", key, seed, "NX"}, now, i);
         send(Kind::Incr, {"INCR", key}, now, i);
         continue;
       }
       if (a.del_pos < b.deletes.size()) {
         std::size_t end = std::min(b.deletes.size(), a.del_pos + opt.unlink_chunk);
-        send_unlink(a.del_pos, end, [&](std::size_t i) { return std::string_view(b.deletes[i]); },
-                    now);
+        send_unlink(
+            a.del_pos, end, [&](std::size_t i) { return std::string_view(b.deletes[i]); }, now);
         a.del_pos = end;
         continue;
       }
@@ -543,14 +575,17 @@ struct Target::Impl {
   void on_timer(TimePoint now) {
     if (closed) return;
     switch (state) {
-      case State::Disconnected: start_connect(now); break;
+      case State::Disconnected:
+        start_connect(now);
+        break;
       case State::BackingOff:
         if (now >= retry_at) start_connect(now);
         break;
       case State::Connecting:
         if (now >= connect_deadline)
-          fail(fmt::format("{}: connect timed out after {}ms", where(), opt.connect_timeout.count()),
-               true, now);
+          fail(
+              fmt::format("{}: connect timed out after {}ms", where(), opt.connect_timeout.count()),
+              true, now);
         break;
       case State::Handshake:
       case State::Ready:
@@ -577,9 +612,12 @@ struct Target::Impl {
     if (!queue.empty() && !attempt && (state == State::Ready || queue.front().batch.empty()))
       return TimePoint{};  // work to start now
     switch (state) {
-      case State::Disconnected: return TimePoint{};
-      case State::BackingOff: return retry_at;
-      case State::Connecting: return connect_deadline;
+      case State::Disconnected:
+        return TimePoint{};
+      case State::BackingOff:
+        return retry_at;
+      case State::Connecting:
+        return connect_deadline;
       case State::Handshake:
         return in_flight.empty() ? kNever : in_flight.front().sent + opt.command_timeout;
       case State::Ready:
@@ -592,28 +630,46 @@ struct Target::Impl {
 
 Target::Target(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
-Target::~Target() { close(); }
+Target::~Target() {
+  close();
+}
 
 void Target::apply(Batch batch, std::function<void()> done) {
   impl_->queue.push_back({std::move(batch), std::move(done)});
 }
 
-std::size_t Target::queued() const { return impl_->queue.size(); }
-State Target::state() const { return impl_->state; }
-const Stats& Target::stats() const { return impl_->stats; }
-std::string Target::last_error() const { return impl_->last_error; }
-std::string Target::describe() const { return impl_->ep.describe(); }
-const Endpoint& Target::endpoint() const { return impl_->ep; }
+std::size_t Target::queued() const {
+  return impl_->queue.size();
+}
+State Target::state() const {
+  return impl_->state;
+}
+const Stats& Target::stats() const {
+  return impl_->stats;
+}
+std::string Target::last_error() const {
+  return impl_->last_error;
+}
+std::string Target::describe() const {
+  return impl_->ep.describe();
+}
+const Endpoint& Target::endpoint() const {
+  return impl_->ep;
+}
 
-int Target::fd() const { return impl_->conn ? impl_->conn->fd() : -1; }
+int Target::fd() const {
+  return impl_->conn ? impl_->conn->fd() : -1;
+}
 
 short Target::events() const {
   switch (impl_->state) {
-    case State::Connecting: return POLLOUT;
+    case State::Connecting:
+      return POLLOUT;
     case State::Handshake:
     case State::Ready:
       return static_cast<short>(POLLIN | (impl_->conn->want_write() ? POLLOUT : 0));
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -622,9 +678,13 @@ void Target::on_ready(short revents) {
   impl_->on_ready(revents, Clock::now());
 }
 
-TimePoint Target::deadline() const { return impl_->deadline(); }
+TimePoint Target::deadline() const {
+  return impl_->deadline();
+}
 
-void Target::on_timer(TimePoint now) { impl_->on_timer(now); }
+void Target::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
 
 void Target::close() noexcept {
   if (!impl_ || impl_->closed) return;

@@ -109,8 +109,8 @@ Endpoint parse_tcp(std::string_view url, std::string_view rest) {
   if (!port.empty() && !parse_int(port, 1, 65535, ep.port))
     bad(url, "port '" + std::string(port) + "' is not a number from 1 to 65535");
   if (path.size() > 1 && !parse_int(path.substr(1), 0, kMaxDb, ep.db))
-    bad(url, "database '" + std::string(path.substr(1)) +
-                 "' is not a number (expected /<db>, e.g. /0)");
+    bad(url,
+        "database '" + std::string(path.substr(1)) + "' is not a number (expected /<db>, e.g. /0)");
   return ep;
 }
 

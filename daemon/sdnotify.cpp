@@ -22,7 +22,9 @@ bool Notifier::send(const std::string& state) {
   return sd_notify(0, state.c_str()) > 0;
 }
 
-bool Notifier::ready() { return send("READY=1"); }
+bool Notifier::ready() {
+  return send("READY=1");
+}
 
 bool Notifier::status(std::string_view line) {
   // One assignment per line in the protocol: a newline in the text must not start another.
@@ -31,7 +33,9 @@ bool Notifier::status(std::string_view line) {
   return send(state);
 }
 
-bool Notifier::watchdog() { return interval_.count() > 0 && send("WATCHDOG=1"); }
+bool Notifier::watchdog() {
+  return interval_.count() > 0 && send("WATCHDOG=1");
+}
 
 bool Notifier::reloading() {
   timespec ts{};
@@ -41,7 +45,9 @@ bool Notifier::reloading() {
   return send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
-bool Notifier::stopping() { return send("STOPPING=1"); }
+bool Notifier::stopping() {
+  return send("STOPPING=1");
+}
 
 WatchdogTimer::WatchdogTimer(Notifier& notifier) : notifier_(notifier) {
   if (notifier_.watchdog_interval().count() > 0)

@@ -1,7 +1,7 @@
 // SQL generation for `pgbust setup`: NOTIFY trigger functions and triggers, the publication
 // with column lists, and the replication slot.
-#include "pgbust/text.hpp"
 #include "pgbust/setup.hpp"
+#include "pgbust/text.hpp"
 
 #include <fmt/format.h>
 
@@ -21,7 +21,9 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-std::string sql_name(const TableNeeds& t) { return quote_ident(t.schema) + "." + quote_ident(t.table); }
+std::string sql_name(const TableNeeds& t) {
+  return quote_ident(t.schema) + "." + quote_ident(t.table);
+}
 
 // jsonb_build_object takes at most 100 arguments: 50 pairs per call, joined with ||. One
 // pair per line (at `indent`) when a single line would be long.
@@ -48,7 +50,8 @@ std::string build_object(const std::vector<std::string>& columns, const char* ro
 // A dollar-quote tag that does not occur in `body`.
 std::string dollar_tag(const std::string& body) {
   std::string tag = "$pgbust$";
-  for (int i = 1; body.find(tag) != std::string::npos; ++i) tag = "$pgbust" + std::to_string(i) + "$";
+  for (int i = 1; body.find(tag) != std::string::npos; ++i)
+    tag = "$pgbust" + std::to_string(i) + "$";
   return tag;
 }
 
@@ -71,27 +74,31 @@ std::string notify_function(const TableNeeds& t, const std::vector<std::string>&
   auto images = [&](const std::vector<std::string>& cols, const char* indent) {
     std::string s;
     std::string inner = std::string(indent) + "  ";
-    s += std::string(indent) + "IF TG_OP <> 'DELETE' THEN\n" + inner + "new_row := " +
-         build_object(cols, "NEW", inner) + ";\n" + indent + "END IF;\n";
-    s += std::string(indent) + "IF TG_OP <> 'INSERT' THEN\n" + inner + "old_row := " +
-         build_object(cols, "OLD", inner) + ";\n" + indent + "END IF;\n";
+    s += std::string(indent) + "IF TG_OP <> 'DELETE' THEN\n" + inner +
+         "new_row := " + build_object(cols, "NEW", inner) + ";\n" + indent + "END IF;\n";
+    s += std::string(indent) + "IF TG_OP <> 'INSERT' THEN\n" + inner +
+         "old_row := " + build_object(cols, "OLD", inner) + ";\n" + indent + "END IF;\n";
     return s;
   };
   body += images(columns, "  ");
   body += assign_payload("  ", ", 'new', new_row, 'old', old_row");
   body += "  IF pg_catalog.octet_length(payload) > 7999 THEN\n";
   if (!key.empty()) {
-    body += "    -- Too large for NOTIFY (under 8000 bytes): the key columns only; pgbust widens\n"
-            "    -- the rules for the other columns.\n";
+    body +=
+        "    -- Too large for NOTIFY (under 8000 bytes): the key columns only; pgbust widens\n"
+        "    -- the rules for the other columns.\n";
     body += images(key, "    ");
     body += assign_payload("    ", ", 'new', new_row, 'old', old_row, 'oversized', true");
     body += "    IF pg_catalog.octet_length(payload) > 7999 THEN\n";
-    body += "      -- Even the key is too large: no row values; pgbust widens every rule of the table.\n";
+    body +=
+        "      -- Even the key is too large: no row values; pgbust widens every rule of the "
+        "table.\n";
     body += assign_payload("      ", ", 'oversized', true");
     body += "    END IF;\n";
   } else {
-    body += "    -- Too large for NOTIFY and no key columns known: no row values; pgbust widens\n"
-            "    -- every rule of the table.\n";
+    body +=
+        "    -- Too large for NOTIFY and no key columns known: no row values; pgbust widens\n"
+        "    -- every rule of the table.\n";
     body += assign_payload("    ", ", 'oversized', true");
   }
   body += "  END IF;\n";
@@ -151,14 +158,17 @@ Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
           out.warnings.push_back("table " + t.qualified() + " has no column \"" + col +
                                  "\", which the rules read: not sent; those rules widen");
       if (key.empty())
-        out.warnings.push_back("table " + t.qualified() + " has no primary key: a row too large "
+        out.warnings.push_back("table " + t.qualified() +
+                               " has no primary key: a row too large "
                                "for NOTIFY sends no values and every rule of the table widens");
     } else {
       columns = t.columns;
-      note = "-- Offline: columns not checked against the table and no primary key known, so an\n"
-             "-- oversized row sends no values (every rule of the table widens).\n";
+      note =
+          "-- Offline: columns not checked against the table and no primary key known, so an\n"
+          "-- oversized row sends no values (every rule of the table widens).\n";
     }
-    s += "\n-- " + t.qualified() + ": sends " + (columns.empty() ? "no columns" : join(columns, ", ")) +
+    s += "\n-- " + t.qualified() + ": sends " +
+         (columns.empty() ? "no columns" : join(columns, ", ")) +
          (key.empty() ? "" : " (key: " + join(key, ", ") + ")") + " on channel " +
          quote_literal(options.channel) + ".\n" + note;
     s += notify_function(t, columns, key, options.channel);
@@ -173,9 +183,11 @@ Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
   out.sql = header("pgbust setup --notify: NOTIFY triggers for the tables the rules read.",
                    options.origin);
   out.sql +=
-      "-- Each row change sends, at commit, a JSON payload {\"schema\", \"table\", \"op\", \"new\",\n"
+      "-- Each row change sends, at commit, a JSON payload {\"schema\", \"table\", \"op\", "
+      "\"new\",\n"
       "-- \"old\"} with the columns the rules read and the key, as text, on channel " +
-      quote_literal(options.channel) + ".\n"
+      quote_literal(options.channel) +
+      ".\n"
       "-- Safe to run again: functions are replaced and triggers created afresh.\n"
       "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
       s + "\nCOMMIT;\n";
@@ -196,7 +208,8 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
     }
     auto it = catalog->find(t.qualified());
     if (it == catalog->end() || !it->second.exists) {
-      out.errors.push_back("table " + t.qualified() + " does not exist: left out of the publication");
+      out.errors.push_back("table " + t.qualified() +
+                           " does not exist: left out of the publication");
       continue;
     }
     const TableCatalog& c = it->second;
@@ -206,9 +219,12 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
     if (ri == 'i') identity = c.identity_index;
     if (ri == 'n' || (ri == 'd' && c.primary_key.empty()) || (ri == 'i' && identity.empty())) {
       // A published table without a replica identity refuses UPDATE and DELETE.
-      alters += "-- " + t.qualified() + " has no replica identity: once published, its UPDATEs "
-                "and DELETEs would fail.\nALTER TABLE " + sql_name(t) + " REPLICA IDENTITY FULL;\n";
-      out.warnings.push_back("table " + t.qualified() + " has no replica identity: the SQL sets "
+      alters += "-- " + t.qualified() +
+                " has no replica identity: once published, its UPDATEs "
+                "and DELETEs would fail.\nALTER TABLE " +
+                sql_name(t) + " REPLICA IDENTITY FULL;\n";
+      out.warnings.push_back("table " + t.qualified() +
+                             " has no replica identity: the SQL sets "
                              "REPLICA IDENTITY FULL (else its UPDATEs and DELETEs would fail once "
                              "published)");
       ri = 'f';
@@ -227,9 +243,10 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
       notes += "--   " + t.qualified() + ": " + join(cols, ", ") +
                (identity.empty() ? "" : " (replica identity: " + join(identity, ", ") + ")") + "\n";
     } else {
-      notes += "--   " + t.qualified() + ": all columns" +
-               (ri == 'f' ? " (REPLICA IDENTITY FULL: a column list would have to name them all)"
-                          : "") + "\n";
+      notes +=
+          "--   " + t.qualified() + ": all columns" +
+          (ri == 'f' ? " (REPLICA IDENTITY FULL: a column list would have to name them all)" : "") +
+          "\n";
     }
     entries.push_back(entry);
   }
@@ -239,37 +256,45 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
     s += "\n-- Offline: no column lists (the replica identity columns, which a column list must\n"
          "-- include, are not known without the database), so every column is published.\n";
   else if (!lists)
-    s += "\n-- This server is older than PostgreSQL 15: no column lists, every column is published.\n";
+    s += "\n-- This server is older than PostgreSQL 15: no column lists, every column is "
+         "published.\n";
   else
     s += "\n-- Column lists (PostgreSQL 15+): the walsender decodes and sends only these columns,\n"
          "-- less WAL decoding work and network than whole rows. A column list must include the\n"
-         "-- replica identity columns, or UPDATE and DELETE on the table fail.\n" + notes;
+         "-- replica identity columns, or UPDATE and DELETE on the table fail.\n" +
+         notes;
   if (!alters.empty()) s += "\n" + alters;
   if (entries.empty()) {
     s += "-- No table to publish.\n";
   } else {
     std::string list = "\n      " + join(entries, ",\n      ");
-    std::string body = "\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " +
-                       quote_literal(options.publication) + ") THEN\n    CREATE PUBLICATION " +
-                       pub + " FOR TABLE" + list + ";\n  ELSE\n    ALTER PUBLICATION " + pub +
-                       " SET TABLE" + list + ";\n  END IF;\nEND\n";
+    std::string body =
+        "\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " +
+        quote_literal(options.publication) + ") THEN\n    CREATE PUBLICATION " + pub +
+        " FOR TABLE" + list + ";\n  ELSE\n    ALTER PUBLICATION " + pub + " SET TABLE" + list +
+        ";\n  END IF;\nEND\n";
     std::string tag = dollar_tag(body);
     s += "\nDO " + tag + body + tag + ";\n";
   }
   std::string slot = quote_literal(options.slot);
   out.outside =
       "\n-- The slot, outside a transaction (a slot cannot be created in one that has written).\n"
-      "-- It keeps WAL until pgbust confirms it: drop it with pg_drop_replication_slot(" + slot +
-      ")\n-- if pgbust is retired. (The daemon also creates it when sources.logical.create_slot is on.)\n"
-      "SELECT pg_catalog.pg_create_logical_replication_slot(" + slot + ", 'pgoutput')\n"
-      "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " + slot +
-      ");\n";
-  out.sql = header("pgbust setup: publication " + quote_literal(options.publication) + " and slot " +
-                       slot + " for the logical source.",
+      "-- It keeps WAL until pgbust confirms it: drop it with pg_drop_replication_slot(" +
+      slot +
+      ")\n-- if pgbust is retired. (The daemon also creates it when sources.logical.create_slot is "
+      "on.)\n"
+      "SELECT pg_catalog.pg_create_logical_replication_slot(" +
+      slot +
+      ", 'pgoutput')\n"
+      "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+      slot + ");\n";
+  out.sql = header("pgbust setup: publication " + quote_literal(options.publication) +
+                       " and slot " + slot + " for the logical source.",
                    options.origin);
-  out.sql += "-- Safe to run again: the publication is created, or set to these tables.\n"
-             "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
-             s + "\nCOMMIT;\n" + out.outside;
+  out.sql +=
+      "-- Safe to run again: the publication is created, or set to these tables.\n"
+      "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
+      s + "\nCOMMIT;\n" + out.outside;
   return out;
 }
 

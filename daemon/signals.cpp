@@ -36,7 +36,9 @@ Signals::~Signals() {
   sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
 }
 
-short Signals::events() const { return POLLIN; }
+short Signals::events() const {
+  return POLLIN;
+}
 
 void Signals::on_ready(short) {
   signalfd_siginfo info;

@@ -7,22 +7,32 @@ namespace pgbust {
 
 std::string_view to_string(Health h) {
   switch (h) {
-    case Health::Starting: return "starting";
-    case Health::Healthy: return "healthy";
-    case Health::CatchingUp: return "catching up";
-    case Health::Degraded: return "degraded";
-    case Health::Stopping: return "stopping";
+    case Health::Starting:
+      return "starting";
+    case Health::Healthy:
+      return "healthy";
+    case Health::CatchingUp:
+      return "catching up";
+    case Health::Degraded:
+      return "degraded";
+    case Health::Stopping:
+      return "stopping";
   }
   return "?";
 }
 
 std::string_view to_string(SourceState state) {
   switch (state) {
-    case SourceState::Connecting: return "connecting";
-    case SourceState::Starting: return "starting";
-    case SourceState::Streaming: return "streaming";
-    case SourceState::BackingOff: return "backing off";
-    case SourceState::Stopped: return "stopped";
+    case SourceState::Connecting:
+      return "connecting";
+    case SourceState::Starting:
+      return "starting";
+    case SourceState::Streaming:
+      return "streaming";
+    case SourceState::BackingOff:
+      return "backing off";
+    case SourceState::Stopped:
+      return "stopped";
   }
   return "?";
 }

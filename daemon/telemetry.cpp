@@ -48,7 +48,9 @@ Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Targe
 
 Telemetry::~Telemetry() = default;
 
-std::string Telemetry::address() const { return server_ ? server_->address() : ""; }
+std::string Telemetry::address() const {
+  return server_ ? server_->address() : "";
+}
 
 void Telemetry::attach(Loop& loop) {
   if (server_) loop.add(server_.get());
@@ -101,8 +103,7 @@ void Telemetry::refresh() {
       rs.errors);
   set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
       rs.keys_deleted);
-  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
-                {{"upstream", "redis"}}),
+  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
       rs.reconnects);
   r.gauge("pgbust_redis_up", "1 when the Redis connection is ready")
       .set(target_.connected() ? 1 : 0);

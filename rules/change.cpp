@@ -8,10 +8,14 @@ namespace pgbust {
 
 std::string_view to_string(Op op) {
   switch (op) {
-    case Op::Insert: return "insert";
-    case Op::Update: return "update";
-    case Op::Delete: return "delete";
-    case Op::Truncate: return "truncate";
+    case Op::Insert:
+      return "insert";
+    case Op::Update:
+      return "update";
+    case Op::Delete:
+      return "delete";
+    case Op::Truncate:
+      return "truncate";
   }
   return "?";
 }
@@ -29,27 +33,42 @@ std::optional<Op> parse_op(std::string_view text) {
 
 std::string_view to_string(SourceKind kind) {
   switch (kind) {
-    case SourceKind::Logical: return "logical";
-    case SourceKind::Notify: return "notify";
-    case SourceKind::Poll: return "poll";
-    case SourceKind::Explain: return "explain";
+    case SourceKind::Logical:
+      return "logical";
+    case SourceKind::Notify:
+      return "notify";
+    case SourceKind::Poll:
+      return "poll";
+    case SourceKind::Explain:
+      return "explain";
   }
   return "?";
 }
 
 std::string_view to_string(Unknown why) {
   switch (why) {
-    case Unknown::None: return "known";
-    case Unknown::NotInImage: return "old value not in the WAL (REPLICA IDENTITY DEFAULT)";
-    case Unknown::UnchangedToast: return "unchanged TOAST value not sent";
-    case Unknown::Truncate: return "TRUNCATE";
-    case Unknown::NotifyGap: return "NOTIFY gap after (re)connect";
-    case Unknown::NotifyOversized: return "NOTIFY payload too large, key columns only";
-    case Unknown::NotifyMalformed: return "malformed NOTIFY payload";
-    case Unknown::Polled: return "polled change (old row and deletes not visible)";
-    case Unknown::ColumnMissing: return "column not in table or publication";
-    case Unknown::TooManyKeys: return "transaction exceeded the per-transaction key limit";
-    case Unknown::Explicit: return "value not given";
+    case Unknown::None:
+      return "known";
+    case Unknown::NotInImage:
+      return "old value not in the WAL (REPLICA IDENTITY DEFAULT)";
+    case Unknown::UnchangedToast:
+      return "unchanged TOAST value not sent";
+    case Unknown::Truncate:
+      return "TRUNCATE";
+    case Unknown::NotifyGap:
+      return "NOTIFY gap after (re)connect";
+    case Unknown::NotifyOversized:
+      return "NOTIFY payload too large, key columns only";
+    case Unknown::NotifyMalformed:
+      return "malformed NOTIFY payload";
+    case Unknown::Polled:
+      return "polled change (old row and deletes not visible)";
+    case Unknown::ColumnMissing:
+      return "column not in table or publication";
+    case Unknown::TooManyKeys:
+      return "transaction exceeded the per-transaction key limit";
+    case Unknown::Explicit:
+      return "value not given";
   }
   return "?";
 }

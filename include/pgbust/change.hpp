@@ -23,7 +23,7 @@ std::string_view to_string(SourceKind kind);
 // the reason is reported in `explain`, logs and metrics.
 enum class Unknown : std::uint8_t {
   None,
-  NotInImage,       // the source did not send this column (e.g. old row with REPLICA IDENTITY DEFAULT)
+  NotInImage,  // the source did not send this column (e.g. old row with REPLICA IDENTITY DEFAULT)
   UnchangedToast,   // pgoutput 'u': TOASTed value not changed and not sent
   Truncate,         // TRUNCATE carries no rows
   NotifyGap,        // NOTIFY messages may have been lost while disconnected

@@ -36,8 +36,8 @@ struct PollTable {
   std::vector<std::string> watermark;  // e.g. [id] or [updated_at, id]
   std::vector<std::string> key;        // primary-key columns; default: looked up
   milliseconds overlap{30000};
-  std::string deletes = "count";       // count | none: how deletes are detected
-  int line = 0;                        // where it was declared, for messages
+  std::string deletes = "count";  // count | none: how deletes are detected
+  int line = 0;                   // where it was declared, for messages
 };
 
 struct Poll {
@@ -58,7 +58,8 @@ struct Redis {
 struct Status {
   milliseconds interval{30000};
   std::string listen = "127.0.0.1:9187";  // metrics and /healthz; "" disables
-  std::int64_t wal_warn_bytes = 1LL << 30;  // slot holding more WAL than this: warn, /healthz degrades
+  std::int64_t wal_warn_bytes = 1LL
+                                << 30;  // slot holding more WAL than this: warn, /healthz degrades
 };
 
 struct Limits {

@@ -19,7 +19,8 @@ class ConnectionError : public Error {
   using Error::Error;
 };
 
-// A libpq conninfo with any password=... value replaced by "********" (keyword/value and URI forms).
+// A libpq conninfo with any password=... value replaced by "********" (keyword/value and URI
+// forms).
 std::string mask_conninfo(std::string_view conninfo);
 // A redis:// URL with the password part replaced by "********".
 std::string mask_url(std::string_view url);

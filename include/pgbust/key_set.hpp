@@ -43,9 +43,9 @@ class KeySet {
   std::size_t find(std::string_view key, std::size_t h) const;
   void grow();
 
-  std::string bytes_;                // every key, back to back
-  std::vector<Entry> entries_;       // insertion order
-  std::vector<std::uint32_t> slots_; // open addressing: entry index + 1, 0 = empty
+  std::string bytes_;                 // every key, back to back
+  std::vector<Entry> entries_;        // insertion order
+  std::vector<std::uint32_t> slots_;  // open addressing: entry index + 1, 0 = empty
 };
 
 }  // namespace pgbust

@@ -17,11 +17,11 @@ inline constexpr TimePoint kNever = TimePoint::max();
 class Pollable {
  public:
   virtual ~Pollable() = default;
-  virtual int fd() const = 0;                  // -1 when there is no socket to watch now
-  virtual short events() const = 0;            // POLLIN / POLLOUT wanted (0: none now)
-  virtual void on_ready(short revents) = 0;    // the socket is ready (or errored)
-  virtual TimePoint deadline() const = 0;      // next timer, kNever when none
-  virtual void on_timer(TimePoint now) = 0;    // called once now >= deadline()
+  virtual int fd() const = 0;                // -1 when there is no socket to watch now
+  virtual short events() const = 0;          // POLLIN / POLLOUT wanted (0: none now)
+  virtual void on_ready(short revents) = 0;  // the socket is ready (or errored)
+  virtual TimePoint deadline() const = 0;    // next timer, kNever when none
+  virtual void on_timer(TimePoint now) = 0;  // called once now >= deadline()
 };
 
 }  // namespace pgbust

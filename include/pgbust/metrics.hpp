@@ -43,7 +43,7 @@ class Gauge {
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);  // throws std::invalid_argument if unsorted
-  void observe(double v) noexcept;  // NaN is ignored
+  void observe(double v) noexcept;                 // NaN is ignored
   const std::vector<double>& bounds() const noexcept { return bounds_; }
   // Cumulative count of observations <= bounds()[i]; i == bounds().size() means +Inf.
   std::uint64_t cumulative(std::size_t i) const noexcept;

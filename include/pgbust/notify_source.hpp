@@ -74,21 +74,21 @@ struct NotifyOptions {
   std::string conninfo;
   config::Notify notify;
   std::chrono::milliseconds connect_timeout{10000};
-  std::chrono::milliseconds query_timeout{10000};   // LISTEN and keepalive answers
-  std::chrono::milliseconds keepalive{30000};       // a query after this long without traffic
+  std::chrono::milliseconds query_timeout{10000};  // LISTEN and keepalive answers
+  std::chrono::milliseconds keepalive{30000};      // a query after this long without traffic
   std::chrono::milliseconds backoff_min{250};
   std::chrono::milliseconds backoff_max{30000};
-  std::chrono::milliseconds log_interval{30000};    // repeated errors, at most once per this
-  std::size_t max_per_wakeup = 1000;                // notifications handled per loop round
+  std::chrono::milliseconds log_interval{30000};  // repeated errors, at most once per this
+  std::size_t max_per_wakeup = 1000;              // notifications handled per loop round
 };
 
 struct NotifyCounters {
-  std::uint64_t notifications = 0;  // payloads received
-  std::uint64_t gaps = 0;           // gap policies applied (each (re)connection)
-  std::uint64_t malformed = 0;      // payloads that could not be read
-  std::uint64_t oversized = 0;      // payloads with key columns only
-  std::uint64_t unknown_tables = 0; // payloads for tables no rule names
-  std::uint64_t widened_tables = 0; // widen_table calls made
+  std::uint64_t notifications = 0;   // payloads received
+  std::uint64_t gaps = 0;            // gap policies applied (each (re)connection)
+  std::uint64_t malformed = 0;       // payloads that could not be read
+  std::uint64_t oversized = 0;       // payloads with key columns only
+  std::uint64_t unknown_tables = 0;  // payloads for tables no rule names
+  std::uint64_t widened_tables = 0;  // widen_table calls made
 };
 
 // Phases: connecting -> starting (LISTEN on each channel) -> streaming -> on any failure

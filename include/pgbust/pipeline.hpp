@@ -47,7 +47,7 @@ struct PipelineStats {
 
 // Row changes by table and operation, for metrics.
 struct TableStats {
-  std::string table;  // schema.name
+  std::string table;                    // schema.name
   std::uint64_t ops[4] = {0, 0, 0, 0};  // indexed by Op
 };
 
@@ -126,8 +126,8 @@ class Pipeline : public ChangeSink, public Pollable {
 
   // Each source's transaction buffers, kept between transactions so their memory is reused.
   std::unordered_map<Source*, std::unique_ptr<Txn>> txns_;
-  std::size_t open_txns_ = 0;                               // transactions being read
-  std::unique_ptr<Pending> accumulating_;                   // committed, not yet sent
+  std::size_t open_txns_ = 0;              // transactions being read
+  std::unique_ptr<Pending> accumulating_;  // committed, not yet sent
   std::size_t batches_in_target_ = 0;
   // Committed transactions not yet confirmed, per source, in commit order.
   std::unordered_map<Source*, std::deque<std::shared_ptr<AckRecord>>> acks_;

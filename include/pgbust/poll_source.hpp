@@ -20,17 +20,17 @@ struct PollOptions {
   std::chrono::milliseconds query_timeout{60000};  // also the session's statement_timeout
   std::chrono::milliseconds backoff_min{250};
   std::chrono::milliseconds backoff_max{30000};
-  std::chrono::milliseconds log_interval{30000};   // repeated errors, at most once per this
-  std::size_t seen_limit = 100000;                 // rows remembered per table (overlap dedup)
+  std::chrono::milliseconds log_interval{30000};  // repeated errors, at most once per this
+  std::size_t seen_limit = 100000;                // rows remembered per table (overlap dedup)
 };
 
 struct PollCounters {
-  std::uint64_t rounds = 0;         // complete rounds over every table
-  std::uint64_t rows = 0;           // rows read (including overlap re-reads)
-  std::uint64_t inserts = 0;        // delivered as inserts
-  std::uint64_t updates = 0;        // delivered as updates (old image: key columns only)
-  std::uint64_t repeats = 0;        // overlap re-reads skipped as already invalidated
-  std::uint64_t deletes = 0;        // rounds where the row count showed deletes (widened)
+  std::uint64_t rounds = 0;           // complete rounds over every table
+  std::uint64_t rows = 0;             // rows read (including overlap re-reads)
+  std::uint64_t inserts = 0;          // delivered as inserts
+  std::uint64_t updates = 0;          // delivered as updates (old image: key columns only)
+  std::uint64_t repeats = 0;          // overlap re-reads skipped as already invalidated
+  std::uint64_t deletes = 0;          // rounds where the row count showed deletes (widened)
   std::uint64_t start_widenings = 0;  // first start / unusable state: widened once
   std::uint64_t state_writes = 0;
   std::uint64_t state_errors = 0;

@@ -3,10 +3,10 @@
 // comparing numbers in PostgreSQL text, and the bounded set of rows already invalidated.
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
-#include <list>
+#include <cstdint>
 #include <filesystem>
+#include <list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,13 +23,13 @@ inline constexpr int kStateVersion = 1;
 // Where polling of one table resumes. Values are PostgreSQL text of the watermark columns,
 // read back with the column's own type.
 struct Watermark {
-  std::string table;                  // "schema.table"
-  std::vector<std::string> columns;   // the watermark columns, as configured
-  std::vector<std::string> cursor;    // highest (updated_at, id...) or (id) seen; empty:
-                                      // the table had no rows
-  std::vector<std::string> floor;     // id watermarks: re-read from here (the overlap window)
-  std::optional<std::string> max_id;  // [updated_at, id]: highest id seen (inserts above it)
-  std::optional<std::int64_t> count;  // row count at the last delete check
+  std::string table;                     // "schema.table"
+  std::vector<std::string> columns;      // the watermark columns, as configured
+  std::vector<std::string> cursor;       // highest (updated_at, id...) or (id) seen; empty:
+                                         // the table had no rows
+  std::vector<std::string> floor;        // id watermarks: re-read from here (the overlap window)
+  std::optional<std::string> max_id;     // [updated_at, id]: highest id seen (inserts above it)
+  std::optional<std::int64_t> count;     // row count at the last delete check
   std::optional<std::string> count_max;  // highest id at the last delete check
 
   bool operator==(const Watermark&) const = default;
@@ -68,7 +68,8 @@ int compare_number(std::string_view a, std::string_view b);
 // only repeats a harmless invalidation).
 class Seen {
  public:
-  Seen(std::size_t limit, Clock::duration ttl) : limit_(std::max<std::size_t>(limit, 1)), ttl_(ttl) {}
+  Seen(std::size_t limit, Clock::duration ttl)
+      : limit_(std::max<std::size_t>(limit, 1)), ttl_(ttl) {}
   // True when `key` was recorded with this `version` (its updated_at text; "" for id-only
   // watermarks): it is then kept alive. Otherwise records it and returns false.
   bool check_and_add(const std::string& key, std::string_view version, TimePoint now);

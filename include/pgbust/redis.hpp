@@ -131,7 +131,7 @@ class Target : public Pollable {
   bool connected() const { return state() == State::Ready; }
   const Stats& stats() const;
   std::string last_error() const;  // the latest failure ("" if none), worded as in the log
-  std::string describe() const;  // "127.0.0.1:6379 db 0" (never the password)
+  std::string describe() const;    // "127.0.0.1:6379 db 0" (never the password)
 
   const Endpoint& endpoint() const;  // holds the password: never log it
 
@@ -225,8 +225,8 @@ class Conn {
 
   std::string& out() { return out_; }  // append commands here
   bool want_write() const { return out_pos_ < out_.size(); }
-  void flush();          // sends what the socket takes now
-  bool read();           // reads what is there into the reader; false: nothing (EAGAIN)
+  void flush();  // sends what the socket takes now
+  bool read();   // reads what is there into the reader; false: nothing (EAGAIN)
   Reply next_reply() { return reader_.next(); }
 
  private:

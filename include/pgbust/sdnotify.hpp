@@ -17,11 +17,11 @@ class Notifier {
 
   bool enabled() const { return enabled_; }  // NOTIFY_SOCKET was set
   // Each returns true when the datagram was sent; false when disabled or sending failed.
-  bool ready();                         // READY=1 (also after a reload)
-  bool status(std::string_view line);   // STATUS=<line>; newlines become spaces
-  bool watchdog();                      // WATCHDOG=1, only when the watchdog is enabled
-  bool reloading();                     // RELOADING=1 + MONOTONIC_USEC=<now> (systemd 253+)
-  bool stopping();                      // STOPPING=1
+  bool ready();                        // READY=1 (also after a reload)
+  bool status(std::string_view line);  // STATUS=<line>; newlines become spaces
+  bool watchdog();                     // WATCHDOG=1, only when the watchdog is enabled
+  bool reloading();                    // RELOADING=1 + MONOTONIC_USEC=<now> (systemd 253+)
+  bool stopping();                     // STOPPING=1
   // How often watchdog() should be called: half of WATCHDOG_USEC; zero when disabled.
   std::chrono::microseconds watchdog_interval() const { return interval_; }
 

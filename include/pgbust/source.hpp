@@ -46,10 +46,10 @@ std::string_view to_string(SourceState state);
 // What a source reports for the status line and metrics.
 struct SourceStatus {
   SourceState state = SourceState::Connecting;
-  std::string position;           // human form: "0/16B3748" or "id=42"
-  std::int64_t lag_bytes = -1;    // -1 when not applicable
-  double lag_seconds = -1;        // -1 when unknown
-  std::uint64_t changes = 0;      // row changes delivered
+  std::string position;         // human form: "0/16B3748" or "id=42"
+  std::int64_t lag_bytes = -1;  // -1 when not applicable
+  double lag_seconds = -1;      // -1 when unknown
+  std::uint64_t changes = 0;    // row changes delivered
   std::uint64_t transactions = 0;
   std::uint64_t reconnects = 0;
   std::uint64_t errors = 0;

@@ -19,7 +19,7 @@ struct StatusInput {
   const PipelineStats* pipeline = nullptr;
   redis::State redis_state = redis::State::Disconnected;
   std::string redis_server;
-  double redis_down_seconds = 0;    // how long Redis has been unreachable
+  double redis_down_seconds = 0;  // how long Redis has been unreachable
   const redis::Stats* redis = nullptr;
   double changes_per_second = 0;    // over the last interval
   std::size_t in_flight = 0;        // transactions committed, not yet confirmed

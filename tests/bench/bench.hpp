@@ -121,8 +121,12 @@ inline long proc_status_kb(int pid, const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
   return 0;
 }
-inline long peak_rss_kb(int pid) { return proc_status_kb(pid, "VmHWM"); }
-inline long rss_kb(int pid) { return proc_status_kb(pid, "VmRSS"); }
+inline long peak_rss_kb(int pid) {
+  return proc_status_kb(pid, "VmHWM");
+}
+inline long rss_kb(int pid) {
+  return proc_status_kb(pid, "VmRSS");
+}
 
 // Busy and total CPU time of the whole machine (all CPUs, /proc/stat), in seconds.
 struct MachineCpu {
@@ -140,7 +144,9 @@ inline MachineCpu machine_cpu() {
   return {(total - v[3] - v[4]) / tick, total / tick};  // idle and iowait are not busy
 }
 
-inline int parent_pid(int pid) { return static_cast<int>(proc_status_kb(pid, "PPid")); }
+inline int parent_pid(int pid) {
+  return static_cast<int>(proc_status_kb(pid, "PPid"));
+}
 
 // ---- a child process timed to the millisecond, with its rusage ---------------------------
 
@@ -236,7 +242,8 @@ class RedisClient {
     std::vector<const char*> a;
     std::vector<size_t> l;
     for (const auto& s : argv) a.push_back(s.data()), l.push_back(s.size());
-    if (redisAppendCommandArgv(c_.get(), static_cast<int>(a.size()), a.data(), l.data()) != REDIS_OK)
+    if (redisAppendCommandArgv(c_.get(), static_cast<int>(a.size()), a.data(), l.data()) !=
+        REDIS_OK)
       throw std::runtime_error("redis append: " + error());
     ++pending_;
   }
@@ -335,7 +342,7 @@ inline void wait_no_walsender(PgSession& s) {
 // PostgreSQL settings for benchmarks: room for many slots, no autovacuum or checkpoints
 // disturbing a timed run.
 inline std::vector<std::string> pg_settings() {
-  return {"max_replication_slots = 64", "max_wal_senders = 32", "autovacuum = off",
+  return {"max_replication_slots = 64", "max_wal_senders = 32",    "autovacuum = off",
           "max_wal_size = 8GB",         "checkpoint_timeout = 1h", "shared_buffers = 256MB",
           "wal_sender_timeout = 60s"};
 }
@@ -347,7 +354,8 @@ inline std::string create_tasks_sql(const std::string& table, long rows, bool fu
                     " (id int PRIMARY KEY, group_id int NOT NULL, owner text NOT NULL, "
                     "status text NOT NULL, payload text NOT NULL, "
                     "updated_at timestamptz NOT NULL DEFAULT now());\n"
-                    "INSERT INTO " + table +
+                    "INSERT INTO " +
+                    table +
                     " SELECT g, g % 50, 'user' || (g % 997), 'open', "
                     "repeat(md5(g::text), 4), now() FROM generate_series(1, " +
                     std::to_string(rows) + ") g;\n";

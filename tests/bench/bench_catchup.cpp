@@ -34,11 +34,11 @@ struct Variant {
 };
 
 struct Sample {
-  double wall = 0;         // s, process start to burst end consumed (pgbust: confirmed)
-  double cpu = 0;          // s, consumer user+sys
+  double wall = 0;  // s, process start to burst end consumed (pgbust: confirmed)
+  double cpu = 0;   // s, consumer user+sys
   double user = 0, sys = 0;
-  double server_cpu = 0;   // s, the walsender (and any backend that exited meanwhile)
-  long peak_kb = 0;        // consumer peak RSS
+  double server_cpu = 0;  // s, the walsender (and any backend that exited meanwhile)
+  long peak_kb = 0;       // consumer peak RSS
 };
 
 struct Bench {
@@ -70,7 +70,10 @@ struct Bench {
     std::printf("  burst on %s: %ld row UPDATEs in %d transactions, %.1f s, WAL %s .. %s\n",
                 table.c_str(), changes(), txns, seconds_since(t0),
                 pg.scalar("SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = "
-                          "'tmpl_" + table + "'").value_or("?").c_str(),
+                          "'tmpl_" +
+                          table + "'")
+                    .value_or("?")
+                    .c_str(),
                 end.c_str());
     return end;
   }
@@ -89,9 +92,9 @@ struct Bench {
     std::string slot = copy_slot(v);
     std::string log = (dir.path() / "pg_recvlogical.log").string();
     double server0 = server.exited_backends();
-    Child c({pg_bin("pg_recvlogical"), "-d", pg.conninfo(), "-S", slot, "--start", "-E",
-             v.endpos, "--no-loop", "-o", "proto_version=1", "-o",
-             "publication_names=" + v.publication, "-f", "/dev/null"},
+    Child c({pg_bin("pg_recvlogical"), "-d", pg.conninfo(), "-S", slot, "--start", "-E", v.endpos,
+             "--no-loop", "-o", "proto_version=1", "-o", "publication_names=" + v.publication, "-f",
+             "/dev/null"},
             log);
     if (!c.wait(600s) || c.status() != 0)
       throw std::runtime_error("pg_recvlogical failed (status " + std::to_string(c.status()) +
@@ -124,12 +127,11 @@ struct Bench {
     bool keep = r.command({"EXISTS", "other:keep"})->integer == 1;
     long expect_tasks = changes() >= table_rows ? 0 : table_rows - changes();
     if (tasks != expect_tasks || groups != 0 || revs != 50 || !keep)
-      throw std::runtime_error(what + ": Redis is not as the rule says: task:* " +
-                               std::to_string(tasks) + " left (expected " +
-                               std::to_string(expect_tasks) + "), group:* " +
-                               std::to_string(groups) + " left, rev:group:* " +
-                               std::to_string(revs) + " (expected 50), other:keep " +
-                               (keep ? "kept" : "deleted"));
+      throw std::runtime_error(
+          what + ": Redis is not as the rule says: task:* " + std::to_string(tasks) +
+          " left (expected " + std::to_string(expect_tasks) + "), group:* " +
+          std::to_string(groups) + " left, rev:group:* " + std::to_string(revs) +
+          " (expected 50), other:keep " + (keep ? "kept" : "deleted"));
   }
 
   Sample pgbust(const Variant& v) {
@@ -177,7 +179,9 @@ struct Bench {
   }
 };
 
-double per_row_us(double seconds, long rows) { return seconds * 1e6 / static_cast<double>(rows); }
+double per_row_us(double seconds, long rows) {
+  return seconds * 1e6 / static_cast<double>(rows);
+}
 
 }  // namespace
 
@@ -190,9 +194,10 @@ int main(int argc, char** argv) try {
   const long only = arg_long(argc, argv, "--variant", 0);
   for (int i = 1; i + 1 < argc; ++i)
     if (std::string(argv[i]) == "--attach") b.attach = argv[i + 1];
-  std::printf("catch-up benchmark: %ld-row tables, %d transactions x %d row UPDATEs, %d runs "
-              "each (medians)\n",
-              b.table_rows, b.txns, b.rows_per_txn, runs);
+  std::printf(
+      "catch-up benchmark: %ld-row tables, %d transactions x %d row UPDATEs, %d runs "
+      "each (medians)\n",
+      b.table_rows, b.txns, b.rows_per_txn, runs);
 
   auto t0 = Clock::now();
   b.pg.exec(create_tasks_sql("tasks", b.table_rows, false) +
@@ -209,9 +214,11 @@ int main(int argc, char** argv) try {
       "setup.yaml", pgbust_config(b.pg, b.redis, "tmpl_tasks", "pub_cols", rules.string()));
   auto setup = pgbust::test::run(
       {pgbust::test::pgbust_binary(), "setup", "--config", setup_config.string(), "--apply"});
-  if (setup.exit_code != 0) throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
+  if (setup.exit_code != 0)
+    throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
   std::string cols = b.mon.scalar(
-      "SELECT array_to_string(attnames, ', ') FROM pg_publication_tables WHERE pubname = 'pub_cols'");
+      "SELECT array_to_string(attnames, ', ') FROM pg_publication_tables WHERE pubname = "
+      "'pub_cols'");
   std::printf("  pgbust setup --apply: publication pub_cols FOR TABLE tasks (%s)\n", cols.c_str());
   std::string end_tasks = b.burst("tasks");
   b.mon.exec("SELECT pg_create_logical_replication_slot('tmpl_tasks_full', 'pgoutput')");
@@ -234,10 +241,11 @@ int main(int argc, char** argv) try {
       Sample p = b.pgbust(v);
       recv[v.label].push_back(a);
       bust[v.label].push_back(p);
-      std::printf("  run %d %-22s pg_recvlogical %7.0f rows/s | pgbust %7.0f rows/s, "
-                  "%.2f us CPU/row, peak RSS %ld MB | ratio %.2f\n",
-                  r, v.label.c_str(), n / a.wall, n / p.wall, per_row_us(p.cpu, n),
-                  p.peak_kb / 1024, a.wall / p.wall);
+      std::printf(
+          "  run %d %-22s pg_recvlogical %7.0f rows/s | pgbust %7.0f rows/s, "
+          "%.2f us CPU/row, peak RSS %ld MB | ratio %.2f\n",
+          r, v.label.c_str(), n / a.wall, n / p.wall, per_row_us(p.cpu, n), p.peak_kb / 1024,
+          a.wall / p.wall);
       std::fflush(stdout);
     }
   }
@@ -247,25 +255,26 @@ int main(int argc, char** argv) try {
     for (const Sample& s : v) x.push_back(field(s));
     return median(x);
   };
-  std::printf("\nmedians of %d runs, %ld row changes each (CPU in us per row change; "
-              "walsender = the server process decoding for that consumer)\n",
-              runs, n);
-  std::printf("  %-22s %-15s %9s %8s %10s %9s %9s %8s\n", "variant", "consumer", "rows/s",
-              "wall s", "CPU/row", "user/row", "wal-snd", "peak MB");
+  std::printf(
+      "\nmedians of %d runs, %ld row changes each (CPU in us per row change; "
+      "walsender = the server process decoding for that consumer)\n",
+      runs, n);
+  std::printf("  %-22s %-15s %9s %8s %10s %9s %9s %8s\n", "variant", "consumer", "rows/s", "wall s",
+              "CPU/row", "user/row", "wal-snd", "peak MB");
   double worst_ratio = 1e9, worst_cpu = 0;
   long worst_rss = 0;
   for (const Variant& v : variants) {
     const std::pair<const char*, std::vector<Sample>*> consumers[] = {
         {"pg_recvlogical", &recv[v.label]}, {"pgbust", &bust[v.label]}};
     for (const auto& [name, samples] : consumers) {
-      std::printf("  %-22s %-15s %9.0f %8.3f %10.2f %9.2f %9.2f %8.1f\n", v.label.c_str(), name,
-                  n / med(*samples, [](const Sample& s) { return s.wall; }),
-                  med(*samples, [](const Sample& s) { return s.wall; }),
-                  per_row_us(med(*samples, [](const Sample& s) { return s.cpu; }), n),
-                  per_row_us(med(*samples, [](const Sample& s) { return s.user; }), n),
-                  per_row_us(med(*samples, [](const Sample& s) { return s.server_cpu; }), n),
-                  med(*samples, [](const Sample& s) { return static_cast<double>(s.peak_kb); }) /
-                      1024);
+      std::printf(
+          "  %-22s %-15s %9.0f %8.3f %10.2f %9.2f %9.2f %8.1f\n", v.label.c_str(), name,
+          n / med(*samples, [](const Sample& s) { return s.wall; }),
+          med(*samples, [](const Sample& s) { return s.wall; }),
+          per_row_us(med(*samples, [](const Sample& s) { return s.cpu; }), n),
+          per_row_us(med(*samples, [](const Sample& s) { return s.user; }), n),
+          per_row_us(med(*samples, [](const Sample& s) { return s.server_cpu; }), n),
+          med(*samples, [](const Sample& s) { return static_cast<double>(s.peak_kb); }) / 1024);
     }
   }
   std::printf("\n");
@@ -286,18 +295,20 @@ int main(int argc, char** argv) try {
                 v.label.c_str(), ratio);
   }
   if (recv.count("DEFAULT, all columns") && recv.count("DEFAULT, column list")) {
-  double cols_gain = med(recv["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /
-                     med(recv["DEFAULT, column list"], [](const Sample& s) { return s.wall; });
-  double cols_gain_bust = med(bust["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /
-                          med(bust["DEFAULT, column list"], [](const Sample& s) { return s.wall; });
-  std::printf("  column list speed-up: pg_recvlogical x%.2f, pgbust x%.2f\n", cols_gain,
-              cols_gain_bust);
+    double cols_gain = med(recv["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /
+                       med(recv["DEFAULT, column list"], [](const Sample& s) { return s.wall; });
+    double cols_gain_bust =
+        med(bust["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /
+        med(bust["DEFAULT, column list"], [](const Sample& s) { return s.wall; });
+    std::printf("  column list speed-up: pg_recvlogical x%.2f, pgbust x%.2f\n", cols_gain,
+                cols_gain_bust);
   }
-  std::printf("\ntargets (DEFAULT identity): ratio >= 0.90: %.2f %s; CPU <= 2.00 us/row: %.2f "
-              "%s; peak RSS <= 32 MB: %ld MB %s\n",
-              worst_ratio, worst_ratio >= 0.9 ? "met" : "NOT MET", worst_cpu,
-              worst_cpu <= 2.0 ? "met" : "NOT MET", worst_rss / 1024,
-              worst_rss <= 32 * 1024 ? "met" : "NOT MET");
+  std::printf(
+      "\ntargets (DEFAULT identity): ratio >= 0.90: %.2f %s; CPU <= 2.00 us/row: %.2f "
+      "%s; peak RSS <= 32 MB: %ld MB %s\n",
+      worst_ratio, worst_ratio >= 0.9 ? "met" : "NOT MET", worst_cpu,
+      worst_cpu <= 2.0 ? "met" : "NOT MET", worst_rss / 1024,
+      worst_rss <= 32 * 1024 ? "met" : "NOT MET");
   std::printf("total time %.0f s\n", seconds_since(t0));
   return 0;
 } catch (const std::exception& e) {

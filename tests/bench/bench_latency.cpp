@@ -100,8 +100,8 @@ struct StepResult {
 
 // One step: `rate` single-row UPDATE transactions per second for `seconds`, spread over
 // enough connections to reach it; ids 1..n, whose task:<id> keys are set beforehand.
-StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
-                int walsender_pid, double rate, double seconds, long rows) {
+StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid, int walsender_pid,
+                double rate, double seconds, long rows) {
   StepResult res;
   res.target_rate = rate;
   // One transaction per row (a key is deleted once): at most `rows` per step.
@@ -131,9 +131,11 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
   std::atomic<bool> sampling{true};
   std::thread sampler([&] {
     PgSession s(pg.conninfo());
-    const std::string q = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), sent_lsn), "
-                          "pg_wal_lsn_diff(sent_lsn, flush_lsn) FROM pg_stat_replication "
-                          "WHERE pid = " + std::to_string(walsender_pid);
+    const std::string q =
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), sent_lsn), "
+        "pg_wal_lsn_diff(sent_lsn, flush_lsn) FROM pg_stat_replication "
+        "WHERE pid = " +
+        std::to_string(walsender_pid);
     while (sampling) {
       pgbust::pg::Result r = pgbust::pg::exec(s.get(), q, "sampling pg_stat_replication");
       if (PQntuples(r.get()) == 1) {
@@ -217,37 +219,45 @@ int main(int argc, char** argv) try {
   const long rows = 200000;
   pg.exec(create_tasks_sql("tasks", rows, false));
   auto rules = dir.write("tasks.yaml", tasks_rule("tasks", "new."));
-  auto config = dir.write("pgbust.yaml", pgbust_config(pg, redis, "lat", "pub_cols", rules.string()));
+  auto config =
+      dir.write("pgbust.yaml", pgbust_config(pg, redis, "lat", "pub_cols", rules.string()));
   auto setup = pgbust::test::run(
       {pgbust::test::pgbust_binary(), "setup", "--config", config.string(), "--apply"});
-  if (setup.exit_code != 0) throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
+  if (setup.exit_code != 0)
+    throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
   {
     RedisClient r(redis.port());
     r.command({"CONFIG", "SET", "notify-keyspace-events", "Eg"});
   }
   DelWatcher watcher(redis.port(), rows);
   Daemon d({"run", "--config", config.string()});
-  bool streaming = pgbust::test::eventually([&] {
-    return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'lat'") ==
-           std::optional<std::string>("true");
-  }, 30s);
+  bool streaming = pgbust::test::eventually(
+      [&] {
+        return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'lat'") ==
+               std::optional<std::string>("true");
+      },
+      30s);
   if (!streaming) throw std::runtime_error("pgbust did not start streaming:\n" + d.output());
-  const int walsender = std::stoi(
-      pg.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'lat'").value_or("0"));
+  const int walsender =
+      std::stoi(pg.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'lat'")
+                    .value_or("0"));
   // Warm up: a short step so connections and caches are in place.
   step(pg, redis, watcher, d.pid(), walsender, 200, 1, rows);
 
-  std::printf("live latency: single-row UPDATE transactions (synchronous_commit on), COMMIT "
-              "returned -> key gone in Redis (keyspace notification), %.0f s per rate\n",
-              seconds);
-  std::printf("  (CPU during the step, 100%% = one core: pgbust, the walsender decoding for it, "
-              "and the whole machine with %ld CPUs)\n",
-              ::sysconf(_SC_NPROCESSORS_ONLN));
-  std::printf("  (behind: the most WAL, in kB, not yet sent by the walsender / sent and not yet "
-              "confirmed by pgbust)\n");
-  std::printf("  %8s %9s %7s %8s %8s %8s %8s %9s %11s %9s %15s %7s  %s\n", "target/s",
-              "achieved", "txns", "p50 ms", "p95 ms", "p99 ms", "max ms", "pgbust %",
-              "walsender %", "machine %", "behind wal/pgb", "missing", "lag");
+  std::printf(
+      "live latency: single-row UPDATE transactions (synchronous_commit on), COMMIT "
+      "returned -> key gone in Redis (keyspace notification), %.0f s per rate\n",
+      seconds);
+  std::printf(
+      "  (CPU during the step, 100%% = one core: pgbust, the walsender decoding for it, "
+      "and the whole machine with %ld CPUs)\n",
+      ::sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf(
+      "  (behind: the most WAL, in kB, not yet sent by the walsender / sent and not yet "
+      "confirmed by pgbust)\n");
+  std::printf("  %8s %9s %7s %8s %8s %8s %8s %9s %11s %9s %15s %7s  %s\n", "target/s", "achieved",
+              "txns", "p50 ms", "p95 ms", "p99 ms", "max ms", "pgbust %", "walsender %",
+              "machine %", "behind wal/pgb", "missing", "lag");
   std::vector<StepResult> results;
   // Doubling from 500/s; after the first rate that is not sustained, one step between it and
   // the last sustained one.
@@ -261,16 +271,17 @@ int main(int argc, char** argv) try {
   while (rate <= max_rate) {
     StepResult r = step(pg, redis, watcher, d.pid(), walsender, rate, seconds, rows);
     const auto& l = r.latencies_ms;
-    std::printf("  %8.0f %9.0f %7ld %8.3f %8.3f %8.3f %8.3f %8.0f%% %10.0f%% %8.0f%% %7.0f/%-7.0f "
-                "%7ld  %s (p50 first/last fifth %.3f/%.3f ms)\n",
-                r.target_rate, r.achieved_rate, r.txns, percentile(l, 50), percentile(l, 95),
-                percentile(l, 99), l.empty() ? 0.0 : l.back(), 100 * r.pgbust_cpu_share,
-                100 * r.walsender_cpu_share, 100 * r.machine_busy, r.walsender_behind_kb,
-                r.pgbust_behind_kb, r.missing,
-                r.bounded                                          ? "bounded"
-                : r.walsender_behind_kb > 4 * r.pgbust_behind_kb ? "GROWING at the walsender"
-                                                                   : "GROWING",
-                r.early_p50, r.late_p50);
+    std::printf(
+        "  %8.0f %9.0f %7ld %8.3f %8.3f %8.3f %8.3f %8.0f%% %10.0f%% %8.0f%% %7.0f/%-7.0f "
+        "%7ld  %s (p50 first/last fifth %.3f/%.3f ms)\n",
+        r.target_rate, r.achieved_rate, r.txns, percentile(l, 50), percentile(l, 95),
+        percentile(l, 99), l.empty() ? 0.0 : l.back(), 100 * r.pgbust_cpu_share,
+        100 * r.walsender_cpu_share, 100 * r.machine_busy, r.walsender_behind_kb,
+        r.pgbust_behind_kb, r.missing,
+        r.bounded                                        ? "bounded"
+        : r.walsender_behind_kb > 4 * r.pgbust_behind_kb ? "GROWING at the walsender"
+                                                         : "GROWING",
+        r.early_p50, r.late_p50);
     std::fflush(stdout);
     results.push_back(std::move(r));
     const StepResult& last = results.back();
@@ -278,9 +289,10 @@ int main(int argc, char** argv) try {
     // kept up.
     const bool sustained = last.achieved_rate >= 0.9 * last.target_rate && last.bounded;
     if (last.stalls > 0)
-      std::printf("           %ld transactions over 50 ms, the first committed %.3f s into the "
-                  "step\n",
-                  last.stalls, last.first_stall_s);
+      std::printf(
+          "           %ld transactions over 50 ms, the first committed %.3f s into the "
+          "step\n",
+          last.stalls, last.first_stall_s);
     if (!fixed.empty()) {
       if (next_fixed == fixed.size()) break;
       rate = fixed[next_fixed++];
@@ -302,9 +314,10 @@ int main(int argc, char** argv) try {
               p99_500 <= 1.0 ? "met" : "NOT MET");
   if (best) {
     double p99 = percentile(best->latencies_ms, 99);
-    std::printf("         highest sustained rate with bounded lag: %.0f tx/s, p99 %.3f ms "
-                "(<= 10 ms: %s)\n",
-                best->achieved_rate, p99, p99 <= 10.0 ? "met" : "NOT MET");
+    std::printf(
+        "         highest sustained rate with bounded lag: %.0f tx/s, p99 %.3f ms "
+        "(<= 10 ms: %s)\n",
+        best->achieved_rate, p99, p99 <= 10.0 ? "met" : "NOT MET");
   }
   std::printf("pgbust peak RSS over the run: %ld MB (steady target <= 32 MB)\n",
               peak_rss_kb(d.pid()) / 1024);

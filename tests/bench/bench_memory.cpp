@@ -25,7 +25,8 @@ int main(int argc, char** argv) try {
   pg.exec(create_tasks_sql("tasks", rows, false) + "CREATE PUBLICATION pub_all FOR TABLE tasks;");
   mon.exec("SELECT pg_create_logical_replication_slot('mem', 'pgoutput')");
   auto rules = dir.write("tasks.yaml", tasks_rule("tasks", "new."));
-  auto config = dir.write("pgbust.yaml", pgbust_config(pg, redis, "mem", "pub_all", rules.string()));
+  auto config =
+      dir.write("pgbust.yaml", pgbust_config(pg, redis, "mem", "pub_all", rules.string()));
   {
     RedisClient r(redis.port());
     r.fill("task:", 1, rows + 1);
@@ -36,10 +37,13 @@ int main(int argc, char** argv) try {
               seconds_since(t0));
 
   Daemon d({"run", "--config", config.string()});
-  bool streaming = pgbust::test::eventually([&] {
-    return mon.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'mem'") ==
-           "true";
-  }, 30s);
+  bool streaming = pgbust::test::eventually(
+      [&] {
+        return mon.scalar(
+                   "SELECT active::text FROM pg_replication_slots WHERE slot_name = 'mem'") ==
+               "true";
+      },
+      30s);
   if (!streaming) throw std::runtime_error("pgbust did not start streaming:\n" + d.output());
   std::this_thread::sleep_for(500ms);
   const long idle_kb = rss_kb(d.pid());
@@ -65,14 +69,16 @@ int main(int argc, char** argv) try {
   RedisClient r(redis.port());
   long tasks = r.count("task:*"), groups = r.count("group:*");
   bool keep = r.command({"EXISTS", "other:keep"})->integer == 1;
-  std::printf("  UPDATE of %ld rows committed in %.1f s; pgbust confirmed it %.1f s after the "
-              "UPDATE started (walsender decoding included)\n",
-              rows, update_s, total_s);
-  std::printf("  pgbust RSS: idle %ld MB, sampled max %ld MB, peak (VmHWM) %ld MB; CPU %.2f s "
-              "(%.2f us/row)\n",
-              idle_kb / 1024, max_rss_kb / 1024, peak_kb / 1024, cpu, cpu * 1e6 / rows);
-  std::printf("  Redis afterwards: task:* left %ld, group:* left %ld, other:keep %s -> %s\n",
-              tasks, groups, keep ? "kept" : "DELETED",
+  std::printf(
+      "  UPDATE of %ld rows committed in %.1f s; pgbust confirmed it %.1f s after the "
+      "UPDATE started (walsender decoding included)\n",
+      rows, update_s, total_s);
+  std::printf(
+      "  pgbust RSS: idle %ld MB, sampled max %ld MB, peak (VmHWM) %ld MB; CPU %.2f s "
+      "(%.2f us/row)\n",
+      idle_kb / 1024, max_rss_kb / 1024, peak_kb / 1024, cpu, cpu * 1e6 / rows);
+  std::printf("  Redis afterwards: task:* left %ld, group:* left %ld, other:keep %s -> %s\n", tasks,
+              groups, keep ? "kept" : "DELETED",
               tasks == 0 && groups == 0 && keep ? "everything applied" : "NOT APPLIED");
   std::printf("targets: peak RSS <= 64 MB through the transaction: %s; idle <= 32 MB: %s\n",
               peak_kb <= 64 * 1024 ? "met" : "NOT MET", idle_kb <= 32 * 1024 ? "met" : "NOT MET");

@@ -69,7 +69,8 @@ struct Workload {
   std::shared_ptr<const rules::RuleSet> rules;
 };
 
-const std::vector<std::string> kAll = {"id", "group_id", "owner", "status", "payload", "updated_at"};
+const std::vector<std::string> kAll = {"id",     "group_id", "owner",
+                                       "status", "payload",  "updated_at"};
 
 // One tuple with the given columns of row `id` (group `g`).
 void tuple(Msg& m, const std::vector<std::string>& cols, long id, long g) {
@@ -80,17 +81,23 @@ void tuple(Msg& m, const std::vector<std::string>& cols, long id, long g) {
     return p;
   }();
   for (const auto& c : cols) {
-    if (c == "id") m.text(std::to_string(id));
-    else if (c == "group_id") m.text(std::to_string(g));
-    else if (c == "owner") m.text("user" + std::to_string(id % 997));
-    else if (c == "status") m.text("s3");
-    else if (c == "payload") m.text(payload);
-    else m.text("2024-06-01 10:00:00.123456+00");
+    if (c == "id")
+      m.text(std::to_string(id));
+    else if (c == "group_id")
+      m.text(std::to_string(g));
+    else if (c == "owner")
+      m.text("user" + std::to_string(id % 997));
+    else if (c == "status")
+      m.text("s3");
+    else if (c == "payload")
+      m.text(payload);
+    else
+      m.text("2024-06-01 10:00:00.123456+00");
   }
 }
 
-Workload make(const std::string& label, const std::vector<std::string>& cols, bool full,
-              int txns, const std::string& rule_image) {
+Workload make(const std::string& label, const std::vector<std::string>& cols, bool full, int txns,
+              const std::string& rule_image) {
   Workload w;
   w.label = label;
   w.relation = bench::relation_msg(16384, "public", "tasks", full ? 'f' : 'd', cols, {"id"});
@@ -117,9 +124,13 @@ Workload make(const std::string& label, const std::vector<std::string>& cols, bo
     lsn += 64;
     for (const auto& m : msgs) w.bytes += m.size();
   }
-  std::string yaml = "version: 1\nrules:\n  - name: tasks\n    table: tasks\n"
-                     "    delete: [\"task:${id}\", \"group:${" + rule_image + "group_id}\"]\n"
-                     "    bump: [\"rev:group:${" + rule_image + "group_id}\"]\n";
+  std::string yaml =
+      "version: 1\nrules:\n  - name: tasks\n    table: tasks\n"
+      "    delete: [\"task:${id}\", \"group:${" +
+      rule_image +
+      "group_id}\"]\n"
+      "    bump: [\"rev:group:${" +
+      rule_image + "group_id}\"]\n";
   auto loaded = rules::RuleSet::parse(yaml, "bench.yaml");
   if (!loaded.rules) {
     std::fprintf(stderr, "rules: %s\n", loaded.errors.front().str().c_str());
@@ -184,8 +195,12 @@ Figures run(const Workload& w, int rounds) {
       for (const auto& m : txn) {
         const pgoutput::Decoded& out = d.decode(m);
         switch (out.kind) {
-          case pgoutput::Kind::Begin: pipeline.begin(source); break;
-          case pgoutput::Kind::Commit: pipeline.commit(source, out.commit.end_lsn, 0); break;
+          case pgoutput::Kind::Begin:
+            pipeline.begin(source);
+            break;
+          case pgoutput::Kind::Commit:
+            pipeline.commit(source, out.commit.end_lsn, 0);
+            break;
           default:
             for (const ChangeEvent& ev : out.events) pipeline.change(source, ev);
         }
@@ -207,7 +222,8 @@ double resp_ns_per_key(long keys) {
     auto t0 = Clock::now();
     for (long i = 0; i < keys; i += 512) {
       argv.assign(1, "UNLINK");
-      for (long j = i; j < std::min(keys, i + 512); ++j) argv.push_back(k[static_cast<std::size_t>(j)]);
+      for (long j = i; j < std::min(keys, i + 512); ++j)
+        argv.push_back(k[static_cast<std::size_t>(j)]);
       redis::detail::append_command(out, argv);
     }
     t.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() /
@@ -236,9 +252,10 @@ int main(int argc, char** argv) {
   std::vector<Figures> fs;
   for (const auto& w : ws) fs.push_back(run(w, rounds));
 
-  std::printf("in-process path per row change: %d transactions x %d row UPDATEs of a 6-column "
-              "tasks table; rule: 2 deletes + 1 bump (median of %d rounds)\n",
-              txns, kRowsPerTxn, rounds);
+  std::printf(
+      "in-process path per row change: %d transactions x %d row UPDATEs of a 6-column "
+      "tasks table; rule: 2 deletes + 1 bump (median of %d rounds)\n",
+      txns, kRowsPerTxn, rounds);
   std::printf("  %-44s", "ns per row");
   for (const auto& w : ws) std::printf(" %15s", w.label.c_str());
   std::printf("\n");

@@ -19,7 +19,9 @@ struct Msg {
   }
   Msg& u16(std::uint16_t v) { return u8(static_cast<std::uint8_t>(v >> 8)).u8(v & 0xff); }
   Msg& u32(std::uint32_t v) { return u16(static_cast<std::uint16_t>(v >> 16)).u16(v & 0xffff); }
-  Msg& u64(std::uint64_t v) { return u32(static_cast<std::uint32_t>(v >> 32)).u32(v & 0xffffffffu); }
+  Msg& u64(std::uint64_t v) {
+    return u32(static_cast<std::uint32_t>(v >> 32)).u32(v & 0xffffffffu);
+  }
   Msg& str(std::string_view s) {
     b.append(s);
     b.push_back('\0');

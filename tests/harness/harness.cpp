@@ -108,8 +108,8 @@ std::optional<Credentials> postgres_credentials() {
 struct SpawnOptions {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;  // added to / overriding ours
-  int stdin_fd = -1;                                      // -1: /dev/null
-  int out_fd = -1;                                        // stdout and stderr; -1: /dev/null
+  int stdin_fd = -1;                                     // -1: /dev/null
+  int out_fd = -1;                                       // stdout and stderr; -1: /dev/null
   std::optional<Credentials> creds;
 };
 
@@ -126,8 +126,8 @@ pid_t spawn(const SpawnOptions& o) {
   for (char** e = environ; e && *e; ++e) {
     std::string kv = *e;
     std::string key = kv.substr(0, kv.find('='));
-    bool overridden = std::any_of(o.env.begin(), o.env.end(),
-                                  [&](const auto& p) { return p.first == key; });
+    bool overridden =
+        std::any_of(o.env.begin(), o.env.end(), [&](const auto& p) { return p.first == key; });
     if (!overridden) env_store.push_back(std::move(kv));
   }
   for (const auto& [k, v] : o.env) env_store.push_back(k + "=" + v);
@@ -241,8 +241,12 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
-std::string pgbust_binary() { return PGBUST_BINARY; }
-fs::path source_dir() { return PGBUST_SOURCE_DIR; }
+std::string pgbust_binary() {
+  return PGBUST_BINARY;
+}
+fs::path source_dir() {
+  return PGBUST_SOURCE_DIR;
+}
 
 // ---- Postgres --------------------------------------------------------------------------
 
@@ -310,8 +314,8 @@ Postgres::Postgres(const std::vector<std::string>& extra_settings)
   if (m.creds && ::chown(m.dir.path().c_str(), m.creds->uid, m.creds->gid) != 0)
     throw_errno("chown " + m.dir.path().string());
 
-  RunResult init = run_as({(m.bindir / "initdb").string(), "-D", m.data.string(), "-U",
-                           "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
+  RunResult init = run_as({(m.bindir / "initdb").string(), "-D", m.data.string(), "-U", "postgres",
+                           "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
                           "", m.creds, 120s);
   if (init.exit_code != 0)
     throw std::runtime_error("initdb failed (exit " + std::to_string(init.exit_code) + "):\n" +
@@ -339,7 +343,9 @@ Postgres::Postgres(const std::vector<std::string>& extra_settings)
 
 Postgres::~Postgres() = default;
 
-int Postgres::port() const { return impl_->port; }
+int Postgres::port() const {
+  return impl_->port;
+}
 std::string Postgres::conninfo(const std::string& dbname) const {
   return impl_->conninfo(dbname);
 }
@@ -371,7 +377,9 @@ std::vector<std::vector<std::string>> Postgres::rows(const std::string& sql,
   return out;
 }
 
-void Postgres::stop() { impl_->stop(); }
+void Postgres::stop() {
+  impl_->stop();
+}
 void Postgres::start() {
   if (impl_->pid <= 0) impl_->start();
 }
@@ -379,7 +387,9 @@ void Postgres::restart() {
   stop();
   start();
 }
-std::string Postgres::log() const { return read_file(impl_->logfile); }
+std::string Postgres::log() const {
+  return read_file(impl_->logfile);
+}
 
 // ---- Redis -----------------------------------------------------------------------------
 
@@ -457,14 +467,14 @@ struct Redis::Impl {
 
   void start() {
     Fd out = open_log(dir.path() / "redis.stdout");
-    pid = spawn({{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
-                  dir.path().string(), "--logfile", logfile().string(), "--unixsocket",
-                  socket().string(), "--unixsocketperm", "700"},
-                 {},
-                 -1,
-                 out.fd,
-                 std::nullopt});
+    pid = spawn(
+        {{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+          "--appendonly", "no", "--daemonize", "no", "--dir", dir.path().string(), "--logfile",
+          logfile().string(), "--unixsocket", socket().string(), "--unixsocketperm", "700"},
+         {},
+         -1,
+         out.fd,
+         std::nullopt});
     auto deadline = std::chrono::steady_clock::now() + 30s;
     std::string last;
     for (;;) {
@@ -478,9 +488,9 @@ struct Redis::Impl {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid = -1;
-        throw std::runtime_error("redis-server exited during startup (status " +
-                                 std::to_string(decode_status(status)) + "): " +
-                                 read_file(dir.path() / "redis.stdout") + read_file(logfile()));
+        throw std::runtime_error(
+            "redis-server exited during startup (status " + std::to_string(decode_status(status)) +
+            "): " + read_file(dir.path() / "redis.stdout") + read_file(logfile()));
       }
       if (std::chrono::steady_clock::now() >= deadline) {
         terminate(pid, SIGKILL, 5s);
@@ -502,11 +512,15 @@ Redis::Redis() : impl_(std::make_unique<Impl>()) {
 
 Redis::~Redis() = default;
 
-int Redis::port() const { return impl_->port; }
+int Redis::port() const {
+  return impl_->port;
+}
 std::string Redis::url(int db) const {
   return "redis://127.0.0.1:" + std::to_string(impl_->port) + "/" + std::to_string(db);
 }
-std::string Redis::unix_socket() const { return impl_->socket().string(); }
+std::string Redis::unix_socket() const {
+  return impl_->socket().string();
+}
 
 std::optional<std::string> Redis::command(const std::vector<std::string>& argv) const {
   Context c = redis_connect(impl_->port, 5s);
@@ -526,8 +540,7 @@ std::vector<std::string> Redis::keys(const std::string& pattern) const {
   Context c = redis_connect(impl_->port, 5s);
   Reply r = redis_command(c.get(), {"KEYS", pattern}, impl_->port);
   std::vector<std::string> out;
-  for (size_t i = 0; i < r->elements; ++i)
-    out.emplace_back(r->element[i]->str, r->element[i]->len);
+  for (size_t i = 0; i < r->elements; ++i) out.emplace_back(r->element[i]->str, r->element[i]->len);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -538,11 +551,15 @@ void Redis::pause() {
 void Redis::resume() {
   if (impl_->pid > 0) ::kill(impl_->pid, SIGCONT);
 }
-void Redis::stop() { impl_->stop(); }
+void Redis::stop() {
+  impl_->stop();
+}
 void Redis::start() {
   if (impl_->pid <= 0) impl_->start();
 }
-std::string Redis::log() const { return read_file(impl_->logfile()); }
+std::string Redis::log() const {
+  return read_file(impl_->logfile());
+}
 
 // ---- Daemon ----------------------------------------------------------------------------
 
@@ -584,7 +601,9 @@ Daemon::Daemon(const std::vector<std::string>& args,
 
 Daemon::~Daemon() = default;
 
-int Daemon::pid() const { return impl_->pid; }
+int Daemon::pid() const {
+  return impl_->pid;
+}
 
 void Daemon::signal(int sig) {
   if (!impl_->poll_exit()) ::kill(impl_->pid, sig);
@@ -599,9 +618,13 @@ std::optional<int> Daemon::wait(std::chrono::milliseconds timeout) {
   }
 }
 
-bool Daemon::running() { return !impl_->poll_exit(); }
+bool Daemon::running() {
+  return !impl_->poll_exit();
+}
 
-std::string Daemon::output() const { return read_file(impl_->outfile()); }
+std::string Daemon::output() const {
+  return read_file(impl_->outfile());
+}
 
 bool Daemon::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
   return eventually([&] { return output().find(needle) != std::string::npos; }, timeout);
@@ -642,8 +665,10 @@ RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_
     if (fds[0].revents) {
       char buf[8192];
       ssize_t got = ::read(out_r.fd, buf, sizeof buf);
-      if (got > 0) result.output.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || errno != EINTR) out_r.reset();
+      if (got > 0)
+        result.output.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || errno != EINTR)
+        out_r.reset();
     }
     if (in_w.fd >= 0 && fds[1].revents) {
       ssize_t put = ::write(in_w.fd, stdin_text.data() + written, stdin_text.size() - written);

@@ -37,9 +37,9 @@ struct E2E {
   std::string config(const std::string& rules_file, const std::string& extra = "") const {
     return "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n" +
            "sources:\n  logical: {slot: " + slot + ", publication: " + publication +
-           ", create_slot: true, status_interval: 1s}\n" +
-           "redis: {url: \"" + redis.url() + "\", command_timeout: 1s}\n" +
-           "rules: " + rules_file + "\n" + "status: {interval: 1s, listen: \"" + listen + "\"}\n" + extra;
+           ", create_slot: true, status_interval: 1s}\n" + "redis: {url: \"" + redis.url() +
+           "\", command_timeout: 1s}\n" + "rules: " + rules_file + "\n" +
+           "status: {interval: 1s, listen: \"" + listen + "\"}\n" + extra;
   }
 
   // Writes rules (with a sentinel rule appended) and config, creates the publication and
@@ -48,8 +48,8 @@ struct E2E {
   void start(const std::string& rules_yaml, const std::string& publication_tables,
              const std::string& extra_config = "") {
     pg.exec("CREATE TABLE IF NOT EXISTS sentinel (id int PRIMARY KEY)");
-    pg.exec("CREATE PUBLICATION " + publication +
-            " FOR TABLE " + publication_tables + ", sentinel");
+    pg.exec("CREATE PUBLICATION " + publication + " FOR TABLE " + publication_tables +
+            ", sentinel");
     auto rules_path = write_rules(rules_yaml);
     auto config_path = dir.write("pgbust.yaml", config(rules_path.string(), extra_config));
     run_daemon(config_path.string());
@@ -59,10 +59,12 @@ struct E2E {
 
   // The daemon creates the slot when missing: changes committed before that are not seen.
   void wait_streaming() {
-    bool ok = eventually([&] {
-      return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = '" + slot +
-                       "'") == std::optional<std::string>("true");
-    }, 30s);
+    bool ok = eventually(
+        [&] {
+          return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = '" +
+                           slot + "'") == std::optional<std::string>("true");
+        },
+        30s);
     if (!ok) FAIL("pgbust did not start streaming; " << logs());
   }
 
@@ -92,8 +94,10 @@ struct E2E {
     redis.set(key, "1");
     pg.exec("INSERT INTO sentinel VALUES (" + std::to_string(id) + ")");
     bool ok = eventually([&] { return !redis.exists(key); }, timeout);
-    if (!ok) FAIL("pgbust did not apply the sentinel within the timeout; output:\n"
-                  << (daemon ? daemon->output() : "") << "\npostgres log:\n" << pg.log());
+    if (!ok)
+      FAIL("pgbust did not apply the sentinel within the timeout; output:\n"
+           << (daemon ? daemon->output() : "") << "\npostgres log:\n"
+           << pg.log());
   }
 
   void set_keys(const std::vector<std::string>& keys) {
@@ -101,8 +105,10 @@ struct E2E {
   }
 
   std::string confirmed_lsn() const {
-    return pg.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '" +
-                     slot + "'").value_or("");
+    return pg
+        .scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '" +
+                slot + "'")
+        .value_or("");
   }
 };
 

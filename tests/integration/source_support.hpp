@@ -22,13 +22,20 @@ using namespace std::chrono_literals;
 
 inline std::string short_reason(Unknown why) {
   switch (why) {
-    case Unknown::NotifyGap: return "gap";
-    case Unknown::NotifyOversized: return "oversized";
-    case Unknown::NotifyMalformed: return "malformed";
-    case Unknown::Polled: return "polled";
-    case Unknown::ColumnMissing: return "missing";
-    case Unknown::NotInImage: return "notinimage";
-    default: return std::string(to_string(why));
+    case Unknown::NotifyGap:
+      return "gap";
+    case Unknown::NotifyOversized:
+      return "oversized";
+    case Unknown::NotifyMalformed:
+      return "malformed";
+    case Unknown::Polled:
+      return "polled";
+    case Unknown::ColumnMissing:
+      return "missing";
+    case Unknown::NotInImage:
+      return "notinimage";
+    default:
+      return std::string(to_string(why));
   }
 }
 

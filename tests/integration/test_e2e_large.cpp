@@ -34,7 +34,8 @@ rules:
 )",
           "big", "limits: {max_keys_per_transaction: 20000}\n");
   e.set_keys({"big:1", "big:299999", "rev:other", "unrelated:1"});
-  e.pg.exec("INSERT INTO big SELECT g, g % 100, repeat('x', 100) FROM generate_series(1, 300000) g");
+  e.pg.exec(
+      "INSERT INTO big SELECT g, g % 100, repeat('x', 100) FROM generate_series(1, 300000) g");
   e.sync(180s);
   CHECK_FALSE(e.redis.exists("big:1"));
   CHECK_FALSE(e.redis.exists("big:299999"));

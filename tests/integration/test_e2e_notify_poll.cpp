@@ -36,25 +36,32 @@ struct Fixture {
   std::unique_ptr<Daemon> daemon;
 
   Fixture() {
-    pg.exec("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, note text);"
-            "CREATE TABLE act (id bigserial PRIMARY KEY, group_id int);"
-            "CREATE TABLE tasks (id int PRIMARY KEY, updated_at timestamptz NOT NULL, group_id int);"
-            "INSERT INTO tasks VALUES (1, now() - interval '1 hour', 1), (2, now() - interval '1 hour', 1)");
+    pg.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, note text);"
+        "CREATE TABLE act (id bigserial PRIMARY KEY, group_id int);"
+        "CREATE TABLE tasks (id int PRIMARY KEY, updated_at timestamptz NOT NULL, group_id int);"
+        "INSERT INTO tasks VALUES (1, now() - interval '1 hour', 1), (2, now() - interval '1 "
+        "hour', 1)");
     dir.write("rules.yaml", std::string(kNotifyRules) + kPollRules);
-    config = dir.write(
-        "pgbust.yaml",
-        "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n"
-        "sources:\n"
-        "  notify: {channels: [inval], on_gap: widen, tables: [orders]}\n"
-        "  poll:\n"
-        "    interval: 200ms\n"
-        "    state_dir: " + (dir.path() / "state").string() + "\n"
-        "    tables:\n"
-        "      - {table: public.act, watermark: [id], overlap: 0s}\n"
-        "      - {table: public.tasks, watermark: [updated_at, id], overlap: 5s}\n"
-        "redis: {url: \"" + redis.url() + "\"}\n"
-        "rules: rules.yaml\n"
-        "status: {interval: 1s, listen: \"\"}\n");
+    config =
+        dir.write("pgbust.yaml",
+                  "postgres: {conninfo: \"" + pg.conninfo() +
+                      "\"}\n"
+                      "sources:\n"
+                      "  notify: {channels: [inval], on_gap: widen, tables: [orders]}\n"
+                      "  poll:\n"
+                      "    interval: 200ms\n"
+                      "    state_dir: " +
+                      (dir.path() / "state").string() +
+                      "\n"
+                      "    tables:\n"
+                      "      - {table: public.act, watermark: [id], overlap: 0s}\n"
+                      "      - {table: public.tasks, watermark: [updated_at, id], overlap: 5s}\n"
+                      "redis: {url: \"" +
+                      redis.url() +
+                      "\"}\n"
+                      "rules: rules.yaml\n"
+                      "status: {interval: 1s, listen: \"\"}\n");
     // Triggers only for the table the NOTIFY source serves (sources.notify.tables).
     auto r = run({pgbust_binary(), "setup", "--notify", "--apply", "--config", config.string()});
     INFO(r.output);
@@ -97,8 +104,8 @@ TEST_CASE("notify and poll sources in one daemon invalidate the right keys") {
   REQUIRE(f.gone("group_acts:99"));
   REQUIRE(f.gone("group_tasks:99"));
 
-  for (auto k : {"order:1", "customer_orders:10", "customer_orders:20", "customer_orders:30", "act:1",
-                 "group_acts:7", "task:2", "group_tasks:1", "group_tasks:3"})
+  for (auto k : {"order:1", "customer_orders:10", "customer_orders:20", "customer_orders:30",
+                 "act:1", "group_acts:7", "task:2", "group_tasks:1", "group_tasks:3"})
     f.redis.set(k, "cached");
   f.pg.exec("INSERT INTO orders VALUES (1, 10, 'x')");
   f.pg.exec("UPDATE orders SET customer_id = 20 WHERE id = 1");
@@ -115,12 +122,14 @@ TEST_CASE("notify and poll sources in one daemon invalidate the right keys") {
   CHECK(f.redis.exists("customer_orders:30"));
 
   // Each source has its own state in the status line.
-  REQUIRE(eventually([&] {
-    auto out = f.logs();
-    auto pos = out.rfind("status: ");
-    return pos != std::string::npos && out.find("notify streaming", pos) != std::string::npos &&
-           out.find("poll streaming", pos) != std::string::npos;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        auto out = f.logs();
+        auto pos = out.rfind("status: ");
+        return pos != std::string::npos && out.find("notify streaming", pos) != std::string::npos &&
+               out.find("poll streaming", pos) != std::string::npos;
+      },
+      10s));
   f.stop();
   CHECK(std::filesystem::exists(f.dir.path() / "state" / "public.act.watermark"));
   CHECK(std::filesystem::exists(f.dir.path() / "state" / "public.tasks.watermark"));
@@ -130,10 +139,12 @@ TEST_CASE("a restart resumes polling from the saved watermarks and catches up") 
   Fixture f;
   f.start();
   f.pg.exec("INSERT INTO act (group_id) VALUES (1)");
-  REQUIRE(eventually([&] {
-    auto s = run({"cat", (f.dir.path() / "state" / "public.act.watermark").string()});
-    return s.output.find("\"cursor\": [\"1\"]") != std::string::npos;
-  }, 30s));
+  REQUIRE(eventually(
+      [&] {
+        auto s = run({"cat", (f.dir.path() / "state" / "public.act.watermark").string()});
+        return s.output.find("\"cursor\": [\"1\"]") != std::string::npos;
+      },
+      30s));
   f.stop();
   // While it is down.
   f.pg.exec("INSERT INTO act (group_id) VALUES (2)");

@@ -5,9 +5,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
-#include <atomic>
 #include <mutex>
 #include <regex>
 #include <thread>
@@ -140,7 +140,8 @@ TEST_CASE("systemd notifications, reload, metrics, health and status of a live d
   CHECK_FALSE(e.redis.exists("b:2"));
 
   // SIGHUP with broken rules: errors reported with their position, the old rules keep working.
-  e.write_rules("version: 1\nrules:\n  - name: broken\n    table: items\n    delete: [\"x:${id\"]\n");
+  e.write_rules(
+      "version: 1\nrules:\n  - name: broken\n    table: items\n    delete: [\"x:${id\"]\n");
   e.daemon->signal(SIGHUP);
   CHECK(e.daemon->wait_for_output("reload failed"));
   CHECK(e.daemon->output().find("rules.yaml:") != std::string::npos);
@@ -154,12 +155,18 @@ TEST_CASE("systemd notifications, reload, metrics, health and status of a live d
 
   // Redis down: /healthz degrades, `pgbust status` exits non-zero.
   e.redis.pause();
-  CHECK(eventually([&] { return curl("http://" + addr + "/healthz").output.find("HTTP 503") !=
-                                std::string::npos; }, 20s));
+  CHECK(eventually(
+      [&] {
+        return curl("http://" + addr + "/healthz").output.find("HTTP 503") != std::string::npos;
+      },
+      20s));
   CHECK(run({pgbust_binary(), "status", "--listen", addr}).exit_code == 1);
   e.redis.resume();
-  CHECK(eventually([&] { return run({pgbust_binary(), "status", "--listen", addr}).exit_code == 0; },
-                   30s));
+  CHECK(eventually(
+      [&] {
+        return run({pgbust_binary(), "status", "--listen", addr}).exit_code == 0;
+      },
+      30s));
 
   // SIGTERM drains and exits 0; then nobody answers.
   e.daemon->signal(SIGTERM);

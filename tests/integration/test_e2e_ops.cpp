@@ -43,7 +43,9 @@ struct Fixture {
   }
 };
 
-bool gone(const E2E& e, const std::string& key) { return !e.redis.exists(key); }
+bool gone(const E2E& e, const std::string& key) {
+  return !e.redis.exists(key);
+}
 
 }  // namespace
 
@@ -122,9 +124,10 @@ TEST_CASE("multi-row, multi-table transactions and rollbacks") {
   auto& e = f.env;
   INFO(e.logs());
   e.set_keys({"task:1", "task:2", "task:3", "note:1", "note:2", "task:50", "group:50"});
-  e.pg.exec("BEGIN; INSERT INTO tasks VALUES (1, 1, 'a', 'x'), (2, 1, 'b', 'x');"
-            "INSERT INTO notes VALUES (1, 'n'); UPDATE tasks SET status = 'y' WHERE id = 2;"
-            "COMMIT;");
+  e.pg.exec(
+      "BEGIN; INSERT INTO tasks VALUES (1, 1, 'a', 'x'), (2, 1, 'b', 'x');"
+      "INSERT INTO notes VALUES (1, 'n'); UPDATE tasks SET status = 'y' WHERE id = 2;"
+      "COMMIT;");
   e.pg.exec("BEGIN; INSERT INTO tasks VALUES (50, 50, 'r', 'x'); ROLLBACK;");
   e.sync();
   CHECK(gone(e, "task:1"));
@@ -171,8 +174,9 @@ TEST_CASE("an unchanged TOASTed value widens only that placeholder") {
   auto& e = f.env;
   INFO(e.logs());
   // ~40 kB that does not compress: stored out of line, and not re-sent when unchanged.
-  e.pg.exec("INSERT INTO docs SELECT 1, 't', string_agg(md5(i::text), '') "
-            "FROM generate_series(1, 1300) i");
+  e.pg.exec(
+      "INSERT INTO docs SELECT 1, 't', string_agg(md5(i::text), '') "
+      "FROM generate_series(1, 1300) i");
   e.sync();
   auto digest = e.pg.scalar("SELECT left(md5(body), 8) FROM docs WHERE id = 1");
   REQUIRE(digest);
@@ -180,6 +184,6 @@ TEST_CASE("an unchanged TOASTed value widens only that placeholder") {
   e.pg.exec("UPDATE docs SET title = 'u' WHERE id = 1");
   e.sync();
   CHECK(gone(e, "doc:1:" + *digest));
-  CHECK(gone(e, "doc:1:zzzzzzzz"));         // doc:1:* — the body part was unknown
+  CHECK(gone(e, "doc:1:zzzzzzzz"));           // doc:1:* — the body part was unknown
   CHECK(e.redis.exists("doc:2:" + *digest));  // the id part was known
 }

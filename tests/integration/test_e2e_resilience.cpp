@@ -113,8 +113,10 @@ TEST_CASE("PostgreSQL restarted, and the walsender terminated: pgbust reconnects
   auto& e = f.env;
   INFO(e.logs());
   e.set_keys({"item:1", "item:2"});
-  e.pg.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-            "WHERE slot_name = '" + e.slot + "' AND active_pid IS NOT NULL");
+  e.pg.exec(
+      "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+      "WHERE slot_name = '" +
+      e.slot + "' AND active_pid IS NOT NULL");
   e.pg.exec("INSERT INTO items VALUES (1, 1)");
   e.sync(60s);
   CHECK_FALSE(e.redis.exists("item:1"));

@@ -17,8 +17,8 @@ TEST_CASE("Postgres: SQL, a logical slot, stop and start on the same port") {
   CHECK(rows[1] == std::vector<std::string>{"2", ""});
   CHECK(pg.scalar("SELECT v FROM t WHERE id = 2") == std::nullopt);
   CHECK(pg.scalar("SELECT v FROM t WHERE id = 3") == std::nullopt);
-  CHECK_THROWS_WITH_AS(pg.exec("SELECT * FROM missing_table"),
-                       doctest::Contains("missing_table"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(pg.exec("SELECT * FROM missing_table"), doctest::Contains("missing_table"),
+                       std::runtime_error);
 
   pg.exec("CREATE PUBLICATION harness_pub FOR TABLE t");
   pg.exec("SELECT pg_create_logical_replication_slot('harness_slot', 'pgoutput')");
@@ -38,7 +38,8 @@ TEST_CASE("Postgres: SQL, a logical slot, stop and start on the same port") {
   // fast shutdowns above.
   std::string log = pg.log();
   std::size_t fatal = 0;
-  for (std::size_t at = log.find("FATAL"); at != std::string::npos; at = log.find("FATAL", at + 1)) {
+  for (std::size_t at = log.find("FATAL"); at != std::string::npos;
+       at = log.find("FATAL", at + 1)) {
     auto eol = log.find('\n', at);
     std::string line = log.substr(at, eol - at);
     if (line.find("the database system is starting up") == std::string::npos &&

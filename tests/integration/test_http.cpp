@@ -124,8 +124,7 @@ TEST_CASE("http: GET /metrics and /healthz over a real socket") {
   CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(r.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n") !=
         std::string::npos);
-  CHECK(r.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n") !=
-        std::string::npos);
+  CHECK(r.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n") != std::string::npos);
   CHECK(body_of(r) == body);
   CHECK(body.find("pgbust_transactions_total 7\n") != std::string::npos);
 
@@ -160,11 +159,13 @@ TEST_CASE("http: errors are answered with the right status") {
       {"bad header", "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", "HTTP/1.1 400 Bad Request"},
       {"binary", std::string("\x16\x03\x01\x00\x00\r\n\r\n", 9), "HTTP/1.1 400 Bad Request"},
       {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/1.1 400 Bad Request"},
-      {"HTTP/2 version", "GET /metrics HTTP/2.0\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"},
+      {"HTTP/2 version", "GET /metrics HTTP/2.0\r\n\r\n",
+       "HTTP/1.1 505 HTTP Version Not Supported"},
       {"POST", "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
        "HTTP/1.1 405 Method Not Allowed"},
-      {"body after the head", "GET /nope HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" +
-       std::string(3000, 'b'), "HTTP/1.1 404 Not Found"},
+      {"body after the head",
+       "GET /nope HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + std::string(3000, 'b'),
+       "HTTP/1.1 404 Not Found"},
       {"handler throws", "GET /boom HTTP/1.1\r\n\r\n", "HTTP/1.1 500 Internal Server Error"},
       {"head too large", "GET /metrics HTTP/1.1\r\nX: " + std::string(100000, 'a') + "\r\n\r\n",
        "HTTP/1.1 431 Request Header Fields Too Large"},
@@ -177,8 +178,8 @@ TEST_CASE("http: errors are answered with the right status") {
   }
   CHECK(request(fx.loop, fx.server.port(), "PUT / HTTP/1.1\r\n\r\n")
             .find("\r\nAllow: GET, HEAD\r\n") != std::string::npos);
-  CHECK(body_of(request(fx.loop, fx.server.port(), "GET /boom HTTP/1.1\r\n\r\n"))
-            .find("kaput") != std::string::npos);
+  CHECK(body_of(request(fx.loop, fx.server.port(), "GET /boom HTTP/1.1\r\n\r\n")).find("kaput") !=
+        std::string::npos);
 }
 
 TEST_CASE("http: a slow client is cut off after the timeout; a client that leaves is dropped") {

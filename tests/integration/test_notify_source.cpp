@@ -35,12 +35,16 @@ struct Fixture {
   Loop loop;
 
   Fixture() {
-    pg.exec("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, title text, note text);"
-            "CREATE TABLE items (id int PRIMARY KEY, name text)");
+    pg.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, title text, note text);"
+        "CREATE TABLE items (id int PRIMARY KEY, name text)");
     dir.write("rules.yaml", kRules);
-    auto cfg = dir.write("pgbust.yaml", "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n"
-                                        "sources: {notify: {channels: [inval]}}\nrules: rules.yaml\n");
-    auto r = test::run({test::pgbust_binary(), "setup", "--notify", "--apply", "--config", cfg.string()});
+    auto cfg =
+        dir.write("pgbust.yaml", "postgres: {conninfo: \"" + pg.conninfo() +
+                                     "\"}\n"
+                                     "sources: {notify: {channels: [inval]}}\nrules: rules.yaml\n");
+    auto r = test::run(
+        {test::pgbust_binary(), "setup", "--notify", "--apply", "--config", cfg.string()});
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
   }
@@ -80,7 +84,8 @@ struct SourceFixture : Fixture {
 TEST_CASE("first start: LISTEN, then every rule table widens once (the gap policy)") {
   SourceFixture f;
   REQUIRE(f.wait_txns(1));
-  CHECK(f.sink.txns[0].lines == std::vector<std::string>{"widen public.items gap", "widen public.orders gap"});
+  CHECK(f.sink.txns[0].lines ==
+        std::vector<std::string>{"widen public.items gap", "widen public.orders gap"});
   CHECK(f.src->counters().gaps == 1);
   CHECK(f.src->status().state == SourceState::Streaming);
   CHECK(f.src->status().reconnects == 0);
@@ -111,13 +116,15 @@ TEST_CASE("inserts, updates (a move sends both rows), deletes and truncate throu
     REQUIRE(f.sink.txns[i].lines.size() == 1);
     got.push_back(f.sink.txns[i].lines[0]);
   }
-  CHECK(got == std::vector<std::string>{
-                   "insert public.orders new{customer_id=10,id=1,title=a}",
-                   "insert public.orders new{customer_id=NULL,id=2,title=b}",
-                   "update public.orders old{customer_id=10,id=1,title=a} new{customer_id=20,id=1,title=a}",
-                   "delete public.orders old{customer_id=NULL,id=2,title=b}",
-                   "truncate public.orders",
-               });
+  CHECK(
+      got ==
+      std::vector<std::string>{
+          "insert public.orders new{customer_id=10,id=1,title=a}",
+          "insert public.orders new{customer_id=NULL,id=2,title=b}",
+          "update public.orders old{customer_id=10,id=1,title=a} new{customer_id=20,id=1,title=a}",
+          "delete public.orders old{customer_id=NULL,id=2,title=b}",
+          "truncate public.orders",
+      });
   CHECK(f.src->counters().notifications == 5);
   CHECK(f.src->status().changes == 5);
   CHECK(f.src->status().errors == 0);
@@ -130,21 +137,25 @@ TEST_CASE("a row too large for NOTIFY arrives with its key only; the rest is unk
   f.pg.exec("UPDATE orders SET title = 'short' WHERE id = 7");
   REQUIRE(f.wait_txns(3));
   CHECK(f.sink.txns[1].lines ==
-        std::vector<std::string>{"insert public.orders new{customer_id=?oversized,id=7,title=?oversized}"});
+        std::vector<std::string>{
+            "insert public.orders new{customer_id=?oversized,id=7,title=?oversized}"});
   // The update's old row is still too large, the payload as a whole is: key only again.
   CHECK(f.sink.txns[2].lines ==
-        std::vector<std::string>{"update public.orders old{customer_id=?oversized,id=7,title=?oversized} "
-                                 "new{customer_id=?oversized,id=7,title=?oversized}"});
+        std::vector<std::string>{
+            "update public.orders old{customer_id=?oversized,id=7,title=?oversized} "
+            "new{customer_id=?oversized,id=7,title=?oversized}"});
   CHECK(f.src->counters().oversized == 2);
   CHECK(f.src->status().last_error.find("too large for NOTIFY") != std::string::npos);
 }
 
-TEST_CASE("malformed payloads sent by hand are counted, logged, and widened when the table is known") {
+TEST_CASE(
+    "malformed payloads sent by hand are counted, logged, and widened when the table is known") {
   SourceFixture f;
   REQUIRE(f.wait_txns(1));
   f.pg.exec("SELECT pg_notify('inval', 'not json at all')");
   f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "orders", "op": "upsert"}'))");
-  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "nope", "op": "insert", "new": {"id": "1"}}'))");
+  f.pg.exec(
+      R"(SELECT pg_notify('inval', '{"table": "nope", "op": "insert", "new": {"id": "1"}}'))");
   f.pg.exec("INSERT INTO items VALUES (5, 'after')");
   REQUIRE(f.wait_txns(4));
   CHECK(f.src->counters().malformed == 2);
@@ -187,7 +198,8 @@ TEST_CASE("back-pressure: nothing is read while the sink is full, and nothing is
   SourceFixture f;
   REQUIRE(f.wait_txns(1));
   f.sink.accept = false;
-  for (int i = 1; i <= 5; ++i) f.pg.exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'x')");
+  for (int i = 1; i <= 5; ++i)
+    f.pg.exec("INSERT INTO items VALUES (" + std::to_string(i) + ", 'x')");
   drive_for(f.loop, 500ms);
   CHECK(f.sink.txns.size() == 1);
   CHECK(f.src->status().state == SourceState::Streaming);
@@ -239,8 +251,10 @@ TEST_CASE("end to end: the right Redis keys disappear, moves invalidate both cus
   f.loop.add(&src);
   // The first start's gap widening reaches Redis as pattern deletes.
   redis.set("customer_orders:99", "stale from before pgbust started");
-  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::Streaming && pipeline.idle() &&
-                                     pipeline.stats().transactions >= 1; }));
+  REQUIRE(drive(f.loop, [&] {
+    return src.status().state == SourceState::Streaming && pipeline.idle() &&
+           pipeline.stats().transactions >= 1;
+  }));
   CHECK_FALSE(redis.exists("customer_orders:99"));
 
   f.pg.exec("INSERT INTO orders VALUES (1, 10, 'a', NULL)");

@@ -135,7 +135,9 @@ TEST_CASE("first start: from the current maximum, every rule table widens once, 
 TEST_CASE("inserts by id, paged; an insert's old image is absent") {
   Fixture f;
   f.start();
-  f.pg.exec("INSERT INTO act (group_id, name) VALUES (5, 'a'), (6, 'b'), (7, 'c'), (NULL, 'd'), (8, 'e')");
+  f.pg.exec(
+      "INSERT INTO act (group_id, name) VALUES (5, 'a'), (6, 'b'), (7, 'c'), (NULL, 'd'), (8, "
+      "'e')");
   REQUIRE(f.wait("insert public.act new{group_id=8,id=7}"));
   CHECK(f.sink.matching("public.act new") ==
         Lines{"insert public.act new{group_id=5,id=3}", "insert public.act new{group_id=6,id=4}",
@@ -155,7 +157,8 @@ TEST_CASE("[updated_at, id]: inserts above the last id, updates with only the ke
   f.pg.exec("UPDATE tasks SET group_id = 9, updated_at = now() WHERE id = 1");
   // Old row: the key as now, everything else unknown (rules widen for old.group_id).
   const std::string update =
-      "update public.tasks old{group_id=?polled,id=1,updated_at=?polled} new{group_id=9,id=1,updated_at=";
+      "update public.tasks old{group_id=?polled,id=1,updated_at=?polled} "
+      "new{group_id=9,id=1,updated_at=";
   REQUIRE(drive(f.loop, [&] { return !f.sink.matching(update).empty(); }));
   REQUIRE(f.round());
   CHECK(f.sink.matching(insert).size() == 1);  // the overlap window re-reads them: no repeats
@@ -171,12 +174,15 @@ TEST_CASE("[updated_at] alone: every change is an update, ordered by the primary
   // The first round re-read note 1 (in the window of the starting maximum); then both changes.
   REQUIRE(drive(f.loop, [&] { return f.sink.matching("public.notes old").size() == 3; }));
   auto lines = f.sink.matching("public.notes old");
-  CHECK(lines[1].rfind("update public.notes old{id=1,updated_at=?polled} new{id=1,updated_at=", 0) == 0);
-  CHECK(lines[2].rfind("update public.notes old{id=2,updated_at=?polled} new{id=2,updated_at=", 0) == 0);
+  CHECK(lines[1].rfind("update public.notes old{id=1,updated_at=?polled} new{id=1,updated_at=",
+                       0) == 0);
+  CHECK(lines[2].rfind("update public.notes old{id=2,updated_at=?polled} new{id=2,updated_at=",
+                       0) == 0);
   CHECK(lines[1] != lines[0]);  // a new updated_at
 }
 
-TEST_CASE("equal timestamps in two commits: the second is found by the overlap, the first not repeated") {
+TEST_CASE(
+    "equal timestamps in two commits: the second is found by the overlap, the first not repeated") {
   Fixture f;
   f.start();
   std::string t = *f.pg.scalar("SELECT now()::text");
@@ -197,7 +203,8 @@ TEST_CASE("a long transaction committing after a later one is caught by the over
   pg::Conn slow = pg::connect(f.pg.conninfo());
   pg::exec(slow.get(), "BEGIN", "begin");
   // now() is the transaction's start: older than what the next commit writes.
-  pg::exec(slow.get(), "UPDATE tasks SET updated_at = now(), group_id = 201 WHERE id = 3", "update");
+  pg::exec(slow.get(), "UPDATE tasks SET updated_at = now(), group_id = 201 WHERE id = 3",
+           "update");
   f.pg.exec("SELECT pg_sleep(0.2)");
   f.pg.exec("UPDATE tasks SET updated_at = now(), group_id = 202 WHERE id = 1");
   REQUIRE(drive(f.loop, [&] { return !f.sink.matching("new{group_id=202,").empty(); }));
@@ -255,7 +262,8 @@ TEST_CASE("a corrupt state file: a clear error naming it, then the safe choice")
   std::filesystem::create_directories(f.dir.path() / "state");
   std::ofstream(f.state_file("act")) << "{\"version\": 1, \"table\": \"public.act\", \"watermark";
   std::ofstream(f.state_file("tasks")) << poll::serialize(poll::Watermark{
-      "public.tasks", {"id"}, {"1"}, {}, std::nullopt, std::nullopt, std::nullopt});  // other columns
+      "public.tasks", {"id"}, {"1"}, {}, std::nullopt, std::nullopt, std::nullopt});  // other
+                                                                                      // columns
   f.start();
   auto st = f.src->status();
   CHECK(st.errors >= 2);
@@ -283,14 +291,16 @@ TEST_CASE("a corrupt state file's error says which file and what was expected") 
   CHECK(err.find("expected a JSON object") != std::string::npos);
 }
 
-TEST_CASE("configuration problems found in the database keep the source backing off, with the reason") {
+TEST_CASE(
+    "configuration problems found in the database keep the source backing off, with the reason") {
   Fixture f;
   auto o = f.options();
   o.poll.tables = {table("missing_table", {"id"}, 0ms)};
   PollSource src(o, *f.rules, f.sink);
   f.loop.add(&src);
   REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::BackingOff; }));
-  CHECK(src.status().last_error.find("table public.missing_table does not exist (sources.poll.tables)") !=
+  CHECK(src.status().last_error.find(
+            "table public.missing_table does not exist (sources.poll.tables)") !=
         std::string::npos);
   f.loop.remove(&src);
 }

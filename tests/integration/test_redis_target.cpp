@@ -69,14 +69,17 @@ class Client {
  private:
   static std::string render(const redisReply* r) {
     switch (r->type) {
-      case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
-      case REDIS_REPLY_NIL: return "(nil)";
+      case REDIS_REPLY_INTEGER:
+        return std::to_string(r->integer);
+      case REDIS_REPLY_NIL:
+        return "(nil)";
       case REDIS_REPLY_ARRAY: {
         std::string s;
         for (size_t i = 0; i < r->elements; ++i) s += (i ? "," : "") + render(r->element[i]);
         return s;
       }
-      default: return std::string(r->str, r->len);
+      default:
+        return std::string(r->str, r->len);
     }
   }
   std::string take(redisReply* r) {

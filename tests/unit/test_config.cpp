@@ -87,7 +87,8 @@ TEST_CASE("every problem is reported with its position, all at once") {
       {"rules: r\nlimits: {max_batch_keys: -3}\n",
        "/etc/pgbust/pgbust.yaml:2:26: error: limits.max_batch_keys must be a positive whole "
        "number"},
-      {"rules: [\n", "/etc/pgbust/pgbust.yaml:2:1: error: invalid YAML: end of sequence flow not found"},
+      {"rules: [\n",
+       "/etc/pgbust/pgbust.yaml:2:1: error: invalid YAML: end of sequence flow not found"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.text);
@@ -108,8 +109,9 @@ TEST_CASE("sources.notify.tables: optional, schema defaults to public, names che
   CHECK(some.notify->tables == std::vector<std::string>{"public.orders", "shop.items"});
   auto bad = problems_of("rules: r\nsources: {notify: {tables: [shop.]}}\n");
   REQUIRE(bad.size() == 1);
-  CHECK(bad[0] == "/etc/pgbust/pgbust.yaml:2:28: error: sources.notify.tables entry 'shop.' is not "
-                  "a table name (schema.table)");
+  CHECK(bad[0] ==
+        "/etc/pgbust/pgbust.yaml:2:28: error: sources.notify.tables entry 'shop.' is not "
+        "a table name (schema.table)");
 }
 
 TEST_CASE("durations and sizes") {

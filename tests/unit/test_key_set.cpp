@@ -31,7 +31,7 @@ TEST_CASE("KeySet keeps each key once, in insertion order") {
       {{"task:1"}, {"task:1"}},
       {{"task:1", "task:1"}, {"task:1"}},
       {{"b", "a", "b", "c", "a"}, {"b", "a", "c"}},
-      {{"", "", "x"}, {"", "x"}},  // the empty key is a key
+      {{"", "", "x"}, {"", "x"}},       // the empty key is a key
       {{nul, nul2, nul}, {nul, nul2}},  // binary-safe: NUL bytes are compared
       {{"task:1", "task:10", "task:1"}, {"task:1", "task:10"}},
   };

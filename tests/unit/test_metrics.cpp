@@ -52,8 +52,13 @@ TEST_CASE("metrics: value formatting") {
     const char* text;
   };
   const Case cases[] = {
-      {0, "0"},       {1, "1"},          {0.5, "0.5"},  {0.001, "0.001"}, {-2.25, "-2.25"},
-      {1e-9, "1e-09"}, {123456789, "123456789"},
+      {0, "0"},
+      {1, "1"},
+      {0.5, "0.5"},
+      {0.001, "0.001"},
+      {-2.25, "-2.25"},
+      {1e-9, "1e-09"},
+      {123456789, "123456789"},
       {std::numeric_limits<double>::infinity(), "+Inf"},
       {-std::numeric_limits<double>::infinity(), "-Inf"},
       {std::nan(""), "NaN"},
@@ -105,9 +110,9 @@ TEST_CASE("metrics: on_render refreshes gauges before each scrape") {
 TEST_CASE("metrics: invalid registrations are refused") {
   Registry r;
   r.counter("a_total", "A.");
-  CHECK_THROWS_AS(r.gauge("a_total", "A."), std::invalid_argument);        // type clash
-  CHECK_THROWS_AS(r.counter("1bad", "B."), std::invalid_argument);         // name
-  CHECK_THROWS_AS(r.counter("b-c", "B."), std::invalid_argument);          // name
+  CHECK_THROWS_AS(r.gauge("a_total", "A."), std::invalid_argument);  // type clash
+  CHECK_THROWS_AS(r.counter("1bad", "B."), std::invalid_argument);   // name
+  CHECK_THROWS_AS(r.counter("b-c", "B."), std::invalid_argument);    // name
   CHECK_THROWS_AS(r.counter("c_total", "C.", {{"bad-label", "x"}}), std::invalid_argument);
   CHECK_THROWS_AS(r.counter("c_total", "C.", {{"__x", "x"}}), std::invalid_argument);
   CHECK_THROWS_AS(r.counter("c_total", "C.", {{"a", "1"}, {"a", "2"}}), std::invalid_argument);

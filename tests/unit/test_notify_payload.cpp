@@ -42,14 +42,16 @@ TEST_CASE("payloads the generated triggers send") {
     CHECK(cells(r.payload->old_row) == V{"id=7", "group_id=1", "note=a\"b"});
   }
   SUBCASE("insert: old is null") {
-    auto r = parse_payload(R"({"schema":"public","table":"t","op":"insert","new":{"id":"1"},"old":null})");
+    auto r = parse_payload(
+        R"({"schema":"public","table":"t","op":"insert","new":{"id":"1"},"old":null})");
     REQUIRE(r.payload);
     CHECK(r.payload->op == Op::Insert);
     CHECK(r.payload->new_row.present);
     CHECK_FALSE(r.payload->old_row.present);
   }
   SUBCASE("delete: new is null") {
-    auto r = parse_payload(R"({"schema":"public","table":"t","op":"delete","new":null,"old":{"id":"1"}})");
+    auto r = parse_payload(
+        R"({"schema":"public","table":"t","op":"delete","new":null,"old":{"id":"1"}})");
     REQUIRE(r.payload);
     CHECK(r.payload->op == Op::Delete);
     CHECK_FALSE(r.payload->new_row.present);
@@ -96,7 +98,8 @@ TEST_CASE("payloads of hand-written triggers") {
     CHECK(r.payload->warnings.empty());
   }
   SUBCASE("array and object values are unknown, with a warning") {
-    auto r = parse_payload(R"({"table":"t","op":"insert","new":{"id":"1","tags":["a"],"doc":{"x":1}}})");
+    auto r =
+        parse_payload(R"({"table":"t","op":"insert","new":{"id":"1","tags":["a"],"doc":{"x":1}}})");
     REQUIRE(r.payload);
     CHECK(cells(r.payload->new_row) == V{"id=1", "tags=?", "doc=?"});
     REQUIRE(r.payload->warnings.size() == 2);
@@ -129,7 +132,8 @@ TEST_CASE("malformed payloads: the error says what was expected, the table is ke
       {R"({"op":"insert","new":{}})", "missing \"table\"", ""},
       {R"({"table":"","op":"insert"})", "\"table\" must be a non-empty string", ""},
       {R"({"table":7,"op":"insert"})", "\"table\" must be a non-empty string", ""},
-      {R"({"schema":["x"],"table":"t","op":"insert"})", "\"schema\" must be a non-empty string", ""},
+      {R"({"schema":["x"],"table":"t","op":"insert"})", "\"schema\" must be a non-empty string",
+       ""},
       {R"({"schema":"s","table":"t"})", "missing \"op\"", "s.t"},
       {R"({"table":"t","op":1})", "missing \"op\"", "public.t"},
       {R"({"table":"t","op":"upsert","new":{}})", "unknown op \"upsert\"", "public.t"},
@@ -139,7 +143,8 @@ TEST_CASE("malformed payloads: the error says what was expected, the table is ke
       {R"({"table":"t","op":"update","new":{"id":"1"}})", "needs \"old\"", "public.t"},
       {R"({"table":"t","op":"update","old":{"id":"1"}})", "needs \"new\"", "public.t"},
       {R"({"table":"t","op":"delete","new":{"id":"1"}})", "needs \"old\"", "public.t"},
-      {R"({"table":"t","op":"delete","oversized":"yes"})", "\"oversized\" must be true or false", "public.t"},
+      {R"({"table":"t","op":"delete","oversized":"yes"})", "\"oversized\" must be true or false",
+       "public.t"},
       {R"({"table":"t","table":"u","op":"delete"})", "not JSON", ""},  // duplicate key
   };
   for (const auto& c : cases) {

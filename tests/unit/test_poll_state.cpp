@@ -74,10 +74,14 @@ TEST_CASE("a corrupt state text says what is wrong and what was expected") {
       {R"({"version":1,"table":"t","watermark":[],"cursor":[]})", "\"watermark\" is empty"},
       {R"({"version":1,"table":"t","watermark":["id"]})", "missing \"cursor\""},
       {R"({"version":1,"table":"t","watermark":["id"],"cursor":"5"})", "\"cursor\" is not a list"},
-      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[5]})", "\"cursor\" holds a non-string"},
-      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"count":-1})", "\"count\" is not a whole number"},
-      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"count":1.5})", "\"count\" is not a whole number"},
-      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"max_id":5})", "\"max_id\" is neither"},
+      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[5]})",
+       "\"cursor\" holds a non-string"},
+      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"count":-1})",
+       "\"count\" is not a whole number"},
+      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"count":1.5})",
+       "\"count\" is not a whole number"},
+      {R"({"version":1,"table":"t","watermark":["id"],"cursor":[],"max_id":5})",
+       "\"max_id\" is neither"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.text);
@@ -166,8 +170,8 @@ TEST_CASE("the seen set skips a row at the same version, and forgets by disuse a
   TimePoint t0 = Clock::now();
   poll::Seen seen(3, 10s);
   CHECK_FALSE(seen.check_and_add("1", "10:00", t0));
-  CHECK(seen.check_and_add("1", "10:00", t0 + 1s));         // same row, same updated_at
-  CHECK_FALSE(seen.check_and_add("1", "10:05", t0 + 2s));   // updated again: new version
+  CHECK(seen.check_and_add("1", "10:00", t0 + 1s));        // same row, same updated_at
+  CHECK_FALSE(seen.check_and_add("1", "10:05", t0 + 2s));  // updated again: new version
   CHECK(seen.check_and_add("1", "10:05", t0 + 3s));
   CHECK_FALSE(seen.check_and_add("2", "", t0 + 3s));
   CHECK(seen.check_and_add("2", "", t0 + 4s));
@@ -184,5 +188,5 @@ TEST_CASE("the seen set skips a row at the same version, and forgets by disuse a
   CHECK(small.check_and_add("c", "", t0 + 3s));
   CHECK_FALSE(small.check_and_add("a", "", t0 + 4s));  // "a" was evicted
   CHECK(small.size() == 2);
-  CHECK(small.check_and_add("c", "", t0 + 5s));        // the most recently seen stay
+  CHECK(small.check_and_add("c", "", t0 + 5s));  // the most recently seen stay
 }

@@ -49,11 +49,16 @@ namespace {
 // Everything the reader yields after feeding `chunks` one by one, rendered as text.
 std::string render(const redisReply* r) {
   switch (r->type) {
-    case REDIS_REPLY_STRING: return "str:" + std::string(r->str, r->len);
-    case REDIS_REPLY_STATUS: return "status:" + std::string(r->str, r->len);
-    case REDIS_REPLY_ERROR: return "err:" + std::string(r->str, r->len);
-    case REDIS_REPLY_INTEGER: return "int:" + std::to_string(r->integer);
-    case REDIS_REPLY_NIL: return "nil";
+    case REDIS_REPLY_STRING:
+      return "str:" + std::string(r->str, r->len);
+    case REDIS_REPLY_STATUS:
+      return "status:" + std::string(r->str, r->len);
+    case REDIS_REPLY_ERROR:
+      return "err:" + std::string(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+      return "int:" + std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "nil";
     case REDIS_REPLY_ARRAY: {
       std::string s = "[";
       for (std::size_t i = 0; i < r->elements; ++i) s += (i ? "," : "") + render(r->element[i]);
@@ -95,7 +100,9 @@ const std::vector<std::string> kExpected = {
 }  // namespace
 
 TEST_CASE("the reader yields the same replies however the bytes are split") {
-  SUBCASE("all at once") { CHECK(read_all({kStream}) == kExpected); }
+  SUBCASE("all at once") {
+    CHECK(read_all({kStream}) == kExpected);
+  }
   SUBCASE("one byte per read") {
     std::vector<std::string> bytes;
     for (char c : kStream) bytes.emplace_back(1, c);
@@ -142,6 +149,5 @@ TEST_CASE("a protocol error is a ConnectionError naming hiredis's text") {
   Reader reader;
   reader.feed("+OK\r\n!bogus\r\n");
   CHECK(reader.next());
-  CHECK_THROWS_WITH_AS(reader.next(), doctest::Contains("protocol error"),
-                       pgbust::ConnectionError);
+  CHECK_THROWS_WITH_AS(reader.next(), doctest::Contains("protocol error"), pgbust::ConnectionError);
 }

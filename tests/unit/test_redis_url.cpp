@@ -34,14 +34,17 @@ TEST_CASE("valid redis URLs") {
       {"redis://127.0.0.1:6379/0", false, "127.0.0.1", 6379, 0, "", "", "127.0.0.1:6379 db 0"},
       {"redis://localhost", false, "localhost", 6379, 0, "", "", "localhost:6379 db 0"},
       {"redis://localhost/", false, "localhost", 6379, 0, "", "", "localhost:6379 db 0"},
-      {"REDIS://cache.internal:7000/15", false, "cache.internal", 7000, 15, "", "", "cache.internal:7000 db 15"},
-      {"redis://:s3cret@10.0.0.1:6380/2", false, "10.0.0.1", 6380, 2, "", "s3cret", "10.0.0.1:6380 db 2"},
+      {"REDIS://cache.internal:7000/15", false, "cache.internal", 7000, 15, "", "",
+       "cache.internal:7000 db 15"},
+      {"redis://:s3cret@10.0.0.1:6380/2", false, "10.0.0.1", 6380, 2, "", "s3cret",
+       "10.0.0.1:6380 db 2"},
       {"redis://app:pw@h/1", false, "h", 6379, 1, "app", "pw", "h:6379 db 1"},
       {"redis://app:p%40ss%3Aw%2Frd@h", false, "h", 6379, 0, "app", "p@ss:w/rd", "h:6379 db 0"},
       {"redis://app:p@ss@h:1", false, "h", 1, 0, "app", "p@ss", "h:1 db 0"},
       {"redis://[::1]:6390/3", false, "::1", 6390, 3, "", "", "[::1]:6390 db 3"},
       {"redis://[::1]", false, "::1", 6379, 0, "", "", "[::1]:6379 db 0"},
-      {"unix:///run/redis/redis.sock", true, "/run/redis/redis.sock", 6379, 0, "", "", "/run/redis/redis.sock db 0"},
+      {"unix:///run/redis/redis.sock", true, "/run/redis/redis.sock", 6379, 0, "", "",
+       "/run/redis/redis.sock db 0"},
       {"unix:///tmp/r.sock?db=4", true, "/tmp/r.sock", 6379, 4, "", "", "/tmp/r.sock db 4"},
       {"unix://:pw@/tmp/r.sock", true, "/tmp/r.sock", 6379, 0, "", "pw", "/tmp/r.sock db 0"},
       {"unix://u:pw@/tmp/r.sock?db=1", true, "/tmp/r.sock", 6379, 1, "u", "pw", "/tmp/r.sock db 1"},
@@ -129,8 +132,7 @@ TEST_CASE("a Target never shows the password and rejects unusable options") {
   CHECK(t.queued() == 0);
 
   o.max_in_flight = 0;
-  CHECK_THROWS_WITH_AS(pgbust::redis::Target{o}, doctest::Contains("max_in_flight"),
-                       pgbust::Error);
+  CHECK_THROWS_WITH_AS(pgbust::redis::Target{o}, doctest::Contains("max_in_flight"), pgbust::Error);
   o.max_in_flight = 1;
   o.backoff_max = std::chrono::milliseconds(1);
   CHECK_THROWS_WITH_AS(pgbust::redis::Target{o}, doctest::Contains("backoff_min <= backoff_max"),

@@ -580,7 +580,8 @@ TEST_CASE("a widen followed by a change on the same engine (regression: buffers 
     many += ":${c" + std::to_string(i) + "}";
     columns.push_back("c" + std::to_string(i));
   }
-  auto rules = load_rules("version: 1\nrules:\n  - name: r\n    table: t\n    delete: \"" + many + "\"\n");
+  auto rules =
+      load_rules("version: 1\nrules:\n  - name: r\n    table: t\n    delete: \"" + many + "\"\n");
   rules::Engine engine(rules, {});
   Recorder widened;
   CHECK(engine.widen_table("public", "t", Unknown::Polled, widened) == 1);

@@ -105,7 +105,8 @@ TEST_CASE("golden: the publication with column lists, and the slot") {
                          LogicalOptions{"pgbust", "pgbust", 150000, "x"});
   CHECK(out.errors.empty());
   CHECK(out.warnings.empty());
-  CHECK(out.sql == R"SQL(-- pgbust setup: publication 'pgbust' and slot 'pgbust' for the logical source.
+  CHECK(out.sql ==
+        R"SQL(-- pgbust setup: publication 'pgbust' and slot 'pgbust' for the logical source.
 -- x
 -- Safe to run again: the publication is created, or set to these tables.
 -- Run with: psql -v ON_ERROR_STOP=1 -f FILE
@@ -169,8 +170,9 @@ TEST_CASE("NOTIFY triggers: what is sent, and what is left out with a reason") {
   CHECK_FALSE(contains(out.sql, "\"gone\""));
   // Idempotent: functions replaced, triggers dropped before being created.
   CHECK(contains(out.sql, "CREATE OR REPLACE FUNCTION \"public\".\"pgbust_notify_nokey\"()"));
-  CHECK(contains(out.sql, "DROP TRIGGER IF EXISTS pgbust_notify ON \"public\".\"nokey\";\n"
-                          "CREATE TRIGGER pgbust_notify AFTER INSERT OR UPDATE OR DELETE ON"));
+  CHECK(contains(out.sql,
+                 "DROP TRIGGER IF EXISTS pgbust_notify ON \"public\".\"nokey\";\n"
+                 "CREATE TRIGGER pgbust_notify AFTER INSERT OR UPDATE OR DELETE ON"));
   CHECK(contains(out.sql, "AFTER TRUNCATE ON \"public\".\"nokey\"\n  FOR EACH STATEMENT"));
 }
 
@@ -245,7 +247,8 @@ TEST_CASE("publication before PostgreSQL 15 or offline: no column lists, and it 
   auto old = logical_sql({{"public", "t", {"g"}}}, &c, LogicalOptions{"p", "s", 140005, ""});
   CHECK(contains(old.sql, "older than PostgreSQL 15"));
   CHECK(contains(old.sql, "      \"public\".\"t\";\n"));
-  auto offline = logical_sql({{"public", "t", {"g"}}}, nullptr, LogicalOptions{"p", "s", 150000, ""});
+  auto offline =
+      logical_sql({{"public", "t", {"g"}}}, nullptr, LogicalOptions{"p", "s", 150000, ""});
   CHECK(contains(offline.sql, "-- Offline: no column lists"));
   CHECK(contains(offline.sql, "CREATE PUBLICATION \"p\" FOR TABLE\n      \"public\".\"t\";"));
   CHECK(contains(offline.sql, "pg_create_logical_replication_slot('s', 'pgoutput')"));
@@ -264,7 +267,8 @@ rules:
     table: shop.items
     when: "new.price > 10"
     bump: ["rev:${sku}"]
-)", "rules.yaml");
+)",
+                                      "rules.yaml");
   REQUIRE(loaded.errors.empty());
   auto t = needs(*loaded.rules);
   REQUIRE(t.size() == 2);
