@@ -18,6 +18,14 @@ std::string list(const std::vector<std::string>& items) {
   return "[" + join(items, ", ") + "]";
 }
 
+// A cursor column for ORDER BY, qualified with its table. The queries select every column as
+// `"col"::text` under its own name, and PostgreSQL resolves a bare ORDER BY name to the output
+// column first: pages would be sorted as text ("10" < "9") while the keyset condition compares
+// typed values, and rows between the two orders would be skipped for good.
+std::string typed(const Plan& p, const std::string& column) {
+  return p.sql_name + "." + pg::quote_ident(column);
+}
+
 }  // namespace
 
 const char* const kCatalogSql =
@@ -103,7 +111,7 @@ std::string init_sql(const Plan& p) {
   for (const auto& c : p.cursor) {
     std::string q = pg::quote_ident(c);
     sel.push_back(q + "::text");
-    order.push_back(q + " DESC");
+    order.push_back(typed(p, c) + " DESC");
     conds.push_back(q + " IS NOT NULL");
   }
   std::string max_id = p.mode == Mode::TimeId ? "(SELECT max(" + pg::quote_ident(p.id) +
@@ -130,10 +138,11 @@ Query page_query(const Plan& p, bool first, const std::vector<std::string>& star
   std::string select;
   for (std::size_t i = 0; i < p.columns.size(); ++i)
     select += (i ? ", " : "") + pg::quote_ident(p.columns[i]) + "::text";
-  std::vector<std::string> cols, conds;
+  std::vector<std::string> cols, conds, sort;
   for (const auto& c : p.cursor) {
     cols.push_back(pg::quote_ident(c));
     conds.push_back(cols.back() + " IS NOT NULL");  // a NULL could not be paged past
+    sort.push_back(typed(p, c));
   }
   std::string order = join(cols, ", ");
   auto placeholders = [&](const std::vector<std::string>& values) {
@@ -164,7 +173,7 @@ Query page_query(const Plan& p, bool first, const std::vector<std::string>& star
     }
   }
   q.sql = "SELECT " + select + beyond + " FROM " + p.sql_name + " WHERE " + join(conds, " AND ") +
-          " ORDER BY " + order + " LIMIT " + std::to_string(page_size);
+          " ORDER BY " + join(sort, ", ") + " LIMIT " + std::to_string(page_size);
   return q;
 }
 

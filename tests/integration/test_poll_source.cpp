@@ -10,6 +10,7 @@
 #include "pgbust/poll_source.hpp"
 #include "pgbust/poll_state.hpp"
 #include "pgbust/redis.hpp"
+#include "pgbust/text.hpp"
 #include "source_support.hpp"
 
 using namespace pgbust;
@@ -146,6 +147,56 @@ TEST_CASE("inserts by id, paged; an insert's old image is absent") {
   REQUIRE(f.round());
   CHECK(f.sink.matching("public.act new").size() == 5);  // not repeated
   CHECK(f.src->counters().inserts == 5);
+}
+
+// Regression: pages were sorted by the columns' text ("10" < "9") while the keyset condition
+// compared typed values, so rows between the two orders were skipped for good.
+TEST_CASE("paging follows the typed order: ids of different digit counts are all read") {
+  Fixture f;
+  f.start();
+  f.pg.exec("INSERT INTO act (group_id, name) SELECT g, 'bulk' FROM generate_series(3, 22) g");
+  REQUIRE(f.wait("insert public.act new{group_id=22,id=22}"));
+  REQUIRE(f.round());
+  std::vector<std::string> missing;
+  for (int id = 3; id <= 22; ++id) {
+    auto line =
+        "insert public.act new{group_id=" + std::to_string(id) + ",id=" + std::to_string(id) + "}";
+    if (f.sink.count(line) != 1) missing.push_back(std::to_string(id));
+  }
+  CHECK(join(missing, ",") == "");
+}
+
+TEST_CASE("paging follows the typed order: one UPDATE over many rows with equal times") {
+  Fixture f;
+  f.start();
+  f.pg.exec(
+      "INSERT INTO tasks (id, updated_at, group_id, status) "
+      "SELECT g, now() - interval '10 minutes', g, 'open' FROM generate_series(5, 30) g");
+  REQUIRE(f.round());
+  REQUIRE(f.round());
+  // One statement: every row gets the same updated_at, so only the id orders the pages.
+  f.pg.exec("UPDATE tasks SET group_id = group_id + 1000, updated_at = now()");
+  REQUIRE(drive(f.loop, [&] { return !f.sink.matching("new{group_id=100").empty(); }));
+  REQUIRE(f.round());
+  REQUIRE(f.round());
+  std::vector<std::string> missing;
+  for (int id = 1; id <= 30; ++id) {
+    auto group = std::to_string(id <= 4 ? 1001 : id + 1000);
+    auto part = "new{group_id=" + group + ",id=" + std::to_string(id) + ",";
+    if (f.sink.matching(part).empty()) missing.push_back(std::to_string(id));
+  }
+  CHECK(join(missing, ",") == "");
+}
+
+TEST_CASE("the starting maximum is the typed maximum, not the text one") {
+  Fixture f;
+  f.pg.exec("INSERT INTO act (group_id, name) SELECT g, 'before' FROM generate_series(3, 12) g");
+  auto o = f.options();
+  o.poll.tables = {table("act", {"id"}, 0ms)};
+  f.start(o);
+  // As text, "9" > "12": the source would start at 9 and replay 10..12 as inserts.
+  CHECK(f.src->status().position.find("public.act id=12") != std::string::npos);
+  CHECK(f.sink.matching("insert").empty());
 }
 
 TEST_CASE("[updated_at, id]: inserts above the last id, updates with only the key known") {

@@ -87,7 +87,8 @@ TEST_CASE("SQL of the id watermark") {
   auto p = poll::make_plan(table({"id"}), kTasks, {"status"});
   CHECK(poll::init_sql(p) ==
         "SELECT NULL::text, c.* FROM (SELECT 1) m LEFT JOIN LATERAL (SELECT \"id\"::text FROM "
-        "\"public\".\"tasks\" WHERE \"id\" IS NOT NULL ORDER BY \"id\" DESC LIMIT 1) c ON true");
+        "\"public\".\"tasks\" WHERE \"id\" IS NOT NULL ORDER BY \"public\".\"tasks\".\"id\" DESC "
+        "LIMIT 1) c ON true");
   auto stats = poll::stats_query(p, std::string("40"));
   CHECK(stats.sql ==
         "SELECT count(*), count(*) FILTER (WHERE \"id\" > $1::bigint), max(\"id\")::text "
@@ -99,26 +100,26 @@ TEST_CASE("SQL of the id watermark") {
   auto first = poll::page_query(p, true, {"45"}, {"40"}, {}, 30s, 500);
   CHECK(first.sql ==
         "SELECT \"id\"::text, \"status\"::text FROM \"public\".\"tasks\" WHERE \"id\" IS NOT "
-        "NULL AND \"id\" > ($1::bigint) ORDER BY \"id\" LIMIT 500");
+        "NULL AND \"id\" > ($1::bigint) ORDER BY \"public\".\"tasks\".\"id\" LIMIT 500");
   CHECK(first.params == std::vector<std::optional<std::string>>{"40"});  // from the floor
   auto next = poll::page_query(p, false, {"45"}, {"40"}, {"540"}, 30s, 500);
   CHECK(next.params == std::vector<std::optional<std::string>>{"540"});
   auto empty = poll::page_query(p, true, {}, {}, {}, 30s, 500);
   CHECK(empty.sql ==
         "SELECT \"id\"::text, \"status\"::text FROM \"public\".\"tasks\" WHERE \"id\" IS NOT "
-        "NULL ORDER BY \"id\" LIMIT 500");
+        "NULL ORDER BY \"public\".\"tasks\".\"id\" LIMIT 500");
   CHECK(empty.params.empty());
 }
 
 TEST_CASE("SQL of the [updated_at, id] watermark: overlap window, paging, the beyond column") {
   auto p = poll::make_plan(table({"updated_at", "id"}), kTasks, {"Group"});
-  CHECK(
-      poll::init_sql(p) ==
-      "SELECT (SELECT max(\"id\")::text FROM \"public\".\"tasks\"), c.* FROM (SELECT 1) m LEFT "
-      "JOIN "
-      "LATERAL (SELECT \"updated_at\"::text, \"id\"::text FROM \"public\".\"tasks\" WHERE "
-      "\"updated_at\" IS NOT NULL AND \"id\" IS NOT NULL ORDER BY \"updated_at\" DESC, \"id\" DESC "
-      "LIMIT 1) c ON true");
+  CHECK(poll::init_sql(p) ==
+        "SELECT (SELECT max(\"id\")::text FROM \"public\".\"tasks\"), c.* FROM (SELECT 1) m LEFT "
+        "JOIN "
+        "LATERAL (SELECT \"updated_at\"::text, \"id\"::text FROM \"public\".\"tasks\" WHERE "
+        "\"updated_at\" IS NOT NULL AND \"id\" IS NOT NULL ORDER BY "
+        "\"public\".\"tasks\".\"updated_at\" DESC, \"public\".\"tasks\".\"id\" DESC "
+        "LIMIT 1) c ON true");
   V start = {"2024-05-01 10:00:00+00", "7"};
   auto first = poll::page_query(p, true, start, {}, {}, 30s, 100);
   CHECK(first.sql ==
@@ -126,7 +127,8 @@ TEST_CASE("SQL of the [updated_at, id] watermark: overlap window, paging, the be
         "($1::timestamp with time zone, $2::bigint) FROM \"public\".\"tasks\" WHERE \"updated_at\" "
         "IS "
         "NOT NULL AND \"id\" IS NOT NULL AND \"updated_at\" >= $1::timestamp with time zone - "
-        "$3::interval ORDER BY \"updated_at\", \"id\" LIMIT 100");
+        "$3::interval ORDER BY "
+        "\"public\".\"tasks\".\"updated_at\", \"public\".\"tasks\".\"id\" LIMIT 100");
   CHECK(first.params == std::vector<std::optional<std::string>>{"2024-05-01 10:00:00+00", "7",
                                                                 "30000 milliseconds"});
   auto exact = poll::page_query(p, true, start, {}, {}, 0ms, 100);
@@ -143,8 +145,8 @@ TEST_CASE("SQL of the [updated_at, id] watermark: overlap window, paging, the be
   CHECK(
       fresh.sql ==
       "SELECT \"id\"::text, \"updated_at\"::text, \"Group\"::text, true FROM \"public\".\"tasks\" "
-      "WHERE \"updated_at\" IS NOT NULL AND \"id\" IS NOT NULL ORDER BY \"updated_at\", \"id\" "
-      "LIMIT 100");
+      "WHERE \"updated_at\" IS NOT NULL AND \"id\" IS NOT NULL ORDER BY "
+      "\"public\".\"tasks\".\"updated_at\", \"public\".\"tasks\".\"id\" LIMIT 100");
   CHECK(poll::stats_query(p, std::nullopt).sql.find("$1::bigint") != std::string::npos);
 }
 
