@@ -3,7 +3,7 @@
 #include <iostream>
 #include <string_view>
 
-#include "pgbust/cli.hpp"
+#include "pgbust/cli/commands.hpp"
 
 namespace {
 

@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pgbust/change.hpp"
+#include "pgbust/core/change.hpp"
 #include "template.hpp"
 
 namespace pgbust::rules::detail {

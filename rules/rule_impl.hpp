@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "condition.hpp"
-#include "pgbust/rules.hpp"
+#include "pgbust/rules/rules.hpp"
 #include "template.hpp"
 
 namespace pgbust::rules::detail {

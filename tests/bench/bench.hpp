@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "pgbust/pg.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 namespace pgbust::bench {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "pgbust/pgoutput.hpp"
+#include "pgbust/pg/pgoutput.hpp"
 #include "pgoutput_bytes.hpp"
 
 namespace {

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "pgbust/pgoutput.hpp"
-#include "pgbust/pipeline.hpp"
-#include "pgbust/redis.hpp"
-#include "pgbust/rules.hpp"
+#include "pgbust/pg/pgoutput.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
+#include "pgbust/rules/rules.hpp"
 #include "pgoutput_bytes.hpp"
 
 namespace {

@@ -25,7 +25,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "pgbust/pg.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 extern char** environ;
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "pgbust/config.hpp"
+#include "pgbust/core/config.hpp"
 
 namespace pgbust::test {
 

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "pgbust/loop.hpp"
-#include "pgbust/rules.hpp"
-#include "pgbust/source.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/core/source.hpp"
+#include "pgbust/rules/rules.hpp"
 
 namespace pgbust::test_sources {
 

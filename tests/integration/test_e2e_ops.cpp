@@ -3,7 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "e2e.hpp"
-#include "pgbust/pg.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 using namespace pgbust::test;
 

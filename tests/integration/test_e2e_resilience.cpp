@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "e2e.hpp"
-#include "pgbust/pg.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 using namespace pgbust::test;
 

@@ -7,7 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "example.hpp"
-#include "pgbust/pg.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 using namespace pgbust::test;
 

@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "example.hpp"
-#include "pgbust/json.hpp"
+#include "pgbust/core/json.hpp"
 
 using namespace pgbust::test;
 

@@ -11,10 +11,10 @@
 #include <stdexcept>
 
 #include "harness.hpp"
-#include "pgbust/error.hpp"
-#include "pgbust/http.hpp"
-#include "pgbust/loop.hpp"
-#include "pgbust/metrics.hpp"
+#include "pgbust/core/error.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/ops/http.hpp"
+#include "pgbust/ops/metrics.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::http::Options;

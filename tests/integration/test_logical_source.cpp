@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "pgbust/logical_source.hpp"
-#include "pgbust/loop.hpp"
-#include "pgbust/pg.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/pg/libpq.hpp"
+#include "pgbust/sources/logical.hpp"
 
 using namespace pgbust;
 using namespace pgbust::test;

@@ -3,9 +3,9 @@
 // back-pressure; and end to end through the pipeline into a real Redis.
 #include <doctest/doctest.h>
 
-#include "pgbust/notify_source.hpp"
-#include "pgbust/pipeline.hpp"
-#include "pgbust/redis.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
+#include "pgbust/sources/notify.hpp"
 #include "source_support.hpp"
 
 using namespace pgbust;

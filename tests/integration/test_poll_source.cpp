@@ -5,12 +5,12 @@
 
 #include <fstream>
 
-#include "pgbust/pg.hpp"
-#include "pgbust/pipeline.hpp"
-#include "pgbust/poll_source.hpp"
-#include "pgbust/poll_state.hpp"
-#include "pgbust/redis.hpp"
-#include "pgbust/text.hpp"
+#include "pgbust/core/text.hpp"
+#include "pgbust/pg/libpq.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
+#include "pgbust/sources/poll.hpp"
+#include "pgbust/sources/poll_state.hpp"
 #include "source_support.hpp"
 
 using namespace pgbust;

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "harness.hpp"
-#include "pgbust/loop.hpp"
-#include "pgbust/redis.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/redis/redis.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::redis::Batch;

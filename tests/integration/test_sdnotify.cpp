@@ -12,8 +12,8 @@
 #include <stdexcept>
 
 #include "harness.hpp"
-#include "pgbust/loop.hpp"
-#include "pgbust/sdnotify.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/ops/sdnotify.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::sdnotify::Notifier;

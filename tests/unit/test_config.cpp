@@ -1,7 +1,7 @@
 // Config file loading: defaults, every section, and errors with file:line:column.
 #include <doctest/doctest.h>
 
-#include "pgbust/config.hpp"
+#include "pgbust/core/config.hpp"
 
 using namespace pgbust::config;
 

@@ -1,7 +1,7 @@
 // The example /etc/pgbust/pgbust.yaml that `cmake --install` ships must load as it is.
 #include <doctest/doctest.h>
 
-#include "pgbust/config.hpp"
+#include "pgbust/core/config.hpp"
 
 TEST_CASE("the shipped example config is valid") {
   auto c = pgbust::config::load(std::filesystem::path(PGBUST_SOURCE_DIR) / "systemd/pgbust.yaml");

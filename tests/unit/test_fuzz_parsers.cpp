@@ -9,8 +9,8 @@
 
 #include "../../rules/condition.hpp"
 #include "../../rules/template.hpp"
-#include "pgbust/json.hpp"
-#include "pgbust/rules.hpp"
+#include "pgbust/core/json.hpp"
+#include "pgbust/rules/rules.hpp"
 
 using namespace pgbust::rules::detail;
 

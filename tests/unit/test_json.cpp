@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "pgbust/json.hpp"
+#include "pgbust/core/json.hpp"
 
 using pgbust::json::ParseError;
 using pgbust::json::Value;

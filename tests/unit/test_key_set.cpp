@@ -6,7 +6,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "pgbust/key_set.hpp"
+#include "pgbust/pipeline/key_set.hpp"
 
 using pgbust::KeySet;
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "pgbust/metrics.hpp"
+#include "pgbust/ops/metrics.hpp"
 
 using namespace pgbust::metrics;
 

@@ -2,7 +2,7 @@
 // and every way a payload can be unusable (with the table kept when it can be read).
 #include <doctest/doctest.h>
 
-#include "pgbust/notify_source.hpp"
+#include "pgbust/sources/notify.hpp"
 
 using namespace pgbust;
 using pgbust::notify::parse_payload;

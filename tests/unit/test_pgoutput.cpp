@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "pgbust/pgoutput.hpp"
+#include "pgbust/pg/pgoutput.hpp"
 
 using namespace pgbust;
 using namespace pgbust::pgoutput;

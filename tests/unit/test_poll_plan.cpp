@@ -2,7 +2,7 @@
 // errors naming the config line, and the exact SQL of each query.
 #include <doctest/doctest.h>
 
-#include "pgbust/poll_plan.hpp"
+#include "pgbust/sources/poll_plan.hpp"
 
 using namespace pgbust;
 using namespace std::chrono_literals;

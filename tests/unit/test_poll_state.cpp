@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "harness.hpp"
-#include "pgbust/poll_state.hpp"
+#include "pgbust/sources/poll_state.hpp"
 
 using namespace pgbust;
 using namespace std::chrono_literals;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "pgbust/error.hpp"
-#include "pgbust/redis.hpp"
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/redis.hpp"
 
 using pgbust::redis::detail::append_command;
 using pgbust::redis::detail::Reader;

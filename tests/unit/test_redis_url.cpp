@@ -5,8 +5,8 @@
 #include <fstream>
 
 #include "harness.hpp"
-#include "pgbust/error.hpp"
-#include "pgbust/redis.hpp"
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/redis.hpp"
 
 using pgbust::redis::Endpoint;
 using pgbust::redis::parse_url;

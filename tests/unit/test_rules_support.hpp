@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "pgbust/rules.hpp"
+#include "pgbust/rules/rules.hpp"
 
 namespace pgbust::test_rules {
 

@@ -2,7 +2,7 @@
 // and the decisions behind them (keys, replica identity, missing tables and columns, names).
 #include <doctest/doctest.h>
 
-#include "pgbust/setup.hpp"
+#include "pgbust/cli/setup_sql.hpp"
 
 using namespace pgbust;
 using namespace pgbust::setup;

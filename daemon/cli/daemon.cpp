@@ -1,0 +1,325 @@
+// The daemon: one loop over sources, the pipeline, the Redis target, signals and timers.
+#include "pgbust/cli/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "pgbust/cli/build_sources.hpp"
+#include "pgbust/core/error.hpp"
+#include "pgbust/core/loop.hpp"
+#include "pgbust/core/source.hpp"
+#include "pgbust/ops/signals.hpp"
+#include "pgbust/ops/status_line.hpp"
+#include "pgbust/ops/telemetry.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
+#include "pgbust/rules/rules.hpp"
+
+namespace pgbust {
+
+namespace {
+
+std::shared_ptr<const rules::RuleSet> load_rules(const std::filesystem::path& path) {
+  auto result = rules::RuleSet::load(path);
+  if (!result.errors.empty()) {
+    std::string all;
+    for (const auto& d : result.errors) all += (all.empty() ? "" : "\n") + d.str();
+    throw Error(all);
+  }
+  return result.rules;
+}
+
+std::string describe_rules(const rules::RuleSet& r) {
+  return std::to_string(r.rules().size()) + " (" + r.hash() + ")";
+}
+
+redis::Options redis_options(const config::Config& c) {
+  redis::Options o;
+  o.url = c.redis.url;
+  o.password_file = c.redis.password_file;
+  o.connect_timeout = c.redis.connect_timeout;
+  o.command_timeout = c.redis.command_timeout;
+  return o;
+}
+
+PipelineOptions pipeline_options(const config::Config& c) {
+  PipelineOptions o;
+  o.max_keys_per_transaction = c.limits.max_keys_per_transaction;
+  o.max_batch_keys = c.limits.max_batch_keys;
+  o.max_queued_batches = c.limits.max_queued_batches;
+  return o;
+}
+
+}  // namespace
+
+struct Daemon::Impl : Pollable {
+  config::Config cfg;
+  std::shared_ptr<const rules::RuleSet> rules;
+  redis::Target target;
+  Pipeline pipeline;
+  std::vector<std::unique_ptr<Source>> sources;
+  Loop loop;
+  std::unique_ptr<Signals> signals;
+  std::unique_ptr<Telemetry> telemetry;
+  std::map<std::string, std::uint64_t> widenings_at_last_status;
+  std::map<std::string, bool> wal_warned;
+
+  enum class Phase { Running, Draining, Done } phase = Phase::Running;
+  int exit_code = 0;
+  TimePoint drain_deadline = kNever;
+  TimePoint next_status = kNever;
+  TimePoint redis_down_since = kNever;
+  std::uint64_t changes_at_last_status = 0;
+  TimePoint last_status = Clock::now();
+  std::map<std::string, SourceState> last_states;
+  redis::State last_redis = redis::State::Disconnected;
+
+  Impl(config::Config c)
+      : cfg(std::move(c)),
+        rules(load_rules(cfg.rules)),
+        target(redis_options(cfg)),
+        pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
+    sources = make_sources(cfg, *rules, pipeline);
+    if (sources.empty()) throw Error("no source configured: set sources.logical, notify or poll");
+    telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, target, sources,
+                                            [this] { return status_input(); });
+    pipeline.on_latency = [this](double seconds) { telemetry->observe_latency(seconds); };
+  }
+
+  StatusInput status_input() {
+    StatusInput in;
+    for (const auto& s : sources) in.sources.emplace_back(s->name(), s->status());
+    in.pipeline = &pipeline.stats();
+    in.redis_state = target.state();
+    in.redis_server = target.describe();
+    in.redis = &target.stats();
+    if (redis_down_since != kNever)
+      in.redis_down_seconds =
+          std::chrono::duration<double>(Clock::now() - redis_down_since).count();
+    auto now = Clock::now();
+    double secs = std::chrono::duration<double>(now - last_status).count();
+    if (secs > 0)
+      in.changes_per_second = (pipeline.stats().changes - changes_at_last_status) / secs;
+    in.in_flight = pipeline.in_flight();
+    in.wal_warn_bytes = cfg.status.wal_warn_bytes;
+    in.rules = describe_rules(pipeline.rules());
+    in.stopping = phase != Phase::Running;
+    return in;
+  }
+
+  // State-change lines: a source or Redis changing state is logged when it happens.
+  void watch_states() {
+    bool changed = false, all_streaming = true;
+    for (const auto& s : sources) {
+      auto st = s->status();
+      auto it = last_states.find(s->name());
+      if (it == last_states.end() || it->second != st.state) {
+        if (st.state == SourceState::BackingOff && !st.last_error.empty())
+          spdlog::warn("{}: {} ({})", s->name(), to_string(st.state), st.last_error);
+        else
+          spdlog::info("{}: {}{}", s->name(), to_string(st.state),
+                       st.position.empty() ? "" : " at " + st.position);
+        last_states[s->name()] = st.state;
+        changed = true;
+      }
+      if (st.state != SourceState::Streaming) all_streaming = false;
+      watch_wal(s->name(), st);
+    }
+    auto rs = target.state();
+    if (rs != last_redis) {
+      if (rs == redis::State::Ready) {
+        redis_down_since = kNever;
+      } else if (last_redis == redis::State::Ready || redis_down_since == kNever) {
+        redis_down_since = Clock::now();
+      }
+      last_redis = rs;
+      changed = true;
+    }
+    if (changed) telemetry->status(status_line(status_input()));
+    // READY=1 once every source streams and Redis answers: systemd's "started".
+    if (all_streaming && rs == redis::State::Ready && !telemetry->announced_ready() &&
+        phase == Phase::Running) {
+      telemetry->ready();
+      spdlog::info("ready: every source is streaming and Redis is reachable");
+    }
+  }
+
+  // WAL safety: a slot holding more WAL than status.wal_warn_bytes is logged (and /healthz
+  // degrades) before the database's disk is at risk.
+  void watch_wal(const std::string& name, const SourceStatus& st) {
+    std::int64_t limit = cfg.status.wal_warn_bytes;
+    if (limit <= 0 || st.lag_bytes < 0) return;
+    bool over = st.lag_bytes > limit;
+    bool& warned = wal_warned[name];
+    if (over && !warned)
+      spdlog::warn(
+          "{}: the slot holds {} of WAL, more than status.wal_warn_bytes ({}); "
+          "PostgreSQL keeps it until pgbust confirms — is Redis down or pgbust behind?",
+          name, human_bytes(st.lag_bytes), human_bytes(limit));
+    else if (!over && warned)
+      spdlog::info("{}: WAL held by the slot is back under {} ({})", name, human_bytes(limit),
+                   human_bytes(st.lag_bytes));
+    warned = over;
+  }
+
+  void log_status() {
+    auto in = status_input();
+    std::string line = status_line(in);
+    spdlog::info("status: {}", line);
+    telemetry->status(line);
+    // A burst of widenings gets its own line naming the reasons.
+    std::string burst;
+    for (const auto& [reason, n] : pipeline.stats().widenings_by_reason) {
+      auto& before = widenings_at_last_status[reason];
+      if (n > before)
+        burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, reason);
+      before = n;
+    }
+    if (!burst.empty()) spdlog::warn("widened since the last status line: {}", burst);
+    changes_at_last_status = pipeline.stats().changes;
+    last_status = Clock::now();
+  }
+
+  void on_signal(int sig) {
+    if (sig == SIGHUP) {
+      reload();
+      return;
+    }
+    if (phase == Phase::Draining) {
+      spdlog::warn("second {}: exiting now; unconfirmed work will be replayed on restart",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      exit_code = 1;
+      phase = Phase::Done;
+      return;
+    }
+    spdlog::info("{}: finishing in-flight work, then exiting",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    phase = Phase::Draining;
+    telemetry->stopping();
+    drain_deadline = Clock::now() + std::chrono::seconds(30);
+    for (auto& s : sources) s->stop_reading();
+  }
+
+  // SIGHUP: the rules, log.level and status.interval change in place; anything else in the
+  // config file is reported as needing a restart. A bad file keeps everything as it was.
+  void reload() {
+    spdlog::info("SIGHUP: reloading");
+    telemetry->reloading();
+    bool ok = reload_config() && reload_rules();
+    telemetry->count_reload(ok);
+    telemetry->ready();
+  }
+
+  bool reload_config() {
+    if (cfg.file.empty()) return true;
+    config::Config next;
+    try {
+      next = config::load(cfg.file);
+    } catch (const config::ConfigError& e) {
+      for (const auto& p : e.problems()) spdlog::error("{}", p);
+      spdlog::error("reload failed: {} is invalid; keeping the running configuration and rules",
+                    cfg.file.string());
+      return false;
+    }
+    if (next.log_level != cfg.log_level) {
+      spdlog::set_level(spdlog::level::from_str(next.log_level));
+      spdlog::info("log level: {} -> {}", cfg.log_level, next.log_level);
+      cfg.log_level = next.log_level;
+    }
+    if (next.status.interval != cfg.status.interval) {
+      cfg.status.interval = next.status.interval;
+      next_status = Clock::now() + cfg.status.interval;
+    }
+    if (next.rules != cfg.rules) {
+      spdlog::info("rules path: {} -> {}", cfg.rules.string(), next.rules.string());
+      cfg.rules = next.rules;
+    }
+    std::vector<std::string> restart;
+    if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
+    if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
+        next.redis.password_file != cfg.redis.password_file)
+      restart.push_back("redis");
+    if (next.logical.has_value() != cfg.logical.has_value() ||
+        next.notify.has_value() != cfg.notify.has_value() ||
+        next.poll.has_value() != cfg.poll.has_value())
+      restart.push_back("sources");
+    if (next.status.listen != cfg.status.listen) restart.push_back("status.listen");
+    for (const auto& what : restart)
+      spdlog::warn("reload: {} changed in {}; that takes effect after a restart", what,
+                   cfg.file.string());
+    return true;
+  }
+
+  bool reload_rules() {
+    auto result = rules::RuleSet::load(cfg.rules);
+    if (!result.errors.empty()) {
+      for (const auto& d : result.errors) spdlog::error("{}", d.str());
+      spdlog::error("reload failed: {} error(s) in {}; keeping the active rules {}",
+                    result.errors.size(), cfg.rules.string(), describe_rules(pipeline.rules()));
+      return false;
+    }
+    pipeline.replace_rules(result.rules);
+    for (auto& s : sources) s->rules_changed(*result.rules);
+    spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
+                 result.rules->tables().size(), result.rules->hash());
+    return true;
+  }
+
+  // Pollable: the daemon's own timers (status line, drain).
+  int fd() const override { return -1; }
+  short events() const override { return 0; }
+  void on_ready(short) override {}
+  TimePoint deadline() const override { return std::min(next_status, drain_deadline); }
+  void on_timer(TimePoint now) override {
+    if (now >= next_status) {
+      log_status();
+      next_status = now + cfg.status.interval;
+    }
+    if (phase == Phase::Draining && now >= drain_deadline) {
+      spdlog::error(
+          "drain timed out after 30s with {} transaction(s) unconfirmed; they will be "
+          "replayed on restart",
+          pipeline.in_flight());
+      exit_code = 1;
+      phase = Phase::Done;
+    }
+  }
+
+  int run() {
+    signals = std::make_unique<Signals>([this](int sig) { on_signal(sig); });
+    loop.add(signals.get());
+    loop.add(&target);
+    loop.add(&pipeline);
+    for (auto& s : sources) loop.add(s.get());
+    loop.add(this);
+    telemetry->attach(loop);
+    spdlog::info("pgbust starting: rules {} from {}, redis {}{}", describe_rules(*rules),
+                 cfg.rules.string(), target.describe(),
+                 telemetry->address().empty() ? "" : ", metrics on http://" + telemetry->address());
+    next_status = Clock::now() + cfg.status.interval;
+    while (phase != Phase::Done) {
+      loop.run_once(std::chrono::milliseconds(1000));
+      watch_states();
+      if (phase == Phase::Draining && pipeline.idle()) {
+        spdlog::info("drained: every committed change is applied and confirmed");
+        phase = Phase::Done;
+      }
+    }
+    for (auto& s : sources) s->close();
+    target.close();
+    log_status();
+    telemetry->detach(loop);
+    return exit_code;
+  }
+};
+
+Daemon::Daemon(config::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Daemon::~Daemon() = default;
+int Daemon::run() {
+  return impl_->run();
+}
+
+}  // namespace pgbust

@@ -1,0 +1,301 @@
+// SQL generation for `pgbust setup`: NOTIFY trigger functions and triggers, the publication
+// with column lists, and the replication slot.
+#include "pgbust/cli/setup_sql.hpp"
+#include "pgbust/core/text.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "pgbust/pg/async.hpp"
+
+namespace pgbust::setup {
+
+namespace {
+
+using pg::quote_ident;
+using pg::quote_literal;
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string sql_name(const TableNeeds& t) {
+  return quote_ident(t.schema) + "." + quote_ident(t.table);
+}
+
+// jsonb_build_object takes at most 100 arguments: 50 pairs per call, joined with ||. One
+// pair per line (at `indent`) when a single line would be long.
+std::string build_object(const std::vector<std::string>& columns, const char* row,
+                         const std::string& indent) {
+  if (columns.empty()) return "'{}'::jsonb";
+  std::vector<std::string> calls;
+  for (std::size_t i = 0; i < columns.size(); i += 50) {
+    std::vector<std::string> pairs;
+    std::size_t width = 0;
+    for (std::size_t j = i; j < std::min(columns.size(), i + 50); ++j) {
+      pairs.push_back(quote_literal(columns[j]) + ", " + row + "." + quote_ident(columns[j]) +
+                      "::text");
+      width += pairs.back().size() + 2;
+    }
+    calls.push_back(width + indent.size() < 64
+                        ? "pg_catalog.jsonb_build_object(" + join(pairs, ", ") + ")"
+                        : "pg_catalog.jsonb_build_object(\n" + indent + "  " +
+                              join(pairs, ",\n" + indent + "  ") + ")");
+  }
+  return join(calls, " ||\n" + indent);
+}
+
+// A dollar-quote tag that does not occur in `body`.
+std::string dollar_tag(const std::string& body) {
+  std::string tag = "$pgbust$";
+  for (int i = 1; body.find(tag) != std::string::npos; ++i)
+    tag = "$pgbust" + std::to_string(i) + "$";
+  return tag;
+}
+
+// `payload := jsonb_build_object('schema', ..., 'op', ...<extra>)::text;` at an indent.
+std::string assign_payload(const std::string& indent, const std::string& extra) {
+  return indent + "payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', " +
+         "TG_TABLE_NAME,\n" + indent + "  'op', pg_catalog.lower(TG_OP)" + extra + ")::text;\n";
+}
+
+// The whole CREATE FUNCTION for one table.
+std::string notify_function(const TableNeeds& t, const std::vector<std::string>& columns,
+                            const std::vector<std::string>& key, const std::string& channel) {
+  std::string ch = quote_literal(channel);
+  std::string body;
+  body += "DECLARE\n  new_row jsonb;\n  old_row jsonb;\n  payload text;\nBEGIN\n";
+  body += "  IF TG_OP = 'TRUNCATE' THEN\n";
+  body += "    PERFORM pg_catalog.pg_notify(" + ch + ", pg_catalog.jsonb_build_object(\n" +
+          "      'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', 'truncate')::text);\n" +
+          "    RETURN NULL;\n  END IF;\n";
+  auto images = [&](const std::vector<std::string>& cols, const char* indent) {
+    std::string s;
+    std::string inner = std::string(indent) + "  ";
+    s += std::string(indent) + "IF TG_OP <> 'DELETE' THEN\n" + inner +
+         "new_row := " + build_object(cols, "NEW", inner) + ";\n" + indent + "END IF;\n";
+    s += std::string(indent) + "IF TG_OP <> 'INSERT' THEN\n" + inner +
+         "old_row := " + build_object(cols, "OLD", inner) + ";\n" + indent + "END IF;\n";
+    return s;
+  };
+  body += images(columns, "  ");
+  body += assign_payload("  ", ", 'new', new_row, 'old', old_row");
+  body += "  IF pg_catalog.octet_length(payload) > 7999 THEN\n";
+  if (!key.empty()) {
+    body +=
+        "    -- Too large for NOTIFY (under 8000 bytes): the key columns only; pgbust widens\n"
+        "    -- the rules for the other columns.\n";
+    body += images(key, "    ");
+    body += assign_payload("    ", ", 'new', new_row, 'old', old_row, 'oversized', true");
+    body += "    IF pg_catalog.octet_length(payload) > 7999 THEN\n";
+    body +=
+        "      -- Even the key is too large: no row values; pgbust widens every rule of the "
+        "table.\n";
+    body += assign_payload("      ", ", 'oversized', true");
+    body += "    END IF;\n";
+  } else {
+    body +=
+        "    -- Too large for NOTIFY and no key columns known: no row values; pgbust widens\n"
+        "    -- every rule of the table.\n";
+    body += assign_payload("    ", ", 'oversized', true");
+  }
+  body += "  END IF;\n";
+  body += "  PERFORM pg_catalog.pg_notify(" + ch + ", payload);\n  RETURN NULL;\nEND\n";
+  std::string tag = dollar_tag(body);
+  return "CREATE OR REPLACE FUNCTION " + quote_ident(t.schema) + "." +
+         quote_ident(notify_function_name(t.table)) + "() RETURNS trigger\nLANGUAGE plpgsql AS " +
+         tag + "\n" + body + tag + ";\n";
+}
+
+std::string header(const std::string& title, const std::string& origin) {
+  std::string out = "-- " + title + "\n";
+  if (!origin.empty()) out += "-- " + origin + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::vector<TableNeeds> needs(const rules::RuleSet& rules) {
+  std::vector<TableNeeds> out;
+  for (const std::string& q : rules.tables()) {
+    auto dot = q.find('.');
+    TableNeeds t{q.substr(0, dot), q.substr(dot + 1), {}};
+    t.columns = rules.columns_needed(t.schema, t.table);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::string notify_function_name(const std::string& table) {
+  std::string name = "pgbust_notify_" + table;
+  if (name.size() <= 63) return name;
+  std::uint32_t h = 2166136261u;  // FNV-1a: a stable short suffix
+  for (unsigned char c : table) h = (h ^ c) * 16777619u;
+  return name.substr(0, 54) + fmt::format("_{:08x}", h);
+}
+
+Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
+                  const NotifyOptions& options) {
+  Output out;
+  std::string& s = out.transactional;
+  for (const TableNeeds& t : tables) {
+    std::vector<std::string> columns, key;
+    std::string note;
+    if (catalog != nullptr) {
+      auto it = catalog->find(t.qualified());
+      if (it == catalog->end() || !it->second.exists) {
+        out.errors.push_back("table " + t.qualified() + " does not exist: no trigger for it");
+        continue;
+      }
+      const TableCatalog& c = it->second;
+      key = c.primary_key.empty() ? c.identity_index : c.primary_key;
+      for (const auto& col : c.columns)
+        if (contains(t.columns, col) || contains(key, col)) columns.push_back(col);
+      for (const auto& col : t.columns)
+        if (!contains(c.columns, col))
+          out.warnings.push_back("table " + t.qualified() + " has no column \"" + col +
+                                 "\", which the rules read: not sent; those rules widen");
+      if (key.empty())
+        out.warnings.push_back("table " + t.qualified() +
+                               " has no primary key: a row too large "
+                               "for NOTIFY sends no values and every rule of the table widens");
+    } else {
+      columns = t.columns;
+      note =
+          "-- Offline: columns not checked against the table and no primary key known, so an\n"
+          "-- oversized row sends no values (every rule of the table widens).\n";
+    }
+    s += "\n-- " + t.qualified() + ": sends " +
+         (columns.empty() ? "no columns" : join(columns, ", ")) +
+         (key.empty() ? "" : " (key: " + join(key, ", ") + ")") + " on channel " +
+         quote_literal(options.channel) + ".\n" + note;
+    s += notify_function(t, columns, key, options.channel);
+    std::string fn = quote_ident(t.schema) + "." + quote_ident(notify_function_name(t.table));
+    s += "DROP TRIGGER IF EXISTS pgbust_notify ON " + sql_name(t) + ";\n";
+    s += "CREATE TRIGGER pgbust_notify AFTER INSERT OR UPDATE OR DELETE ON " + sql_name(t) +
+         "\n  FOR EACH ROW EXECUTE FUNCTION " + fn + "();\n";
+    s += "DROP TRIGGER IF EXISTS pgbust_notify_truncate ON " + sql_name(t) + ";\n";
+    s += "CREATE TRIGGER pgbust_notify_truncate AFTER TRUNCATE ON " + sql_name(t) +
+         "\n  FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "();\n";
+  }
+  out.sql = header("pgbust setup --notify: NOTIFY triggers for the tables the rules read.",
+                   options.origin);
+  out.sql +=
+      "-- Each row change sends, at commit, a JSON payload {\"schema\", \"table\", \"op\", "
+      "\"new\",\n"
+      "-- \"old\"} with the columns the rules read and the key, as text, on channel " +
+      quote_literal(options.channel) +
+      ".\n"
+      "-- Safe to run again: functions are replaced and triggers created afresh.\n"
+      "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
+      s + "\nCOMMIT;\n";
+  return out;
+}
+
+Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
+                   const LogicalOptions& options) {
+  Output out;
+  bool lists = catalog != nullptr && options.server_version >= 150000;
+  std::vector<std::string> entries;
+  std::string notes, alters;
+  for (const TableNeeds& t : tables) {
+    std::string entry = sql_name(t);
+    if (catalog == nullptr) {
+      entries.push_back(entry);
+      continue;
+    }
+    auto it = catalog->find(t.qualified());
+    if (it == catalog->end() || !it->second.exists) {
+      out.errors.push_back("table " + t.qualified() +
+                           " does not exist: left out of the publication");
+      continue;
+    }
+    const TableCatalog& c = it->second;
+    std::vector<std::string> identity;
+    char ri = c.replica_identity;
+    if (ri == 'd' && !c.primary_key.empty()) identity = c.primary_key;
+    if (ri == 'i') identity = c.identity_index;
+    if (ri == 'n' || (ri == 'd' && c.primary_key.empty()) || (ri == 'i' && identity.empty())) {
+      // A published table without a replica identity refuses UPDATE and DELETE.
+      alters += "-- " + t.qualified() +
+                " has no replica identity: once published, its UPDATEs "
+                "and DELETEs would fail.\nALTER TABLE " +
+                sql_name(t) + " REPLICA IDENTITY FULL;\n";
+      out.warnings.push_back("table " + t.qualified() +
+                             " has no replica identity: the SQL sets "
+                             "REPLICA IDENTITY FULL (else its UPDATEs and DELETEs would fail once "
+                             "published)");
+      ri = 'f';
+    }
+    std::vector<std::string> cols;
+    for (const auto& col : c.columns)
+      if (contains(t.columns, col) || contains(identity, col)) cols.push_back(col);
+    for (const auto& col : t.columns)
+      if (!contains(c.columns, col))
+        out.warnings.push_back("table " + t.qualified() + " has no column \"" + col +
+                               "\", which the rules read: not published; those rules widen");
+    if (lists && ri != 'f') {
+      std::vector<std::string> quoted;
+      for (const auto& col : cols) quoted.push_back(quote_ident(col));
+      entry += " (" + join(quoted, ", ") + ")";
+      notes += "--   " + t.qualified() + ": " + join(cols, ", ") +
+               (identity.empty() ? "" : " (replica identity: " + join(identity, ", ") + ")") + "\n";
+    } else {
+      notes +=
+          "--   " + t.qualified() + ": all columns" +
+          (ri == 'f' ? " (REPLICA IDENTITY FULL: a column list would have to name them all)" : "") +
+          "\n";
+    }
+    entries.push_back(entry);
+  }
+  std::string pub = quote_ident(options.publication);
+  std::string& s = out.transactional;
+  if (catalog == nullptr)
+    s += "\n-- Offline: no column lists (the replica identity columns, which a column list must\n"
+         "-- include, are not known without the database), so every column is published.\n";
+  else if (!lists)
+    s += "\n-- This server is older than PostgreSQL 15: no column lists, every column is "
+         "published.\n";
+  else
+    s += "\n-- Column lists (PostgreSQL 15+): the walsender decodes and sends only these columns,\n"
+         "-- less WAL decoding work and network than whole rows. A column list must include the\n"
+         "-- replica identity columns, or UPDATE and DELETE on the table fail.\n" +
+         notes;
+  if (!alters.empty()) s += "\n" + alters;
+  if (entries.empty()) {
+    s += "-- No table to publish.\n";
+  } else {
+    std::string list = "\n      " + join(entries, ",\n      ");
+    std::string body =
+        "\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " +
+        quote_literal(options.publication) + ") THEN\n    CREATE PUBLICATION " + pub +
+        " FOR TABLE" + list + ";\n  ELSE\n    ALTER PUBLICATION " + pub + " SET TABLE" + list +
+        ";\n  END IF;\nEND\n";
+    std::string tag = dollar_tag(body);
+    s += "\nDO " + tag + body + tag + ";\n";
+  }
+  std::string slot = quote_literal(options.slot);
+  out.outside =
+      "\n-- The slot, outside a transaction (a slot cannot be created in one that has written).\n"
+      "-- It keeps WAL until pgbust confirms it: drop it with pg_drop_replication_slot(" +
+      slot +
+      ")\n-- if pgbust is retired. (The daemon also creates it when sources.logical.create_slot is "
+      "on.)\n"
+      "SELECT pg_catalog.pg_create_logical_replication_slot(" +
+      slot +
+      ", 'pgoutput')\n"
+      "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+      slot + ");\n";
+  out.sql = header("pgbust setup: publication " + quote_literal(options.publication) +
+                       " and slot " + slot + " for the logical source.",
+                   options.origin);
+  out.sql +=
+      "-- Safe to run again: the publication is created, or set to these tables.\n"
+      "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
+      s + "\nCOMMIT;\n" + out.outside;
+  return out;
+}
+
+}  // namespace pgbust::setup

@@ -1,0 +1,380 @@
+// Loading /etc/pgbust/pgbust.yaml: every key declared once with its type and default,
+// unknown keys rejected, every problem reported as FILE:LINE:COL at once.
+#include "pgbust/core/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace pgbust::config {
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : Error([&] {
+        std::string all;
+        for (const auto& p : problems) all += (all.empty() ? "" : "\n") + p;
+        return all;
+      }()),
+      problems_(std::move(problems)) {}
+
+std::optional<milliseconds> parse_duration(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
+  if (i == 0) return std::nullopt;
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + i, value);
+  if (ec != std::errc() || ptr != text.data() + i || value < 0) return std::nullopt;
+  std::string_view unit = text.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  double ms;
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "m" || unit == "min")
+    ms = value * 60000;
+  else if (unit == "h")
+    ms = value * 3600000;
+  else
+    return std::nullopt;
+  return milliseconds(static_cast<std::int64_t>(std::llround(ms)));
+}
+
+std::optional<std::int64_t> parse_size(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0) return std::nullopt;
+  std::int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + i, value);
+  if (ec != std::errc()) return std::nullopt;
+  std::string unit(text.substr(i));
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::int64_t mult = 1;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KB" || unit == "K")
+    mult = 1LL << 10;
+  else if (unit == "MB" || unit == "M")
+    mult = 1LL << 20;
+  else if (unit == "GB" || unit == "G")
+    mult = 1LL << 30;
+  else if (unit == "TB" || unit == "T")
+    mult = 1LL << 40;
+  else
+    return std::nullopt;
+  return value * mult;
+}
+
+namespace {
+
+// Collects problems with positions while walking the document.
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  void error(const YAML::Node& at, const std::string& msg) { error(at.Mark(), msg); }
+  void error(const YAML::Mark& m, const std::string& msg) {
+    if (m.is_null())
+      problems_.push_back(file_ + ": error: " + msg);
+    else
+      problems_.push_back(file_ + ":" + std::to_string(m.line + 1) + ":" +
+                          std::to_string(m.column + 1) + ": error: " + msg);
+  }
+  std::vector<std::string>& problems() { return problems_; }
+
+  using Handler = std::function<void(const YAML::Node&)>;
+  struct Key {
+    const char* name;
+    Handler handle;
+  };
+
+  // Walks a mapping: each known key goes to its handler, unknown keys are errors.
+  void mapping(const YAML::Node& node, const std::string& where, const std::vector<Key>& keys) {
+    if (!node.IsMap()) {
+      error(node, where + " must be a mapping of keys to values");
+      return;
+    }
+    for (const auto& kv : node) {
+      std::string name = kv.first.Scalar();
+      const Key* found = nullptr;
+      for (const auto& k : keys)
+        if (name == k.name) found = &k;
+      if (found == nullptr) {
+        std::string known;
+        for (const auto& k : keys) known += (known.empty() ? "" : ", ") + std::string(k.name);
+        error(kv.first, "unknown key '" + name + "' in " + where + "; expected one of: " + known);
+        continue;
+      }
+      found->handle(kv.second);
+    }
+  }
+
+  Handler str(std::string& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      if (!n.IsScalar())
+        error(n, what + " must be a string");
+      else
+        out = n.Scalar();
+    };
+  }
+  Handler boolean(bool& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      bool v;
+      if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v))
+        error(n, what + " must be true or false");
+      else
+        out = v;
+    };
+  }
+  Handler duration(milliseconds& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      auto d = n.IsScalar() ? parse_duration(n.Scalar()) : std::nullopt;
+      if (!d)
+        error(n, what + " must be a duration like 500ms, 2s, 5m or 1h");
+      else
+        out = *d;
+    };
+  }
+  Handler size(std::int64_t& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      auto s = n.IsScalar() ? parse_size(n.Scalar()) : std::nullopt;
+      if (!s)
+        error(n, what + " must be a size like 1048576, 512MB or 1GB");
+      else
+        out = *s;
+    };
+  }
+  Handler count(std::size_t& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      std::size_t v = 0;
+      auto s = n.IsScalar() ? n.Scalar() : std::string();
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0)
+        error(n, what + " must be a positive whole number");
+      else
+        out = v;
+    };
+  }
+  Handler strings(std::vector<std::string>& out, const std::string& what) {
+    return [this, &out, what](const YAML::Node& n) {
+      if (n.IsScalar()) {
+        out = {n.Scalar()};
+        return;
+      }
+      if (!n.IsSequence()) {
+        error(n, what + " must be a list of strings");
+        return;
+      }
+      out.clear();
+      for (const auto& item : n) {
+        if (!item.IsScalar())
+          error(item, what + " must contain only strings");
+        else
+          out.push_back(item.Scalar());
+      }
+    };
+  }
+  Handler one_of(std::string& out, const std::string& what, std::vector<std::string> allowed) {
+    return [this, &out, what, allowed](const YAML::Node& n) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      if (!n.IsScalar()) {
+        error(n, what + " must be one of: " + list);
+        return;
+      }
+      for (const auto& a : allowed)
+        if (n.Scalar() == a) {
+          out = a;
+          return;
+        }
+      error(n, what + " is '" + n.Scalar() + "'; expected one of: " + list);
+    };
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::string> problems_;
+};
+
+void split_table(const std::string& qualified, std::string& schema, std::string& table) {
+  auto dot = qualified.find('.');
+  if (dot == std::string::npos) {
+    table = qualified;
+  } else {
+    schema = qualified.substr(0, dot);
+    table = qualified.substr(dot + 1);
+  }
+}
+
+void read_poll_tables(Reader& r, const YAML::Node& n, Poll& poll) {
+  if (!n.IsSequence()) {
+    r.error(n, "sources.poll.tables must be a list of {table, watermark, ...} mappings");
+    return;
+  }
+  for (const auto& item : n) {
+    PollTable t;
+    t.line = item.Mark().line + 1;
+    std::string qualified;
+    r.mapping(item, "sources.poll.tables[]",
+              {{"table", r.str(qualified, "table")},
+               {"watermark", r.strings(t.watermark, "watermark")},
+               {"key", r.strings(t.key, "key")},
+               {"overlap", r.duration(t.overlap, "overlap")},
+               {"deletes", r.one_of(t.deletes, "deletes", {"count", "none"})}});
+    if (!item.IsMap()) continue;
+    if (qualified.empty()) r.error(item, "sources.poll.tables[] needs 'table: schema.name'");
+    if (t.watermark.empty() || t.watermark.size() > 2)
+      r.error(item,
+              "sources.poll.tables[] needs 'watermark: [id]', '[updated_at]' or "
+              "'[updated_at, id]'");
+    split_table(qualified, t.schema, t.table);
+    poll.tables.push_back(std::move(t));
+  }
+}
+
+}  // namespace
+
+Config parse(const std::string& text, const std::filesystem::path& file) {
+  Reader r(file.string());
+  Config c;
+  c.file = file;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    r.error(e.mark, "invalid YAML: " + e.msg);
+    throw ConfigError(r.problems());
+  }
+  if (!root.IsDefined() || root.IsNull()) {
+    r.error(YAML::Mark::null_mark(),
+            "the file is empty; expected at least 'postgres', "
+            "'sources', 'redis' and 'rules'");
+    throw ConfigError(r.problems());
+  }
+  std::string rules_path;
+  bool have_rules = false, have_sources = false;
+  r.mapping(
+      root, "the config file",
+      {{"postgres",
+        [&](const YAML::Node& n) {
+          r.mapping(n, "postgres", {{"conninfo", r.str(c.conninfo, "postgres.conninfo")}});
+        }},
+       {"sources",
+        [&](const YAML::Node& n) {
+          have_sources = true;
+          r.mapping(
+              n, "sources",
+              {{"logical",
+                [&](const YAML::Node& s) {
+                  Logical l;
+                  r.mapping(
+                      s, "sources.logical",
+                      {{"slot", r.str(l.slot, "sources.logical.slot")},
+                       {"publication", r.str(l.publication, "sources.logical.publication")},
+                       {"create_slot", r.boolean(l.create_slot, "sources.logical.create_slot")},
+                       {"status_interval",
+                        r.duration(l.status_interval, "sources.logical.status_interval")}});
+                  c.logical = l;
+                }},
+               {"notify",
+                [&](const YAML::Node& s) {
+                  Notify nt;
+                  r.mapping(s, "sources.notify",
+                            {{"channels", r.strings(nt.channels, "sources.notify.channels")},
+                             {"on_gap",
+                              r.one_of(nt.on_gap, "sources.notify.on_gap", {"widen", "ignore"})},
+                             {"tables", [&](const YAML::Node& t) {
+                                r.strings(nt.tables, "sources.notify.tables")(t);
+                                for (auto& q : nt.tables) {
+                                  std::string schema = "public", table;
+                                  split_table(q, schema, table);
+                                  if (schema.empty() || table.empty())
+                                    r.error(t, "sources.notify.tables entry '" + q +
+                                                   "' is not a table name (schema.table)");
+                                  q = schema + "." + table;
+                                }
+                              }}});
+                  if (nt.channels.empty()) r.error(s, "sources.notify.channels must not be empty");
+                  c.notify = nt;
+                }},
+               {"poll", [&](const YAML::Node& s) {
+                  Poll p;
+                  r.mapping(s, "sources.poll",
+                            {{"interval", r.duration(p.interval, "sources.poll.interval")},
+                             {"state_dir", r.str(p.state_dir, "sources.poll.state_dir")},
+                             {"page_size", r.count(p.page_size, "sources.poll.page_size")},
+                             {"tables", [&](const YAML::Node& t) { read_poll_tables(r, t, p); }}});
+                  if (s.IsMap() && p.tables.empty())
+                    r.error(s, "sources.poll needs at least one entry in 'tables'");
+                  c.poll = p;
+                }}});
+        }},
+       {"redis",
+        [&](const YAML::Node& n) {
+          r.mapping(
+              n, "redis",
+              {{"url", r.str(c.redis.url, "redis.url")},
+               {"password_file", r.str(c.redis.password_file, "redis.password_file")},
+               {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
+               {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
+               {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")}});
+        }},
+       {"rules",
+        [&](const YAML::Node& n) {
+          have_rules = true;
+          r.str(rules_path, "rules (a file or a rules.d directory)")(n);
+        }},
+       {"status",
+        [&](const YAML::Node& n) {
+          r.mapping(n, "status",
+                    {{"interval", r.duration(c.status.interval, "status.interval")},
+                     {"listen", r.str(c.status.listen, "status.listen")},
+                     {"wal_warn_bytes", r.size(c.status.wal_warn_bytes, "status.wal_warn_bytes")}});
+        }},
+       {"limits",
+        [&](const YAML::Node& n) {
+          r.mapping(n, "limits",
+                    {{"max_keys_per_transaction", r.count(c.limits.max_keys_per_transaction,
+                                                          "limits.max_keys_per_transaction")},
+                     {"max_batch_keys", r.count(c.limits.max_batch_keys, "limits.max_batch_keys")},
+                     {"max_queued_batches",
+                      r.count(c.limits.max_queued_batches, "limits.max_queued_batches")}});
+        }},
+       {"log", [&](const YAML::Node& n) {
+          r.mapping(n, "log",
+                    {{"level", r.one_of(c.log_level, "log.level",
+                                        {"trace", "debug", "info", "warn", "error", "off"})}});
+        }}});
+  if (root.IsMap()) {
+    if (!have_rules) r.error(root, "missing 'rules: PATH' (a rules file or rules.d directory)");
+    if (have_sources && !c.logical && !c.notify && !c.poll)
+      r.error(root["sources"], "sources must configure at least one of logical, notify, poll");
+  }
+  if (!r.problems().empty()) throw ConfigError(r.problems());
+  if (!have_sources) c.logical = Logical{};
+  if (!rules_path.empty()) {
+    std::filesystem::path p(rules_path);
+    c.rules = p.is_relative() && file.has_parent_path() ? file.parent_path() / p : p;
+  }
+  return c;
+}
+
+Config load(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in)
+    throw ConfigError(
+        {file.string() + ": error: cannot read the config file: " + std::strerror(errno)});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), file);
+}
+
+}  // namespace pgbust::config

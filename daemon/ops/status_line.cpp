@@ -1,0 +1,98 @@
+// The status line: one sentence an operator can read to know whether caches are fresh.
+#include "pgbust/ops/status_line.hpp"
+
+#include <fmt/format.h>
+
+namespace pgbust {
+
+std::string_view to_string(Health h) {
+  switch (h) {
+    case Health::Starting:
+      return "starting";
+    case Health::Healthy:
+      return "healthy";
+    case Health::CatchingUp:
+      return "catching up";
+    case Health::Degraded:
+      return "degraded";
+    case Health::Stopping:
+      return "stopping";
+  }
+  return "?";
+}
+
+std::string_view to_string(SourceState state) {
+  switch (state) {
+    case SourceState::Connecting:
+      return "connecting";
+    case SourceState::Starting:
+      return "starting";
+    case SourceState::Streaming:
+      return "streaming";
+    case SourceState::BackingOff:
+      return "backing off";
+    case SourceState::Stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+std::string human_bytes(std::int64_t bytes) {
+  if (bytes < 0) return "?";
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+Health health(const StatusInput& in) {
+  if (in.stopping) return Health::Stopping;
+  bool all_streaming = !in.sources.empty();
+  bool any_started = false;
+  bool lagging = false;
+  for (const auto& [name, s] : in.sources) {
+    if (s.state != SourceState::Streaming) all_streaming = false;
+    if (s.state == SourceState::Streaming) any_started = true;
+    if (in.wal_warn_bytes > 0 && s.lag_bytes > in.wal_warn_bytes) return Health::Degraded;
+    if (s.lag_seconds > 10) lagging = true;
+  }
+  bool redis_ok = in.redis_state == redis::State::Ready;
+  if (!any_started && in.pipeline && in.pipeline->transactions == 0 && in.redis_down_seconds < 5)
+    return Health::Starting;
+  if (!all_streaming || !redis_ok) return Health::Degraded;
+  if (lagging) return Health::CatchingUp;
+  return Health::Healthy;
+}
+
+std::string status_line(const StatusInput& in) {
+  std::string out(to_string(health(in)));
+  out += ":";
+  for (const auto& [name, s] : in.sources) {
+    out += fmt::format(" {} {}", name, to_string(s.state));
+    if (!s.position.empty()) out += " at " + s.position;
+    if (s.lag_bytes >= 0) out += " lag " + human_bytes(s.lag_bytes);
+    if (s.lag_seconds >= 0) out += fmt::format(" {:.1f}s", s.lag_seconds);
+    if (s.state != SourceState::Streaming && !s.last_error.empty())
+      out += " (" + s.last_error + ")";
+    out += ";";
+  }
+  out += fmt::format(" redis {}", redis::to_string(in.redis_state));
+  if (!in.redis_server.empty()) out += " " + in.redis_server;
+  if (in.redis_state != redis::State::Ready && in.redis_down_seconds > 0)
+    out += fmt::format(" (down {:.0f}s)", in.redis_down_seconds);
+  out += ";";
+  out += fmt::format(" {:.1f} changes/s;", in.changes_per_second);
+  if (const auto* p = in.pipeline) {
+    out += fmt::format(" {} changes {} txns; keys {} patterns {} bumps {} publishes {};",
+                       p->changes, p->transactions, p->keys, p->patterns, p->bumps, p->publishes);
+    out += fmt::format(" widened {};", p->widenings);
+  }
+  std::uint64_t errors = in.redis ? in.redis->errors : 0;
+  for (const auto& [name, s] : in.sources) errors += s.errors;
+  out += fmt::format(" errors {}; in flight {}", errors, in.in_flight);
+  if (!in.rules.empty()) out += "; rules " + in.rules;
+  return out;
+}
+
+}  // namespace pgbust

@@ -1,0 +1,132 @@
+// Metrics (refreshed from the components' counters at scrape time), /healthz, /status, and
+// systemd notifications.
+#include "pgbust/ops/telemetry.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace pgbust {
+
+Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Target& target,
+                     const std::vector<std::unique_ptr<Source>>& sources,
+                     std::function<StatusInput()> status)
+    : pipeline_(pipeline),
+      target_(target),
+      sources_(sources),
+      status_(std::move(status)),
+      watchdog_(notifier_) {
+  latency_ = &registry_.histogram("pgbust_commit_to_redis_seconds",
+                                  "Time from a transaction's commit to its invalidations being "
+                                  "applied in Redis",
+                                  metrics::latency_buckets());
+  reloads_ok_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
+                                   {{"result", "ok"}});
+  reloads_failed_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
+                                       {{"result", "failed"}});
+  registry_.on_render([this] { refresh(); });
+  if (!cfg.listen.empty()) {
+    http::Options o;
+    o.listen = cfg.listen;
+    server_ = std::make_unique<http::Server>(o);
+    server_->handle("/metrics", [this](const http::Request&) {
+      http::Response r;
+      r.content_type = std::string(metrics::kContentType);
+      r.body = registry_.render();
+      return r;
+    });
+    auto health = [this](const http::Request&) {
+      auto in = status_();
+      http::Response r;
+      Health h = pgbust::health(in);
+      r.status = (h == Health::Healthy || h == Health::CatchingUp) ? 200 : 503;
+      r.body = status_line(in) + "\n";
+      return r;
+    };
+    server_->handle("/healthz", health);
+    server_->handle("/status", health);
+  }
+}
+
+Telemetry::~Telemetry() = default;
+
+std::string Telemetry::address() const {
+  return server_ ? server_->address() : "";
+}
+
+void Telemetry::attach(Loop& loop) {
+  if (server_) loop.add(server_.get());
+  loop.add(&watchdog_);
+}
+
+void Telemetry::detach(Loop& loop) {
+  if (server_) loop.remove(server_.get());
+  loop.remove(&watchdog_);
+}
+
+void Telemetry::ready() {
+  notifier_.ready();
+  ready_sent_ = true;
+}
+
+void Telemetry::refresh() {
+  auto& r = registry_;
+  const auto& p = pipeline_.stats();
+  set(r.counter("pgbust_transactions_total", "Committed transactions received"), p.transactions);
+  set(r.counter("pgbust_transactions_applied_total",
+                "Transactions whose invalidations are applied and confirmed to their source"),
+      p.applied_transactions);
+  for (const auto& [table, ts] : pipeline_.table_stats()) {
+    static const char* ops[] = {"insert", "update", "delete", "truncate"};
+    for (int i = 0; i < 4; ++i)
+      if (ts.ops[i] > 0)
+        set(r.counter("pgbust_changes_total", "Row changes received, by table and operation",
+                      {{"table", ts.table}, {"op", ops[i]}}),
+            ts.ops[i]);
+  }
+  for (const auto& [rule, rs] : pipeline_.rule_stats()) {
+    metrics::Labels l{{"rule", rule}};
+    set(r.counter("pgbust_keys_deleted_total", "Exact keys sent to UNLINK, by rule", l), rs.keys);
+    set(r.counter("pgbust_patterns_total", "Pattern deletes (SCAN + UNLINK), by rule", l),
+        rs.patterns);
+    set(r.counter("pgbust_bumps_total", "Revision counter bumps, by rule", l), rs.bumps);
+    set(r.counter("pgbust_publishes_total", "Invalidation messages published, by rule", l),
+        rs.publishes);
+    set(r.counter("pgbust_rule_widenings_total", "Widenings, by rule", l), rs.widenings);
+  }
+  for (const auto& [reason, n] : p.widenings_by_reason)
+    set(r.counter("pgbust_widenings_total",
+                  "Keys that could not be computed exactly and were widened, by reason",
+                  {{"reason", reason}}),
+        n);
+  const auto& rs = target_.stats();
+  set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
+  set(r.counter("pgbust_redis_errors_total", "Redis error replies and failed connections"),
+      rs.errors);
+  set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
+      rs.keys_deleted);
+  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
+      rs.reconnects);
+  r.gauge("pgbust_redis_up", "1 when the Redis connection is ready")
+      .set(target_.connected() ? 1 : 0);
+  r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")
+      .set(static_cast<double>(pipeline_.in_flight()));
+  for (const auto& s : sources_) {
+    auto st = s->status();
+    metrics::Labels l{{"source", s->name()}};
+    r.gauge("pgbust_source_up", "1 when the source is streaming", l)
+        .set(st.state == SourceState::Streaming ? 1 : 0);
+    set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
+                  {{"upstream", s->name()}}),
+        st.reconnects);
+    set(r.counter("pgbust_source_errors_total", "Errors, by source", l), st.errors);
+    if (st.lag_bytes >= 0)
+      r.gauge("pgbust_replication_lag_bytes",
+              "WAL the slot holds back: server WAL end minus the confirmed position", l)
+          .set(static_cast<double>(st.lag_bytes));
+    if (st.lag_seconds >= 0)
+      r.gauge("pgbust_replication_lag_seconds",
+              "Age of the oldest committed change not yet applied in Redis", l)
+          .set(st.lag_seconds);
+  }
+}
+
+}  // namespace pgbust

@@ -1,0 +1,408 @@
+// Batching and acknowledgement: per-transaction dedup, coalescing across commits, ordered
+// confirmation to each source only after Redis applied the work (second deletes included).
+#include "pgbust/pipeline/pipeline.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "pgbust/core/json.hpp"
+#include "pgbust/pipeline/key_set.hpp"
+
+namespace pgbust {
+
+namespace {
+
+std::int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// What one transaction publishes on one channel.
+struct PublishInfo {
+  std::set<std::string> tables;
+  std::set<std::string> rules;
+  std::vector<std::string> keys, patterns, revisions;
+  std::unordered_set<std::string> listed;  // each key once per message, whichever rule named it
+  std::size_t items = 0;
+  bool truncated = false;
+};
+
+}  // namespace
+
+struct Pipeline::AckRecord {
+  Source* source = nullptr;
+  Position position = 0;
+  std::int64_t commit_time_us = 0;
+  bool applied = false;
+};
+
+// Keys live in KeySets (one buffer per set, no allocation per key); a source's Txn is
+// cleared and reused from one transaction to the next.
+struct Pipeline::Txn {
+  bool open = false;
+  KeySet deletes, patterns, bumps;
+  KeySet redelete_keys, redelete_patterns;
+  std::chrono::milliseconds redelete_after{0};
+  std::map<std::string, PublishInfo> publishes;  // by channel
+  std::unordered_set<const rules::Rule*> overflowed;
+  std::size_t total = 0;
+  // The table of the change being evaluated (valid during that call), for publish messages.
+  std::string_view schema, table;
+  std::string qualified;  // scratch: schema.table
+
+  const std::string& table_name() {
+    qualified.assign(schema).append(".").append(table);
+    return qualified;
+  }
+  void clear() {
+    deletes.clear();
+    patterns.clear();
+    bumps.clear();
+    redelete_keys.clear();
+    redelete_patterns.clear();
+    redelete_after = std::chrono::milliseconds{0};
+    publishes.clear();
+    overflowed.clear();
+    total = 0;
+  }
+};
+
+struct Pipeline::Pending {
+  KeySet deletes, patterns, bumps;
+  KeySet redelete_keys, redelete_patterns;
+  std::chrono::milliseconds redelete_after{0};
+  std::vector<std::pair<std::string, std::string>> publishes;
+  std::vector<std::shared_ptr<AckRecord>> records;
+  std::size_t size() const {
+    return deletes.size() + patterns.size() + bumps.size() + publishes.size() +
+           redelete_keys.size() + redelete_patterns.size();
+  }
+  bool has_actions() const { return size() != 0; }
+};
+
+// Receives one change's actions from the rule engine into the source's open transaction.
+class Pipeline::TxnSink : public rules::Sink {
+ public:
+  TxnSink(Pipeline& p, Txn& t) : p_(p), t_(t) {}
+
+  void emit(const rules::Rule& rule, rules::Action action, std::string_view key) override {
+    if (!widening_ && !t_.overflowed.empty() && t_.overflowed.contains(&rule))
+      return;  // its widened pattern covers it
+    if (!widening_ && t_.total >= p_.options_.max_keys_per_transaction) {
+      // Past the per-transaction limit the rule widens instead of growing (promise 5).
+      t_.overflowed.insert(&rule);
+      widening_ = true;
+      p_.engine_->widen_rule(rule, Unknown::TooManyKeys, *this);
+      widening_ = false;
+      return;
+    }
+    RuleStats& stats = p_.rule_stats_for(rule);
+    bool added = false;
+    switch (action) {
+      case rules::Action::Delete:
+        added = t_.deletes.insert(key);
+        if (added) ++stats.keys;
+        break;
+      case rules::Action::DeletePattern:
+        added = t_.patterns.insert(key);
+        if (added) ++stats.patterns;
+        break;
+      case rules::Action::Bump:
+        added = t_.bumps.insert(key);
+        if (added) ++stats.bumps;
+        break;
+    }
+    if (added) ++t_.total;
+    // A second delete is owed whenever a rule that asks for one names the key, even if an
+    // earlier rule already queued the first delete.
+    if (rule.redelete_after.count() > 0 && action != rules::Action::Bump) {
+      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(key);
+      t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
+    }
+    // The message lists what this rule invalidated, even when an earlier rule of the same
+    // transaction already queued the key.
+    if (!rule.publish.empty()) {
+      auto& info = publish_info(rule);
+      std::string k(key);
+      if (info.listed.contains(k)) return;
+      if (info.items >= p_.options_.publish_max_items) {
+        info.truncated = true;
+        return;
+      }
+      ++info.items;
+      auto& list = action == rules::Action::Delete          ? info.keys
+                   : action == rules::Action::DeletePattern ? info.patterns
+                                                            : info.revisions;
+      info.listed.insert(k);
+      list.push_back(std::move(k));
+    }
+  }
+
+  // A rule that fired publishes even when it has no key to list (publish-only rules).
+  void fired(const rules::Rule& rule) override {
+    ++p_.rule_stats_for(rule).fired;
+    if (!rule.publish.empty()) publish_info(rule);
+  }
+
+  PublishInfo& publish_info(const rules::Rule& rule) {
+    auto& info = t_.publishes[rule.publish];
+    const std::string& table = t_.table_name();
+    if (!info.tables.contains(table)) info.tables.insert(table);
+    info.rules.insert(rule.name);
+    return info;
+  }
+
+  void widened(const rules::Rule& rule, Unknown why, std::string_view detail) override {
+    auto& s = p_.stats_;
+    ++s.widenings;
+    ++s.widenings_by_reason[std::string(to_string(why))];
+    ++p_.rule_stats_for(rule).widenings;
+    spdlog::debug("rule {}: widened: {}", rule.name, detail);
+  }
+
+ private:
+  Pipeline& p_;
+  Txn& t_;
+  bool widening_ = false;
+};
+
+Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules, rules::EngineOptions engine_options,
+                   redis::Target& target, PipelineOptions options)
+    : rules_(std::move(rules)),
+      engine_options_(std::move(engine_options)),
+      engine_(std::make_unique<rules::Engine>(rules_, engine_options_)),
+      target_(target),
+      options_(options) {}
+
+Pipeline::~Pipeline() = default;
+
+const rules::RuleSet& Pipeline::rules() const {
+  return *rules_;
+}
+
+void Pipeline::replace_rules(std::shared_ptr<const rules::RuleSet> rules) {
+  next_rules_ = std::move(rules);
+  maybe_swap_rules();
+}
+
+void Pipeline::maybe_swap_rules() {
+  if (!next_rules_ || open_txns_ != 0) return;
+  // Between transactions: every later change is matched against the new rules only.
+  rule_stats_cache_.clear();
+  last_rule_ = nullptr;
+  rules_ = std::move(next_rules_);
+  next_rules_.reset();
+  engine_ = std::make_unique<rules::Engine>(rules_, engine_options_);
+}
+
+bool Pipeline::accepting() const {
+  return batches_in_target_ < options_.max_queued_batches;
+}
+
+RuleStats& Pipeline::rule_stats_for(const rules::Rule& rule) {
+  if (&rule == last_rule_) return *last_rule_stats_;
+  auto [it, added] = rule_stats_cache_.try_emplace(&rule, nullptr);
+  if (added) it->second = &rule_stats_[rule.name];
+  last_rule_ = &rule;
+  last_rule_stats_ = it->second;
+  return *it->second;
+}
+
+Pipeline::Txn& Pipeline::txn_for(Source& source) {
+  auto& slot = txns_[&source];
+  if (!slot) slot = std::make_unique<Txn>();
+  if (!slot->open) {
+    slot->open = true;
+    ++open_txns_;
+  }
+  return *slot;
+}
+
+void Pipeline::close_txn(Txn& txn) {
+  txn.clear();
+  txn.open = false;
+  --open_txns_;
+}
+
+void Pipeline::begin(Source& source) {
+  Txn& txn = txn_for(source);
+  txn.clear();  // a begin() without commit/abort starts afresh
+}
+
+void Pipeline::change(Source& source, const ChangeEvent& event) {
+  ++stats_.changes;
+  auto& ts = table_stats_[event.table];
+  if (ts.table.empty()) ts.table = event.table->schema + "." + event.table->name;
+  ++ts.ops[static_cast<int>(event.op)];
+  if (!engine_->has_rules(*event.table)) return;
+  Txn& txn = txn_for(source);
+  txn.schema = event.table->schema;
+  txn.table = event.table->name;
+  TxnSink sink(*this, txn);
+  int fired = engine_->evaluate(event, sink);
+  if (fired > 0) ++stats_.matched;
+}
+
+void Pipeline::widen_table(Source& source, std::string_view schema, std::string_view table,
+                           Unknown why) {
+  Txn& txn = txn_for(source);
+  txn.schema = schema;
+  txn.table = table;
+  TxnSink sink(*this, txn);
+  engine_->widen_table(schema, table, why, sink);
+}
+
+void Pipeline::abort(Source& source) {
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) close_txn(*it->second);
+  maybe_swap_rules();
+}
+
+void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {
+  Txn* txn = nullptr;
+  if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) txn = it->second.get();
+  ++stats_.transactions;
+  auto record = std::make_shared<AckRecord>();
+  record->source = &source;
+  record->position = position;
+  record->commit_time_us = commit_time_us;
+  acks_[&source].push_back(record);
+
+  if (!txn || (txn->total == 0 && txn->publishes.empty())) {
+    // Nothing to invalidate: confirmable as soon as every earlier transaction is.
+    if (txn) close_txn(*txn);
+    record->applied = true;
+    settle();
+    maybe_swap_rules();
+    return;
+  }
+  if (!accumulating_) accumulating_ = std::make_unique<Pending>();
+  Pending& p = *accumulating_;
+  stats_.keys += txn->deletes.size();
+  stats_.patterns += txn->patterns.size();
+  stats_.bumps += txn->bumps.size();
+  p.deletes.merge(txn->deletes);
+  p.patterns.merge(txn->patterns);
+  p.bumps.merge(txn->bumps);
+  p.redelete_keys.merge(txn->redelete_keys);
+  p.redelete_patterns.merge(txn->redelete_patterns);
+  p.redelete_after = std::max(p.redelete_after, txn->redelete_after);
+  for (auto& [channel, info] : txn->publishes) {
+    std::string msg = "{\"source\":" + json::quote(source.name()) +
+                      ",\"position\":" + json::quote(source.format_position(position));
+    msg += ",\"tables\":[";
+    bool first = true;
+    for (const auto& t : info.tables) msg += (first ? "" : ",") + json::quote(t), first = false;
+    auto list = [&](const char* name, const std::vector<std::string>& items) {
+      msg += std::string("],\"") + name + "\":[";
+      bool f = true;
+      for (const auto& i : items) msg += (f ? "" : ",") + json::quote(i), f = false;
+    };
+    list("keys", info.keys);
+    list("patterns", info.patterns);
+    list("revisions", info.revisions);
+    msg += std::string("],\"truncated\":") + (info.truncated ? "true" : "false") + "}";
+    p.publishes.emplace_back(channel, std::move(msg));
+    ++stats_.publishes;
+    for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
+  }
+  close_txn(*txn);
+  p.records.push_back(record);
+  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys) flush();
+  maybe_swap_rules();
+}
+
+void Pipeline::flush() {
+  if (!accumulating_) return;
+  std::shared_ptr<Pending> p(accumulating_.release());
+  redis::Batch batch;
+  auto copy = [](KeySet& from, std::vector<std::string>& to) {
+    to.reserve(from.size());
+    for (std::size_t i = 0; i < from.size(); ++i) to.emplace_back(from[i]);
+    from = KeySet();  // the batch holds them now
+  };
+  copy(p->deletes, batch.deletes);
+  copy(p->patterns, batch.patterns);
+  copy(p->bumps, batch.bumps);
+  batch.publishes = std::move(p->publishes);
+  ++batches_in_target_;
+  target_.apply(std::move(batch), [this, p] { batch_done(p); });
+}
+
+void Pipeline::batch_done(std::shared_ptr<Pending> p) {
+  --batches_in_target_;
+  if (!p->redelete_keys.empty() || !p->redelete_patterns.empty()) {
+    // The stale-set race: a reader that fetched the old row before the commit may write it
+    // back after our delete. A second delete after the delay removes it; the position waits.
+    Redelete r;
+    r.due = Clock::now() + p->redelete_after;
+    for (std::size_t i = 0; i < p->redelete_keys.size(); ++i)
+      r.batch.deletes.emplace_back(p->redelete_keys[i]);
+    for (std::size_t i = 0; i < p->redelete_patterns.size(); ++i)
+      r.batch.patterns.emplace_back(p->redelete_patterns[i]);
+    stats_.redeletes += r.batch.deletes.size() + r.batch.patterns.size();
+    r.records = std::move(p->records);
+    auto pos = std::upper_bound(redeletes_.begin(), redeletes_.end(), r.due,
+                                [](TimePoint t, const Redelete& x) { return t < x.due; });
+    redeletes_.insert(pos, std::move(r));
+  } else {
+    for (auto& rec : p->records) rec->applied = true;
+  }
+  settle();
+  if (accumulating_ && batches_in_target_ == 0) flush();
+}
+
+TimePoint Pipeline::deadline() const {
+  return redeletes_.empty() ? kNever : redeletes_.front().due;
+}
+
+void Pipeline::on_timer(TimePoint now) {
+  while (!redeletes_.empty() && redeletes_.front().due <= now) {
+    Redelete r = std::move(redeletes_.front());
+    redeletes_.pop_front();
+    auto records = std::make_shared<std::vector<std::shared_ptr<AckRecord>>>(std::move(r.records));
+    ++batches_in_target_;
+    target_.apply(std::move(r.batch), [this, records] {
+      --batches_in_target_;
+      for (auto& rec : *records) rec->applied = true;
+      settle();
+      if (accumulating_ && batches_in_target_ == 0) flush();
+    });
+  }
+}
+
+void Pipeline::settle() {
+  std::int64_t now_us = 0;
+  for (auto& [source, queue] : acks_) {
+    std::shared_ptr<AckRecord> last;
+    while (!queue.empty() && queue.front()->applied) {
+      last = std::move(queue.front());
+      queue.pop_front();
+      ++stats_.applied_transactions;
+      if (last->commit_time_us > 0) {
+        if (now_us == 0) now_us = wall_us();
+        double seconds = std::max<std::int64_t>(0, now_us - last->commit_time_us) / 1e6;
+        stats_.last_latency_seconds = seconds;
+        if (on_latency) on_latency(seconds);
+      }
+    }
+    if (last) source->confirm(last->position);
+  }
+}
+
+bool Pipeline::idle() const {
+  if (accumulating_ || batches_in_target_ != 0 || !redeletes_.empty()) return false;
+  for (const auto& [source, queue] : acks_)
+    if (!queue.empty()) return false;
+  return true;
+}
+
+std::size_t Pipeline::in_flight() const {
+  std::size_t n = 0;
+  for (const auto& [source, queue] : acks_) n += queue.size();
+  return n;
+}
+
+}  // namespace pgbust

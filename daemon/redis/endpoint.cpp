@@ -1,0 +1,189 @@
+// Redis endpoints: parsing redis:// and unix:// URLs, password files, and naming the server.
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/redis.hpp"
+
+namespace pgbust::redis {
+
+namespace {
+
+constexpr std::string_view kExpected =
+    "expected redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]";
+
+[[noreturn]] void bad(std::string_view url, std::string_view what) {
+  throw Error("redis URL '" + mask_url(url) + "': " + std::string(what));
+}
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  return true;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view url, std::string_view s, std::string_view part) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    int hi = i + 2 < s.size() ? hex_digit(s[i + 1]) : -1;
+    int lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0)
+      bad(url, "bad %-escape in the " + std::string(part) + " (expected %XX, two hex digits)");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+// Decimal digits only, within [lo, hi].
+bool parse_int(std::string_view s, long lo, long hi, int& out) {
+  if (s.empty() || s.size() > 10) return false;
+  long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < lo || v > hi) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
+constexpr long kMaxDb = 1'000'000;  // Redis's `databases` setting; SELECT says if out of range
+
+void parse_userinfo(std::string_view url, std::string_view info, Endpoint& ep) {
+  auto colon = info.find(':');
+  if (colon == std::string_view::npos) {
+    ep.user = percent_decode(url, info, "user name");
+    return;
+  }
+  ep.user = percent_decode(url, info.substr(0, colon), "user name");
+  ep.password = percent_decode(url, info.substr(colon + 1), "password");
+}
+
+Endpoint parse_tcp(std::string_view url, std::string_view rest) {
+  Endpoint ep;
+  if (rest.find('?') != std::string_view::npos)
+    bad(url, "unexpected query ('?...') in a redis:// URL; " + std::string(kExpected));
+  auto at = rest.rfind('@');
+  if (at != std::string_view::npos) {
+    parse_userinfo(url, rest.substr(0, at), ep);
+    rest.remove_prefix(at + 1);
+  }
+  std::string_view hostport = rest.substr(0, rest.find('/'));
+  std::string_view path = rest.substr(hostport.size());
+  std::string_view port;
+  if (hostport.starts_with('[')) {
+    auto close = hostport.find(']');
+    if (close == std::string_view::npos) bad(url, "missing ']' after an IPv6 address");
+    ep.host = std::string(hostport.substr(1, close - 1));
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') bad(url, "expected ':port' after ']'");
+      port = after.substr(1);
+      if (port.empty()) bad(url, "empty port after ':'");
+    }
+  } else {
+    auto colon = hostport.find(':');
+    ep.host = std::string(hostport.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = hostport.substr(colon + 1);
+      if (port.empty()) bad(url, "empty port after ':'");
+    }
+  }
+  if (ep.host.empty()) bad(url, "missing host; " + std::string(kExpected));
+  if (!port.empty() && !parse_int(port, 1, 65535, ep.port))
+    bad(url, "port '" + std::string(port) + "' is not a number from 1 to 65535");
+  if (path.size() > 1 && !parse_int(path.substr(1), 0, kMaxDb, ep.db))
+    bad(url,
+        "database '" + std::string(path.substr(1)) + "' is not a number (expected /<db>, e.g. /0)");
+  return ep;
+}
+
+Endpoint parse_unix(std::string_view url, std::string_view rest) {
+  Endpoint ep;
+  ep.unix_socket = true;
+  auto slash = rest.find('/');
+  auto at = rest.find('@');
+  if (at != std::string_view::npos && at < slash) {
+    parse_userinfo(url, rest.substr(0, at), ep);
+    rest.remove_prefix(at + 1);
+  } else if (slash != 0) {
+    bad(url, "expected an absolute socket path after unix:// (unix:///path/to/socket)");
+  }
+  if (!rest.starts_with('/'))
+    bad(url, "expected an absolute socket path after unix:// (unix:///path/to/socket)");
+  auto q = rest.find('?');
+  ep.path = std::string(rest.substr(0, q));
+  if (ep.path.size() < 2) bad(url, "empty socket path; " + std::string(kExpected));
+  if (q != std::string_view::npos) {
+    std::string_view query = rest.substr(q + 1);
+    if (!query.starts_with("db="))
+      bad(url, "unexpected query '" + std::string(query) + "' (expected ?db=N)");
+    if (!parse_int(query.substr(3), 0, kMaxDb, ep.db))
+      bad(url, "database '" + std::string(query.substr(3)) + "' is not a number (?db=N)");
+  }
+  return ep;
+}
+
+}  // namespace
+
+std::string Endpoint::describe() const {
+  std::string s;
+  if (unix_socket) {
+    s = path;
+  } else if (host.find(':') != std::string::npos) {
+    s = "[" + host + "]:" + std::to_string(port);
+  } else {
+    s = host + ":" + std::to_string(port);
+  }
+  return s + " db " + std::to_string(db);
+}
+
+Endpoint parse_url(std::string_view url) {
+  if (starts_with_nocase(url, "rediss://"))
+    bad(url, "TLS not supported by this build (use redis:// or unix://, or a local TLS proxy)");
+  if (starts_with_nocase(url, "redis://")) return parse_tcp(url, url.substr(8));
+  if (starts_with_nocase(url, "unix://")) return parse_unix(url, url.substr(7));
+  if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
+    bad(url, "a bare path; write unix://" + std::string(url));
+  bad(url, kExpected);
+}
+
+std::string read_password_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    throw Error("redis password_file '" + path + "': cannot read: " + std::strerror(err));
+  }
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) throw Error("redis password_file '" + path + "': first line is empty");
+  return line;
+}
+
+Endpoint resolve_endpoint(const Options& options) {
+  Endpoint ep = parse_url(options.url);
+  if (!options.password_file.empty()) ep.password = read_password_file(options.password_file);
+  if (!ep.user.empty() && ep.password.empty())
+    throw Error("redis URL '" + mask_url(options.url) + "': user '" + ep.user +
+                "' has no password (give redis://user:password@... or a password_file)");
+  return ep;
+}
+
+}  // namespace pgbust::redis

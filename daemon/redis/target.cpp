@@ -1,0 +1,696 @@
+// The Redis target: connection phases with backoff and rate-limited outage logging, and the
+// applier that streams each batch's idempotent commands through a bounded pipeline.
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <random>
+
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/redis.hpp"
+
+namespace pgbust::redis {
+
+std::string_view to_string(State s) {
+  switch (s) {
+    case State::Disconnected:
+      return "disconnected";
+    case State::Connecting:
+      return "connecting";
+    case State::Handshake:
+      return "handshake";
+    case State::Ready:
+      return "ready";
+    case State::BackingOff:
+      return "backing off";
+  }
+  return "?";
+}
+
+namespace {
+
+using detail::Conn;
+using detail::Reply;
+
+enum class Kind : std::uint8_t { Auth, Select, SetName, Ping, Unlink, Scan, SetNx, Incr, Publish };
+
+std::string_view command_name(Kind k) {
+  switch (k) {
+    case Kind::Auth:
+      return "AUTH";
+    case Kind::Select:
+      return "SELECT";
+    case Kind::SetName:
+      return "CLIENT SETNAME";
+    case Kind::Ping:
+      return "PING";
+    case Kind::Unlink:
+      return "UNLINK";
+    case Kind::Scan:
+      return "SCAN";
+    case Kind::SetNx:
+      return "SET NX";
+    case Kind::Incr:
+      return "INCR";
+    case Kind::Publish:
+      return "PUBLISH";
+  }
+  return "?";
+}
+
+// A command sent and not yet answered. `index`: bump / pattern / publish index in the batch.
+struct Expect {
+  Kind kind;
+  std::size_t index = 0;
+  std::size_t count = 0;  // keys in an UNLINK
+  TimePoint sent;
+};
+
+constexpr std::size_t kMaxScans = 8;  // pattern SCAN loops running side by side
+// An idle connection closed after being up this long is reopened at once; one closed sooner
+// counts as a failure (backoff), so a server that drops every connection is not hammered.
+constexpr auto kIdleReconnectAfter = std::chrono::seconds(1);
+
+// A key or pattern for a log line: bounded, non-printable bytes escaped.
+std::string printable(std::string_view s, std::size_t max = 200) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size() && i < max; ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+std::string reply_text(const redisReply* r) {
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+      return printable(std::string_view(r->str, r->len), 400);
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_ARRAY:
+      return "(array of " + std::to_string(r->elements) + ")";
+  }
+  return "(reply type " + std::to_string(r->type) + ")";
+}
+
+// INCR errors that no retry can fix: the key holds something that is not a counter.
+bool is_counter_error(std::string_view text) {
+  return text.starts_with("WRONGTYPE") || text.find("not an integer") != std::string_view::npos ||
+         text.find("overflow") != std::string_view::npos;
+}
+
+std::string seconds(Clock::duration d) {
+  return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
+}
+
+std::string unix_micros() {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  return std::to_string(us.count());
+}
+
+// A run of failures: logged when it starts, then at most once per interval.
+struct Streak {
+  std::optional<TimePoint> since;
+  TimePoint logged{};
+  std::uint64_t count = 0;
+};
+
+}  // namespace
+
+struct Target::Impl {
+  struct Pending {
+    Batch batch;
+    std::function<void()> done;
+  };
+  // One pattern's SCAN loop.
+  struct ScanSlot {
+    std::size_t pattern = 0;
+    std::string cursor = "0";
+    bool scanning = false;   // a SCAN is in flight
+    bool last_page = false;  // the server said cursor 0
+    Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
+    std::size_t key_pos = 0;
+    std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
+  };
+  // The current batch's progress on the current connection; dropped on any failure.
+  struct Attempt {
+    std::size_t del_pos = 0;
+    std::size_t next_pattern = 0;
+    std::vector<ScanSlot> scans;
+    std::size_t bump_pos = 0;
+    std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
+    std::vector<bool> fixed;          // bumps re-seeded once already
+    bool publishing = false;
+    std::size_t pub_pos = 0;
+  };
+
+  Options opt;
+  Endpoint ep;
+  State state = State::Disconnected;
+  bool closed = false;
+  bool ever_ready = false;
+  std::unique_ptr<Conn> conn;
+  std::deque<Expect> in_flight;
+  TimePoint connect_deadline{};
+  TimePoint retry_at{};
+  TimePoint ready_since{};
+  TimePoint last_reply{};  // an idle connection is PINGed so an outage shows without traffic
+  int failures = 0;        // consecutive, for the backoff
+  std::deque<Pending> queue;
+  std::optional<Attempt> attempt;
+  Stats stats;
+  std::string last_error;
+  Streak outage;   // Redis unreachable (connect, handshake, I/O, timeouts)
+  Streak failing;  // commands answered with errors
+  std::mt19937_64 rng{std::random_device{}()};
+  std::vector<std::string_view> argv;  // scratch for UNLINK chunks
+  std::string scan_count;
+
+  explicit Impl(Options o) : opt(std::move(o)), ep(resolve_endpoint(opt)) {
+    auto fail_opt = [&](const std::string& what) {
+      throw Error("redis " + ep.describe() + ": " + what);
+    };
+    if (opt.max_in_flight == 0) fail_opt("max_in_flight must be at least 1");
+    if (opt.unlink_chunk == 0) fail_opt("unlink_chunk must be at least 1");
+    if (opt.scan_count == 0) fail_opt("scan_count must be at least 1");
+    if (opt.connect_timeout.count() <= 0 || opt.command_timeout.count() <= 0)
+      fail_opt("connect_timeout and command_timeout must be positive");
+    if (opt.backoff_min.count() <= 0 || opt.backoff_max < opt.backoff_min)
+      fail_opt("expected 0 < backoff_min <= backoff_max");
+    scan_count = std::to_string(opt.scan_count);
+    argv.reserve(opt.unlink_chunk + 1);
+  }
+
+  std::string where() const {
+    return fmt::format("redis {} ({})", ep.describe(), to_string(state));
+  }
+
+  // --- connection phases ---------------------------------------------------------------
+
+  void set_state(State s) {
+    if (s != state)
+      spdlog::debug("redis {}: {} -> {}", ep.describe(), to_string(state), to_string(s));
+    state = s;
+  }
+
+  void drop_connection() noexcept {
+    conn.reset();
+    in_flight.clear();
+    attempt.reset();
+  }
+
+  Clock::duration next_backoff() {
+    failures = std::min(failures + 1, 30);
+    auto base = opt.backoff_min;
+    for (int i = 1; i < failures && base < opt.backoff_max; ++i) base *= 2;
+    base = std::min(base, opt.backoff_max);
+    auto lo = std::max(opt.backoff_min, base / 2);
+    std::uniform_int_distribution<long long> pick(lo.count(), std::max(lo, base).count());
+    return std::chrono::milliseconds(pick(rng));
+  }
+
+  // A failure of the connection (`outage`) or of a command: close, back off, retry later.
+  void fail(const std::string& msg, bool is_outage, TimePoint now) {
+    ++stats.errors;
+    last_error = msg;
+    Streak& s = is_outage ? outage : failing;
+    ++s.count;
+    if (!s.since) {
+      s.since = s.logged = now;
+      spdlog::error("{}; {}", msg,
+                    is_outage ? "Redis unreachable, retrying with backoff (batches stay queued)"
+                              : "the batch will be applied again after reconnecting");
+    } else if (now - s.logged >= opt.log_interval) {
+      s.logged = now;
+      spdlog::error("{}; {} for {} ({} attempts), still retrying", msg,
+                    is_outage ? "unreachable" : "batch failing", seconds(now - *s.since), s.count);
+    } else {
+      spdlog::debug("{}", msg);
+    }
+    drop_connection();
+    set_state(State::BackingOff);
+    retry_at = now + next_backoff();
+  }
+
+  void start_connect(TimePoint now) {
+    if (ever_ready) ++stats.reconnects;
+    set_state(State::Connecting);
+    connect_deadline = now + opt.connect_timeout;
+    try {
+      conn = std::make_unique<Conn>(ep);
+      if (!conn->connecting()) on_connected(now);
+    } catch (const ConnectionError& e) {
+      fail(where() + ": " + e.what(), true, now);
+    }
+  }
+
+  void send(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
+            std::size_t index = 0) {
+    detail::append_command(conn->out(), args);
+    in_flight.push_back({kind, index, 0, now});
+  }
+
+  void on_connected(TimePoint now) {
+    set_state(State::Handshake);
+    if (!ep.password.empty()) {
+      if (ep.user.empty())
+        send(Kind::Auth, {"AUTH", ep.password}, now);
+      else
+        send(Kind::Auth, {"AUTH", ep.user, ep.password}, now);
+    }
+    std::string db = std::to_string(ep.db);
+    if (ep.db != 0) send(Kind::Select, {"SELECT", db}, now);
+    // Always sent: a reply proves the server answers before we call it Ready.
+    send(Kind::SetName, {"CLIENT", "SETNAME", "pgbust"}, now);
+    conn->flush();
+  }
+
+  void become_ready(TimePoint now) {
+    set_state(State::Ready);
+    ready_since = now;
+    last_reply = now;
+    if (outage.since) {
+      spdlog::info("redis {}: reachable again after {} ({} failed attempts)", ep.describe(),
+                   seconds(now - *outage.since), outage.count);
+      outage = Streak{};
+    } else if (!ever_ready) {
+      spdlog::info("redis {}: connected", ep.describe());
+    }
+    ever_ready = true;
+    if (queue.empty()) failures = 0;
+  }
+
+  // --- replies -------------------------------------------------------------------------
+
+  std::string command_text(const Expect& e) const {
+    const Batch& b = queue.front().batch;
+    switch (e.kind) {
+      case Kind::Unlink:
+        return fmt::format("UNLINK of {} keys", e.count);
+      case Kind::Scan:
+        return "SCAN MATCH " + printable(b.patterns[e.index]);
+      case Kind::SetNx:
+      case Kind::Incr:
+        return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
+      case Kind::Publish:
+        return "PUBLISH to " + printable(b.publishes[e.index].first);
+      default:
+        return std::string(command_name(e.kind));
+    }
+  }
+
+  // Handles one reply; false when it failed the connection (which is then gone).
+  bool handle_reply(Reply r, TimePoint now) {
+    if (in_flight.empty()) {
+      fail(where() + ": a reply nobody asked for: " + reply_text(r.get()), true, now);
+      return false;
+    }
+    Expect e = in_flight.front();
+    in_flight.pop_front();
+    ++stats.commands;
+    last_reply = now;
+    const bool error = r->type == REDIS_REPLY_ERROR;
+    std::string_view text = error ? std::string_view(r->str, r->len) : std::string_view();
+    switch (e.kind) {
+      case Kind::Auth:
+      case Kind::Select:
+        if (error || r->type != REDIS_REPLY_STATUS) {
+          fail(where() + ": " + std::string(command_name(e.kind)) +
+                   " failed: " + reply_text(r.get()),
+               true, now);
+          return false;
+        }
+        break;
+      case Kind::Ping:
+        if (error) {
+          fail(where() + ": PING failed: " + reply_text(r.get()), true, now);
+          return false;
+        }
+        break;
+      case Kind::SetName:
+        // Only a renamed/forbidden command is harmless; anything else (e.g. "max number of
+        // clients reached", LOADING) means this connection is not usable.
+        if (error && !(text.find("unknown command") != std::string_view::npos ||
+                       text.starts_with("NOPERM"))) {
+          fail(where() + ": CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
+          return false;
+        }
+        if (error) spdlog::debug("{}: CLIENT SETNAME refused: {}", where(), reply_text(r.get()));
+        break;
+      case Kind::Incr:
+        if (error && is_counter_error(text) && !attempt->fixed[e.index]) {
+          attempt->fixed[e.index] = true;
+          attempt->fixups.push_back(e.index);
+          spdlog::warn(
+              "{}: bump key '{}' holds something that is not a counter ({}); "
+              "unlinking it and seeding a new counter",
+              where(), printable(queue.front().batch.bumps[e.index]), reply_text(r.get()));
+          return true;
+        }
+        if (!error) ++stats.bumps;
+        break;
+      case Kind::Unlink:
+        if (!error) {
+          stats.unlinks += e.count;
+          if (r->type == REDIS_REPLY_INTEGER)
+            stats.keys_deleted += static_cast<std::uint64_t>(r->integer);
+        }
+        break;
+      case Kind::Scan:
+        if (!error) return scan_reply(e, std::move(r), now);
+        break;
+      case Kind::Publish:
+        if (!error) ++stats.publishes;
+        break;
+      case Kind::SetNx:
+        break;
+    }
+    if (error) {
+      fail(where() + ": " + command_text(e) + " failed: " + reply_text(r.get()), false, now);
+      return false;
+    }
+    if (state == State::Handshake && in_flight.empty()) become_ready(now);
+    return true;
+  }
+
+  bool scan_reply(const Expect& e, Reply r, TimePoint now) {
+    auto slot = std::find_if(attempt->scans.begin(), attempt->scans.end(),
+                             [&](const ScanSlot& s) { return s.pattern == e.index; });
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              r->element[1]->type == REDIS_REPLY_ARRAY && slot != attempt->scans.end();
+    for (std::size_t i = 0; ok && i < r->element[1]->elements; ++i)
+      ok = r->element[1]->element[i]->type == REDIS_REPLY_STRING;
+    if (!ok) {
+      fail(where() + ": " + command_text(e) + ": unexpected reply " + reply_text(r.get()), false,
+           now);
+      return false;
+    }
+    slot->scanning = false;
+    slot->cursor.assign(r->element[0]->str, r->element[0]->len);
+    slot->last_page = slot->cursor == "0";
+    slot->page = std::move(r);
+    slot->key_pos = 0;
+    return true;
+  }
+
+  // --- the batch applier ---------------------------------------------------------------
+
+  // UNLINK keys [begin, end) of a range given by an accessor; one command.
+  template <typename KeyAt>
+  void send_unlink(std::size_t begin, std::size_t end, KeyAt key_at, TimePoint now) {
+    argv.clear();
+    argv.push_back("UNLINK");
+    for (std::size_t i = begin; i < end; ++i) argv.push_back(key_at(i));
+    detail::append_command(conn->out(), argv);
+    in_flight.push_back({Kind::Unlink, 0, end - begin, now});
+  }
+
+  // Sends the next command of one pattern loop; false when no pattern has one to send.
+  bool pattern_step(const Batch& b, TimePoint now) {
+    Attempt& a = *attempt;
+    for (;;) {
+      while (a.scans.size() < kMaxScans && a.next_pattern < b.patterns.size())
+        a.scans.emplace_back().pattern = a.next_pattern++;
+      for (ScanSlot& s : a.scans) {
+        if (s.scanning) continue;
+        if (s.key_pos < s.page_keys()) {
+          std::size_t end = std::min(s.page_keys(), s.key_pos + opt.unlink_chunk);
+          redisReply* keys = s.page->element[1];
+          send_unlink(
+              s.key_pos, end,
+              [&](std::size_t i) {
+                return std::string_view(keys->element[i]->str, keys->element[i]->len);
+              },
+              now);
+          s.key_pos = end;
+          return true;
+        }
+        if (s.last_page) continue;
+        s.page.reset();
+        send(Kind::Scan, {"SCAN", s.cursor, "MATCH", b.patterns[s.pattern], "COUNT", scan_count},
+             now, s.pattern);
+        s.scanning = true;
+        return true;
+      }
+      auto finished = std::erase_if(a.scans, [](const ScanSlot& s) {
+        return !s.scanning && s.last_page && s.key_pos >= s.page_keys();
+      });
+      if (finished == 0) return false;
+      stats.patterns += finished;
+    }
+  }
+
+  // Sends what the current batch allows; true when it completed a batch (call again).
+  bool pump(TimePoint now) {
+    if (queue.empty()) return false;
+    if (!attempt && queue.front().batch.empty()) return complete(now);
+    if (state != State::Ready) return false;
+    if (!attempt) {
+      attempt.emplace();
+      attempt->fixed.assign(queue.front().batch.bumps.size(), false);
+    }
+    const Batch& b = queue.front().batch;
+    Attempt& a = *attempt;
+    const std::string seed = unix_micros();
+    auto room = [&](std::size_t n) {
+      return in_flight.empty() || in_flight.size() + n <= opt.max_in_flight;
+    };
+    while (in_flight.size() < opt.max_in_flight) {
+      if (!a.fixups.empty()) {
+        if (!room(3)) break;
+        std::string_view key = b.bumps[a.fixups.back()];
+        std::size_t i = a.fixups.back();
+        a.fixups.pop_back();
+        send_unlink(
+            0, 1, [&](std::size_t) { return key; }, now);
+        send(Kind::SetNx, {"SET", key, seed, "NX"}, now, i);
+        send(Kind::Incr, {"INCR", key}, now, i);
+        continue;
+      }
+      if (a.del_pos < b.deletes.size()) {
+        std::size_t end = std::min(b.deletes.size(), a.del_pos + opt.unlink_chunk);
+        send_unlink(
+            a.del_pos, end, [&](std::size_t i) { return std::string_view(b.deletes[i]); }, now);
+        a.del_pos = end;
+        continue;
+      }
+      if (pattern_step(b, now)) continue;
+      if (a.bump_pos < b.bumps.size()) {
+        if (!room(2)) break;
+        std::string_view key = b.bumps[a.bump_pos];
+        send(Kind::SetNx, {"SET", key, seed, "NX"}, now, a.bump_pos);
+        send(Kind::Incr, {"INCR", key}, now, a.bump_pos);
+        ++a.bump_pos;
+        continue;
+      }
+      // Publish only once everything else of the batch has been answered.
+      if (!a.publishing && (!a.scans.empty() || !in_flight.empty())) break;
+      a.publishing = true;
+      if (a.pub_pos < b.publishes.size()) {
+        const auto& [channel, message] = b.publishes[a.pub_pos];
+        send(Kind::Publish, {"PUBLISH", channel, message}, now, a.pub_pos);
+        ++a.pub_pos;
+        continue;
+      }
+      break;
+    }
+    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty()) return complete(now);
+    return false;
+  }
+
+  bool complete(TimePoint now) {
+    Pending p = std::move(queue.front());
+    queue.pop_front();
+    attempt.reset();
+    if (!p.batch.empty()) failures = 0;
+    if (failing.since) {
+      spdlog::info("redis {}: batch applied after {} failed attempts over {}", ep.describe(),
+                   failing.count, seconds(now - *failing.since));
+      failing = Streak{};
+    }
+    if (p.done) p.done();
+    return true;
+  }
+
+  // Runs the applier until it waits on Redis, then sends what it queued.
+  void drive(TimePoint now) {
+    for (int round = 0; round < 1000 && !closed && pump(now); ++round) {
+    }
+    if (conn && state == State::Ready && conn->want_write()) {
+      try {
+        conn->flush();
+      } catch (const ConnectionError& e) {
+        fail(where() + ": " + e.what(), true, now);
+      }
+    }
+  }
+
+  // --- loop callbacks ------------------------------------------------------------------
+
+  void on_ready(short revents, TimePoint now) {
+    try {
+      if (state == State::Connecting) {
+        if (conn->finish_connect()) on_connected(now);
+        return;
+      }
+      if (revents & (POLLIN | POLLERR | POLLHUP)) {
+        for (int i = 0; i < 16 && conn && conn->read(); ++i) {
+          while (conn) {
+            Reply r = conn->next_reply();
+            if (!r) break;
+            if (!handle_reply(std::move(r), now)) return;
+          }
+          drive(now);
+        }
+      }
+      if (conn && (revents & POLLOUT)) conn->flush();
+      drive(now);
+    } catch (const ConnectionError& e) {
+      if (state == State::Ready && in_flight.empty() && !attempt &&
+          now - ready_since >= kIdleReconnectAfter) {
+        // An idle connection closed (server timeout, restart): reconnect at once, no outage yet.
+        spdlog::info("{}: {}; reconnecting", where(), e.what());
+        drop_connection();
+        set_state(State::Disconnected);
+        return;
+      }
+      fail(where() + ": " + e.what(), true, now);
+    }
+  }
+
+  void on_timer(TimePoint now) {
+    if (closed) return;
+    switch (state) {
+      case State::Disconnected:
+        start_connect(now);
+        break;
+      case State::BackingOff:
+        if (now >= retry_at) start_connect(now);
+        break;
+      case State::Connecting:
+        if (now >= connect_deadline)
+          fail(
+              fmt::format("{}: connect timed out after {}ms", where(), opt.connect_timeout.count()),
+              true, now);
+        break;
+      case State::Handshake:
+      case State::Ready:
+        if (!in_flight.empty() && now >= in_flight.front().sent + opt.command_timeout) {
+          fail(fmt::format("{}: no reply to {} within {}ms, connection considered broken", where(),
+                           command_name(in_flight.front().kind), opt.command_timeout.count()),
+               true, now);
+        } else if (state == State::Ready && in_flight.empty() && !attempt &&
+                   now >= last_reply + opt.ping_interval) {
+          send(Kind::Ping, {"PING"}, now);
+          try {
+            conn->flush();
+          } catch (const ConnectionError& e) {
+            fail(where() + ": " + e.what(), true, now);
+          }
+        }
+        break;
+    }
+    drive(now);
+  }
+
+  TimePoint deadline() const {
+    if (closed) return kNever;
+    if (!queue.empty() && !attempt && (state == State::Ready || queue.front().batch.empty()))
+      return TimePoint{};  // work to start now
+    switch (state) {
+      case State::Disconnected:
+        return TimePoint{};
+      case State::BackingOff:
+        return retry_at;
+      case State::Connecting:
+        return connect_deadline;
+      case State::Handshake:
+        return in_flight.empty() ? kNever : in_flight.front().sent + opt.command_timeout;
+      case State::Ready:
+        return in_flight.empty() ? last_reply + opt.ping_interval
+                                 : in_flight.front().sent + opt.command_timeout;
+    }
+    return kNever;
+  }
+};
+
+Target::Target(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Target::~Target() {
+  close();
+}
+
+void Target::apply(Batch batch, std::function<void()> done) {
+  impl_->queue.push_back({std::move(batch), std::move(done)});
+}
+
+std::size_t Target::queued() const {
+  return impl_->queue.size();
+}
+State Target::state() const {
+  return impl_->state;
+}
+const Stats& Target::stats() const {
+  return impl_->stats;
+}
+std::string Target::last_error() const {
+  return impl_->last_error;
+}
+std::string Target::describe() const {
+  return impl_->ep.describe();
+}
+const Endpoint& Target::endpoint() const {
+  return impl_->ep;
+}
+
+int Target::fd() const {
+  return impl_->conn ? impl_->conn->fd() : -1;
+}
+
+short Target::events() const {
+  switch (impl_->state) {
+    case State::Connecting:
+      return POLLOUT;
+    case State::Handshake:
+    case State::Ready:
+      return static_cast<short>(POLLIN | (impl_->conn->want_write() ? POLLOUT : 0));
+    default:
+      return 0;
+  }
+}
+
+void Target::on_ready(short revents) {
+  if (impl_->closed || !impl_->conn) return;
+  impl_->on_ready(revents, Clock::now());
+}
+
+TimePoint Target::deadline() const {
+  return impl_->deadline();
+}
+
+void Target::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
+
+void Target::close() noexcept {
+  if (!impl_ || impl_->closed) return;
+  impl_->closed = true;
+  impl_->drop_connection();
+  impl_->state = State::Disconnected;
+}
+
+}  // namespace pgbust::redis

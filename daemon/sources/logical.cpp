@@ -1,0 +1,748 @@
+// The logical replication source: libpq replication connection, pgoutput stream, acknowledgement.
+#include "pgbust/sources/logical.hpp"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <random>
+
+#include "logical_handshake.hpp"
+#include "pgbust/pg/libpq.hpp"
+#include "pgbust/pg/pgoutput.hpp"
+
+namespace pgbust {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+enum class Phase { Idle, Connecting, Identifying, Streaming, BackingOff, Stopped };
+
+std::string_view phase_name(Phase p) {
+  switch (p) {
+    case Phase::Idle:
+      return "starting";
+    case Phase::Connecting:
+      return "connecting";
+    case Phase::Identifying:
+      return "identifying";
+    case Phase::Streaming:
+      return "streaming";
+    case Phase::BackingOff:
+      return "backing off";
+    case Phase::Stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+constexpr TimePoint kAsap{};  // a deadline that has already passed
+// confirm()-driven status updates: at most every kMinStatusGap while delivered work is still
+// unconfirmed, within kCaughtUpStatusGap once everything delivered is confirmed (the slot
+// then shows promptly that pgbust has caught up, e.g. at the end of a catch-up burst).
+constexpr milliseconds kMinStatusGap{200};
+constexpr milliseconds kCaughtUpStatusGap{10};
+constexpr milliseconds kPausedRecheck{20};  // back-pressure: how often to look again
+constexpr milliseconds kCloseWait{2000};    // close(): the end-of-stream handshake
+constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, timers)
+// Batched reads while the stream is busy: after draining the socket, wait before reading
+// again, longer the busier the stream was over the last kRateWindow. Each wakeup (poll +
+// recv) then handles many messages instead of the few a walsender sends at a time, and
+// the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender too:
+// the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding one
+// that rests 2 ms). The cost is at most the rest in latency, and only at rates where the
+// per-wakeup cost dominates; below kBusyMessages every message is read as it arrives.
+// bench_catchup (100k+ messages/s): 1 ms rests ~120k rows/s, 2 ms ~160k (all columns) and
+// ~330k (column list), 5 ms fills the socket buffer and blocks the walsender.
+// bench_latency: resting 2 ms from 20k messages/s made p99 at 4000 single-row tx/s 2.5 ms
+// (0.5 ms unbatched); not resting until 50k left pgbust at 25-30% CPU at 8000 tx/s
+// (5-7% batched), CPU the saturated machine's walsender then lacked.
+constexpr milliseconds kRateWindow{10};
+constexpr int kBusyMessages = 200;      // per kRateWindow (20k/s): rest kShortRest
+constexpr int kVeryBusyMessages = 500;  // (50k/s, catch-up): rest kLongRest
+constexpr milliseconds kShortRest{1};
+constexpr milliseconds kLongRest{2};
+constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
+constexpr milliseconds kFastPing{100};             // see answer_ping()
+constexpr int kFastPingLimit = 20;
+
+}  // namespace
+
+class LogicalSource::Impl {
+ public:
+  Impl(LogicalSource& self, LogicalSourceOptions o, ChangeSink& sink)
+      : self_(self),
+        opt_(std::move(o)),
+        sink_(sink),
+        backoff_(opt_.backoff_min),
+        rng_(std::random_device{}()) {
+    if (opt_.slot.empty() || opt_.slot.size() > 63 ||
+        !std::all_of(opt_.slot.begin(), opt_.slot.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        }))
+      throw Error("logical source: invalid slot name \"" + opt_.slot +
+                  "\" (PostgreSQL allows lower-case letters, digits and _, at most 63)");
+    if (opt_.publication.empty()) throw Error("logical source: the publication name is empty");
+    if (opt_.backoff_min <= milliseconds::zero() || opt_.backoff_max < opt_.backoff_min)
+      throw Error("logical source: backoff must satisfy 0 < min <= max");
+    if (opt_.status_interval <= milliseconds::zero() ||
+        opt_.receive_timeout <= milliseconds::zero() || opt_.setup_timeout <= milliseconds::zero())
+      throw Error(
+          "logical source: status_interval, receive_timeout and setup_timeout must be "
+          "positive");
+  }
+
+  ~Impl() { close(); }
+
+  // ---- Pollable -------------------------------------------------------------------------
+
+  int fd() const {
+    if (!conn_) return -1;
+    switch (phase_) {
+      case Phase::Connecting:
+      case Phase::Identifying:
+      case Phase::Streaming:
+        return PQsocket(conn_.get());
+      default:
+        return -1;
+    }
+  }
+
+  short events() const {
+    switch (phase_) {
+      case Phase::Connecting:
+        return connect_poll_ == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+      case Phase::Identifying:
+        return static_cast<short>(POLLIN | (want_write_ ? POLLOUT : 0));
+      case Phase::Streaming:
+        return static_cast<short>((can_read() && !resting_ ? POLLIN : 0) |
+                                  (want_write_ ? POLLOUT : 0));
+      default:
+        return 0;
+    }
+  }
+
+  void on_ready(short revents) {
+    guarded([&] {
+      switch (phase_) {
+        case Phase::Connecting:
+          continue_connect();
+          break;
+        case Phase::Identifying:
+          if (want_write_ && (revents & POLLOUT)) flush();
+          if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+            consume();
+            identify();
+          }
+          break;
+        case Phase::Streaming:
+          if (want_write_ && (revents & POLLOUT)) flush();
+          if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+            consume();
+            read_stream();
+          }
+          break;
+        default:
+          break;
+      }
+    });
+  }
+
+  TimePoint deadline() const {
+    switch (phase_) {
+      case Phase::Idle:
+        return kAsap;
+      case Phase::Connecting:
+      case Phase::Identifying:
+        return phase_deadline_;
+      case Phase::BackingOff:
+        return retry_at_;
+      case Phase::Streaming: {
+        TimePoint t = next_status_;
+        if (status_due_) t = std::min(t, last_status_ + status_gap());
+        if (pending_input_) t = std::min(t, can_read() ? kAsap : paused_check_);
+        if (resting_) t = std::min(t, rest_until_);
+        if (!reading_paused())
+          t = std::min(t, ping_sent_ ? last_receive_ + opt_.receive_timeout
+                                     : last_receive_ + opt_.receive_timeout / 2);
+        return t;
+      }
+      case Phase::Stopped:
+        return kNever;
+    }
+    return kNever;
+  }
+
+  void on_timer(TimePoint now) {
+    guarded([&] {
+      switch (phase_) {
+        case Phase::Idle:
+        case Phase::BackingOff:
+          if (now >= retry_at_) start_connect();
+          break;
+        case Phase::Connecting:
+        case Phase::Identifying:
+          if (now >= phase_deadline_)
+            throw ConnectionError("timed out after " + std::to_string(opt_.setup_timeout.count()) +
+                                  " ms " + waiting_for() + " on " + server());
+          break;
+        case Phase::Streaming:
+          streaming_timer(now);
+          break;
+        case Phase::Stopped:
+          break;
+      }
+    });
+  }
+
+  // ---- Source ---------------------------------------------------------------------------
+
+  const std::string& name() const { return opt_.name; }
+
+  void confirm(Position pos) {
+    // Only positions this source handed out can be confirmed: never report past them.
+    pos = std::min(pos, last_delivered_);
+    if (pos <= confirmed_) return;
+    confirmed_ = pos;
+    while (!unconfirmed_.empty() && unconfirmed_.front().first <= confirmed_)
+      unconfirmed_.pop_front();
+    advance();
+  }
+
+  SourceStatus status() const {
+    SourceStatus s;
+    static constexpr SourceState kState[] = {SourceState::Connecting, SourceState::Connecting,
+                                             SourceState::Starting,   SourceState::Streaming,
+                                             SourceState::BackingOff, SourceState::Stopped};
+    s.state = kState[static_cast<int>(phase_)];
+    const Position pos = acked_;
+    s.position = pg::format_lsn(pos);
+    s.lag_bytes = server_wal_end_ == 0    ? -1
+                  : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
+                                          : 0;
+    std::int64_t oldest = !unconfirmed_.empty() ? unconfirmed_.front().second
+                          : in_txn_             ? txn_commit_time_us_
+                                                : 0;
+    s.lag_seconds = oldest == 0
+                        ? 0.0
+                        : std::max(0.0, static_cast<double>(pgoutput::pg_now_us() +
+                                                            pgoutput::kPgEpochOffsetUs - oldest) /
+                                            1e6);
+    s.changes = changes_;
+    s.transactions = transactions_;
+    s.reconnects = reconnects_;
+    s.errors = errors_;
+    s.last_error = last_error_;
+    return s;
+  }
+
+  void stop_reading() {
+    if (!stop_reading_) log(spdlog::level::info, "stop reading: finishing the current transaction");
+    stop_reading_ = true;
+  }
+
+  void close() noexcept {
+    if (phase_ == Phase::Stopped) return;
+    try {
+      if (conn_ && phase_ == Phase::Streaming) end_stream();
+    } catch (const std::exception& e) {
+      log(spdlog::level::warn, "while ending the stream: {}", e.what());
+    } catch (...) {
+    }
+    conn_.reset();
+    phase_ = Phase::Stopped;
+    log(spdlog::level::info, "closed at {}", pg::format_lsn(acked_));
+  }
+
+  Position reported() const { return acked_; }
+  Position server_wal_end() const { return server_wal_end_; }
+  std::vector<std::string> uncovered_tables() const { return setup_.uncovered(); }
+
+ private:
+  // ---- helpers --------------------------------------------------------------------------
+
+  template <typename... A>
+  void log(spdlog::level::level_enum lvl, fmt::format_string<A...> f, A&&... a) const {
+    if (!spdlog::should_log(lvl)) return;
+    spdlog::log(lvl, "{} [{}]: {}", opt_.name, phase_name(phase_),
+                fmt::format(f, std::forward<A>(a)...));
+  }
+
+  std::string server() const {
+    return conn_ ? pg::describe(conn_.get()) : mask_conninfo(opt_.conninfo);
+  }
+
+  milliseconds status_gap() const {
+    return !in_txn_ && confirmed_ >= last_delivered_ ? kCaughtUpStatusGap : kMinStatusGap;
+  }
+
+  bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
+  bool can_read() const { return !reading_paused(); }
+
+  // Runs one step of the state machine; any failure ends the connection and backs off.
+  template <typename F>
+  void guarded(F&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+
+  void fail(const std::string& what) {
+    const Phase was = phase_;
+    ++errors_;
+    last_error_ = what;
+    if (in_txn_) {
+      in_txn_ = false;
+      try {
+        sink_.abort(self_);
+      } catch (const std::exception& e) {
+        log(spdlog::level::err, "the sink failed to abort a transaction: {}", e.what());
+      }
+    }
+    conn_.reset();
+    want_write_ = pending_input_ = false;
+    ++failures_;
+    auto now = Clock::now();
+    phase_ = Phase::BackingOff;
+    auto delay = jittered(backoff_);
+    backoff_ = std::min(backoff_ * 2, opt_.backoff_max);
+    retry_at_ = now + delay;
+    // Repeated identical failures (a server down for minutes) are logged once a minute.
+    if (what != last_logged_error_ || now - last_error_log_ >= kErrorLogInterval) {
+      std::string repeats = suppressed_ > 0
+                                ? fmt::format(" ({} similar failures not logged)", suppressed_)
+                                : std::string();
+      spdlog::error("{} [{}]: {}{}; retrying in {} ms", opt_.name, phase_name(was), what, repeats,
+                    delay.count());
+      last_logged_error_ = what;
+      last_error_log_ = now;
+      suppressed_ = 0;
+    } else {
+      ++suppressed_;
+    }
+  }
+
+  milliseconds jittered(milliseconds base) {
+    std::uniform_real_distribution<double> u(0.5, 1.0);
+    return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * u(rng_)));
+  }
+
+  std::string waiting_for() const {
+    if (phase_ == Phase::Connecting) return "connecting";
+    return "waiting for " + setup_.command();
+  }
+
+  // ---- connecting -----------------------------------------------------------------------
+
+  void start_connect() {
+    if (phase_ == Phase::BackingOff) ++reconnects_;
+    phase_ = Phase::Connecting;
+    phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    const char* keys[] = {"dbname", "replication", "fallback_application_name", nullptr};
+    const char* vals[] = {opt_.conninfo.c_str(), "database", "pgbust", nullptr};
+    conn_.reset(PQconnectStartParams(keys, vals, 1));
+    if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
+    if (PQstatus(conn_.get()) == CONNECTION_BAD)
+      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+                            "): " + pg::error_text(conn_.get()));
+    connect_poll_ = PGRES_POLLING_WRITING;
+    log(spdlog::level::debug, "connecting to {}", mask_conninfo(opt_.conninfo));
+  }
+
+  void continue_connect() {
+    connect_poll_ = PQconnectPoll(conn_.get());
+    if (connect_poll_ == PGRES_POLLING_FAILED)
+      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+                            "): " + pg::error_text(conn_.get()));
+    if (connect_poll_ != PGRES_POLLING_OK) return;
+    if (PQsetnonblocking(conn_.get(), 1) != 0) pg::fail(conn_.get(), "setting non-blocking mode");
+    phase_ = Phase::Identifying;
+    log(spdlog::level::debug, "connected to {} (server {})", server(),
+        PQserverVersion(conn_.get()));
+    phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_));
+    flush();
+  }
+
+  // One step of the identifying phase: results in, the next setup command out.
+  void identify() {
+    const std::string before = setup_.command();
+    if (setup_.on_input()) {
+      confirmed_ = std::max(confirmed_, setup_.slot_confirmed());
+      server_wal_end_ = std::max(server_wal_end_, setup_.server_wal_end());
+      advance();
+      enter_streaming();
+      return;
+    }
+    if (setup_.command() != before) phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    flush();
+  }
+
+  // ---- streaming ------------------------------------------------------------------------
+
+  void enter_streaming() {
+    phase_ = Phase::Streaming;
+    auto now = Clock::now();
+    last_receive_ = now;
+    ping_sent_ = false;
+    sent_flush_ = 0;  // this connection has not been told anything yet
+    status_due_ = acked_ > 0;
+    last_status_ = now - kMinStatusGap;
+    next_status_ = now + opt_.status_interval;
+    backoff_ = opt_.backoff_min;
+    pending_input_ = true;
+    resting_ = false;
+    rest_ = milliseconds{0};
+    window_start_ = now;
+    window_messages_ = 0;
+    std::string after = failures_ > 0 ? fmt::format(" after {} failed attempts", failures_) : "";
+    log(spdlog::level::info, "streaming slot {} (publication {}) from {} on {}{}", opt_.slot,
+        opt_.publication, pg::format_lsn(setup_.start_from()), server(), after);
+    failures_ = 0;
+    suppressed_ = 0;
+    last_logged_error_.clear();
+  }
+
+  void consume() {
+    if (PQconsumeInput(conn_.get()) == 0)
+      pg::fail(conn_.get(), phase_ == Phase::Streaming ? "reading the stream of slot " + opt_.slot
+                                                       : "waiting for " + setup_.command());
+  }
+
+  void flush() {
+    int r = PQflush(conn_.get());
+    if (r < 0) pg::fail(conn_.get(), "sending to the server (slot " + opt_.slot + ")");
+    want_write_ = r == 1;
+    // PQflush may have read input while waiting to write: look at libpq's buffer again.
+    if (phase_ == Phase::Streaming) pending_input_ = true;
+  }
+
+  void read_stream() {
+    bool refilled = false, stamped = false;
+    for (int budget = kMessagesPerRound;; --budget) {
+      if (reading_paused()) {
+        pending_input_ = true;
+        paused_check_ = Clock::now() + kPausedRecheck;
+        return;
+      }
+      if (budget == 0) {
+        pending_input_ = true;
+        return;
+      }
+      char* raw = nullptr;
+      int n = PQgetCopyData(conn_.get(), &raw, 1);
+      if (n == 0 && rest_.count() > 0 && !refilled) {
+        // A busy stream has usually more waiting than libpq takes in one read (16 kB):
+        // read on until the socket is empty, then rest.
+        refilled = true;
+        consume();
+        continue;
+      }
+      if (n == 0) {
+        pending_input_ = false;
+        pace();
+        return;
+      }
+      refilled = false;
+      if (n == -1) end_of_copy();
+      if (n < 0) pg::fail(conn_.get(), "reading the stream of slot " + opt_.slot);
+      pg::Buffer buf(raw);
+      if (!stamped) last_receive_ = Clock::now(), stamped = true;  // once per drain is enough
+      ping_sent_ = false;
+      ++window_messages_;
+      on_copy_data(std::string_view(raw, static_cast<std::size_t>(n)));
+    }
+  }
+
+  // Called with the stream drained: rest a moment if the stream is busy (see kBusyMessages).
+  void pace() {
+    const auto now = Clock::now();
+    const auto elapsed = now - window_start_;
+    if (elapsed >= kRateWindow) {
+      // Messages per kRateWindow, over however long the window lasted.
+      const auto per_window = [&](int n) { return window_messages_ * kRateWindow >= n * elapsed; };
+      rest_ = per_window(kVeryBusyMessages) ? kLongRest
+              : per_window(kBusyMessages)   ? kShortRest
+                                            : milliseconds{0};
+      window_start_ = now;
+      window_messages_ = 0;
+    }
+    if (rest_.count() > 0) {
+      resting_ = true;
+      rest_until_ = now + rest_;
+    }
+  }
+
+  [[noreturn]] void end_of_copy() {
+    std::string text = "the server ended the replication stream";
+    // PQgetResult blocks while busy: only take what has arrived.
+    while (PQisBusy(conn_.get()) == 0) {
+      pg::Result r(PQgetResult(conn_.get()));
+      if (!r) break;
+      if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR) {
+        text = PQresultErrorMessage(r.get());
+        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+        break;
+      }
+    }
+    throw ConnectionError("streaming slot " + opt_.slot + " from " + server() + ": " + text);
+  }
+
+  void on_copy_data(std::string_view raw) {
+    const pgoutput::ServerMessage m = pgoutput::parse_server_message(raw);
+    server_wal_end_ = std::max(server_wal_end_, m.wal_end);
+    if (m.type == pgoutput::ServerMessage::Type::XLogData) {
+      dispatch(decoder_.decode(m.payload, m.wal_start));
+      return;
+    }
+    // Everything before this keepalive has been received, and commits the walsender decodes
+    // later end after wal_end. So once every transaction delivered so far is confirmed,
+    // wal_end can be acknowledged: an idle slot does not hold WAL.
+    if (!in_txn_) {
+      idle_target_ = std::max(idle_target_, m.wal_end);
+      idle_requires_ = last_delivered_;
+      advance();
+    }
+    if (m.reply_requested) answer_ping(m.wal_end);
+  }
+
+  // A keepalive that asks for a reply. Outside a shutdown the walsender asks only after
+  // wal_sender_timeout/2 without hearing from us; a burst of requests answered within
+  // milliseconds is a walsender at server shutdown that will not exit (and holds the
+  // shutdown) until told that everything up to wal_end is flushed. When that is more than
+  // the pipeline confirmed, disconnect: the unconfirmed transactions stream again later.
+  void answer_ping(Position wal_end) {
+    auto now = Clock::now();
+    fast_pings_ = now - last_ping_ < kFastPing ? fast_pings_ + 1 : 0;
+    last_ping_ = now;
+    send_status(now, false);
+    if (fast_pings_ >= kFastPingLimit && acked_ < wal_end)
+      throw ConnectionError("the server on " + server() + " is shutting down and waits for " +
+                            "confirmation up to " + pg::format_lsn(wal_end) +
+                            ", but Redis has applied only up to " + pg::format_lsn(acked_) +
+                            ": disconnecting so it can stop (unconfirmed work streams again)");
+  }
+
+  void dispatch(const pgoutput::Decoded& d) {
+    using pgoutput::Kind;
+    switch (d.kind) {
+      case Kind::Begin:
+        if (in_txn_) throw pgoutput::ProtocolError("pgoutput: Begin inside a transaction");
+        in_txn_ = true;
+        txn_commit_time_us_ = d.begin.commit_time + pgoutput::kPgEpochOffsetUs;
+        sink_.begin(self_);
+        break;
+      case Kind::Commit: {
+        if (!in_txn_) throw pgoutput::ProtocolError("pgoutput: Commit outside a transaction");
+        const std::int64_t t = d.commit.commit_time + pgoutput::kPgEpochOffsetUs;
+        const Position end = d.commit.end_lsn;
+        // Book-keeping first: the sink may confirm() from inside commit().
+        in_txn_ = false;
+        ++transactions_;
+        last_delivered_ = std::max(last_delivered_, end);
+        if (end > confirmed_) unconfirmed_.emplace_back(end, t);
+        sink_.commit(self_, end, t);
+        break;
+      }
+      case Kind::Insert:
+      case Kind::Update:
+      case Kind::Delete:
+      case Kind::Truncate:
+        if (!in_txn_)
+          throw pgoutput::ProtocolError("pgoutput: " + std::string(to_string(d.kind)) +
+                                        " outside a transaction");
+        for (const ChangeEvent& ev : d.events) {
+          sink_.change(self_, ev);
+          ++changes_;
+        }
+        break;
+      case Kind::Relation:
+        if (d.relation_changed && d.relation->table.generation > 1)
+          log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
+              d.relation->table.qualified(), d.relation->table.columns.size(),
+              d.relation->table.generation);
+        break;
+      case Kind::Origin:
+      case Kind::Type:
+      case Kind::Message:
+        break;
+    }
+  }
+
+  // Moves the position to report (acked_) forward: the pipeline's confirmation, or the WAL
+  // end of a keepalive once everything delivered before it is confirmed. Never backwards.
+  void advance() {
+    Position t = confirmed_;
+    if (confirmed_ >= idle_requires_) t = std::max(t, idle_target_);
+    if (t <= acked_) return;
+    acked_ = t;
+    if (acked_ > sent_flush_) status_due_ = true;
+  }
+
+  void send_status(TimePoint now, bool request_reply) {
+    auto msg = pgoutput::status_update(acked_, pgoutput::pg_now_us(), request_reply);
+    if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
+      pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
+    flush();
+    if (acked_ != sent_flush_)
+      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked_));
+    sent_flush_ = acked_;
+    last_status_ = now;
+    next_status_ = now + opt_.status_interval;
+    status_due_ = false;
+  }
+
+  void streaming_timer(TimePoint now) {
+    if (resting_ && now >= rest_until_) {
+      resting_ = false;
+      // Data has almost certainly arrived meanwhile: read it now rather than poll first.
+      if (can_read()) {
+        consume();
+        pending_input_ = true;
+      }
+    }
+    if (pending_input_) {
+      if (can_read())
+        read_stream();
+      else
+        paused_check_ = now + kPausedRecheck;
+    }
+    if (reading_paused()) last_receive_ = now;  // not reading: silence is ours, not the server's
+    if (now - last_receive_ >= opt_.receive_timeout)
+      throw ConnectionError("no message from " + server() + " for " +
+                            std::to_string(opt_.receive_timeout.count()) + " ms");
+    if (!ping_sent_ && now - last_receive_ >= opt_.receive_timeout / 2) {
+      send_status(now, true);
+      ping_sent_ = true;
+    } else if (now >= next_status_ || (status_due_ && now >= last_status_ + status_gap())) {
+      send_status(now, false);
+    }
+  }
+
+  // Reports the final position, then ends COPY and waits (bounded) for the server to finish,
+  // so it has processed the last status update before the connection closes.
+  void end_stream() {
+    send_status(Clock::now(), false);
+    if (PQputCopyEnd(conn_.get(), nullptr) != 1) return;
+    const auto until = Clock::now() + kCloseWait;
+    while (Clock::now() < until) {
+      int f = PQflush(conn_.get());
+      if (f < 0) return;
+      pollfd p{PQsocket(conn_.get()), static_cast<short>(POLLIN | (f == 1 ? POLLOUT : 0)), 0};
+      auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+      if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left, 1))) < 0 && errno != EINTR)
+        return;
+      if (PQconsumeInput(conn_.get()) == 0) return;
+      char* raw = nullptr;
+      int n;
+      while ((n = PQgetCopyData(conn_.get(), &raw, 1)) > 0) pg::Buffer discard(raw);
+      if (n == 0) continue;
+      // COPY is over: the server answered; drain its results without blocking.
+      while (PQisBusy(conn_.get()) == 0) {
+        pg::Result r(PQgetResult(conn_.get()));
+        if (!r) return;
+      }
+    }
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+
+  LogicalSource& self_;
+  LogicalSourceOptions opt_;
+  ChangeSink& sink_;
+  pg::Conn conn_;
+  Phase phase_ = Phase::Idle;
+  PostgresPollingStatusType connect_poll_ = PGRES_POLLING_WRITING;
+  detail::LogicalSetup setup_{opt_};
+  pgoutput::Decoder decoder_;
+
+  bool want_write_ = false;     // libpq has unsent output
+  bool pending_input_ = false;  // libpq may hold complete messages not yet read
+  milliseconds rest_{0};        // pause after each drain, from the stream's rate (pace())
+  bool resting_ = false;        // not reading until rest_until_ (see pace())
+  TimePoint window_start_{}, rest_until_{};
+  std::int64_t window_messages_ = 0;
+  bool stop_reading_ = false;
+  bool ping_sent_ = false;
+  bool status_due_ = false;  // confirm() advanced: send an update soon
+  TimePoint phase_deadline_ = kNever, retry_at_{}, paused_check_{};
+  TimePoint last_receive_{}, last_status_{}, next_status_ = kNever;
+  milliseconds backoff_;
+  std::minstd_rand rng_;
+
+  bool in_txn_ = false;
+  std::int64_t txn_commit_time_us_ = 0;
+  Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
+  Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
+  Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction
+  Position idle_requires_ = 0;   // ... usable once confirmed_ reaches this
+  Position acked_ = 0;           // what is reported as flushed; only moves forward
+  Position sent_flush_ = 0;      // last flush position sent on this connection
+  Position server_wal_end_ = 0;
+  std::deque<std::pair<Position, std::int64_t>> unconfirmed_;  // (end LSN, commit time µs)
+
+  std::uint64_t changes_ = 0, transactions_ = 0, reconnects_ = 0, errors_ = 0;
+  std::string last_error_;
+  std::uint64_t failures_ = 0, suppressed_ = 0;
+  int fast_pings_ = 0;
+  TimePoint last_ping_{};
+  std::string last_logged_error_;
+  TimePoint last_error_log_{};
+};
+
+LogicalSource::LogicalSource(LogicalSourceOptions options, ChangeSink& sink)
+    : impl_(std::make_unique<Impl>(*this, std::move(options), sink)) {}
+LogicalSource::~LogicalSource() = default;
+
+int LogicalSource::fd() const {
+  return impl_->fd();
+}
+short LogicalSource::events() const {
+  return impl_->events();
+}
+void LogicalSource::on_ready(short revents) {
+  impl_->on_ready(revents);
+}
+TimePoint LogicalSource::deadline() const {
+  return impl_->deadline();
+}
+void LogicalSource::on_timer(TimePoint now) {
+  impl_->on_timer(now);
+}
+const std::string& LogicalSource::name() const {
+  return impl_->name();
+}
+void LogicalSource::confirm(Position position) {
+  impl_->confirm(position);
+}
+SourceStatus LogicalSource::status() const {
+  return impl_->status();
+}
+void LogicalSource::stop_reading() {
+  impl_->stop_reading();
+}
+void LogicalSource::close() noexcept {
+  impl_->close();
+}
+Position LogicalSource::reported() const {
+  return impl_->reported();
+}
+Position LogicalSource::server_wal_end() const {
+  return impl_->server_wal_end();
+}
+std::vector<std::string> LogicalSource::uncovered_tables() const {
+  return impl_->uncovered_tables();
+}
+
+std::string LogicalSource::format_position(Position position) const {
+  return pg::format_lsn(position);
+}
+
+}  // namespace pgbust

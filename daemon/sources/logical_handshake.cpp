@@ -1,0 +1,190 @@
+// The logical source's identifying phase: setup commands sent one at a time, results checked.
+#include "logical_handshake.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace pgbust::detail {
+
+namespace {
+
+std::string sql_literal(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string sql_ident(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+void LogicalSetup::begin(PGconn* conn, Position resume_from) {
+  conn_ = conn;
+  resume_from_ = resume_from;
+  slot_confirmed_ = start_from_ = 0;
+  result_.reset();
+  error_.reset();
+  send(Step::IdentifySystem);
+}
+
+void LogicalSetup::send(Step step) {
+  step_ = step;
+  result_.reset();
+  switch (step) {
+    case Step::IdentifySystem:
+      command_ = "IDENTIFY_SYSTEM";
+      break;
+    case Step::CheckPublication:
+      command_ = "SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = " +
+                 sql_literal(opt_.publication);
+      break;
+    case Step::CheckTables:
+      command_ =
+          "SELECT schemaname || '.' || tablename FROM pg_catalog.pg_publication_tables "
+          "WHERE pubname = " +
+          sql_literal(opt_.publication);
+      break;
+    case Step::CheckSlot:
+      command_ =
+          "SELECT plugin, slot_type, database, confirmed_flush_lsn FROM "
+          "pg_catalog.pg_replication_slots WHERE slot_name = " +
+          sql_literal(opt_.slot);
+      break;
+    case Step::CreateSlot:
+      // The slot name is validated ([a-z0-9_]) by the source: no quoting needed.
+      command_ = "CREATE_REPLICATION_SLOT " + opt_.slot + " LOGICAL pgoutput NOEXPORT_SNAPSHOT";
+      break;
+    case Step::Start:
+      start_from_ = std::max(resume_from_, slot_confirmed_);
+      command_ = "START_REPLICATION SLOT " + opt_.slot + " LOGICAL " + pg::format_lsn(start_from_) +
+                 " (proto_version '1', publication_names " +
+                 sql_literal(sql_ident(opt_.publication)) + ")";
+      break;
+  }
+  spdlog::debug("{} [identifying]: sending {}", opt_.name, command_);
+  if (PQsendQuery(conn_, command_.c_str()) == 0) pg::fail(conn_, "sending " + command_);
+}
+
+bool LogicalSetup::on_input() {
+  // PQgetResult blocks while libpq is busy: only take what has arrived.
+  while (PQisBusy(conn_) == 0) {
+    pg::Result r(PQgetResult(conn_));
+    if (!r) {
+      finish();
+      return false;
+    }
+    auto st = PQresultStatus(r.get());
+    if (st == PGRES_COPY_BOTH) return true;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+      result_ = std::move(r);
+    else if (!error_)
+      error_ = command_ + " on " + server() + ": " + trimmed(PQresultErrorMessage(r.get()));
+  }
+  return false;
+}
+
+std::string LogicalSetup::cell(int row, int col) const {
+  return PQgetisnull(result_.get(), row, col) ? std::string() : PQgetvalue(result_.get(), row, col);
+}
+
+void LogicalSetup::finish() {
+  if (error_) {
+    std::string e = std::move(*error_);
+    error_.reset();
+    throw Error(e);
+  }
+  if (!result_) throw ConnectionError(command_ + " on " + server() + ": no result");
+  const int rows = PQntuples(result_.get());
+  switch (step_) {
+    case Step::IdentifySystem: {
+      if (rows != 1 || PQnfields(result_.get()) < 4)
+        throw Error("IDENTIFY_SYSTEM on " + server() + ": unexpected result shape");
+      db_ = cell(0, 3);
+      if (db_.empty())
+        throw Error("IDENTIFY_SYSTEM on " + server() +
+                    ": the connection is not to a database (logical replication needs one)");
+      pg::parse_lsn(cell(0, 2), wal_end_);
+      spdlog::debug("{} [identifying]: system {} timeline {} at {} database {}", opt_.name,
+                    cell(0, 0), cell(0, 1), cell(0, 2), db_);
+      send(Step::CheckPublication);
+      break;
+    }
+    case Step::CheckPublication:
+      if (rows == 0)
+        throw Error("publication \"" + opt_.publication + "\" does not exist in database \"" + db_ +
+                    "\" on " + server() + ": create it with CREATE PUBLICATION " +
+                    sql_ident(opt_.publication) +
+                    " FOR TABLE ... (pgbust setup prints the SQL for the rule tables)");
+      send(opt_.tables.empty() ? Step::CheckSlot : Step::CheckTables);
+      break;
+    case Step::CheckTables:
+      published_.clear();
+      for (int i = 0; i < rows; ++i) published_.push_back(cell(i, 0));
+      report_uncovered();
+      send(Step::CheckSlot);
+      break;
+    case Step::CheckSlot:
+      check_slot(rows);
+      break;
+    case Step::CreateSlot:
+      if (rows != 1 || PQnfields(result_.get()) < 2 || !pg::parse_lsn(cell(0, 1), slot_confirmed_))
+        throw Error(command_ + " on " + server() + ": unexpected result shape");
+      spdlog::info("{} [identifying]: created replication slot {} (pgoutput) at {}", opt_.name,
+                   opt_.slot, pg::format_lsn(slot_confirmed_));
+      send(Step::Start);
+      break;
+    case Step::Start:
+      throw ConnectionError(command_ + " on " + server() + ": the server did not start streaming");
+  }
+}
+
+void LogicalSetup::check_slot(int rows) {
+  if (rows == 0) {
+    if (!opt_.create_slot)
+      throw Error("replication slot \"" + opt_.slot + "\" does not exist on " + server() +
+                  ": create it (pgbust setup prints the SQL) or set create_slot: true");
+    send(Step::CreateSlot);
+    return;
+  }
+  std::string plugin = cell(0, 0), type = cell(0, 1), db = cell(0, 2);
+  if (type != "logical" || plugin != "pgoutput")
+    throw Error("replication slot \"" + opt_.slot + "\" on " + server() + " is a " + type +
+                " slot" + (plugin.empty() ? "" : " with plugin " + plugin) +
+                ", pgbust needs a logical slot with plugin pgoutput");
+  if (db != db_)
+    throw Error("replication slot \"" + opt_.slot + "\" on " + server() +
+                " belongs to database \"" + db + "\", not \"" + db_ + "\"");
+  pg::parse_lsn(cell(0, 3), slot_confirmed_);
+  send(Step::Start);
+}
+
+void LogicalSetup::report_uncovered() {
+  std::vector<std::string> missing;
+  for (const auto& t : opt_.tables) {
+    std::string q = t.find('.') == std::string::npos ? "public." + t : t;
+    if (std::find(published_.begin(), published_.end(), q) == published_.end() &&
+        std::find(missing.begin(), missing.end(), q) == missing.end())
+      missing.push_back(q);
+  }
+  if (!missing.empty() && missing != uncovered_) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    spdlog::warn(
+        "{} [identifying]: publication \"{}\" does not cover rule tables {}: their changes will "
+        "not be seen (ALTER PUBLICATION {} ADD TABLE ...)",
+        opt_.name, opt_.publication, list, sql_ident(opt_.publication));
+  }
+  uncovered_ = std::move(missing);
+}
+
+}  // namespace pgbust::detail

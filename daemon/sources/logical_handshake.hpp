@@ -1,0 +1,56 @@
+// The logical source's identifying phase: IDENTIFY_SYSTEM, publication, table and slot checks,
+// slot creation and START_REPLICATION, one command at a time on a non-blocking connection.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pgbust/pg/libpq.hpp"
+#include "pgbust/sources/logical.hpp"
+
+namespace pgbust::detail {
+
+class LogicalSetup {
+ public:
+  explicit LogicalSetup(const LogicalSourceOptions& options) : opt_(options) {}
+
+  // Sends IDENTIFY_SYSTEM. START_REPLICATION will resume from the later of `resume_from`
+  // and the slot's confirmed position.
+  void begin(PGconn* conn, Position resume_from);
+  // Takes the results that have arrived (after PQconsumeInput) and sends the next command;
+  // the caller flushes. True once START_REPLICATION switched the connection to streaming.
+  // Throws Error naming the command, the server and the server's text, or what is wrong.
+  bool on_input();
+
+  const std::string& command() const { return command_; }  // the command in flight
+  Position slot_confirmed() const { return slot_confirmed_; }
+  Position start_from() const { return start_from_; }
+  Position server_wal_end() const { return wal_end_; }  // IDENTIFY_SYSTEM's xlogpos
+  // Rule tables the publication did not cover at the last check (warned when it changes).
+  const std::vector<std::string>& uncovered() const { return uncovered_; }
+
+ private:
+  enum class Step { IdentifySystem, CheckPublication, CheckTables, CheckSlot, CreateSlot, Start };
+  void send(Step step);
+  void finish();  // the current command's results are all in
+  void check_slot(int rows);
+  void report_uncovered();
+  std::string cell(int row, int col) const;
+  std::string server() const { return pg::describe(conn_); }
+
+  const LogicalSourceOptions& opt_;
+  PGconn* conn_ = nullptr;
+  Step step_ = Step::IdentifySystem;
+  std::string command_;
+  pg::Result result_;
+  std::optional<std::string> error_;
+  std::string db_;
+  Position resume_from_ = 0, slot_confirmed_ = 0, start_from_ = 0, wal_end_ = 0;
+  std::vector<std::string> published_;
+  std::vector<std::string> uncovered_;
+};
+
+}  // namespace pgbust::detail

@@ -1,0 +1,104 @@
+// The daemon's configuration file (/etc/pgbust/pgbust.yaml): declared once, validated with
+// file:line:column errors, unknown keys rejected, then overridden by command-line flags.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pgbust/core/error.hpp"
+
+namespace pgbust::config {
+
+using std::chrono::milliseconds;
+
+struct Logical {
+  std::string slot = "pgbust";
+  std::string publication = "pgbust";
+  bool create_slot = true;
+  milliseconds status_interval{10000};  // standby status updates
+};
+
+struct Notify {
+  std::vector<std::string> channels{"pgbust"};
+  std::string on_gap = "widen";  // widen | ignore
+  // "schema.table" of the tables whose triggers notify (the gap policy widens these, `setup
+  // --notify` creates triggers for these); empty: every table the rules name.
+  std::vector<std::string> tables;
+};
+
+struct PollTable {
+  std::string schema = "public";
+  std::string table;
+  std::vector<std::string> watermark;  // e.g. [id] or [updated_at, id]
+  std::vector<std::string> key;        // primary-key columns; default: looked up
+  milliseconds overlap{30000};
+  std::string deletes = "count";  // count | none: how deletes are detected
+  int line = 0;                   // where it was declared, for messages
+};
+
+struct Poll {
+  milliseconds interval{2000};
+  std::string state_dir = "/var/lib/pgbust";
+  std::size_t page_size = 1000;
+  std::vector<PollTable> tables;
+};
+
+struct Redis {
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::string password_file;
+  std::string key_prefix;
+  milliseconds connect_timeout{2000};
+  milliseconds command_timeout{5000};
+};
+
+struct Status {
+  milliseconds interval{30000};
+  std::string listen = "127.0.0.1:9187";  // metrics and /healthz; "" disables
+  std::int64_t wal_warn_bytes = 1LL
+                                << 30;  // slot holding more WAL than this: warn, /healthz degrades
+};
+
+struct Limits {
+  std::size_t max_keys_per_transaction = 100000;  // past this a rule widens instead of growing
+  std::size_t max_batch_keys = 50000;             // coalesced keys per Redis batch
+  std::size_t max_queued_batches = 4;             // then back-pressure stops reading sources
+};
+
+struct Config {
+  std::filesystem::path file;  // where it was read from ("" when built from flags only)
+  std::string conninfo;        // libpq conninfo; secrets via libpq's own means
+  std::optional<Logical> logical;
+  std::optional<Notify> notify;
+  std::optional<Poll> poll;
+  Redis redis;
+  std::filesystem::path rules;  // file or rules.d directory, relative to the config file
+  Status status;
+  Limits limits;
+  std::string log_level = "info";
+};
+
+// Thrown with every problem found, one per line, each "FILE:LINE:COL: error: ...".
+class ConfigError : public Error {
+ public:
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Reads and validates a config file; throws ConfigError.
+Config load(const std::filesystem::path& file);
+// The same from text (tests); `file` names it in messages.
+Config parse(const std::string& text, const std::filesystem::path& file);
+
+// "500ms", "2s", "1.5m", "1h", or a bare number of seconds.
+std::optional<milliseconds> parse_duration(std::string_view text);
+// "1024", "512kB", "64MB", "1GB" (powers of 1024).
+std::optional<std::int64_t> parse_size(std::string_view text);
+
+}  // namespace pgbust::config

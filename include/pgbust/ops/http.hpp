@@ -1,0 +1,72 @@
+// A tiny non-blocking HTTP server for /metrics and /healthz: one Pollable for the whole
+// server (an epoll fd over the listener and its connections), GET/HEAD only, one request per
+// connection, bounded request size, connection count and time.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pgbust/core/loop.hpp"
+
+namespace pgbust::http {
+
+struct Request {
+  std::string method;  // "GET" or "HEAD"
+  std::string path;    // without the query string
+  std::string query;   // after '?', undecoded; "" when none
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+struct Options {
+  // "HOST:PORT", "[V6]:PORT" or ":PORT" (loopback); port 0 picks a free port.
+  std::string listen = "127.0.0.1:9187";
+  std::chrono::milliseconds timeout{5000};  // whole request+response; slow clients are cut off
+  std::size_t max_request_bytes = 8192;     // request line + headers
+  std::size_t max_connections = 64;         // more are answered 503 and closed
+};
+
+// Add it to the Loop after construction and remove it before destroying it. Handlers run on
+// the loop thread and must not block; an exception from one becomes a 500.
+class Server : public Pollable {
+ public:
+  explicit Server(Options options);  // binds and listens; throws pgbust::Error naming the address
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Serve `path` (exact match, e.g. "/metrics"); registering a path again replaces it.
+  void handle(const std::string& path, Handler handler);
+
+  int port() const;             // the bound port (useful with port 0)
+  std::string address() const;  // "127.0.0.1:9187" as bound
+  std::size_t connections() const;
+
+  int fd() const override;
+  short events() const override;
+  void on_ready(short revents) override;
+  TimePoint deadline() const override;
+  void on_timer(TimePoint now) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// "host:port" split for Options::listen; false when it is not of that shape.
+bool split_host_port(const std::string& listen, std::string& host, std::string& port);
+
+// Standard reason phrase ("OK", "Not Found", ...) for the status codes the server uses.
+const char* reason_phrase(int status);
+
+}  // namespace pgbust::http

@@ -1,0 +1,39 @@
+// The one-line status summary an operator reads (status log, systemd STATUS=, `pgbust
+// status`), and the health verdict behind /healthz.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pgbust/core/source.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
+
+namespace pgbust {
+
+enum class Health { Starting, Healthy, CatchingUp, Degraded, Stopping };
+std::string_view to_string(Health h);
+
+struct StatusInput {
+  std::vector<std::pair<std::string, SourceStatus>> sources;  // by name
+  const PipelineStats* pipeline = nullptr;
+  redis::State redis_state = redis::State::Disconnected;
+  std::string redis_server;
+  double redis_down_seconds = 0;  // how long Redis has been unreachable
+  const redis::Stats* redis = nullptr;
+  double changes_per_second = 0;    // over the last interval
+  std::size_t in_flight = 0;        // transactions committed, not yet confirmed
+  std::int64_t wal_warn_bytes = 0;  // slot lag above this degrades health
+  std::string rules;                // "12 rules, hash 3fa2c1d0"
+  bool stopping = false;            // SIGTERM received: draining or stopped
+};
+
+Health health(const StatusInput& in);
+// e.g. "healthy: logical streaming at 0/16B3748 lag 0 B 0.0s; redis ready 127.0.0.1:6379 db 0;
+//       41.2 changes/s; 1234 changes 310 txns; keys 512 patterns 3 bumps 40 publishes 12;
+//       widened 2; errors 0; in flight 0; rules 12 (3fa2c1d0)"
+std::string status_line(const StatusInput& in);
+// "12.3 kB", "1.2 GB"
+std::string human_bytes(std::int64_t bytes);
+
+}  // namespace pgbust

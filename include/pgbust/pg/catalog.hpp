@@ -1,0 +1,109 @@
+// What pgbust reads from the PostgreSQL catalog: tables (columns, keys, replica identity),
+// publications, slots, the role and server settings, triggers and indexes. The one place for
+// the catalog queries of `pgbust setup` and `pgbust check --db`; blocking, throws pg errors.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgbust::pgcatalog {
+
+// One column as pg_attribute / pg_type describe it (what the poll source plans with).
+struct Column {
+  std::string name;
+  std::string type;     // format_type(atttypid, atttypmod), used in casts
+  char category = 'X';  // pg_type.typcategory: 'N' numeric, 'D' date/time, ...
+  bool primary_key = false;
+};
+
+// Lists a table's columns in order (one parameter: the quoted qualified name).
+extern const char* const kColumnsSql;
+
+// One table (or a relation of another kind, see `kind`) as the catalog describes it.
+struct Table {
+  bool exists = false;
+  std::vector<std::string> columns;         // in table order
+  std::vector<std::string> primary_key;     // in table order
+  char replica_identity = 'd';              // pg_class.relreplident: d, f, i, n
+  std::vector<std::string> identity_index;  // REPLICA IDENTITY USING INDEX: its columns
+  char kind = 'r';                          // pg_class.relkind: r table, p partitioned, v view...
+  std::string sql_name{};                   // schema.table as quote_ident() spells it
+  std::string identity_index_name{};        // REPLICA IDENTITY USING INDEX: its name
+
+  // The columns the old row of an UPDATE or DELETE carries in the WAL: the primary key
+  // (DEFAULT), the index columns (USING INDEX), every column (FULL); empty when the table has
+  // no replica identity (NOTHING, DEFAULT without a primary key, USING a dropped index),
+  // and then a published table refuses UPDATE and DELETE.
+  std::vector<std::string> identity_columns() const;
+};
+
+// By "schema.table".
+using Tables = std::map<std::string, Table>;
+
+// "schema"."table" for to_regclass and parameters.
+std::string regclass_name(const std::string& schema, const std::string& table);
+
+Table read_table(PGconn* conn, const std::string& schema, const std::string& table);
+
+// "schema.table" of every ordinary or partitioned table outside the system schemas (for
+// "did you mean" suggestions).
+std::vector<std::string> table_names(PGconn* conn);
+
+struct Publication {
+  bool exists = false;
+  std::string sql_name;  // quote_ident(pubname)
+  bool all_tables = false;
+  bool insert = true, update = true, del = true, truncate = true;  // what it publishes
+  struct Entry {
+    std::vector<std::string> columns;  // PostgreSQL 15+: the published columns (all without a
+                                       // column list); empty before 15 (all)
+    std::string row_filter;            // PostgreSQL 15+: the WHERE of the table, "" for none
+  };
+  std::map<std::string, Entry> tables;  // by "schema.table"
+};
+Publication read_publication(PGconn* conn, const std::string& name);
+
+struct Slot {
+  bool exists = false;
+  std::string plugin, type, database;  // pg_replication_slots: plugin, slot_type, database
+};
+Slot read_slot(PGconn* conn, const std::string& name);
+
+// The connection's role and the settings that decide whether replication can work.
+struct Server {
+  int version = 0;  // PQserverVersion
+  std::string database, user;
+  std::string user_sql;                         // quote_ident(current_user)
+  bool superuser = false, replication = false;  // the role's attributes
+  std::string wal_level;
+  int max_replication_slots = 0, slots_used = 0;
+};
+Server read_server(PGconn* conn);
+
+// A user trigger of a table and its function.
+struct Trigger {
+  std::string name;
+  char enabled = 'O';  // pg_trigger.tgenabled: O origin, D disabled, R replica, A always
+  int type = 0;        // pg_trigger.tgtype bits: 1 row, 4 insert, 8 delete, 16 update, 32 truncate
+  std::string function_schema, function_name, function_source;
+};
+std::vector<Trigger> read_triggers(PGconn* conn, const std::string& schema,
+                                   const std::string& table);
+
+// The leading column of every valid, non-partial index of the table.
+std::vector<std::string> index_leading_columns(PGconn* conn, const std::string& schema,
+                                               const std::string& table);
+
+// The table's columns as the poll source reads them (kColumnsSql), for poll::make_plan;
+// empty when the table does not exist.
+std::vector<Column> poll_columns(PGconn* conn, const std::string& schema, const std::string& table);
+
+// Whether a replication connection (what the logical source opens: replication=database)
+// can be made and answers IDENTIFY_SYSTEM: nullopt when it can, else the server's text.
+std::optional<std::string> try_replication_connection(const std::string& conninfo);
+
+}  // namespace pgbust::pgcatalog

@@ -1,0 +1,142 @@
+// Batching and acknowledgement: rules turn each source's changes into per-transaction key
+// sets; committed transactions are coalesced into Redis batches; a source's position is
+// confirmed only when every invalidation of it and of every earlier transaction (second
+// deletes included) is applied in Redis (promise 2).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "pgbust/core/loop.hpp"
+#include "pgbust/core/source.hpp"
+#include "pgbust/redis/redis.hpp"
+#include "pgbust/rules/rules.hpp"
+
+namespace pgbust {
+
+struct PipelineOptions {
+  std::size_t max_keys_per_transaction = 100000;  // past this a rule widens
+  std::size_t max_batch_keys = 50000;             // coalesced entries per Redis batch
+  std::size_t max_queued_batches = 4;             // back-pressure threshold
+  std::size_t publish_max_items = 1000;           // keys listed in one PUBLISH message
+};
+
+// Counters for the status line and metrics.
+struct PipelineStats {
+  std::uint64_t changes = 0;       // row changes seen
+  std::uint64_t matched = 0;       // changes some rule fired for
+  std::uint64_t transactions = 0;  // committed transactions
+  std::uint64_t keys = 0;          // exact keys queued for UNLINK (after per-txn dedup)
+  std::uint64_t patterns = 0;      // patterns queued
+  std::uint64_t bumps = 0;         // bumps queued
+  std::uint64_t publishes = 0;     // messages queued
+  std::uint64_t redeletes = 0;     // second deletes queued
+  std::uint64_t widenings = 0;
+  std::map<std::string, std::uint64_t> widenings_by_reason;
+  std::uint64_t applied_transactions = 0;  // confirmed to their source
+  double last_latency_seconds = -1;        // commit → applied, most recent transaction
+};
+
+// Row changes by table and operation, for metrics.
+struct TableStats {
+  std::string table;                    // schema.name
+  std::uint64_t ops[4] = {0, 0, 0, 0};  // indexed by Op
+};
+
+// Per-rule counters (by rule name) for metrics.
+struct RuleStats {
+  std::uint64_t fired = 0, keys = 0, patterns = 0, bumps = 0, publishes = 0, widenings = 0;
+};
+
+class Pipeline : public ChangeSink, public Pollable {
+ public:
+  Pipeline(std::shared_ptr<const rules::RuleSet> rules, rules::EngineOptions engine_options,
+           redis::Target& target, PipelineOptions options);
+  ~Pipeline() override;
+
+  // Swap the rule set; takes effect at the next point where no source is inside a
+  // transaction (immediately when none is).
+  void replace_rules(std::shared_ptr<const rules::RuleSet> rules);
+  const rules::RuleSet& rules() const;
+
+  // ChangeSink
+  bool accepting() const override;
+  void begin(Source& source) override;
+  void change(Source& source, const ChangeEvent& event) override;
+  void widen_table(Source& source, std::string_view schema, std::string_view table,
+                   Unknown why) override;
+  void commit(Source& source, Position position, std::int64_t commit_time_us) override;
+  void abort(Source& source) override;
+
+  // Pollable: timers only (second deletes); no socket.
+  int fd() const override { return -1; }
+  short events() const override { return 0; }
+  void on_ready(short) override {}
+  TimePoint deadline() const override;
+  void on_timer(TimePoint now) override;
+
+  // True when nothing is pending: every committed transaction confirmed to its source.
+  bool idle() const;
+  // Transactions committed and not yet confirmed.
+  std::size_t in_flight() const;
+  const PipelineStats& stats() const { return stats_; }
+  const std::map<std::string, RuleStats>& rule_stats() const { return rule_stats_; }
+  // Keyed by the source's TableInfo (stable per table); `table` names it.
+  const std::unordered_map<const TableInfo*, TableStats>& table_stats() const {
+    return table_stats_;
+  }
+  // Called with (seconds) whenever a transaction is confirmed; for the latency histogram.
+  std::function<void(double)> on_latency;
+
+ private:
+  struct Txn;
+  struct Pending;
+  struct AckRecord;
+  class TxnSink;
+
+  Txn& txn_for(Source& source);
+  void close_txn(Txn& txn);
+  RuleStats& rule_stats_for(const rules::Rule& rule);
+  void maybe_swap_rules();
+  void flush();
+  void batch_done(std::shared_ptr<Pending> pending);
+  void settle();
+
+  std::shared_ptr<const rules::RuleSet> rules_;
+  std::shared_ptr<const rules::RuleSet> next_rules_;
+  rules::EngineOptions engine_options_;
+  std::unique_ptr<rules::Engine> engine_;
+  redis::Target& target_;
+  PipelineOptions options_;
+  PipelineStats stats_;
+  std::map<std::string, RuleStats> rule_stats_;
+  // Per-change lookups by rule object instead of by name; cleared when the rules change.
+  std::unordered_map<const rules::Rule*, RuleStats*> rule_stats_cache_;
+  const rules::Rule* last_rule_ = nullptr;  // the most recent lookup (runs of one rule)
+  RuleStats* last_rule_stats_ = nullptr;
+  std::unordered_map<const TableInfo*, TableStats> table_stats_;
+
+  // Each source's transaction buffers, kept between transactions so their memory is reused.
+  std::unordered_map<Source*, std::unique_ptr<Txn>> txns_;
+  std::size_t open_txns_ = 0;              // transactions being read
+  std::unique_ptr<Pending> accumulating_;  // committed, not yet sent
+  std::size_t batches_in_target_ = 0;
+  // Committed transactions not yet confirmed, per source, in commit order.
+  std::unordered_map<Source*, std::deque<std::shared_ptr<AckRecord>>> acks_;
+  struct Redelete {
+    TimePoint due;
+    redis::Batch batch;
+    std::vector<std::shared_ptr<AckRecord>> records;
+  };
+  std::deque<Redelete> redeletes_;  // due times are nondecreasing per delay; sorted on insert
+};
+
+}  // namespace pgbust

@@ -1,0 +1,248 @@
+// The Redis target: a non-blocking, pipelined RESP connection (hiredis for the protocol, our
+// own socket) and the applier that turns a batch of invalidations into idempotent commands.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pgbust/core/loop.hpp"
+
+struct redisReader;  // hiredis (read.h / hiredis.h), kept out of this header
+struct redisReply;
+
+namespace pgbust::redis {
+
+struct Options {
+  // redis://[[user]:password@]host[:port][/db]  or  unix:///path/to/socket[?db=N]
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::string password_file;  // first line is the password; overrides a password in the URL
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{5000};
+  // An idle connection is PINGed this often, so an outage is noticed (and /healthz degrades)
+  // even when no invalidation is due.
+  std::chrono::milliseconds ping_interval{2000};
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{5000};
+  std::size_t max_in_flight = 1024;  // commands sent and not yet answered
+  std::size_t scan_count = 1000;     // SCAN ... COUNT
+  std::size_t unlink_chunk = 512;    // keys per UNLINK
+  // While Redis is unreachable (or a batch keeps failing), the error is logged when it starts
+  // and then at most once per this interval, with how long it has lasted.
+  std::chrono::milliseconds log_interval{30000};
+};
+
+// Where to connect, parsed from Options::url (+ password_file).
+struct Endpoint {
+  bool unix_socket = false;
+  std::string host;  // TCP: name or address (IPv6 without brackets)
+  int port = 6379;
+  std::string path;  // unix socket path
+  int db = 0;
+  std::string user;      // ACL user for AUTH (empty: AUTH password only)
+  std::string password;  // empty: no AUTH. Never logged.
+  // "127.0.0.1:6379 db 0", "[::1]:6379 db 2", "/run/redis.sock db 0": never the password.
+  std::string describe() const;
+};
+
+// Parses redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]
+// (user and password may be %-encoded). Throws pgbust::Error naming the (masked) URL and what
+// was expected; rediss:// is refused ("TLS not supported by this build").
+Endpoint parse_url(std::string_view url);
+
+// The password in a password file: its first line without the line ending. Throws
+// pgbust::Error naming the file when it cannot be read or is empty.
+std::string read_password_file(const std::string& path);
+
+// The endpoint for `options`: parse_url(options.url), with the password_file's password
+// (when set) replacing any password in the URL. Throws pgbust::Error.
+Endpoint resolve_endpoint(const Options& options);
+
+enum class State : std::uint8_t { Disconnected, Connecting, Handshake, Ready, BackingOff };
+std::string_view to_string(State s);
+
+// What one flush must do. Every command is idempotent, so a batch interrupted by a lost
+// connection is simply applied again from the start.
+struct Batch {
+  std::vector<std::string> deletes;   // UNLINK, in chunks
+  std::vector<std::string> patterns;  // SCAN MATCH pattern COUNT n, UNLINK what it finds
+  std::vector<std::string> bumps;     // SET key <seed> NX; INCR key (seed: µs clock, so an
+                                      // evicted counter never repeats an old value)
+  std::vector<std::pair<std::string, std::string>> publishes;  // channel, message: sent last,
+                                                               // after everything else succeeded
+  bool empty() const {
+    return deletes.empty() && patterns.empty() && bumps.empty() && publishes.empty();
+  }
+};
+
+struct Stats {
+  std::uint64_t commands = 0;      // commands answered
+  std::uint64_t errors = 0;        // error replies and failed connections
+  std::uint64_t keys_deleted = 0;  // sum of UNLINK replies
+  std::uint64_t unlinks = 0;       // keys asked to be unlinked (existing or not)
+  std::uint64_t patterns = 0;      // pattern deletes completed
+  std::uint64_t bumps = 0;
+  std::uint64_t publishes = 0;
+  std::uint64_t reconnects = 0;
+};
+
+// Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
+// Plugs into the event loop as a Pollable.
+//
+// Connection phases: Disconnected -> Connecting (non-blocking connect, connect_timeout) ->
+// Handshake (AUTH, SELECT, CLIENT SETNAME pgbust, pipelined) -> Ready; any failure ->
+// BackingOff (exponential from backoff_min to backoff_max, with jitter) -> Connecting.
+//
+// Failure semantics (promise 2): a broken connection, a command unanswered for
+// command_timeout, or an error reply (OOM, READONLY, NOPERM, ...) abandons the current
+// attempt of the batch; the connection is closed and the batch is applied again from its
+// start after reconnecting. done() is never called for a batch with a failed command. Such
+// errors are logged (with the server and Redis's own text) when they start and then every
+// log_interval while they last, so a command that keeps failing shows in the log and in
+// stats().errors / last_error() instead of wedging silently.
+//
+// Bumps: `SET key <now in µs since the epoch> NX` then `INCR key`. A counter that was evicted
+// (or never existed) restarts from the current time in microseconds, above any value it held
+// before unless it was bumped more than a million times a second or the clock went back, so
+// readers never see an old revision again. If INCR fails because the key holds something
+// that is not a counter (WRONGTYPE, "not an integer", overflow) that command can never
+// succeed: the key is UNLINKed and re-seeded (SET NX + INCR) once within the attempt, with a
+// warning naming the key. This still invalidates (the value changes to one never used).
+class Target : public Pollable {
+ public:
+  // Throws pgbust::Error for a bad URL, an unreadable password_file or unusable options.
+  // Connects on the first loop round (so state() says early whether Redis is there).
+  explicit Target(Options options);
+  ~Target() override;
+
+  // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
+  // has succeeded. Batches complete in the order they were queued; an empty batch at the
+  // head completes on the next round even while Redis is down.
+  void apply(Batch batch, std::function<void()> done);
+  std::size_t queued() const;  // batches not yet completed
+  State state() const;
+  bool connected() const { return state() == State::Ready; }
+  const Stats& stats() const;
+  std::string last_error() const;  // the latest failure ("" if none), worded as in the log
+  std::string describe() const;    // "127.0.0.1:6379 db 0" (never the password)
+
+  const Endpoint& endpoint() const;  // holds the password: never log it
+
+  // Pollable
+  int fd() const override;
+  short events() const override;
+  void on_ready(short revents) override;
+  TimePoint deadline() const override;
+  void on_timer(TimePoint now) override;
+
+  // Closes the connection and stops reconnecting (shutdown); idempotent. Batches still
+  // queued stay queued and their done() is never called.
+  void close() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The protocol and socket layer under Target, exposed for tests. Not for other subsystems.
+namespace detail {
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept;
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// Appends one command in RESP argv form (binary-safe; what redisFormatCommandArgv writes).
+void append_command(std::string& out, std::span<const std::string_view> argv);
+void append_command(std::string& out, std::initializer_list<std::string_view> argv);
+
+// Incremental RESP reply parser (hiredis redisReader): feed it bytes as they arrive.
+class Reader {
+ public:
+  Reader();
+  ~Reader();
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  void feed(std::string_view bytes);  // throws ConnectionError on a reader failure
+  // The next complete reply, or nullptr until more bytes arrive. Throws ConnectionError
+  // naming hiredis's text on a protocol error (the stream is then unusable).
+  Reply next();
+
+ private:
+  struct Deleter {
+    void operator()(redisReader* r) const noexcept;
+  };
+  std::unique_ptr<redisReader, Deleter> reader_;
+};
+
+// An owned file descriptor, closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(o.release());
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  int release() noexcept {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// A non-blocking client socket to one endpoint, with its output buffer and reply reader.
+// Every failure throws ConnectionError("<what failed>: <system text>"); the caller (Target)
+// prefixes the server's name and its phase.
+class Conn {
+ public:
+  // Resolves (getaddrinfo for TCP; may block on DNS for a host name) and starts a
+  // non-blocking connect to the first address that does not fail at once.
+  explicit Conn(const Endpoint& endpoint);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  int fd() const;
+  bool connecting() const { return connecting_; }
+  // Call when the socket is writable (or errored) while connecting. True once connected;
+  // false while a connect to a further address is under way.
+  bool finish_connect();
+
+  std::string& out() { return out_; }  // append commands here
+  bool want_write() const { return out_pos_ < out_.size(); }
+  void flush();  // sends what the socket takes now
+  bool read();   // reads what is there into the reader; false: nothing (EAGAIN)
+  Reply next_reply() { return reader_.next(); }
+
+ private:
+  struct Addr;
+  void connect_next();
+
+  Fd fd_;
+  bool connecting_ = false;
+  std::vector<Addr> addrs_;
+  std::size_t next_addr_ = 0;
+  std::string first_error_;
+  std::string out_;
+  std::size_t out_pos_ = 0;
+  Reader reader_;
+};
+
+}  // namespace detail
+
+}  // namespace pgbust::redis

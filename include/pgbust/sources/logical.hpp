@@ -1,0 +1,73 @@
+// The logical replication source: streams pgoutput from a slot over libpq's replication
+// protocol, as a phased state machine (connecting → identifying → streaming → backing off)
+// driven by the single-threaded Loop, and acknowledges only what the pipeline confirmed.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pgbust/core/source.hpp"
+
+namespace pgbust {
+
+struct LogicalSourceOptions {
+  std::string name = "logical";        // in every log line and the status
+  std::string conninfo;                // libpq conninfo or URI; replication=database is added
+  std::string slot = "pgbust";         // [a-z0-9_], at most 63 characters
+  std::string publication = "pgbust";  // must exist (checked at every connect)
+  bool create_slot = true;             // create the pgoutput slot when it is missing
+  // "schema.table" (or "table" for public) the rules name: the ones the publication does not
+  // cover are reported at every connect.
+  std::vector<std::string> tables;
+  // Standby status updates at least this often (and soon after confirm() moves).
+  std::chrono::milliseconds status_interval{10'000};
+  // Server silence: ask for a reply at half of it, reconnect at all of it.
+  std::chrono::milliseconds receive_timeout{60'000};
+  // Connecting, and each setup command (creating a slot waits for running transactions).
+  std::chrono::milliseconds setup_timeout{60'000};
+  // Reconnect delay: starts at min, doubles per failure up to max, with jitter.
+  std::chrono::milliseconds backoff_min{500};
+  std::chrono::milliseconds backoff_max{30'000};
+};
+
+class LogicalSource final : public Source {
+ public:
+  // No I/O here: the first Loop round starts connecting. Throws Error for invalid options.
+  LogicalSource(LogicalSourceOptions options, ChangeSink& sink);
+  ~LogicalSource() override;
+  LogicalSource(const LogicalSource&) = delete;
+  LogicalSource& operator=(const LogicalSource&) = delete;
+
+  // Pollable
+  int fd() const override;
+  short events() const override;
+  void on_ready(short revents) override;
+  TimePoint deadline() const override;
+  void on_timer(TimePoint now) override;
+
+  // Source
+  const std::string& name() const override;
+  void confirm(Position position) override;
+  SourceStatus status() const override;
+  std::string format_position(Position position) const override;  // "0/16B3748"
+  void stop_reading() override;
+  // Sends the confirmed position one last time and ends the stream (bounded wait), then
+  // closes. Does not call the sink.
+  void close() noexcept override;
+
+  // The position reported to the server as flushed (sent at the next status update): what
+  // the pipeline confirmed, or an idle WAL end once everything delivered is confirmed.
+  Position reported() const;
+  // The server's WAL end as last reported (keepalives, XLogData, IDENTIFY_SYSTEM), 0 if unknown.
+  Position server_wal_end() const;
+  // Rule tables the publication did not cover at the last check (empty: all covered).
+  std::vector<std::string> uncovered_tables() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgbust
