@@ -170,7 +170,7 @@ class Pipeline::TxnSink : public rules::Sink {
 };
 
 Pipeline::Pipeline(std::shared_ptr<const rules::RuleSet> rules, rules::EngineOptions engine_options,
-                   redis::Target& target, PipelineOptions options)
+                   Applier& target, PipelineOptions options)
     : rules_(std::move(rules)),
       engine_options_(std::move(engine_options)),
       engine_(std::make_unique<rules::Engine>(rules_, engine_options_)),
@@ -317,7 +317,7 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
 void Pipeline::flush() {
   if (!accumulating_) return;
   std::shared_ptr<Pending> p(accumulating_.release());
-  redis::Batch batch;
+  Batch batch;
   auto copy = [](KeySet& from, std::vector<std::string>& to) {
     to.reserve(from.size());
     for (std::size_t i = 0; i < from.size(); ++i) to.emplace_back(from[i]);

@@ -15,9 +15,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "pgbust/core/applier.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
-#include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace pgbust {
@@ -59,7 +59,7 @@ struct RuleStats {
 class Pipeline : public ChangeSink, public Pollable {
  public:
   Pipeline(std::shared_ptr<const rules::RuleSet> rules, rules::EngineOptions engine_options,
-           redis::Target& target, PipelineOptions options);
+           Applier& target, PipelineOptions options);
   ~Pipeline() override;
 
   // Swap the rule set; takes effect at the next point where no source is inside a
@@ -114,7 +114,7 @@ class Pipeline : public ChangeSink, public Pollable {
   std::shared_ptr<const rules::RuleSet> next_rules_;
   rules::EngineOptions engine_options_;
   std::unique_ptr<rules::Engine> engine_;
-  redis::Target& target_;
+  Applier& target_;
   PipelineOptions options_;
   PipelineStats stats_;
   std::map<std::string, RuleStats> rule_stats_;
@@ -133,7 +133,7 @@ class Pipeline : public ChangeSink, public Pollable {
   std::unordered_map<Source*, std::deque<std::shared_ptr<AckRecord>>> acks_;
   struct Redelete {
     TimePoint due;
-    redis::Batch batch;
+    Batch batch;
     std::vector<std::shared_ptr<AckRecord>> records;
   };
   std::deque<Redelete> redeletes_;  // due times are nondecreasing per delay; sorted on insert

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pgbust/core/applier.hpp"
 #include "pgbust/core/loop.hpp"
 
 struct redisReader;  // hiredis (read.h / hiredis.h), kept out of this header
@@ -68,19 +69,7 @@ Endpoint resolve_endpoint(const Options& options);
 enum class State : std::uint8_t { Disconnected, Connecting, Handshake, Ready, BackingOff };
 std::string_view to_string(State s);
 
-// What one flush must do. Every command is idempotent, so a batch interrupted by a lost
-// connection is simply applied again from the start.
-struct Batch {
-  std::vector<std::string> deletes;   // UNLINK, in chunks
-  std::vector<std::string> patterns;  // SCAN MATCH pattern COUNT n, UNLINK what it finds
-  std::vector<std::string> bumps;     // SET key <seed> NX; INCR key (seed: µs clock, so an
-                                      // evicted counter never repeats an old value)
-  std::vector<std::pair<std::string, std::string>> publishes;  // channel, message: sent last,
-                                                               // after everything else succeeded
-  bool empty() const {
-    return deletes.empty() && patterns.empty() && bumps.empty() && publishes.empty();
-  }
-};
+using pgbust::Batch;
 
 struct Stats {
   std::uint64_t commands = 0;      // commands answered
@@ -115,7 +104,7 @@ struct Stats {
 // that is not a counter (WRONGTYPE, "not an integer", overflow) that command can never
 // succeed: the key is UNLINKed and re-seeded (SET NX + INCR) once within the attempt, with a
 // warning naming the key. This still invalidates (the value changes to one never used).
-class Target : public Pollable {
+class Target : public Pollable, public Applier {
  public:
   // Throws pgbust::Error for a bad URL, an unreadable password_file or unusable options.
   // Connects on the first loop round (so state() says early whether Redis is there).
@@ -125,7 +114,7 @@ class Target : public Pollable {
   // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
   // has succeeded. Batches complete in the order they were queued; an empty batch at the
   // head completes on the next round even while Redis is down.
-  void apply(Batch batch, std::function<void()> done);
+  void apply(Batch batch, std::function<void()> done) override;
   std::size_t queued() const;  // batches not yet completed
   State state() const;
   bool connected() const { return state() == State::Ready; }
