@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "pgbust/pg/async.hpp"
+#include "pgbust/pg/connect_params.hpp"
 
 namespace pgbust::setup {
 
@@ -61,6 +62,16 @@ std::string assign_payload(const std::string& indent, const std::string& extra) 
          "TG_TABLE_NAME,\n" + indent + "  'op', pg_catalog.lower(TG_OP)" + extra + ")::text;\n";
 }
 
+// The payload renders values as text in the writer's session: pin the settings that text
+// depends on, as every pgbust connection does, so a writer with another TimeZone or DateStyle
+// produces the keys the logical and poll sources would.
+std::string render_settings_clause() {
+  std::string out;
+  for (const auto& [name, value] : pg::kRenderSettings)
+    out += std::string("SET ") + name + " = " + quote_literal(value) + "\n";
+  return out;
+}
+
 // The whole CREATE FUNCTION for one table.
 std::string notify_function(const TableNeeds& t, const std::vector<std::string>& columns,
                             const std::vector<std::string>& key, const std::string& channel) {
@@ -105,8 +116,8 @@ std::string notify_function(const TableNeeds& t, const std::vector<std::string>&
   body += "  PERFORM pg_catalog.pg_notify(" + ch + ", payload);\n  RETURN NULL;\nEND\n";
   std::string tag = dollar_tag(body);
   return "CREATE OR REPLACE FUNCTION " + quote_ident(t.schema) + "." +
-         quote_ident(notify_function_name(t.table)) + "() RETURNS trigger\nLANGUAGE plpgsql AS " +
-         tag + "\n" + body + tag + ";\n";
+         quote_ident(notify_function_name(t.table)) + "() RETURNS trigger\nLANGUAGE plpgsql\n" +
+         render_settings_clause() + "AS " + tag + "\n" + body + tag + ";\n";
 }
 
 std::string header(const std::string& title, const std::string& origin) {

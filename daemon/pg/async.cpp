@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "pgbust/pg/connect_params.hpp"
+
 namespace pgbust::pg {
 
 namespace {
@@ -30,9 +32,8 @@ void AsyncConn::start(const std::string& conninfo, const std::string& applicatio
   on_notice_ = std::move(on_notice);
   // Keywords are applied in order and the expanded conninfo comes last, so an
   // application_name written in the conninfo wins over ours.
-  const char* keys[] = {"application_name", "dbname", nullptr};
-  const char* values[] = {application_name.c_str(), conninfo.c_str(), nullptr};
-  conn_.reset(PQconnectStartParams(keys, values, 1));
+  ConnectParams params(conninfo, {{"application_name", application_name}});
+  conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
     std::string text = error_text(conn_.get());
     conn_.reset();

@@ -3,6 +3,7 @@
 #include "pgbust/pg/catalog.hpp"
 
 #include "pgbust/pg/async.hpp"
+#include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
 
 namespace pgbust::pgcatalog {
@@ -224,9 +225,9 @@ std::vector<Column> poll_columns(PGconn* conn, const std::string& schema,
 }
 
 std::optional<std::string> try_replication_connection(const std::string& conninfo) {
-  const char* keys[] = {"dbname", "replication", "fallback_application_name", nullptr};
-  const char* vals[] = {conninfo.c_str(), "database", "pgbust-check", nullptr};
-  pg::Conn conn(PQconnectdbParams(keys, vals, 1));
+  pg::ConnectParams params(
+      conninfo, {}, {{"replication", "database"}, {"fallback_application_name", "pgbust-check"}});
+  pg::Conn conn(PQconnectdbParams(params.keys(), params.values(), 1));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
     return pg::one_line(pg::error_text(conn.get()));
   pg::Result res(PQexec(conn.get(), "IDENTIFY_SYSTEM"));

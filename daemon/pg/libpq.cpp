@@ -4,6 +4,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "pgbust/pg/connect_params.hpp"
+
 namespace pgbust::pg {
 
 std::string describe(const PGconn* conn) {
@@ -29,7 +31,8 @@ void fail(const PGconn* conn, std::string_view what) {
 }
 
 Conn connect(const std::string& conninfo) {
-  Conn conn(PQconnectdb(conninfo.c_str()));
+  ConnectParams params(conninfo, {});
+  Conn conn(PQconnectdbParams(params.keys(), params.values(), 1));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
     throw ConnectionError("cannot connect to PostgreSQL (" + mask_conninfo(conninfo) +
                           "): " + error_text(conn.get()));

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "logical_handshake.hpp"
+#include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
 
@@ -345,9 +346,9 @@ class LogicalSource::Impl {
     if (phase_ == Phase::BackingOff) ++reconnects_;
     phase_ = Phase::Connecting;
     phase_deadline_ = Clock::now() + opt_.setup_timeout;
-    const char* keys[] = {"dbname", "replication", "fallback_application_name", nullptr};
-    const char* vals[] = {opt_.conninfo.c_str(), "database", "pgbust", nullptr};
-    conn_.reset(PQconnectStartParams(keys, vals, 1));
+    pg::ConnectParams params(
+        opt_.conninfo, {}, {{"replication", "database"}, {"fallback_application_name", "pgbust"}});
+    conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
     if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
     if (PQstatus(conn_.get()) == CONNECTION_BAD)
       throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +

@@ -48,7 +48,13 @@ BEGIN;
 
 -- public.t: sends id, g (key: id) on channel 'it''s'.
 CREATE OR REPLACE FUNCTION "public"."pgbust_notify_t"() RETURNS trigger
-LANGUAGE plpgsql AS $pgbust$
+LANGUAGE plpgsql
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = '1'
+SET bytea_output = 'hex'
+AS $pgbust$
 DECLARE
   new_row jsonb;
   old_row jsonb;
