@@ -277,12 +277,33 @@ class Checker {
                 *db_.replication_error);
   }
 
+  // REPLICA IDENTITY FULL, as SQL that is safe to paste in order. With FULL, a column list on
+  // the table must name every column, or every UPDATE and DELETE on it fails ("column list
+  // used by the publication does not cover the replica identity"): the publication change
+  // goes first, in one transaction with the ALTER TABLE.
+  std::string identity_full_fix(const std::string& q, const pgcatalog::Table& t) const {
+    std::string alter = "ALTER TABLE " + t.sql_name + " REPLICA IDENTITY FULL;";
+    if (!db_.publication || !db_.publication->exists) return alter;
+    const pgcatalog::Publication& p = *db_.publication;
+    auto it = p.tables.find(q);
+    if (it == p.tables.end() || it->second.columns.empty()) return alter;
+    for (const auto& c : t.columns)
+      if (!contains(it->second.columns, c)) {
+        const std::string& filter = it->second.row_filter;
+        return "BEGIN; ALTER PUBLICATION " + p.sql_name + " DROP TABLE " + t.sql_name +
+               "; ALTER PUBLICATION " + p.sql_name + " ADD TABLE " + t.sql_name +
+               (filter.empty() ? "" : " WHERE " + filter) + "; " + alter + " COMMIT; (or " +
+               opt_.setup_command + " --identity-full --apply)";
+      }
+    return alter;
+  }
+
   void identity() {
     for (const std::string& q : rules_.tables()) {
       const pgcatalog::Table* t = table(q);
       if (!t) continue;
       Strings key = t->identity_columns();
-      std::string fix = "ALTER TABLE " + t->sql_name + " REPLICA IDENTITY FULL;";
+      std::string fix = identity_full_fix(q, *t);
       if (key.empty()) {
         std::string why = t->replica_identity == 'n' ? "REPLICA IDENTITY NOTHING"
                           : t->replica_identity == 'i'

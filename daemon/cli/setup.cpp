@@ -46,6 +46,8 @@ int setup(int argc, char** argv) {
     ("postgres", po::value(&conninfo), "libpq conninfo (overrides postgres.conninfo)")
     ("notify", "NOTIFY triggers instead of the publication and slot")
     ("apply", "run the SQL against the database instead of printing it")
+    ("identity-full", "tables whose replica identity lacks old values the rules read get "
+     "REPLICA IDENTITY FULL and publish every column, in the publication's transaction")
     ("offline", "do not connect: SQL from the rules alone (no column check, no key or replica "
                 "identity lookup, so no column lists and no key-only oversized payloads)");
   // clang-format on
@@ -123,6 +125,7 @@ int setup(int argc, char** argv) {
       }
       o.server_version = conn ? PQserverVersion(conn.get()) : 150000;
       o.origin = origin;
+      o.identity_full = vm.count("identity-full") != 0;
       out = setup::logical_sql(tables, offline ? nullptr : &catalog, o);
     }
     for (const auto& w : out.warnings) std::cerr << "pgbust setup: warning: " << w << "\n";

@@ -134,6 +134,8 @@ std::vector<TableNeeds> needs(const rules::RuleSet& rules) {
     auto dot = q.find('.');
     TableNeeds t{q.substr(0, dot), q.substr(dot + 1), {}};
     t.columns = rules.columns_needed(t.schema, t.table);
+    for (const auto& n : rules.old_values_needed(t.schema, t.table))
+      if (!contains(t.old_values, n.column)) t.old_values.push_back(n.column);
     out.push_back(std::move(t));
   }
   return out;
@@ -239,6 +241,24 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
                              "REPLICA IDENTITY FULL (else its UPDATEs and DELETEs would fail once "
                              "published)");
       ri = 'f';
+    }
+    std::vector<std::string> lacking;
+    if (ri != 'f')
+      for (const auto& col : t.old_values)
+        if (!contains(identity, col) && contains(c.columns, col)) lacking.push_back(col);
+    if (!lacking.empty() && options.identity_full) {
+      alters += "-- The rules read old values of " + join(lacking, ", ") + " on " + t.qualified() +
+                ", which its replica identity\n-- does not put in the WAL: every column, so "
+                "nothing widens.\nALTER TABLE " +
+                sql_name(t) + " REPLICA IDENTITY FULL;\n";
+      ri = 'f';
+    } else if (!lacking.empty()) {
+      out.warnings.push_back(
+          "table " + t.qualified() + ": the rules read old values of " + join(lacking, ", ") +
+          ", which its replica identity does not put in the WAL, so they widen on UPDATE and "
+          "DELETE; --identity-full sets REPLICA IDENTITY FULL and publishes every column, in "
+          "the same transaction (run ALTER TABLE ... REPLICA IDENTITY FULL alone and, with a "
+          "column list, every UPDATE and DELETE on the table fails)");
     }
     std::vector<std::string> cols;
     for (const auto& col : c.columns)

@@ -297,6 +297,58 @@ TEST_CASE("DEFAULT identity and a rule that needs old values: a warning with the
   CHECK(last_line(r.out) == db.summary("0 errors, 0 warnings"));
 }
 
+// Regression: the advice was `ALTER TABLE ... REPLICA IDENTITY FULL` alone; under the column
+// list `pgbust setup --apply` makes, that made every UPDATE and DELETE on the table fail.
+TEST_CASE("DEFAULT identity under a column list: the publication changes first, writes work") {
+  Db db("identitylist");
+  auto s = db.setup({"--apply"});
+  INFO(s.err);
+  REQUIRE(s.exit_code == 0);
+  CHECK(s.err.find("table public.work_order_task: the rules read old values of "
+                   "assigned_department_id, assigned_operator_id, which its replica identity "
+                   "does not put in the WAL") != std::string::npos);
+  auto r = db.check();
+  CHECK(r.exit_code == 0);
+  const std::string fix =
+      "BEGIN; ALTER PUBLICATION pgbust DROP TABLE public.work_order_task; ALTER PUBLICATION "
+      "pgbust ADD TABLE public.work_order_task; ALTER TABLE public.work_order_task REPLICA "
+      "IDENTITY FULL; COMMIT;";
+  CHECK(lines(r.err) ==
+        std::vector<std::string>{
+            db.at(3) +
+            "warning: rule 'task-stats' needs old values of assigned_department_id, "
+            "assigned_operator_id on update/delete, but on public.work_order_task REPLICA "
+            "IDENTITY DEFAULT puts only the primary key (id) in the WAL; without them the rule "
+            "widens to SCAN-DELETE task_stats:*, operator_stats:*; to avoid it: " +
+            fix + " (or " + db.setup_hint() + " --identity-full --apply)"});
+  db.exec(fix);
+  // The application's writes keep working, and nothing is left to fix.
+  db.exec(
+      "INSERT INTO work_order_task (id, status) VALUES (1, 'open');"
+      "UPDATE work_order_task SET status = 'done' WHERE id = 1;"
+      "DELETE FROM work_order_task WHERE id = 1");
+  r = db.check();
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("setup --identity-full: FULL and every column in one transaction; writes work") {
+  Db db("identityfull");
+  auto s = db.setup({"--apply", "--identity-full"});
+  INFO(s.err);
+  REQUIRE(s.exit_code == 0);
+  CHECK(server().scalar("SELECT relreplident::text FROM pg_class WHERE relname = "
+                        "'work_order_task'",
+                        db.name) == "f");
+  db.exec(
+      "INSERT INTO work_order_task (id, status) VALUES (1, 'open');"
+      "UPDATE work_order_task SET status = 'done' WHERE id = 1;"
+      "DELETE FROM work_order_task WHERE id = 1");
+  auto r = db.check();
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+}
+
 TEST_CASE("no replica identity, a column list without a needed column, what is published") {
   std::string rules = std::string(kRules) + R"(  - name: customers
     table: orders

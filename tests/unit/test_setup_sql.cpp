@@ -283,3 +283,27 @@ rules:
   CHECK(t[1].qualified() == "shop.items");
   CHECK(t[1].columns == V{"price", "sku"});
 }
+
+TEST_CASE("publication: old values the identity lacks are a warning, or with identity_full FULL") {
+  auto c = catalog();
+  TableNeeds t{"public", "t", {"g"}};
+  t.old_values = {"g", "id"};  // id is the key: only g is lacking
+  auto warned = logical_sql({t}, &c, LogicalOptions{});
+  CHECK(has(warned.warnings,
+            "table public.t: the rules read old values of g, which its replica identity does not "
+            "put in the WAL, so they widen on UPDATE and DELETE; --identity-full sets REPLICA "
+            "IDENTITY FULL"));
+  CHECK(contains(warned.sql, "\"public\".\"t\" (\"id\", \"g\")"));
+  CHECK_FALSE(contains(warned.sql, "REPLICA IDENTITY FULL;"));
+
+  LogicalOptions o;
+  o.identity_full = true;
+  auto fixed = logical_sql({t}, &c, o);
+  CHECK(fixed.warnings.empty());
+  // In the publication's transaction, before it: no moment with a list that misses a column.
+  CHECK(contains(fixed.transactional, "ALTER TABLE \"public\".\"t\" REPLICA IDENTITY FULL;\n"));
+  CHECK(fixed.transactional.find("REPLICA IDENTITY FULL;") <
+        fixed.transactional.find("CREATE PUBLICATION"));
+  CHECK(contains(fixed.sql, "      \"public\".\"t\";\n"));  // every column: no list
+  CHECK(contains(fixed.sql, "--   public.t: all columns (REPLICA IDENTITY FULL"));
+}

@@ -16,6 +16,9 @@ namespace pgbust::setup {
 struct TableNeeds {
   std::string schema, table;
   std::vector<std::string> columns;
+  // Columns whose old values some rule reads on update/delete (its keys widen, or its
+  // when/changed cannot compare, without them).
+  std::vector<std::string> old_values = {};
   std::string qualified() const { return schema + "." + table; }
 };
 
@@ -53,11 +56,17 @@ struct LogicalOptions {
   std::string slot = "pgbust";
   int server_version = 150000;  // PQserverVersion; column lists need 15 or later
   std::string origin;
+  // Tables whose replica identity lacks old values the rules read get REPLICA IDENTITY FULL
+  // and publish every column, in the same transaction as the publication change (so no
+  // moment has a column list that leaves out an identity column).
+  bool identity_full = false;
 };
 
 // CREATE PUBLICATION (or ALTER PUBLICATION ... SET TABLE when it exists) for the rule tables,
 // with column lists (PostgreSQL 15+) naming exactly the columns the rules read plus the
-// replica identity columns, then the slot (pgoutput) unless it exists.
+// replica identity columns, then the slot (pgoutput) unless it exists. A table whose replica
+// identity lacks old values the rules read is a warning naming the option that fixes it, or
+// with `identity_full` it is fixed.
 Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
                    const LogicalOptions& options);
 
