@@ -425,6 +425,46 @@ class Checker {
                        join(channels) + ")" + again);
   }
 
+  // Polling sees a change only through the watermark column (README, "What polling cannot
+  // see"): it must be set on every INSERT and UPDATE, whoever writes. A DEFAULT covers
+  // inserts; a BEFORE trigger whose function mentions the column is taken to cover updates.
+  void watermark_writers(const config::PollTable& pt, const std::string& q,
+                         const poll::Plan& plan) {
+    const std::string& col = plan.cursor.front();
+    std::string where = " (sources.poll.tables, line " + std::to_string(pt.line) + ")";
+    std::string qcol = pg::quote_ident(col);
+    auto sets = [&](int event_bit) {
+      auto it = db_.poll_triggers.find(q);
+      if (it == db_.poll_triggers.end()) return false;
+      for (const auto& t : it->second)
+        if (t.enabled != 'D' && (t.type & 1) && (t.type & 2) && (t.type & event_bit) &&
+            t.function_source.find(col) != std::string::npos)
+          return true;
+      return false;
+    };
+    auto defaults = db_.poll_defaults.find(q);
+    bool has_default = defaults != db_.poll_defaults.end() && defaults->second.count(col);
+    if (!has_default && !sets(4))
+      plain(false, "poll source: " + q + "." + col +
+                       " has no DEFAULT and no BEFORE INSERT trigger sets it: a row inserted "
+                       "without it has NULL there and is never polled" +
+                       where + "; ALTER TABLE " + plan.sql_name + " ALTER " + qcol +
+                       " SET DEFAULT now();");
+    if (!sets(16)) {
+      std::string fn =
+          pg::quote_ident(pt.schema) + "." + pg::quote_ident("pgbust_touch_" + pt.table);
+      plain(false, "poll source: no BEFORE UPDATE trigger of " + q + " sets " + col +
+                       ": an UPDATE that does not set it (raw SQL, a bulk update, another "
+                       "service) is never seen, and one that sets it from an application "
+                       "clock is seen only within the overlap" +
+                       where + "; CREATE FUNCTION " + fn +
+                       "() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW." + qcol +
+                       " := now(); RETURN NEW; END$$; CREATE TRIGGER pgbust_touch BEFORE "
+                       "UPDATE ON " +
+                       plan.sql_name + " FOR EACH ROW EXECUTE FUNCTION " + fn + "();");
+    }
+  }
+
   void poll() {
     for (const config::PollTable& pt : cfg_.poll->tables) {
       std::string q = pt.schema + "." + pt.table;
@@ -438,6 +478,7 @@ class Checker {
         plain(true, std::string("poll source: ") + e.what());
         continue;
       }
+      if (plan.mode != poll::Mode::Id) watermark_writers(pt, q, plan);
       auto idx = db_.index_leading_columns.find(q);
       if (idx != db_.index_leading_columns.end() && contains(idx->second, plan.cursor.front()))
         continue;
@@ -497,6 +538,8 @@ Snapshot read(PGconn* conn, const config::Config& cfg, const rules::RuleSet& rul
       std::string q = pt.schema + "." + pt.table;
       s.poll_columns[q] = pgcatalog::poll_columns(conn, pt.schema, pt.table);
       s.index_leading_columns[q] = pgcatalog::index_leading_columns(conn, pt.schema, pt.table);
+      s.poll_triggers[q] = pgcatalog::read_triggers(conn, pt.schema, pt.table);
+      s.poll_defaults[q] = pgcatalog::column_defaults(conn, pt.schema, pt.table);
     }
   return s;
 }

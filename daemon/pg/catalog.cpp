@@ -86,6 +86,12 @@ const char* const kTriggersSql =
     "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
     "WHERE t.tgrelid = pg_catalog.to_regclass($1) AND NOT t.tgisinternal ORDER BY t.tgname";
 
+const char* const kDefaultsSql =
+    "SELECT a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid) "
+    "FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a "
+    "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+    "WHERE d.adrelid = pg_catalog.to_regclass($1) AND NOT a.attisdropped";
+
 const char* const kIndexesSql =
     "SELECT a.attname FROM pg_catalog.pg_index i "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
@@ -211,6 +217,15 @@ std::vector<std::string> index_leading_columns(PGconn* conn, const std::string& 
                    "reading the indexes of " + schema + "." + table);
   std::vector<std::string> out;
   for (int r = 0; r < PQntuples(res.get()); ++r) out.push_back(cell(res, r, 0));
+  return out;
+}
+
+std::map<std::string, std::string> column_defaults(PGconn* conn, const std::string& schema,
+                                                   const std::string& table) {
+  auto res = query(conn, kDefaultsSql, {regclass_name(schema, table)},
+                   "reading the column defaults of " + schema + "." + table);
+  std::map<std::string, std::string> out;
+  for (int r = 0; r < PQntuples(res.get()); ++r) out[cell(res, r, 0)] = cell(res, r, 1);
   return out;
 }
 

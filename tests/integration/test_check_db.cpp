@@ -579,16 +579,34 @@ TEST_CASE("poll: a watermark without an index is a warning, a missing watermark 
         schema);
   auto r = db.check();
   CHECK(r.exit_code == 1);
+  const std::string fix_default =
+      "ALTER TABLE \"public\".\"events\" ALTER \"updated_at\" SET DEFAULT now();";
+  const std::string fix_trigger =
+      "CREATE FUNCTION \"public\".\"pgbust_touch_events\"() RETURNS trigger LANGUAGE plpgsql "
+      "AS $$BEGIN NEW.\"updated_at\" := now(); RETURN NEW; END$$; CREATE TRIGGER pgbust_touch "
+      "BEFORE UPDATE ON \"public\".\"events\" FOR EACH ROW EXECUTE FUNCTION "
+      "\"public\".\"pgbust_touch_events\"();";
   CHECK(lines(r.err) ==
         std::vector<std::string>{
+            "pgbust check: warning: poll source: public.events.updated_at has no DEFAULT and no "
+            "BEFORE INSERT trigger sets it: a row inserted without it has NULL there and is "
+            "never polled (sources.poll.tables, line 2); " +
+                fix_default,
+            "pgbust check: warning: poll source: no BEFORE UPDATE trigger of public.events sets "
+            "updated_at: an UPDATE that does not set it (raw SQL, a bulk update, another "
+            "service) is never seen, and one that sets it from an application clock is seen "
+            "only within the overlap (sources.poll.tables, line 2); " +
+                fix_trigger,
             "pgbust check: warning: poll source: no index of public.events starts with "
             "updated_at, so every poll scans the table (sources.poll.tables, line 2); CREATE "
             "INDEX ON \"public\".\"events\" (\"updated_at\", \"id\");",
             "pgbust check: error: poll source: table public.work_order_task has no column "
             "\"changed_at\" (watermark in sources.poll.tables, line 4)",
         });
-  CHECK(last_line(r.out) == db.summary("1 error, 1 warning"));
+  CHECK(last_line(r.out) == db.summary("1 error, 3 warnings"));
   db.exec("CREATE INDEX ON \"public\".\"events\" (\"updated_at\", \"id\")");
+  db.exec(fix_default);
+  db.exec(fix_trigger);
   db.dir.write("pgbust.yaml", "postgres: {conninfo: \"" + server().conninfo(db.name) +
                                   "\"}\nsources: {poll: {tables: [{table: events, watermark: "
                                   "[updated_at]}]}}\nrules: rules.yaml\n");

@@ -36,9 +36,11 @@ struct Snapshot {
   std::optional<pgcatalog::Publication> publication;
   std::optional<pgcatalog::Slot> slot;
   std::optional<std::string> replication_error;
-  std::map<std::string, std::vector<pgcatalog::Trigger>> triggers;        // notify tables
-  std::map<std::string, std::vector<poll::CatalogColumn>> poll_columns;   // poll tables
-  std::map<std::string, std::vector<std::string>> index_leading_columns;  // poll tables
+  std::map<std::string, std::vector<pgcatalog::Trigger>> triggers;          // notify tables
+  std::map<std::string, std::vector<poll::CatalogColumn>> poll_columns;     // poll tables
+  std::map<std::string, std::vector<std::string>> index_leading_columns;    // poll tables
+  std::map<std::string, std::vector<pgcatalog::Trigger>> poll_triggers;     // poll tables
+  std::map<std::string, std::map<std::string, std::string>> poll_defaults;  // poll tables
 };
 
 // Reads what check() needs for the sources `cfg` configures. Throws pgbust::Error when a

@@ -94,6 +94,10 @@ struct Trigger {
 std::vector<Trigger> read_triggers(PGconn* conn, const std::string& schema,
                                    const std::string& table);
 
+// The columns that have a DEFAULT, with its expression (pg_get_expr).
+std::map<std::string, std::string> column_defaults(PGconn* conn, const std::string& schema,
+                                                   const std::string& table);
+
 // The leading column of every valid, non-partial index of the table.
 std::vector<std::string> index_leading_columns(PGconn* conn, const std::string& schema,
                                                const std::string& table);
