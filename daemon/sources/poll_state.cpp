@@ -1,17 +1,13 @@
 // The poll source's watermark files: JSON text, atomic replacement, strict reading.
 #include "pgbust/sources/poll_state.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "pgbust/core/json.hpp"
+#include "pgbust/core/state_file.hpp"
 
 namespace pgbust::poll {
 
@@ -21,26 +17,6 @@ const char* kExpected =
     "expected a JSON object {\"version\": 1, \"table\": \"schema.name\", \"watermark\": [column, "
     "...], \"cursor\": [text, ...], \"floor\": [text, ...], \"max_id\": text or null, "
     "\"count\": number or null, \"count_max\": text or null}";
-
-// An owned file descriptor.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  int release() {
-    int f = fd;
-    fd = -1;
-    return f;
-  }
-};
-
-std::string sys_error(const std::string& what, const std::filesystem::path& p, int err) {
-  return what + " " + p.string() + ": " + std::strerror(err);
-}
 
 void append_list(std::string& out, const std::vector<std::string>& items) {
   out += '[';
@@ -163,58 +139,21 @@ Watermark parse(std::string_view text) {
 
 Loaded load(const std::filesystem::path& file) {
   Loaded out;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    std::error_code ec;
-    if (!std::filesystem::exists(file, ec) && !ec) return out;  // first start
-    out.status = Loaded::Status::Corrupt;
-    out.error = sys_error("cannot read", file, err);
-    return out;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
   try {
-    out.watermark = parse(ss.str());
+    auto text = read_state_file(file);
+    if (!text) return out;  // first start
+    out.watermark = parse(*text);
     out.status = Loaded::Status::Ok;
   } catch (const Error& e) {
     out.status = Loaded::Status::Corrupt;
-    out.error = file.string() + ": " + e.what();
+    std::string what = e.what();
+    out.error = what.rfind("cannot ", 0) == 0 ? what : file.string() + ": " + what;
   }
   return out;
 }
 
 void save(const std::filesystem::path& file, const Watermark& w) {
-  std::filesystem::path dir = file.parent_path();
-  if (dir.empty()) dir = ".";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error("cannot create the state directory " + dir.string() + ": " + ec.message());
-  std::filesystem::path tmp = file;
-  tmp += ".tmp";
-  std::string text = serialize(w);
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (fd.fd < 0) throw Error(sys_error("cannot create", tmp, errno));
-    std::size_t done = 0;
-    while (done < text.size()) {
-      ssize_t n = ::write(fd.fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw Error(sys_error("cannot write", tmp, errno));
-      done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.fd) != 0) throw Error(sys_error("cannot fsync", tmp, errno));
-    if (::close(fd.release()) != 0) throw Error(sys_error("cannot close", tmp, errno));
-  }
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(sys_error("cannot rename " + tmp.string() + " to", file, err));
-  }
-  // The rename itself must survive a crash: sync the directory entry.
-  Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.fd < 0 || ::fsync(d.fd) != 0)
-    throw Error(sys_error("cannot fsync the directory", dir, errno));
+  write_state_file(file, serialize(w));
 }
 
 }  // namespace pgbust::poll

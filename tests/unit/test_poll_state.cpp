@@ -190,3 +190,27 @@ TEST_CASE("the seen set skips a row at the same version, and forgets by disuse a
   CHECK(small.size() == 2);
   CHECK(small.check_and_add("c", "", t0 + 5s));  // the most recently seen stay
 }
+
+// Regression (issue 12): the temporary file was opened with O_CREAT|O_TRUNC, following a
+// symlink planted at its name, so whoever could write the state directory could make pgbust
+// truncate and overwrite any file it can write.
+TEST_CASE("saving never follows a symlink planted at the temporary file; the directory is 0700") {
+  test::TempDir dir;
+  auto victim = dir.write("victim", "precious");
+  auto file = dir.path() / "state" / "public.tasks.watermark";
+  poll::save(file, sample());
+  struct stat st {};
+  REQUIRE(::stat(file.parent_path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+
+  std::filesystem::create_symlink(victim, file.string() + ".tmp");
+  poll::save(file, sample());
+  CHECK(read(victim) == "precious");
+  CHECK(poll::load(file).status == poll::Loaded::Status::Ok);
+  CHECK_FALSE(std::filesystem::exists(file.string() + ".tmp"));
+
+  // A symlink in place of the state file itself is not read through either.
+  std::filesystem::remove(file);
+  std::filesystem::create_symlink(victim, file);
+  CHECK(poll::load(file).status == poll::Loaded::Status::Corrupt);
+}
