@@ -74,6 +74,7 @@ struct Daemon::Impl : Pollable {
   TimePoint redis_down_since = kNever;
   std::uint64_t changes_at_last_status = 0;
   TimePoint last_status = Clock::now();
+  const TimePoint started = Clock::now();
   std::map<std::string, SourceState> last_states;
   redis::State last_redis = redis::State::Disconnected;
 
@@ -107,6 +108,7 @@ struct Daemon::Impl : Pollable {
     in.wal_warn_bytes = cfg.status.wal_warn_bytes;
     in.rules = describe_rules(pipeline.rules());
     in.stopping = phase != Phase::Running;
+    in.uptime_seconds = std::chrono::duration<double>(Clock::now() - started).count();
     return in;
   }
 

@@ -51,14 +51,18 @@ Health health(const StatusInput& in) {
   bool all_streaming = !in.sources.empty();
   bool any_started = false;
   bool lagging = false;
+  bool failed = false;
   for (const auto& [name, s] : in.sources) {
+    if (s.errors > 0) failed = true;
     if (s.state != SourceState::Streaming) all_streaming = false;
     if (s.state == SourceState::Streaming) any_started = true;
     if (in.wal_warn_bytes > 0 && s.lag_bytes > in.wal_warn_bytes) return Health::Degraded;
     if (s.lag_seconds > 10) lagging = true;
+    if (!s.degraded.empty()) return Health::Degraded;
   }
   bool redis_ok = in.redis_state == redis::State::Ready;
-  if (!any_started && in.pipeline && in.pipeline->transactions == 0 && in.redis_down_seconds < 5)
+  if (!any_started && in.pipeline && in.pipeline->transactions == 0 && in.redis_down_seconds < 5 &&
+      !failed && in.uptime_seconds < kStartupGraceSeconds)
     return Health::Starting;
   if (!all_streaming || !redis_ok) return Health::Degraded;
   if (lagging) return Health::CatchingUp;
@@ -75,6 +79,8 @@ std::string status_line(const StatusInput& in) {
     if (s.lag_seconds >= 0) out += fmt::format(" {:.1f}s", s.lag_seconds);
     if (s.state != SourceState::Streaming && !s.last_error.empty())
       out += " (" + s.last_error + ")";
+    else if (!s.degraded.empty())
+      out += " (" + s.degraded + ")";
     out += ";";
   }
   out += fmt::format(" redis {}", redis::to_string(in.redis_state));

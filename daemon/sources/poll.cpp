@@ -99,6 +99,7 @@ struct PollSource::Impl {
   Position seq = 0, confirmed = 0;
   std::deque<Snapshot> pending;                            // committed, not yet confirmed
   std::map<std::size_t, poll::Watermark> unsaved;          // confirmed, writing failed
+  std::string save_error;                                  // why the last write failed
   std::deque<std::pair<Position, TimePoint>> unconfirmed;  // sampled, for the lag
   PollCounters counters;
   SourceStatus st;
@@ -549,10 +550,11 @@ struct PollSource::Impl {
         ++counters.state_writes;
         t.confirmed = std::move(it->second);
         it = unsaved.erase(it);
+        if (unsaved.empty()) save_error.clear();
       } catch (const std::exception& e) {
         ++counters.state_errors;
         ++st.errors;
-        st.last_error = e.what();
+        st.last_error = save_error = e.what();
         std::uint64_t held = 0;
         if (state_log.allow(e.what(), now, held))
           spdlog::error(
@@ -690,6 +692,10 @@ struct PollSource::Impl {
       if (t->have_state) parts.push_back(t->qualified + " " + describe(*t, t->confirmed));
     s.position = join(parts, ", ");
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
+    // A watermark that cannot be saved (disk full, permissions) is retried every confirm; until
+    // it is, a restart would repeat everything since the last saved one: say so, not healthy.
+    if (!unsaved.empty() && !save_error.empty())
+      s.degraded = "cannot save the watermark (" + save_error + ")";
     return s;
   }
 };

@@ -386,3 +386,20 @@ TEST_CASE("end to end: polled changes reach Redis; a delete widens to patterns")
   src.close();
   target.close();
 }
+
+// Regression: a watermark that could not be saved left the source (and /healthz) healthy.
+TEST_CASE("a watermark that cannot be saved keeps the source degraded until it can") {
+  Fixture f;
+  f.dir.write("blocked", "a file where the state directory should be");
+  auto o = f.options();
+  o.poll.state_dir = (f.dir.path() / "blocked").string();
+  o.poll.tables = {table("act", {"id"}, 0ms)};
+  f.start(o);
+  f.pg.exec("INSERT INTO act (group_id, name) VALUES (4, 'x')");
+  REQUIRE(f.wait("insert public.act new{group_id=4,id=3}"));
+  REQUIRE(f.round());
+  auto st = f.src->status();
+  CHECK(st.state == SourceState::Streaming);
+  CHECK(st.degraded.find("cannot save the watermark") != std::string::npos);
+  CHECK(st.degraded.find("blocked") != std::string::npos);
+}

@@ -54,6 +54,10 @@ struct SourceStatus {
   std::uint64_t reconnects = 0;
   std::uint64_t errors = 0;
   std::string last_error;
+  // What keeps this source from being trusted although it may be streaming: an open gap
+  // (changes may have been missed and the widening that covers them is not applied yet), a
+  // record that could not be saved. Non-empty makes the verdict degraded (promise 8).
+  std::string degraded;
 };
 
 class Source : public Pollable {

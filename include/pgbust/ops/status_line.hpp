@@ -26,7 +26,12 @@ struct StatusInput {
   std::int64_t wal_warn_bytes = 0;  // slot lag above this degrades health
   std::string rules;                // "12 rules, hash 3fa2c1d0"
   bool stopping = false;            // SIGTERM received: draining or stopped
+  double uptime_seconds = 0;        // since the daemon started
 };
+
+// How long `starting` may last: past it (or once a source failed), not yet streaming is
+// `degraded`, so a daemon that never got going cannot look merely slow forever.
+inline constexpr double kStartupGraceSeconds = 60;
 
 Health health(const StatusInput& in);
 // e.g. "healthy: logical streaming at 0/16B3748 lag 0 B 0.0s; redis ready 127.0.0.1:6379 db 0;

@@ -1,0 +1,55 @@
+// The health verdict behind the status line and /healthz: `healthy` must mean nothing is
+// being missed, and a daemon that never got going must not look merely slow.
+#include <doctest/doctest.h>
+
+#include "pgbust/ops/status_line.hpp"
+
+using namespace pgbust;
+
+namespace {
+
+SourceStatus streaming() {
+  SourceStatus s;
+  s.state = SourceState::Streaming;
+  s.position = "0/10";
+  return s;
+}
+
+StatusInput input(SourceStatus s, double uptime = 5) {
+  static PipelineStats none;
+  StatusInput in;
+  in.sources = {{"logical", std::move(s)}};
+  in.pipeline = &none;
+  in.redis_state = redis::State::Ready;
+  in.uptime_seconds = uptime;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("healthy only while every source streams and nothing keeps it from being trusted") {
+  CHECK(health(input(streaming())) == Health::Healthy);
+  auto gap = streaming();
+  gap.degraded = "gap: replication slot \"pgbust\" vanished";
+  CHECK(health(input(gap)) == Health::Degraded);
+  CHECK(status_line(input(gap)).find("logical streaming at 0/10 (gap: replication slot") !=
+        std::string::npos);
+  auto lagging = streaming();
+  lagging.lag_seconds = 11;
+  CHECK(health(input(lagging)) == Health::CatchingUp);
+}
+
+// Regression: a source that never streamed (a bad password, a missing publication) kept the
+// verdict at `starting` forever, and /healthz never said anything was wrong.
+TEST_CASE("starting lasts only until a source fails or the startup grace passes") {
+  SourceStatus connecting;
+  connecting.state = SourceState::Connecting;
+  CHECK(health(input(connecting, 1)) == Health::Starting);
+  CHECK(health(input(connecting, kStartupGraceSeconds + 1)) == Health::Degraded);
+  SourceStatus failing;
+  failing.state = SourceState::BackingOff;
+  failing.errors = 1;
+  failing.last_error = "password authentication failed";
+  CHECK(health(input(failing, 1)) == Health::Degraded);
+  CHECK(status_line(input(failing, 1)).rfind("degraded: logical backing off", 0) == 0);
+}
