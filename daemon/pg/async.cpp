@@ -18,12 +18,6 @@ void notice_to_callback(void* arg, const char* message) {
   if (fn && *fn) (*fn)(text);
 }
 
-std::string trimmed(const char* text) {
-  std::string s = text ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 }  // namespace
 
 void AsyncConn::start(const std::string& conninfo, const std::string& application_name,
@@ -128,7 +122,7 @@ bool AsyncConn::take_result(Result& out, std::string_view what) {
     }
     auto st = PQresultStatus(r.get());
     if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
-      if (pending_error_.empty()) pending_error_ = trimmed(PQresultErrorMessage(r.get()));
+      if (pending_error_.empty()) pending_error_ = error_text(r.get());
       if (pending_error_.empty()) pending_error_ = error_text(conn_.get());
     } else {
       pending_ = std::move(r);
@@ -171,21 +165,6 @@ bool LogLimiter::allow(std::string_view message, TimePoint now, std::uint64_t& s
   }
   ++held_;
   return false;
-}
-
-std::string one_line(std::string_view text) {
-  std::string out;
-  bool space = false;
-  for (char c : text) {
-    if (c == '\n' || c == '\r' || c == '\t') {
-      space = true;
-      continue;
-    }
-    if (space && !out.empty() && out.back() != ' ') out += ' ';
-    space = false;
-    out += c;
-  }
-  return out;
 }
 
 std::string quote_ident(std::string_view ident) {

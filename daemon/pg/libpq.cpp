@@ -20,9 +20,30 @@ std::string describe(const PGconn* conn) {
   return out;
 }
 
+std::string one_line(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == '\n' || c == '\r' || c == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty() && out.back() != ' ') out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+std::string error_text(const PGresult* res) {
+  std::string msg = one_line(res ? PQresultErrorMessage(res) : "out of memory");
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  return msg;
+}
+
 std::string error_text(const PGconn* conn) {
-  std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  std::string msg = one_line(conn ? PQerrorMessage(conn) : "out of memory");
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
   return msg;
 }
 

@@ -100,9 +100,6 @@ class LogLimiter {
   std::uint64_t held_ = 0;
 };
 
-// libpq's multi-line messages ("...\n\tThis probably means...") as one log line.
-std::string one_line(std::string_view text);
-
 // Quote an identifier or literal without a connection (standard_conforming_strings on; a
 // literal with a backslash uses the E'' form, so it reads the same either way).
 std::string quote_ident(std::string_view ident);

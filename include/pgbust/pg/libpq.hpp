@@ -28,8 +28,13 @@ using Buffer = std::unique_ptr<char, FreememDeleter>;
 // "host:port dbname user" of a connection, for messages.
 std::string describe(const PGconn* conn);
 
-// The server's error text of a connection, trimmed.
+// libpq's and the server's multi-line messages ("ERROR: ...\nDETAIL: ...\nHINT: ...",
+// "...\n\tThis probably means...") as one log line.
+std::string one_line(std::string_view text);
+
+// The server's error text of a connection, or of a failed result, as one line.
 std::string error_text(const PGconn* conn);
+std::string error_text(const PGresult* res);
 
 // Throws ConnectionError("<what> on <server>: <server text>").
 [[noreturn]] void fail(const PGconn* conn, std::string_view what);
