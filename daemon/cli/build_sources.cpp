@@ -16,6 +16,8 @@ std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
     o.slot = cfg.logical->slot;
     o.publication = cfg.logical->publication;
     o.create_slot = cfg.logical->create_slot;
+    o.state_dir = cfg.logical->state_dir;
+    o.on_gap = cfg.logical->on_gap;
     o.status_interval = cfg.logical->status_interval;
     o.tables = rules.tables();
     out.push_back(std::make_unique<LogicalSource>(std::move(o), sink));

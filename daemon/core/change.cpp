@@ -69,6 +69,8 @@ std::string_view to_string(Unknown why) {
       return "transaction exceeded the per-transaction key limit";
     case Unknown::Explicit:
       return "value not given";
+    case Unknown::SlotGap:
+      return "replication slot gap (changes while it was missing are unknown)";
   }
   return "?";
 }

@@ -281,7 +281,10 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                        {"publication", r.str(l.publication, "sources.logical.publication")},
                        {"create_slot", r.boolean(l.create_slot, "sources.logical.create_slot")},
                        {"status_interval",
-                        r.duration(l.status_interval, "sources.logical.status_interval")}});
+                        r.duration(l.status_interval, "sources.logical.status_interval")},
+                       {"state_dir", r.str(l.state_dir, "sources.logical.state_dir")},
+                       {"on_gap", r.one_of(l.on_gap, "sources.logical.on_gap",
+                                           {"widen", "fail", "widen_at_start"})}});
                   c.logical = l;
                 }},
                {"notify",

@@ -15,6 +15,7 @@
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
+#include "pgbust/sources/slot_record.hpp"
 
 namespace pgbust {
 
@@ -206,6 +207,7 @@ class LogicalSource::Impl {
   const std::string& name() const { return opt_.name; }
 
   void confirm(Position pos) {
+    if (open_gap_ && pos >= gap_at_) close_gap();
     // Only positions this source handed out can be confirmed: never report past them.
     pos = std::min(pos, last_delivered_);
     if (pos <= confirmed_) return;
@@ -238,6 +240,10 @@ class LogicalSource::Impl {
     s.transactions = transactions_;
     s.reconnects = reconnects_;
     s.errors = errors_;
+    if (open_gap_)
+      s.degraded = "gap: " + *open_gap_;
+    else if (!record_error_.empty())
+      s.degraded = record_error_;
     s.last_error = last_error_;
     return s;
   }
@@ -368,7 +374,7 @@ class LogicalSource::Impl {
     log(spdlog::level::debug, "connected to {} (server {})", server(),
         PQserverVersion(conn_.get()));
     phase_deadline_ = Clock::now() + opt_.setup_timeout;
-    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_));
+    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_), unconfirmed_.empty());
     flush();
   }
 
@@ -376,14 +382,70 @@ class LogicalSource::Impl {
   void identify() {
     const std::string before = setup_.command();
     if (setup_.on_input()) {
+      if (setup_.gap()) {
+        // Another stream (a re-created slot, another system): positions start afresh.
+        confirmed_ = last_delivered_ = acked_ = sent_flush_ = setup_.slot_confirmed();
+        idle_target_ = idle_requires_ = 0;
+        server_wal_end_ = 0;
+      }
       confirmed_ = std::max(confirmed_, setup_.slot_confirmed());
       server_wal_end_ = std::max(server_wal_end_, setup_.server_wal_end());
       advance();
       enter_streaming();
+      widen_gap_or_record();
       return;
     }
     if (setup_.command() != before) phase_deadline_ = Clock::now() + opt_.setup_timeout;
     flush();
+  }
+
+  // ---- gaps (promise 8) ------------------------------------------------------------------
+
+  // A gap the handshake found widens every rule table once, ahead of anything streamed; it
+  // stays open (the verdict degraded, the record saying so) until the pipeline confirms that
+  // widening applied. Without a gap, the record is (re)written now.
+  void widen_gap_or_record() {
+    if (opt_.state_dir.empty()) return;
+    const auto& gap = setup_.gap();
+    if (!gap) {
+      if (!open_gap_) save_record("");
+      return;
+    }
+    if (open_gap_) return;  // widened already, not yet applied (this is a reconnect)
+    open_gap_ = *gap;
+    gap_at_ = setup_.start_from();
+    ++gaps_;
+    log(spdlog::level::err, "gap: {}; every rule widens once", *gap);
+    sink_.begin(self_);
+    for (const auto& t : opt_.tables) {
+      auto dot = t.find('.');
+      std::string schema = dot == std::string::npos ? "public" : t.substr(0, dot);
+      std::string table = dot == std::string::npos ? t : t.substr(dot + 1);
+      sink_.widen_table(self_, schema, table, Unknown::SlotGap);
+    }
+    last_delivered_ = std::max(last_delivered_, gap_at_);
+    sink_.commit(self_, gap_at_, pgoutput::pg_now_us() + pgoutput::kPgEpochOffsetUs);
+  }
+
+  void close_gap() {
+    log(spdlog::level::warn, "gap closed: the widening for \"{}\" is applied", *open_gap_);
+    open_gap_.reset();
+    save_record("");
+  }
+
+  void save_record(const std::string& open_gap) {
+    slot::Record r = setup_.record();
+    r.confirmed = pg::format_lsn(std::max(confirmed_, setup_.slot_confirmed()));
+    r.open_gap = open_gap;
+    try {
+      slot::save(slot::file_for(opt_.state_dir, opt_.slot), r);
+      record_error_.clear();
+    } catch (const Error& e) {
+      // Without the record a later vanished slot would look like a first start: say so.
+      record_error_ = std::string("cannot save the slot record: ") + e.what();
+      log(spdlog::level::err, "{}", record_error_);
+      ++errors_;
+    }
   }
 
   // ---- streaming ------------------------------------------------------------------------
@@ -488,8 +550,7 @@ class LogicalSource::Impl {
       pg::Result r(PQgetResult(conn_.get()));
       if (!r) break;
       if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR) {
-        text = PQresultErrorMessage(r.get());
-        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+        text = pg::error_text(r.get());
         break;
       }
     }
@@ -680,6 +741,10 @@ class LogicalSource::Impl {
 
   bool in_txn_ = false;
   std::int64_t txn_commit_time_us_ = 0;
+  std::optional<std::string> open_gap_;  // a gap widened and not yet applied
+  Position gap_at_ = 0;                  // the position of that widening
+  std::uint64_t gaps_ = 0;
+  std::string record_error_;     // the slot record could not be saved
   Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
   Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
   Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction

@@ -21,17 +21,14 @@ std::string sql_ident(std::string_view s) {
   return out + "\"";
 }
 
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 }  // namespace
 
-void LogicalSetup::begin(PGconn* conn, Position resume_from) {
+void LogicalSetup::begin(PGconn* conn, Position resume_from, bool settled) {
   conn_ = conn;
   resume_from_ = resume_from;
+  settled_ = settled;
   slot_confirmed_ = start_from_ = 0;
+  gap_.reset();
   result_.reset();
   error_.reset();
   send(Step::IdentifySystem);
@@ -56,7 +53,7 @@ void LogicalSetup::send(Step step) {
       break;
     case Step::CheckSlot:
       command_ =
-          "SELECT plugin, slot_type, database, confirmed_flush_lsn FROM "
+          "SELECT plugin, slot_type, database, confirmed_flush_lsn, wal_status FROM "
           "pg_catalog.pg_replication_slots WHERE slot_name = " +
           sql_literal(opt_.slot);
       break;
@@ -88,7 +85,7 @@ bool LogicalSetup::on_input() {
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
       result_ = std::move(r);
     else if (!error_)
-      error_ = command_ + " on " + server() + ": " + trimmed(PQresultErrorMessage(r.get()));
+      error_ = command_ + " on " + server() + ": " + pg::error_text(r.get());
   }
   return false;
 }
@@ -109,6 +106,7 @@ void LogicalSetup::finish() {
     case Step::IdentifySystem: {
       if (rows != 1 || PQnfields(result_.get()) < 4)
         throw Error("IDENTIFY_SYSTEM on " + server() + ": unexpected result shape");
+      system_ = cell(0, 0);
       db_ = cell(0, 3);
       if (db_.empty())
         throw Error("IDENTIFY_SYSTEM on " + server() +
@@ -153,6 +151,7 @@ void LogicalSetup::check_slot(int rows) {
     if (!opt_.create_slot)
       throw Error("replication slot \"" + opt_.slot + "\" does not exist on " + server() +
                   ": create it (pgbust setup prints the SQL) or set create_slot: true");
+    decide_gap(false, "");
     send(Step::CreateSlot);
     return;
   }
@@ -165,7 +164,32 @@ void LogicalSetup::check_slot(int rows) {
     throw Error("replication slot \"" + opt_.slot + "\" on " + server() +
                 " belongs to database \"" + db + "\", not \"" + db_ + "\"");
   pg::parse_lsn(cell(0, 3), slot_confirmed_);
+  decide_gap(true, cell(0, 4));
   send(Step::Start);
+}
+
+void LogicalSetup::decide_gap(bool exists, const std::string& wal_status) {
+  if (opt_.state_dir.empty()) return;  // no record kept: nothing to compare with
+  auto file = slot::file_for(opt_.state_dir, opt_.slot);
+  slot::Facts facts{opt_.slot, server(), system_, exists, wal_status};
+  slot::Decision d = slot::decide(facts, slot::load(file), slot::parse_on_gap(opt_.on_gap));
+  if (d.notice) spdlog::warn("{} [identifying]: {}", opt_.name, *d.notice);
+  if (!d.gap) return;
+  if (!settled_)
+    throw ConnectionError(*d.gap +
+                          "; first waiting for the transactions delivered before it to be "
+                          "applied (their positions belong to the old stream)");
+  gap_ = d.gap;
+  resume_from_ = 0;  // positions from before the gap mean nothing to this slot
+  // Written before the slot is created or streamed: a crash from here until the widening is
+  // applied still finds the gap at the next start.
+  slot::Record r = record();
+  r.open_gap = *d.gap;
+  slot::save(file, r);
+}
+
+slot::Record LogicalSetup::record() const {
+  return {system_, db_, opt_.slot, pg::format_lsn(slot_confirmed_), ""};
 }
 
 void LogicalSetup::report_uncovered() {

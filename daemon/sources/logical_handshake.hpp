@@ -10,6 +10,7 @@
 
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/sources/logical.hpp"
+#include "pgbust/sources/slot_record.hpp"
 
 namespace pgbust::detail {
 
@@ -18,8 +19,10 @@ class LogicalSetup {
   explicit LogicalSetup(const LogicalSourceOptions& options) : opt_(options) {}
 
   // Sends IDENTIFY_SYSTEM. START_REPLICATION will resume from the later of `resume_from`
-  // and the slot's confirmed position.
-  void begin(PGconn* conn, Position resume_from);
+  // and the slot's confirmed position (from the slot's alone after a gap). `settled`: every
+  // transaction delivered before is confirmed (a gap waits for that: positions from before
+  // it may belong to another slot or system).
+  void begin(PGconn* conn, Position resume_from, bool settled);
   // Takes the results that have arrived (after PQconsumeInput) and sends the next command;
   // the caller flushes. True once START_REPLICATION switched the connection to streaming.
   // Throws Error naming the command, the server and the server's text, or what is wrong.
@@ -31,12 +34,17 @@ class LogicalSetup {
   Position server_wal_end() const { return wal_end_; }  // IDENTIFY_SYSTEM's xlogpos
   // Rule tables the publication did not cover at the last check (warned when it changes).
   const std::vector<std::string>& uncovered() const { return uncovered_; }
+  // Whether this stream may have missed changes (slot_record.hpp), decided before the slot
+  // is created or streamed; and what the slot record should say once it is closed.
+  const std::optional<std::string>& gap() const { return gap_; }
+  slot::Record record() const;
 
  private:
   enum class Step { IdentifySystem, CheckPublication, CheckTables, CheckSlot, CreateSlot, Start };
   void send(Step step);
   void finish();  // the current command's results are all in
   void check_slot(int rows);
+  void decide_gap(bool exists, const std::string& wal_status);
   void report_uncovered();
   std::string cell(int row, int col) const;
   std::string server() const { return pg::describe(conn_); }
@@ -47,7 +55,9 @@ class LogicalSetup {
   std::string command_;
   pg::Result result_;
   std::optional<std::string> error_;
-  std::string db_;
+  std::string db_, system_;
+  std::optional<std::string> gap_;
+  bool settled_ = true;
   Position resume_from_ = 0, slot_confirmed_ = 0, start_from_ = 0, wal_end_ = 0;
   std::vector<std::string> published_;
   std::vector<std::string> uncovered_;

@@ -87,7 +87,7 @@ cat >"$work/pgbust.yaml" <<YAML
 # examples/work-orders/pgbust.yaml with this machine's throwaway servers
 postgres: {conninfo: "host=127.0.0.1 port=$pg_port dbname=postgres user=postgres"}
 sources:
-  logical: {slot: pgbust_workorders, publication: pgbust_workorders, create_slot: true}
+  logical: {slot: pgbust_workorders, publication: pgbust_workorders, create_slot: true, state_dir: "$work/state"}
 redis: {url: "redis://127.0.0.1:$redis_port/0", key_prefix: ":1:"}
 rules: $top/examples/work-orders/rules.yaml
 status: {interval: 5s, listen: ""}

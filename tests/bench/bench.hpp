@@ -377,9 +377,10 @@ inline std::string pgbust_config(const test::Postgres& pg, const test::Redis& re
                                  const std::string& rules_path, const std::string& extra = "") {
   return "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n" +
          "sources:\n  logical: {slot: " + slot + ", publication: " + publication +
-         ", create_slot: false, status_interval: 10s}\n" + "redis: {url: \"" + redis.url() +
-         "\"}\nrules: " + rules_path + "\nstatus: {interval: 60s, listen: \"\"}\n" +
-         "log: {level: warn}\n" + extra;
+         ", create_slot: false, status_interval: 10s, state_dir: \"" +
+         (std::filesystem::path(rules_path).parent_path() / "state").string() + "\"}\n" +
+         "redis: {url: \"" + redis.url() + "\"}\nrules: " + rules_path +
+         "\nstatus: {interval: 60s, listen: \"\"}\n" + "log: {level: warn}\n" + extra;
 }
 
 // "--name value" from argv, or `fallback`.

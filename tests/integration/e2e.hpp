@@ -19,7 +19,8 @@ struct E2E {
   std::string publication = "pgbust_e2e";
   int sentinel = 0;
   std::vector<std::pair<std::string, std::string>> daemon_env;  // extra environment
-  std::string listen = "";  // status.listen; "" disables the metrics endpoint
+  std::string listen = "";      // status.listen; "" disables the metrics endpoint
+  std::string logical_options;  // more keys of sources.logical, e.g. ", on_gap: fail"
 
   explicit E2E(const std::vector<std::string>& pg_settings = {}) : pg(pg_settings) {}
 
@@ -37,8 +38,9 @@ struct E2E {
   std::string config(const std::string& rules_file, const std::string& extra = "") const {
     return "postgres: {conninfo: \"" + pg.conninfo() + "\"}\n" +
            "sources:\n  logical: {slot: " + slot + ", publication: " + publication +
-           ", create_slot: true, status_interval: 1s}\n" + "redis: {url: \"" + redis.url() +
-           "\", command_timeout: 1s}\n" + "rules: " + rules_file + "\n" +
+           ", create_slot: true, status_interval: 1s, state_dir: \"" +
+           (dir.path() / "state").string() + "\"" + logical_options + "}\n" + "redis: {url: \"" +
+           redis.url() + "\", command_timeout: 1s}\n" + "rules: " + rules_file + "\n" +
            "status: {interval: 1s, listen: \"" + listen + "\"}\n" + extra;
   }
 

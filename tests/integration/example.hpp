@@ -95,7 +95,10 @@ class Example {
     status["listen"] = "";
     root["status"] = status;
     YAML::Node sources = root["sources"];
-    if (sources["logical"]) sources["logical"]["status_interval"] = "1s";
+    if (sources["logical"]) {
+      sources["logical"]["status_interval"] = "1s";
+      sources["logical"]["state_dir"] = (tmp.path() / "state").string();
+    }
     if (sources["notify"] && sources["notify"]["tables"])
       sources["notify"]["tables"].push_back("public.sentinel");
     if (sources["poll"]) {

@@ -42,6 +42,21 @@ void insert_range(const E2E& e, int from, int to, int per_txn) {
   }
 }
 
+// Runs `sql` in a transaction and returns where its commit record starts (the WAL insert
+// position just before COMMIT). The slot may be confirmed up to there even before the
+// transaction's invalidations are applied: the walsender itself reports positions inside a
+// transaction it is still decoding, and a transaction committing past the confirmed position
+// is streamed again. Past it, the commit would be acknowledged unapplied (promise 2).
+std::uint64_t commit_start(const E2E& e, const std::string& sql) {
+  auto c = pgbust::pg::connect(e.pg.conninfo());
+  pgbust::pg::exec(c.get(), "BEGIN", "begin");
+  pgbust::pg::exec(c.get(), sql, "running SQL");
+  auto r = pgbust::pg::exec(c.get(), "SELECT pg_current_wal_insert_lsn()::text", "reading the LSN");
+  std::uint64_t at = lsn(PQgetvalue(r.get(), 0, 0));
+  pgbust::pg::exec(c.get(), "COMMIT", "commit");
+  return at;
+}
+
 std::vector<std::string> item_keys(int from, int to) {
   std::vector<std::string> keys;
   for (int i = from; i <= to; ++i) keys.push_back("item:" + std::to_string(i));
@@ -80,9 +95,9 @@ TEST_CASE("Redis paused while changes arrive: nothing confirmed early, everythin
   INFO(e.logs());
   auto keys = item_keys(1, 500);
   e.set_keys(keys);
-  auto before = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
   e.redis.pause();
-  insert_range(e, 1, 500, 50);
+  auto before = commit_start(e, "INSERT INTO items SELECT g, g % 10 FROM generate_series(1, 50) g");
+  insert_range(e, 51, 500, 50);
   // Give the daemon time to try, time out, and send standby status updates.
   std::this_thread::sleep_for(4s);
   CHECK(lsn(e.confirmed_lsn()) <= before);
@@ -97,9 +112,8 @@ TEST_CASE("Redis stopped and restarted: queued work is applied once it is back")
   Fixture f;
   auto& e = f.env;
   INFO(e.logs());
-  auto before = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
   e.redis.stop();
-  e.pg.exec("INSERT INTO items VALUES (1, 3)");
+  auto before = commit_start(e, "INSERT INTO items VALUES (1, 3)");
   std::this_thread::sleep_for(3s);
   CHECK(lsn(e.confirmed_lsn()) <= before);
   e.redis.start();  // empty: no persistence

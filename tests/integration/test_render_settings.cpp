@@ -49,7 +49,10 @@ struct Fixture {
         "postgres: {conninfo: \"" + pg.conninfo() +
             "\"}\n"
             "sources:\n"
-            "  logical: {slot: pgbust_render, publication: pgbust_render, create_slot: true}\n"
+            "  logical: {slot: pgbust_render, publication: pgbust_render, create_slot: true, "
+            "state_dir: " +
+            (dir.path() / "state").string() +
+            "}\n"
             "  notify: {channels: [inval], on_gap: widen, tables: [ev_n]}\n"
             "  poll:\n"
             "    interval: 200ms\n"

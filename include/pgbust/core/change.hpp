@@ -33,6 +33,7 @@ enum class Unknown : std::uint8_t {
   ColumnMissing,    // a rule names a column the table (or publication) does not have
   TooManyKeys,      // a transaction exceeded the per-transaction key limit
   Explicit,         // explain / tests asked for it
+  SlotGap,          // the replication slot vanished or belongs to another system
 };
 
 std::string_view to_string(Unknown why);

@@ -20,6 +20,11 @@ struct Logical {
   std::string publication = "pgbust";
   bool create_slot = true;
   milliseconds status_interval{10000};  // standby status updates
+  // Where the slot record lives (which system and slot pgbust streamed from).
+  std::string state_dir = "/var/lib/pgbust";
+  // A slot that vanished or belongs to another system: widen every rule once, or refuse;
+  // widen_at_start also widens at the very first start.
+  std::string on_gap = "widen";  // widen | fail | widen_at_start
 };
 
 struct Notify {

@@ -18,6 +18,9 @@ struct LogicalSourceOptions {
   std::string slot = "pgbust";         // [a-z0-9_], at most 63 characters
   std::string publication = "pgbust";  // must exist (checked at every connect)
   bool create_slot = true;             // create the pgoutput slot when it is missing
+  // The slot record's directory (slot_record.hpp); empty: no record, no gap detection.
+  std::string state_dir;
+  std::string on_gap = "widen";  // widen | fail | widen_at_start
   // "schema.table" (or "table" for public) the rules name: the ones the publication does not
   // cover are reported at every connect.
   std::vector<std::string> tables;
