@@ -18,6 +18,7 @@
 #include "pgbust/core/applier.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
+#include "pgbust/pipeline/ack_ledger.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace pgbust {
@@ -99,7 +100,6 @@ class Pipeline : public ChangeSink, public Pollable {
  private:
   struct Txn;
   struct Pending;
-  struct AckRecord;
   class TxnSink;
 
   Txn& txn_for(Source& source);
@@ -108,6 +108,7 @@ class Pipeline : public ChangeSink, public Pollable {
   void maybe_swap_rules();
   void flush();
   void batch_done(std::shared_ptr<Pending> pending);
+  void add_publishes(Source& source, Position position, Txn& txn, Pending& pending);
   void settle();
 
   std::shared_ptr<const rules::RuleSet> rules_;
@@ -130,11 +131,11 @@ class Pipeline : public ChangeSink, public Pollable {
   std::unique_ptr<Pending> accumulating_;  // committed, not yet sent
   std::size_t batches_in_target_ = 0;
   // Committed transactions not yet confirmed, per source, in commit order.
-  std::unordered_map<Source*, std::deque<std::shared_ptr<AckRecord>>> acks_;
+  AckLedger ledger_;
   struct Redelete {
     TimePoint due;
     Batch batch;
-    std::vector<std::shared_ptr<AckRecord>> records;
+    AckLedger::Group group;  // the records it holds back
   };
   std::deque<Redelete> redeletes_;  // due times are nondecreasing per delay; sorted on insert
 };
