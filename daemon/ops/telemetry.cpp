@@ -109,6 +109,10 @@ void Telemetry::refresh() {
       .set(target_.connected() ? 1 : 0);
   r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")
       .set(static_cast<double>(pipeline_.in_flight()));
+  r.gauge("pgbust_ack_records",
+          "Acknowledgement records holding the in-flight transactions (bounded by the batches "
+          "not yet applied)")
+      .set(static_cast<double>(pipeline_.ack_records()));
   for (const auto& s : sources_) {
     auto st = s->status();
     metrics::Labels l{{"source", s->name()}};

@@ -355,14 +355,15 @@ void Pipeline::on_timer(TimePoint now) {
 
 void Pipeline::settle() {
   std::int64_t now_us = 0;
+  auto seconds_since = [&](std::int64_t commit_us) {
+    if (now_us == 0) now_us = wall_us();
+    return std::max<std::int64_t>(0, now_us - commit_us) / 1e6;
+  };
   ledger_.settle([&](const AckLedger::Record& r) {
     stats_.applied_transactions += r.transactions;
-    if (r.commit_time_us > 0) {
-      if (now_us == 0) now_us = wall_us();
-      double seconds = std::max<std::int64_t>(0, now_us - r.commit_time_us) / 1e6;
-      stats_.last_latency_seconds = seconds;
-      if (on_latency) on_latency(seconds);
-    }
+    // One latency sample per record: its oldest transaction's, the longest wait in the run.
+    if (r.first_commit_us > 0 && on_latency) on_latency(seconds_since(r.first_commit_us));
+    if (r.commit_time_us > 0) stats_.last_latency_seconds = seconds_since(r.commit_time_us);
   });
 }
 

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "e2e.hpp"
@@ -137,4 +139,79 @@ TEST_CASE("an idle slot keeps advancing with unrelated write traffic") {
   auto end = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
   REQUIRE(end > start);
   CHECK(eventually([&] { return lsn(e.confirmed_lsn()) >= end; }, 30s));
+}
+
+namespace {
+
+// The value of an unlabelled metric in the daemon's /metrics, or -1 when absent.
+double metric(const std::string& addr, const std::string& name) {
+  auto r = run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
+  auto at = r.output.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(r.output.substr(at + name.size() + 2));
+}
+
+std::string metrics_address(E2E& e) {
+  std::string addr;
+  eventually([&] {
+    std::string out = e.daemon->output();
+    auto at = out.find("metrics on http://");
+    if (at == std::string::npos) return false;
+    at += std::string("metrics on http://").size();
+    addr = out.substr(at, out.find_first_of(" \n", at) - at);
+    return true;
+  });
+  REQUIRE_FALSE(addr.empty());
+  return addr;
+}
+
+// Resident memory of a process in kB (VmRSS), or -1.
+long rss_kb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("Redis paused under a long stream of key-less transactions: ack records stay bounded") {
+  // Issue 10 #5: while Redis is down, transactions with nothing new to apply (no rule fired,
+  // or keys already waiting in the accumulating batch) kept being read, each leaving a record.
+  E2E e;
+  e.listen = "127.0.0.1:0";
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int); CREATE TABLE unrelated (v int)");
+  e.pg.exec(
+      "CREATE PROCEDURE stream(n int) LANGUAGE plpgsql AS $$ BEGIN FOR i IN 1..n LOOP "
+      "IF i % 2 = 0 THEN INSERT INTO unrelated VALUES (i); "
+      "ELSE UPDATE items SET grp = i WHERE id = 2; END IF; COMMIT; END LOOP; END $$");
+  e.pg.exec("INSERT INTO items VALUES (1, 0), (2, 0)");
+  e.start(
+      "version: 1\nrules:\n  - name: item-keys\n    table: items\n"
+      "    delete: [\"item:${id}\"]\n",
+      "items, unrelated");
+  INFO(e.logs());
+  const std::string addr = metrics_address(e);
+  e.redis.set("item:1", "cached");
+  e.redis.set("item:2", "cached");
+  e.redis.pause();
+  e.pg.exec("UPDATE items SET grp = 1 WHERE id = 1");  // its batch waits for Redis
+  constexpr int kStream = 20000;
+  const double before = metric(addr, "pgbust_transactions_total");
+  e.pg.exec("CALL stream(" + std::to_string(kStream) + ")");
+  // The daemon reads the whole stream (nothing adds a batch, so no back-pressure)...
+  bool read_all = eventually(
+      [&] { return metric(addr, "pgbust_transactions_total") >= before + kStream + 1; }, 60s);
+  CHECK(read_all);
+  // ...owes every transaction, and holds them in a handful of records.
+  CHECK(metric(addr, "pgbust_in_flight_transactions") >= kStream);
+  CHECK(metric(addr, "pgbust_ack_records") <= 8);
+  MESSAGE("daemon RSS with " << kStream << " transactions in flight: " << rss_kb(e.daemon->pid())
+                             << " kB");
+  e.redis.resume();
+  e.sync(60s);
+  CHECK_FALSE(e.redis.exists("item:1"));
+  CHECK_FALSE(e.redis.exists("item:2"));
+  CHECK(eventually([&] { return metric(addr, "pgbust_in_flight_transactions") == 0; }));
+  CHECK(metric(addr, "pgbust_ack_records") == 0);
 }

@@ -131,22 +131,76 @@ TEST_CASE("AckLedger confirms each source in commit order up to its first unappl
 
 TEST_CASE("AckLedger reports every settled record, in commit order, with its data") {
   AckLedger ledger;
-  FakeSource a("A");
+  FakeSource a("A"), b("B");
   auto g = ledger.open_group();
   CHECK(g != AckLedger::kNothing);
-  CHECK(ledger.open_group() != g);
+  auto h = ledger.open_group();
+  CHECK(h != g);
   ledger.add(a, 10, 1000, g);
-  ledger.add(a, 11, 2000, AckLedger::kNothing);
-  CHECK(ledger.records() == 2);
-  CHECK(ledger.transactions() == 2);
-  std::vector<std::pair<Position, std::int64_t>> seen;
-  auto each = [&](const AckLedger::Record& r) { seen.emplace_back(r.position, r.commit_time_us); };
+  ledger.add(a, 11, 2000, AckLedger::kNothing);  // joins 10: confirmable when it is
+  ledger.add(b, 5, 500, AckLedger::kNothing);
+  ledger.add(a, 12, 3000, h);
+  CHECK(ledger.records() == 3);
+  CHECK(ledger.transactions() == 4);
+  struct Seen {
+    Position position;
+    std::int64_t first, last;
+    std::uint64_t transactions;
+    bool operator==(const Seen&) const = default;
+  };
+  std::vector<Seen> seen;
+  auto each = [&](const AckLedger::Record& r) {
+    seen.push_back({r.position, r.first_commit_us, r.commit_time_us, r.transactions});
+  };
   ledger.settle(each);
-  CHECK(seen.empty());
+  CHECK(seen == std::vector<Seen>{{5, 500, 500, 1}});
   CHECK(a.confirmed.empty());
+  seen.clear();
   ledger.applied(g);
   ledger.settle(each);
-  CHECK(seen == std::vector<std::pair<Position, std::int64_t>>{{10, 1000}, {11, 2000}});
+  CHECK(seen == std::vector<Seen>{{11, 1000, 2000, 2}});
   CHECK(a.confirmed == std::vector<Position>{11});
+  seen.clear();
+  ledger.applied(h);
+  ledger.settle(each);
+  CHECK(seen == std::vector<Seen>{{12, 3000, 3000, 1}});
   CHECK(ledger.empty());
+}
+
+TEST_CASE("AckLedger: runs that become confirmable together share one record") {
+  struct Case {
+    const char* name;
+    std::vector<Step> steps;
+    std::size_t records;  // at the end
+    std::string confirms;
+  };
+  const Case cases[] = {
+      {"transactions with nothing to apply behind an unapplied one",
+       {add('A', 1, 1), add('A', 2, 0), add('A', 3, 0), add('A', 4, 0)},
+       1,
+       ""},
+      {"transactions of the same batch",
+       {add('A', 1, 1), add('A', 2, 1), add('A', 3, 0), add('A', 4, 1)},
+       1,
+       ""},
+      {"a later batch: its own record until it is applied, then it joins the one before",
+       {add('A', 1, 1), add('A', 2, 2), add('A', 3, 0), applied(2), settle()},
+       1,
+       "-"},
+      {"a batch spanning sources joins in each source",
+       {add('A', 1, 1), add('B', 1, 1), add('A', 2, 2), add('B', 2, 2), add('B', 3, 0), applied(2),
+        settle(), applied(1), settle()},
+       0,
+       "- | A2 B3"},
+      {"an applied head keeps its record until settled; later ones join it",
+       {add('A', 1, 1), add('A', 2, 2), applied(1), applied(2)},
+       1,
+       ""},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    AckLedger ledger;
+    CHECK(run(c.steps, ledger) == c.confirms);
+    CHECK(ledger.records() == c.records);
+  }
 }

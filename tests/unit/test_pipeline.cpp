@@ -219,3 +219,37 @@ rules:
         "{\"source\":\"A\",\"position\":\"7\",\"tables\":[\"public.t\"],\"keys\":[\"k:1\","
         "\"k:2\"],\"patterns\":[],\"revisions\":[\"rev:g1\",\"rev:g2\"],\"truncated\":false}");
 }
+
+TEST_CASE("Pipeline: ack records stay bounded while the applier holds a batch (issue 10 #5)") {
+  // Redis is down: the first batch never completes. A long stream of transactions with
+  // nothing new to apply (no rule fired, or keys already in the batch being accumulated)
+  // must not grow the ledger by one record each.
+  Rig r(kDelete);
+  r.txn(r.a, 1, {"1"});
+  REQUIRE(r.applier.handed.size() == 1);
+  constexpr Position kLast = 200001;
+  std::size_t most_records = 0;
+  for (Position pos = 2; pos <= kLast; ++pos) {
+    if (pos % 2 == 0) {
+      r.txn(r.a, pos, {});  // no rule fired
+    } else {
+      r.txn(r.a, pos, {"2"});  // coalesces into the batch waiting behind the held one
+    }
+    REQUIRE(r.pipeline.accepting());
+    most_records = std::max(most_records, r.pipeline.ack_records());
+  }
+  CHECK(most_records <= 4);
+  CHECK(r.pipeline.in_flight() == kLast);  // every transaction is still owed
+  CHECK(r.applier.handed.size() == 1);
+  CHECK(r.a.confirmed.empty());
+  // Redis is back: position 2 (nothing to apply, behind the first batch) is confirmable once
+  // the first batch is applied; everything after waits for the accumulated batch.
+  r.applier.complete(0);
+  CHECK(r.a.confirmed == std::vector<Position>{2});
+  REQUIRE(r.applier.handed.size() == 2);
+  CHECK(r.batch(1).deletes == Keys{"k:2"});
+  r.applier.complete(1);
+  CHECK(r.a.confirmed == std::vector<Position>{2, kLast});
+  CHECK(r.pipeline.stats().applied_transactions == kLast);
+  CHECK(r.pipeline.idle());
+}

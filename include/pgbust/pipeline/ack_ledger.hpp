@@ -1,13 +1,20 @@
 // The ordered-acknowledgement ledger (promise 2): each source's committed transactions in
 // commit order, each waiting for the batch that applies its invalidations; a source's
 // position is confirmed only up to its first transaction whose work is not yet applied.
+//
+// Bounded (promise 5): a transaction that becomes confirmable exactly when the record before
+// it does shares that record, which then holds the later position. That is so for one with
+// nothing to apply, one whose batch is the record's own, and any record whose batch is
+// applied (it only waits for its predecessor). So a source has at most one record more than
+// it has batches unapplied, however many transactions arrive while Redis is down.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "pgbust/core/source.hpp"
@@ -22,9 +29,10 @@ class AckLedger {
 
   // One or more consecutive committed transactions of one source.
   struct Record {
-    Position position = 0;            // of the last transaction it holds
-    std::int64_t commit_time_us = 0;  // of that transaction (0: unknown)
-    std::uint64_t transactions = 1;   // how many it holds
+    Position position = 0;             // of the last transaction it holds
+    std::int64_t commit_time_us = 0;   // of that transaction (0: unknown)
+    std::int64_t first_commit_us = 0;  // of the first (the one waiting longest; 0: unknown)
+    std::uint64_t transactions = 1;    // how many it holds
     Group group = kNothing;
     bool applied = false;
   };
@@ -32,7 +40,8 @@ class AckLedger {
   // A fresh group for the next batch (never kNothing).
   Group open_group() { return ++last_group_; }
 
-  // Records a committed transaction of `source` whose invalidations `group` applies.
+  // Records a committed transaction of `source` whose invalidations `group` applies (a group
+  // not yet marked applied).
   void add(Source& source, Position position, std::int64_t commit_time_us, Group group);
 
   // Every record of `group` is applied (its batch, second deletes included, succeeded).
@@ -47,9 +56,13 @@ class AckLedger {
   bool empty() const { return records_ == 0; }
 
  private:
-  std::unordered_map<Source*, std::deque<Record>> queues_;  // per source, commit order
-  // The unapplied records of each group (deque elements do not move on push_back/pop_front).
-  std::unordered_map<Group, std::vector<Record*>> groups_;
+  using Queue = std::list<Record>;  // per source, commit order; erasing keeps the others
+  // `later` joins `into`, the record just before it in the same queue.
+  static void absorb(Record& into, const Record& later);
+
+  std::unordered_map<Source*, Queue> queues_;
+  // The unapplied records of each group, in commit order per source.
+  std::unordered_map<Group, std::vector<std::pair<Queue*, Queue::iterator>>> groups_;
   Group last_group_ = kNothing;
   std::size_t transactions_ = 0, records_ = 0;
 };

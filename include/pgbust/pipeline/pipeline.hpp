@@ -88,6 +88,8 @@ class Pipeline : public ChangeSink, public Pollable {
   bool idle() const;
   // Transactions committed and not yet confirmed.
   std::size_t in_flight() const;
+  // Ledger records holding them (runs that become confirmable together share one).
+  std::size_t ack_records() const { return ledger_.records(); }
   const PipelineStats& stats() const { return stats_; }
   const std::map<std::string, RuleStats>& rule_stats() const { return rule_stats_; }
   // Keyed by the source's TableInfo (stable per table); `table` names it.
