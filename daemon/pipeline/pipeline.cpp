@@ -281,7 +281,7 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
   p.redelete_after = std::max(p.redelete_after, txn->redelete_after);
   add_publishes(source, position, *txn, p);
   close_txn(*txn);
-  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys) flush();
+  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys || target_.idle()) flush();
   maybe_swap_rules();
 }
 
@@ -336,10 +336,12 @@ void Pipeline::batch_done(std::shared_ptr<Pending> p) {
 }
 
 TimePoint Pipeline::deadline() const {
+  if (accumulating_ && target_.idle()) return TimePoint{};
   return redeletes_.empty() ? kNever : redeletes_.front().due;
 }
 
 void Pipeline::on_timer(TimePoint now) {
+  if (accumulating_ && target_.idle()) flush();
   while (!redeletes_.empty() && redeletes_.front().due <= now) {
     Redelete r = std::move(redeletes_.front());
     redeletes_.pop_front();

@@ -215,3 +215,35 @@ TEST_CASE("Redis paused under a long stream of key-less transactions: ack record
   CHECK(eventually([&] { return metric(addr, "pgbust_in_flight_transactions") == 0; }));
   CHECK(metric(addr, "pgbust_ack_records") == 0);
 }
+
+TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Redis") {
+  // Issue 10 #6: a bump refused with OOM under maxmemory + noeviction used to stop every
+  // later invalidation. Now later deletes go through while the bump batch is retried, and
+  // the slot is not confirmed past the failing transaction until it succeeds.
+  E2E e;
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int); CREATE TABLE plain (id int)");
+  e.start(kRules + std::string(
+                       "  - name: plain-keys\n    table: plain\n    delete: [\"plain:${id}\"]\n"),
+          "items, plain");
+  INFO(e.logs());
+  const std::string value(100 * 1024, 'x');
+  for (int i = 0; i < 10; ++i) e.redis.set("big:" + std::to_string(i), value);
+  e.set_keys({"item:1", "plain:1", "plain:2"});
+  e.redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  std::string info = e.redis.command({"INFO", "memory"}).value_or("");
+  const long long used = std::stoll(info.substr(info.find("used_memory:") + 12));
+  e.redis.command({"CONFIG", "SET", "maxmemory", std::to_string(used - 150 * 1024)});
+  REQUIRE_THROWS_WITH(e.redis.set("probe", "v"), doctest::Contains("OOM"));
+  auto before = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
+  e.pg.exec("INSERT INTO items VALUES (1, 7)");  // delete item:1, bump rev:items:7 (OOM)
+  e.pg.exec("INSERT INTO plain VALUES (1)");
+  e.pg.exec("INSERT INTO plain VALUES (2)");
+  CHECK(eventually([&] { return !e.redis.exists("plain:1") && !e.redis.exists("plain:2"); }, 20s));
+  CHECK_FALSE(e.redis.exists("item:1"));  // the failing batch's own deletes went first
+  CHECK_FALSE(e.redis.exists("rev:items:7"));
+  CHECK(lsn(e.confirmed_lsn()) <= before);
+  e.redis.command({"CONFIG", "SET", "maxmemory", "0"});
+  CHECK(eventually([&] { return e.redis.exists("rev:items:7"); }, 30s));
+  e.sync();
+  CHECK(eventually([&] { return lsn(e.confirmed_lsn()) > before; }));
+}

@@ -51,6 +51,9 @@ class FakeApplier : public Applier {
   void apply(Batch batch, std::function<void()> done) override {
     handed.push_back({std::move(batch), std::move(done), false});
   }
+  // What idle() answers: true plays an applier whose every batch waits for a retry.
+  bool idle_now = false;
+  bool idle() const override { return idle_now; }
   // Completes the i-th batch handed over (in any order the test likes).
   void complete(std::size_t i) {
     REQUIRE(i < handed.size());

@@ -253,3 +253,29 @@ TEST_CASE("Pipeline: ack records stay bounded while the applier holds a batch (i
   CHECK(r.pipeline.stats().applied_transactions == kLast);
   CHECK(r.pipeline.idle());
 }
+
+TEST_CASE("Pipeline: an applier idle behind a failing batch gets later batches at once") {
+  // Issue 10 #6: the first batch keeps failing and is set aside; later transactions must
+  // still reach the applier (not wait for a completion that does not come), and nothing is
+  // confirmed past the failing batch until it succeeds.
+  Rig r(kDelete);
+  r.txn(r.a, 1, {"1"});
+  r.txn(r.a, 2, {"2"});
+  CHECK(r.applier.handed.size() == 1);  // accumulating behind the busy applier
+  CHECK(r.pipeline.deadline() == kNever);
+  r.applier.idle_now = true;  // batch 0 failed and waits for its retry
+  CHECK(r.pipeline.deadline() == TimePoint{});
+  r.pipeline.on_timer(Clock::now());
+  REQUIRE(r.applier.handed.size() == 2);
+  CHECK(r.batch(1).deletes == Keys{"k:2"});
+  r.txn(r.a, 3, {"3"});  // still idle: handed over at commit
+  REQUIRE(r.applier.handed.size() == 3);
+  r.applier.idle_now = false;
+  r.applier.complete(1);
+  r.applier.complete(2);
+  CHECK(r.a.confirmed.empty());
+  CHECK(r.pipeline.ack_records() == 1);  // the applied ones joined the failing one's record
+  r.applier.complete(0);
+  CHECK(r.a.confirmed == std::vector<Position>{3});
+  CHECK(r.pipeline.idle());
+}

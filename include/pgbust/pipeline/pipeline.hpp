@@ -81,6 +81,8 @@ class Pipeline : public ChangeSink, public Pollable {
   int fd() const override { return -1; }
   short events() const override { return 0; }
   void on_ready(short) override {}
+  // Second deletes due; or now, when the applier sits idle (only batches waiting for a
+  // retry) while a batch accumulates.
   TimePoint deadline() const override;
   void on_timer(TimePoint now) override;
 
