@@ -543,6 +543,7 @@ struct Target::Impl {
     p.deletes_applied =
         p.deletes_applied || (!a.deletes_failed && a.del_pos == p.batch.deletes.size() &&
                               a.next_pattern == p.batch.patterns.size() && a.scans.empty());
+    if (p.failures == 0) ++stats.failing_batches;
     p.failures = std::min(p.failures + 1, 30);
     Clock::duration delay = opt.backoff_min;
     for (int i = 1; i < p.failures && delay < opt.backoff_max; ++i) delay *= 2;
@@ -638,6 +639,7 @@ struct Target::Impl {
                    failing.count, seconds(now - *failing.since));
       failing = Streak{};
     }
+    if (p.failures > 0) --stats.failing_batches;
     if (p.failures > 0 && deferred.since &&
         std::none_of(queue.begin(), queue.end(), [](const Pending& q) { return q.failures > 0; })) {
       spdlog::info(

@@ -573,11 +573,13 @@ TEST_CASE("a batch refused with OOM is set aside: later batches' deletes still g
   auto it = by.find({"persistent", "SET NX"});
   REQUIRE(it != by.end());
   CHECK(it->second >= 1);
+  CHECK(rig.target.stats().failing_batches <= 1);
   // The deletes freed memory: the set-aside bump batch goes through on a retry.
   REQUIRE(rig.run_until([&] { return done.size() == 3; }, 10s));
   CHECK(done[2] == 1);
   CHECK(redis.exists("rev:1"));
   CHECK(rig.target.queued() == 0);
+  CHECK(rig.target.stats().failing_batches == 0);
 }
 
 TEST_CASE("a set-aside batch is retried without its deletes once they all succeeded") {
@@ -593,6 +595,7 @@ TEST_CASE("a set-aside batch is retried without its deletes once they all succee
   REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 4; }));
   CHECK(rig.target.stats().unlinks == unlinked);
   CHECK_FALSE(done);
+  CHECK(rig.target.stats().failing_batches == 1);
   redis.command({"CONFIG", "SET", "maxmemory", "0"});
   REQUIRE(rig.run_until([&] { return done; }));
   CHECK(redis.exists("rev:1"));

@@ -84,6 +84,7 @@ struct Stats {
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
   std::uint64_t reconnects = 0;
+  std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
 
 // Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
