@@ -129,6 +129,33 @@ struct Streak {
   std::uint64_t count = 0;
 };
 
+// At namespace scope, not nested in Impl: clang 14 cannot default-construct a nested class
+// with member initializers (std::optional<Attempt>::emplace) inside its enclosing class.
+// One pattern's SCAN loop.
+struct ScanSlot {
+  std::size_t pattern = 0;
+  std::string cursor = "0";
+  bool scanning = false;   // a SCAN is in flight
+  bool last_page = false;  // the server said cursor 0
+  Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
+  std::size_t key_pos = 0;
+  std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
+};
+// The current batch's progress on the current connection; dropped on any failure.
+struct Attempt {
+  std::size_t batch = 0;  // its index in the queue
+  std::size_t del_pos = 0;
+  std::size_t next_pattern = 0;
+  std::vector<ScanSlot> scans;
+  std::size_t bump_pos = 0;
+  std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
+  std::vector<bool> fixed;          // bumps re-seeded once already
+  bool publishing = false;
+  std::size_t pub_pos = 0;
+  bool deletes_failed = false;  // an UNLINK or SCAN of this attempt was refused
+  std::string failed;           // the first persistent error: send nothing more, set aside
+};
+
 }  // namespace
 
 struct Target::Impl {
@@ -140,31 +167,6 @@ struct Target::Impl {
     TimePoint retry_at{};
     bool deletes_applied = false;  // an earlier attempt applied every delete and pattern
   };
-  // One pattern's SCAN loop.
-  struct ScanSlot {
-    std::size_t pattern = 0;
-    std::string cursor = "0";
-    bool scanning = false;   // a SCAN is in flight
-    bool last_page = false;  // the server said cursor 0
-    Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
-    std::size_t key_pos = 0;
-    std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
-  };
-  // The current batch's progress on the current connection; dropped on any failure.
-  struct Attempt {
-    std::size_t batch = 0;  // its index in the queue
-    std::size_t del_pos = 0;
-    std::size_t next_pattern = 0;
-    std::vector<ScanSlot> scans;
-    std::size_t bump_pos = 0;
-    std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
-    std::vector<bool> fixed;          // bumps re-seeded once already
-    bool publishing = false;
-    std::size_t pub_pos = 0;
-    bool deletes_failed = false;  // an UNLINK or SCAN of this attempt was refused
-    std::string failed;           // the first persistent error: send nothing more, set aside
-  };
-
   Options opt;
   Endpoint ep;
   State state = State::Disconnected;
