@@ -221,6 +221,7 @@ TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Re
   // later invalidation. Now later deletes go through while the bump batch is retried, and
   // the slot is not confirmed past the failing transaction until it succeeds.
   E2E e;
+  e.listen = "127.0.0.1:0";
   e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int); CREATE TABLE plain (id int)");
   e.start(kRules + std::string(
                        "  - name: plain-keys\n    table: plain\n    delete: [\"plain:${id}\"]\n"),
@@ -242,8 +243,20 @@ TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Re
   CHECK_FALSE(e.redis.exists("item:1"));  // the failing batch's own deletes went first
   CHECK_FALSE(e.redis.exists("rev:items:7"));
   CHECK(lsn(e.confirmed_lsn()) <= before);
+  // Counted by class and command, and the verdict is degraded while the batch fails.
+  const std::string addr = metrics_address(e);
+  auto scrape = [&](const std::string& path) {
+    return run({"curl", "-s", "-w", "\nHTTP %{http_code}", "--max-time", "5",
+                "http://" + addr + path})
+        .output;
+  };
+  CHECK(scrape("/metrics")
+            .find("pgbust_redis_errors_total{class=\"persistent\",command=\"SET "
+                  "NX\"}") != std::string::npos);
+  CHECK(eventually([&] { return scrape("/healthz").find("HTTP 503") != std::string::npos; }));
   e.redis.command({"CONFIG", "SET", "maxmemory", "0"});
   CHECK(eventually([&] { return e.redis.exists("rev:items:7"); }, 30s));
   e.sync();
   CHECK(eventually([&] { return lsn(e.confirmed_lsn()) > before; }));
+  CHECK(eventually([&] { return scrape("/healthz").find("HTTP 200") != std::string::npos; }));
 }
