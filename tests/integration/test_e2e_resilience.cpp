@@ -206,8 +206,8 @@ TEST_CASE("Redis paused under a long stream of key-less transactions: ack record
   // ...owes every transaction, and holds them in a handful of records.
   CHECK(metric(addr, "pgbust_in_flight_transactions") >= kStream);
   CHECK(metric(addr, "pgbust_ack_records") <= 8);
-  MESSAGE("daemon RSS with " << kStream << " transactions in flight: " << rss_kb(e.daemon->pid())
-                             << " kB");
+  MESSAGE("ack records: " << metric(addr, "pgbust_ack_records") << "; daemon RSS with " << kStream
+                          << " transactions in flight: " << rss_kb(e.daemon->pid()) << " kB");
   e.redis.resume();
   e.sync(60s);
   CHECK_FALSE(e.redis.exists("item:1"));
