@@ -97,6 +97,7 @@ struct Daemon::Impl : Pollable {
     in.redis_state = target.state();
     in.redis_server = target.describe();
     in.redis = &target.stats();
+    in.redis_error = target.last_error();
     if (redis_down_since != kNever)
       in.redis_down_seconds =
           std::chrono::duration<double>(Clock::now() - redis_down_since).count();

@@ -10,6 +10,7 @@
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/core/json.hpp"
+#include "pgbust/pipeline/publish.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace po = boost::program_options;
@@ -257,19 +258,14 @@ int explain_change(const Options& o, const std::shared_ptr<const rules::RuleSet>
                 << f.rule->redelete_after.count() << "ms\n";
     if (!f.rule->publish.empty()) publish[f.rule->publish].tables.insert(qualified);
   }
-  // The daemon's message format (daemon/pipeline.cpp); source and position are the
-  // transaction's there.
+  // The daemon's message (publish_message); source and position are the transaction's there.
   for (const auto& [channel, m] : publish) {
-    std::string msg = "{\"source\":\"explain\",\"position\":\"\",\"tables\":[";
-    bool first = true;
-    for (const auto& t : m.tables) msg += (first ? "" : ",") + json::quote(t), first = false;
-    const char* names[] = {"keys", "patterns", "revisions"};
-    for (int i = 0; i < 3; ++i) {
-      msg += std::string("],\"") + names[i] + "\":[";
-      first = true;
-      for (const auto& k : m.lists[i]) msg += (first ? "" : ",") + json::quote(k), first = false;
-    }
-    msg += "],\"truncated\":false}";
+    PublishContent content;
+    content.tables = m.tables;
+    content.keys = m.lists[0];
+    content.patterns = m.lists[1];
+    content.revisions = m.lists[2];
+    std::string msg = publish_message("explain", "", content);
     std::cout << "PUBLISH " << redis_cli_arg(channel) << " " << redis_cli_arg(msg) << "\n";
   }
   return 0;

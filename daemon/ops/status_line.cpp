@@ -60,7 +60,9 @@ Health health(const StatusInput& in) {
     if (s.lag_seconds > 10) lagging = true;
     if (!s.degraded.empty()) return Health::Degraded;
   }
-  bool redis_ok = in.redis_state == redis::State::Ready;
+  // Reachable but refusing a batch (OOM, NOPERM, ...) is not fine either: caches go stale.
+  bool redis_ok = in.redis_state == redis::State::Ready &&
+                  (in.redis == nullptr || in.redis->failing_batches == 0);
   if (!any_started && in.pipeline && in.pipeline->transactions == 0 && in.redis_down_seconds < 5 &&
       !failed && in.uptime_seconds < kStartupGraceSeconds)
     return Health::Starting;
@@ -87,6 +89,9 @@ std::string status_line(const StatusInput& in) {
   if (!in.redis_server.empty()) out += " " + in.redis_server;
   if (in.redis_state != redis::State::Ready && in.redis_down_seconds > 0)
     out += fmt::format(" (down {:.0f}s)", in.redis_down_seconds);
+  if (in.redis && in.redis->failing_batches > 0)
+    out += fmt::format(" ({} batch{} failing: {})", in.redis->failing_batches,
+                       in.redis->failing_batches == 1 ? "" : "es", in.redis_error);
   out += ";";
   out += fmt::format(" {:.1f} changes/s;", in.changes_per_second);
   if (const auto* p = in.pipeline) {

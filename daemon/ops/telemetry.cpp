@@ -4,7 +4,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace pgbust {
+
+namespace {
+constexpr const char* kRedisErrorsHelp =
+    "Redis error replies by class and command, and failed connections (class=\"connection\")";
+}  // namespace
 
 Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Target& target,
                      const std::vector<std::unique_ptr<Source>>& sources,
@@ -99,8 +106,17 @@ void Telemetry::refresh() {
         n);
   const auto& rs = target_.stats();
   set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
-  set(r.counter("pgbust_redis_errors_total", "Redis error replies and failed connections"),
-      rs.errors);
+  // Error replies by class (transient, persistent) and command; failed connections as
+  // class="connection".
+  std::uint64_t replies = 0;
+  for (const auto& [key, n] : rs.errors_by_class) {
+    set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
+                  {{"class", key.first}, {"command", key.second}}),
+        n);
+    replies += n;
+  }
+  set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp, {{"class", "connection"}}),
+      rs.errors - std::min(rs.errors, replies));
   set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
       rs.keys_deleted);
   set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
@@ -109,6 +125,10 @@ void Telemetry::refresh() {
       .set(target_.connected() ? 1 : 0);
   r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")
       .set(static_cast<double>(pipeline_.in_flight()));
+  r.gauge("pgbust_ack_records",
+          "Acknowledgement records holding the in-flight transactions (bounded by the batches "
+          "not yet applied)")
+      .set(static_cast<double>(pipeline_.ack_records()));
   for (const auto& s : sources_) {
     auto st = s->status();
     metrics::Labels l{{"source", s->name()}};

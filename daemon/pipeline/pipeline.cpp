@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <set>
 
-#include "pgbust/core/json.hpp"
 #include "pgbust/pipeline/key_set.hpp"
+#include "pgbust/pipeline/publish.hpp"
 
 namespace pgbust {
 
@@ -22,22 +22,13 @@ std::int64_t wall_us() {
 
 // What one transaction publishes on one channel.
 struct PublishInfo {
-  std::set<std::string> tables;
+  PublishContent content;
   std::set<std::string> rules;
-  std::vector<std::string> keys, patterns, revisions;
   std::unordered_set<std::string> listed;  // each key once per message, whichever rule named it
   std::size_t items = 0;
-  bool truncated = false;
 };
 
 }  // namespace
-
-struct Pipeline::AckRecord {
-  Source* source = nullptr;
-  Position position = 0;
-  std::int64_t commit_time_us = 0;
-  bool applied = false;
-};
 
 // Keys live in KeySets (one buffer per set, no allocation per key); a source's Txn is
 // cleared and reused from one transaction to the next.
@@ -75,7 +66,7 @@ struct Pipeline::Pending {
   KeySet redelete_keys, redelete_patterns;
   std::chrono::milliseconds redelete_after{0};
   std::vector<std::pair<std::string, std::string>> publishes;
-  std::vector<std::shared_ptr<AckRecord>> records;
+  AckLedger::Group group = AckLedger::kNothing;  // the transactions it applies
   std::size_t size() const {
     return deletes.size() + patterns.size() + bumps.size() + publishes.size() +
            redelete_keys.size() + redelete_patterns.size();
@@ -129,13 +120,14 @@ class Pipeline::TxnSink : public rules::Sink {
       std::string k(key);
       if (info.listed.contains(k)) return;
       if (info.items >= p_.options_.publish_max_items) {
-        info.truncated = true;
+        info.content.truncated = true;
         return;
       }
       ++info.items;
-      auto& list = action == rules::Action::Delete          ? info.keys
-                   : action == rules::Action::DeletePattern ? info.patterns
-                                                            : info.revisions;
+      auto& c = info.content;
+      auto& list = action == rules::Action::Delete          ? c.keys
+                   : action == rules::Action::DeletePattern ? c.patterns
+                                                            : c.revisions;
       info.listed.insert(k);
       list.push_back(std::move(k));
     }
@@ -150,7 +142,7 @@ class Pipeline::TxnSink : public rules::Sink {
   PublishInfo& publish_info(const rules::Rule& rule) {
     auto& info = t_.publishes[rule.publish];
     const std::string& table = t_.table_name();
-    if (!info.tables.contains(table)) info.tables.insert(table);
+    if (!info.content.tables.contains(table)) info.content.tables.insert(table);
     info.rules.insert(rule.name);
     return info;
   }
@@ -264,22 +256,20 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
   Txn* txn = nullptr;
   if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) txn = it->second.get();
   ++stats_.transactions;
-  auto record = std::make_shared<AckRecord>();
-  record->source = &source;
-  record->position = position;
-  record->commit_time_us = commit_time_us;
-  acks_[&source].push_back(record);
-
   if (!txn || (txn->total == 0 && txn->publishes.empty())) {
     // Nothing to invalidate: confirmable as soon as every earlier transaction is.
     if (txn) close_txn(*txn);
-    record->applied = true;
+    ledger_.add(source, position, commit_time_us, AckLedger::kNothing);
     settle();
     maybe_swap_rules();
     return;
   }
-  if (!accumulating_) accumulating_ = std::make_unique<Pending>();
+  if (!accumulating_) {
+    accumulating_ = std::make_unique<Pending>();
+    accumulating_->group = ledger_.open_group();
+  }
   Pending& p = *accumulating_;
+  ledger_.add(source, position, commit_time_us, p.group);
   stats_.keys += txn->deletes.size();
   stats_.patterns += txn->patterns.size();
   stats_.bumps += txn->bumps.size();
@@ -289,29 +279,20 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
   p.redelete_keys.merge(txn->redelete_keys);
   p.redelete_patterns.merge(txn->redelete_patterns);
   p.redelete_after = std::max(p.redelete_after, txn->redelete_after);
-  for (auto& [channel, info] : txn->publishes) {
-    std::string msg = "{\"source\":" + json::quote(source.name()) +
-                      ",\"position\":" + json::quote(source.format_position(position));
-    msg += ",\"tables\":[";
-    bool first = true;
-    for (const auto& t : info.tables) msg += (first ? "" : ",") + json::quote(t), first = false;
-    auto list = [&](const char* name, const std::vector<std::string>& items) {
-      msg += std::string("],\"") + name + "\":[";
-      bool f = true;
-      for (const auto& i : items) msg += (f ? "" : ",") + json::quote(i), f = false;
-    };
-    list("keys", info.keys);
-    list("patterns", info.patterns);
-    list("revisions", info.revisions);
-    msg += std::string("],\"truncated\":") + (info.truncated ? "true" : "false") + "}";
-    p.publishes.emplace_back(channel, std::move(msg));
+  add_publishes(source, position, *txn, p);
+  close_txn(*txn);
+  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys || target_.idle()) flush();
+  maybe_swap_rules();
+}
+
+void Pipeline::add_publishes(Source& source, Position position, Txn& txn, Pending& p) {
+  if (txn.publishes.empty()) return;
+  const std::string where = source.format_position(position);
+  for (auto& [channel, info] : txn.publishes) {
+    p.publishes.emplace_back(channel, publish_message(source.name(), where, info.content));
     ++stats_.publishes;
     for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
   }
-  close_txn(*txn);
-  p.records.push_back(record);
-  if (batches_in_target_ == 0 || p.size() >= options_.max_batch_keys) flush();
-  maybe_swap_rules();
 }
 
 void Pipeline::flush() {
@@ -343,30 +324,31 @@ void Pipeline::batch_done(std::shared_ptr<Pending> p) {
     for (std::size_t i = 0; i < p->redelete_patterns.size(); ++i)
       r.batch.patterns.emplace_back(p->redelete_patterns[i]);
     stats_.redeletes += r.batch.deletes.size() + r.batch.patterns.size();
-    r.records = std::move(p->records);
+    r.group = p->group;
     auto pos = std::upper_bound(redeletes_.begin(), redeletes_.end(), r.due,
                                 [](TimePoint t, const Redelete& x) { return t < x.due; });
     redeletes_.insert(pos, std::move(r));
   } else {
-    for (auto& rec : p->records) rec->applied = true;
+    ledger_.applied(p->group);
   }
   settle();
   if (accumulating_ && batches_in_target_ == 0) flush();
 }
 
 TimePoint Pipeline::deadline() const {
+  if (accumulating_ && target_.idle()) return TimePoint{};
   return redeletes_.empty() ? kNever : redeletes_.front().due;
 }
 
 void Pipeline::on_timer(TimePoint now) {
+  if (accumulating_ && target_.idle()) flush();
   while (!redeletes_.empty() && redeletes_.front().due <= now) {
     Redelete r = std::move(redeletes_.front());
     redeletes_.pop_front();
-    auto records = std::make_shared<std::vector<std::shared_ptr<AckRecord>>>(std::move(r.records));
     ++batches_in_target_;
-    target_.apply(std::move(r.batch), [this, records] {
+    target_.apply(std::move(r.batch), [this, group = r.group] {
       --batches_in_target_;
-      for (auto& rec : *records) rec->applied = true;
+      ledger_.applied(group);
       settle();
       if (accumulating_ && batches_in_target_ == 0) flush();
     });
@@ -375,34 +357,24 @@ void Pipeline::on_timer(TimePoint now) {
 
 void Pipeline::settle() {
   std::int64_t now_us = 0;
-  for (auto& [source, queue] : acks_) {
-    std::shared_ptr<AckRecord> last;
-    while (!queue.empty() && queue.front()->applied) {
-      last = std::move(queue.front());
-      queue.pop_front();
-      ++stats_.applied_transactions;
-      if (last->commit_time_us > 0) {
-        if (now_us == 0) now_us = wall_us();
-        double seconds = std::max<std::int64_t>(0, now_us - last->commit_time_us) / 1e6;
-        stats_.last_latency_seconds = seconds;
-        if (on_latency) on_latency(seconds);
-      }
-    }
-    if (last) source->confirm(last->position);
-  }
+  auto seconds_since = [&](std::int64_t commit_us) {
+    if (now_us == 0) now_us = wall_us();
+    return std::max<std::int64_t>(0, now_us - commit_us) / 1e6;
+  };
+  ledger_.settle([&](const AckLedger::Record& r) {
+    stats_.applied_transactions += r.transactions;
+    // One latency sample per record: its oldest transaction's, the longest wait in the run.
+    if (r.first_commit_us > 0 && on_latency) on_latency(seconds_since(r.first_commit_us));
+    if (r.commit_time_us > 0) stats_.last_latency_seconds = seconds_since(r.commit_time_us);
+  });
 }
 
 bool Pipeline::idle() const {
-  if (accumulating_ || batches_in_target_ != 0 || !redeletes_.empty()) return false;
-  for (const auto& [source, queue] : acks_)
-    if (!queue.empty()) return false;
-  return true;
+  return !accumulating_ && batches_in_target_ == 0 && redeletes_.empty() && ledger_.empty();
 }
 
 std::size_t Pipeline::in_flight() const {
-  std::size_t n = 0;
-  for (const auto& [source, queue] : acks_) n += queue.size();
-  return n;
+  return ledger_.transactions();
 }
 
 }  // namespace pgbust

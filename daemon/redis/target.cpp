@@ -10,6 +10,7 @@
 #include <random>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
 namespace pgbust::redis {
@@ -128,35 +129,44 @@ struct Streak {
   std::uint64_t count = 0;
 };
 
+// At namespace scope, not nested in Impl: clang 14 cannot default-construct a nested class
+// with member initializers (std::optional<Attempt>::emplace) inside its enclosing class.
+// One pattern's SCAN loop.
+struct ScanSlot {
+  std::size_t pattern = 0;
+  std::string cursor = "0";
+  bool scanning = false;   // a SCAN is in flight
+  bool last_page = false;  // the server said cursor 0
+  Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
+  std::size_t key_pos = 0;
+  std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
+};
+// The current batch's progress on the current connection; dropped on any failure.
+struct Attempt {
+  std::size_t batch = 0;  // its index in the queue
+  std::size_t del_pos = 0;
+  std::size_t next_pattern = 0;
+  std::vector<ScanSlot> scans;
+  std::size_t bump_pos = 0;
+  std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
+  std::vector<bool> fixed;          // bumps re-seeded once already
+  bool publishing = false;
+  std::size_t pub_pos = 0;
+  bool deletes_failed = false;  // an UNLINK or SCAN of this attempt was refused
+  std::string failed;           // the first persistent error: send nothing more, set aside
+};
+
 }  // namespace
 
 struct Target::Impl {
   struct Pending {
     Batch batch;
     std::function<void()> done;
+    // Set aside after a persistent error: retried from retry_at while later batches go on.
+    int failures = 0;
+    TimePoint retry_at{};
+    bool deletes_applied = false;  // an earlier attempt applied every delete and pattern
   };
-  // One pattern's SCAN loop.
-  struct ScanSlot {
-    std::size_t pattern = 0;
-    std::string cursor = "0";
-    bool scanning = false;   // a SCAN is in flight
-    bool last_page = false;  // the server said cursor 0
-    Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
-    std::size_t key_pos = 0;
-    std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
-  };
-  // The current batch's progress on the current connection; dropped on any failure.
-  struct Attempt {
-    std::size_t del_pos = 0;
-    std::size_t next_pattern = 0;
-    std::vector<ScanSlot> scans;
-    std::size_t bump_pos = 0;
-    std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
-    std::vector<bool> fixed;          // bumps re-seeded once already
-    bool publishing = false;
-    std::size_t pub_pos = 0;
-  };
-
   Options opt;
   Endpoint ep;
   State state = State::Disconnected;
@@ -173,8 +183,9 @@ struct Target::Impl {
   std::optional<Attempt> attempt;
   Stats stats;
   std::string last_error;
-  Streak outage;   // Redis unreachable (connect, handshake, I/O, timeouts)
-  Streak failing;  // commands answered with errors
+  Streak outage;    // Redis unreachable (connect, handshake, I/O, timeouts)
+  Streak failing;   // commands answered with transient errors
+  Streak deferred;  // batches set aside after persistent errors
   std::mt19937_64 rng{std::random_device{}()};
   std::vector<std::string_view> argv;  // scratch for UNLINK chunks
   std::string scan_count;
@@ -295,8 +306,11 @@ struct Target::Impl {
 
   // --- replies -------------------------------------------------------------------------
 
+  Pending& current() { return queue[attempt->batch]; }
+
   std::string command_text(const Expect& e) const {
-    const Batch& b = queue.front().batch;
+    if (!attempt) return std::string(command_name(e.kind));
+    const Batch& b = queue[attempt->batch].batch;
     switch (e.kind) {
       case Kind::Unlink:
         return fmt::format("UNLINK of {} keys", e.count);
@@ -357,7 +371,7 @@ struct Target::Impl {
           spdlog::warn(
               "{}: bump key '{}' holds something that is not a counter ({}); "
               "unlinking it and seeding a new counter",
-              where(), printable(queue.front().batch.bumps[e.index]), reply_text(r.get()));
+              where(), printable(current().batch.bumps[e.index]), reply_text(r.get()));
           return true;
         }
         if (!error) ++stats.bumps;
@@ -378,15 +392,41 @@ struct Target::Impl {
       case Kind::SetNx:
         break;
     }
-    if (error) {
-      fail(where() + ": " + command_text(e) + " failed: " + reply_text(r.get()), false, now);
-      return false;
-    }
+    if (error) return command_failed(e, r.get(), now);
     if (state == State::Handshake && in_flight.empty()) become_ready(now);
     return true;
   }
 
+  void note_error(ErrorClass cls, Kind kind) {
+    ++stats.errors_by_class[{std::string(to_string(cls)), std::string(command_name(kind))}];
+  }
+
+  // A batch command answered with an error. Transient (the server cannot serve now):
+  // reconnect with backoff and apply the batch again. Persistent (OOM, NOPERM, ...): finish
+  // this attempt without sending more, then set the batch aside and go on with later ones,
+  // so one failing command does not stop every later invalidation. Their done() may then
+  // run first; the pipeline still confirms in order. False when the connection is gone.
+  bool command_failed(const Expect& e, const redisReply* r, TimePoint now) {
+    const std::string_view text(r->str, r->len);
+    const ErrorClass cls = classify_error(text);
+    note_error(cls, e.kind);
+    std::string msg = fmt::format("{}: {} failed: {} ({}", where(), command_text(e), reply_text(r),
+                                  to_string(cls));
+    if (auto hint = error_hint(text); !hint.empty()) msg += fmt::format("; {}", hint);
+    msg += ")";
+    if (cls == ErrorClass::Transient || !attempt) {  // no batch: a handshake command
+      fail(msg, false, now);
+      return false;
+    }
+    ++stats.errors;
+    last_error = msg;
+    if (e.kind == Kind::Unlink || e.kind == Kind::Scan) attempt->deletes_failed = true;
+    if (attempt->failed.empty()) attempt->failed = std::move(msg);
+    return true;
+  }
+
   bool scan_reply(const Expect& e, Reply r, TimePoint now) {
+    if (!attempt->failed.empty()) return true;  // being set aside: the page is not needed
     auto slot = std::find_if(attempt->scans.begin(), attempt->scans.end(),
                              [&](const ScanSlot& s) { return s.pattern == e.index; });
     bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -454,16 +494,92 @@ struct Target::Impl {
     }
   }
 
+  // The next batch to work on: the first not set aside, when Redis is ready or it is empty
+  // (an empty batch completes even while Redis is down), else a set-aside one whose retry is
+  // due. Batches not set aside go strictly in order.
+  std::optional<std::size_t> next_batch(TimePoint now) const {
+    std::optional<std::size_t> due;
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      const Pending& p = queue[i];
+      if (p.failures > 0) {  // set aside: never holds later batches back
+        if (!due && state == State::Ready && p.retry_at <= now) due = i;
+        continue;
+      }
+      if (due) return due;  // earlier than this one
+      if (p.batch.empty() || state == State::Ready) return i;
+      return std::nullopt;
+    }
+    return due;
+  }
+
+  // When next_batch() will have one; kNever when only new work or a reconnect can bring one.
+  TimePoint next_batch_time() const {
+    TimePoint t = kNever;
+    for (const Pending& p : queue) {
+      if (p.failures > 0) {
+        if (state == State::Ready) t = std::min(t, p.retry_at);
+        continue;
+      }
+      if (p.batch.empty() || state == State::Ready) return TimePoint{};
+      break;
+    }
+    return t;
+  }
+
+  void start_attempt(std::size_t i) {
+    const Pending& p = queue[i];
+    Attempt& a = attempt.emplace();
+    a.batch = i;
+    a.fixed.assign(p.batch.bumps.size(), false);
+    if (p.deletes_applied) {  // retried for its bumps or publishes: do not delete again
+      a.del_pos = p.batch.deletes.size();
+      a.next_pattern = p.batch.patterns.size();
+    }
+  }
+
+  // The current attempt met a persistent error and every reply of it is in: retry the batch
+  // later, with a delay growing per failure, and let later batches go first.
+  void set_aside(TimePoint now) {
+    Pending& p = current();
+    const Attempt& a = *attempt;
+    p.deletes_applied =
+        p.deletes_applied || (!a.deletes_failed && a.del_pos == p.batch.deletes.size() &&
+                              a.next_pattern == p.batch.patterns.size() && a.scans.empty());
+    if (p.failures == 0) ++stats.failing_batches;
+    p.failures = std::min(p.failures + 1, 30);
+    Clock::duration delay = opt.backoff_min;
+    for (int i = 1; i < p.failures && delay < opt.backoff_max; ++i) delay *= 2;
+    delay = std::min<Clock::duration>(delay, opt.backoff_max);
+    p.retry_at = now + delay;
+    ++deferred.count;
+    const bool first = !deferred.since;
+    if (first || now - deferred.logged >= opt.log_interval) {
+      if (first) deferred.since = now;
+      deferred.logged = now;
+      spdlog::error(
+          "{}; the batch is retried in {} (attempt {}{}), later batches go on; "
+          "nothing after it is confirmed until it succeeds",
+          a.failed, seconds(delay), p.failures,
+          first ? "" : fmt::format(", failing for {}", seconds(now - *deferred.since)));
+    } else {
+      spdlog::debug("{}", a.failed);
+    }
+    attempt.reset();
+  }
+
   // Sends what the current batch allows; true when it completed a batch (call again).
   bool pump(TimePoint now) {
-    if (queue.empty()) return false;
-    if (!attempt && queue.front().batch.empty()) return complete(now);
-    if (state != State::Ready) return false;
-    if (!attempt) {
-      attempt.emplace();
-      attempt->fixed.assign(queue.front().batch.bumps.size(), false);
+    if (attempt && !attempt->failed.empty()) {
+      if (!in_flight.empty()) return false;  // its replies first
+      set_aside(now);
     }
-    const Batch& b = queue.front().batch;
+    if (!attempt) {
+      auto next = next_batch(now);
+      if (!next) return false;
+      if (queue[*next].batch.empty()) return complete(*next, now);
+      start_attempt(*next);
+    }
+    const Batch& b = current().batch;
     Attempt& a = *attempt;
     const std::string seed = unix_micros();
     auto room = [&](std::size_t n) {
@@ -489,6 +605,8 @@ struct Target::Impl {
         continue;
       }
       if (pattern_step(b, now)) continue;
+      // Deletes first: bumps (which a full Redis refuses) wait for every pattern to finish.
+      if (!a.scans.empty() || a.next_pattern < b.patterns.size()) break;
       if (a.bump_pos < b.bumps.size()) {
         if (!room(2)) break;
         std::string_view key = b.bumps[a.bump_pos];
@@ -498,7 +616,7 @@ struct Target::Impl {
         continue;
       }
       // Publish only once everything else of the batch has been answered.
-      if (!a.publishing && (!a.scans.empty() || !in_flight.empty())) break;
+      if (!a.publishing && !in_flight.empty()) break;
       a.publishing = true;
       if (a.pub_pos < b.publishes.size()) {
         const auto& [channel, message] = b.publishes[a.pub_pos];
@@ -508,13 +626,14 @@ struct Target::Impl {
       }
       break;
     }
-    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty()) return complete(now);
+    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty())
+      return complete(a.batch, now);
     return false;
   }
 
-  bool complete(TimePoint now) {
-    Pending p = std::move(queue.front());
-    queue.pop_front();
+  bool complete(std::size_t i, TimePoint now) {
+    Pending p = std::move(queue[i]);
+    queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(i));
     attempt.reset();
     if (!p.batch.empty()) failures = 0;
     if (failing.since) {
@@ -522,8 +641,24 @@ struct Target::Impl {
                    failing.count, seconds(now - *failing.since));
       failing = Streak{};
     }
+    if (p.failures > 0) --stats.failing_batches;
+    if (p.failures > 0 && deferred.since &&
+        std::none_of(queue.begin(), queue.end(), [](const Pending& q) { return q.failures > 0; })) {
+      spdlog::info(
+          "redis {}: every batch set aside is applied now, after {} failed attempts "
+          "over {}",
+          ep.describe(), deferred.count, seconds(now - *deferred.since));
+      deferred = Streak{};
+    }
     if (p.done) p.done();
     return true;
+  }
+
+  // True when every batch still queued is set aside and not yet due (or none is queued).
+  bool idle(TimePoint now) const {
+    if (attempt) return false;
+    return std::all_of(queue.begin(), queue.end(),
+                       [&](const Pending& p) { return p.failures > 0 && p.retry_at > now; });
   }
 
   // Runs the applier until it waits on Redis, then sends what it queued.
@@ -609,8 +744,11 @@ struct Target::Impl {
 
   TimePoint deadline() const {
     if (closed) return kNever;
-    if (!queue.empty() && !attempt && (state == State::Ready || queue.front().batch.empty()))
-      return TimePoint{};  // work to start now
+    const TimePoint work = attempt ? kNever : next_batch_time();
+    return std::min(work, connection_deadline());
+  }
+
+  TimePoint connection_deadline() const {
     switch (state) {
       case State::Disconnected:
         return TimePoint{};
@@ -640,6 +778,9 @@ void Target::apply(Batch batch, std::function<void()> done) {
 
 std::size_t Target::queued() const {
   return impl_->queue.size();
+}
+bool Target::idle() const {
+  return impl_->idle(Clock::now());
 }
 State Target::state() const {
   return impl_->state;

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "e2e.hpp"
@@ -151,4 +153,124 @@ TEST_CASE("an idle slot keeps advancing with unrelated write traffic") {
   auto end = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
   REQUIRE(end > start);
   CHECK(eventually([&] { return lsn(e.confirmed_lsn()) >= end; }, 30s));
+}
+
+namespace {
+
+// The value of an unlabelled metric in the daemon's /metrics, or -1 when absent.
+double metric(const std::string& addr, const std::string& name) {
+  auto r = run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
+  auto at = r.output.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(r.output.substr(at + name.size() + 2));
+}
+
+std::string metrics_address(E2E& e) {
+  std::string addr;
+  eventually([&] {
+    std::string out = e.daemon->output();
+    auto at = out.find("metrics on http://");
+    if (at == std::string::npos) return false;
+    at += std::string("metrics on http://").size();
+    addr = out.substr(at, out.find_first_of(" \n", at) - at);
+    return true;
+  });
+  REQUIRE_FALSE(addr.empty());
+  return addr;
+}
+
+// Resident memory of a process in kB (VmRSS), or -1.
+long rss_kb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("Redis paused under a long stream of key-less transactions: ack records stay bounded") {
+  // Issue 10 #5: while Redis is down, transactions with nothing new to apply (no rule fired,
+  // or keys already waiting in the accumulating batch) kept being read, each leaving a record.
+  E2E e;
+  e.listen = "127.0.0.1:0";
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int); CREATE TABLE unrelated (v int)");
+  e.pg.exec(
+      "CREATE PROCEDURE stream(n int) LANGUAGE plpgsql AS $$ BEGIN FOR i IN 1..n LOOP "
+      "IF i % 2 = 0 THEN INSERT INTO unrelated VALUES (i); "
+      "ELSE UPDATE items SET grp = i WHERE id = 2; END IF; COMMIT; END LOOP; END $$");
+  e.pg.exec("INSERT INTO items VALUES (1, 0), (2, 0)");
+  e.start(
+      "version: 1\nrules:\n  - name: item-keys\n    table: items\n"
+      "    delete: [\"item:${id}\"]\n",
+      "items, unrelated");
+  INFO(e.logs());
+  const std::string addr = metrics_address(e);
+  e.redis.set("item:1", "cached");
+  e.redis.set("item:2", "cached");
+  e.redis.pause();
+  e.pg.exec("UPDATE items SET grp = 1 WHERE id = 1");  // its batch waits for Redis
+  constexpr int kStream = 20000;
+  const double before = metric(addr, "pgbust_transactions_total");
+  e.pg.exec("CALL stream(" + std::to_string(kStream) + ")");
+  // The daemon reads the whole stream (nothing adds a batch, so no back-pressure)...
+  bool read_all = eventually(
+      [&] { return metric(addr, "pgbust_transactions_total") >= before + kStream + 1; }, 60s);
+  CHECK(read_all);
+  // ...owes every transaction, and holds them in a handful of records.
+  CHECK(metric(addr, "pgbust_in_flight_transactions") >= kStream);
+  CHECK(metric(addr, "pgbust_ack_records") <= 8);
+  MESSAGE("ack records: " << metric(addr, "pgbust_ack_records") << "; daemon RSS with " << kStream
+                          << " transactions in flight: " << rss_kb(e.daemon->pid()) << " kB");
+  e.redis.resume();
+  e.sync(60s);
+  CHECK_FALSE(e.redis.exists("item:1"));
+  CHECK_FALSE(e.redis.exists("item:2"));
+  CHECK(eventually([&] { return metric(addr, "pgbust_in_flight_transactions") == 0; }));
+  CHECK(metric(addr, "pgbust_ack_records") == 0);
+}
+
+TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Redis") {
+  // Issue 10 #6: a bump refused with OOM under maxmemory + noeviction used to stop every
+  // later invalidation. Now later deletes go through while the bump batch is retried, and
+  // the slot is not confirmed past the failing transaction until it succeeds.
+  E2E e;
+  e.listen = "127.0.0.1:0";
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int); CREATE TABLE plain (id int)");
+  e.start(kRules + std::string(
+                       "  - name: plain-keys\n    table: plain\n    delete: [\"plain:${id}\"]\n"),
+          "items, plain");
+  INFO(e.logs());
+  const std::string value(100 * 1024, 'x');
+  for (int i = 0; i < 10; ++i) e.redis.set("big:" + std::to_string(i), value);
+  e.set_keys({"item:1", "plain:1", "plain:2"});
+  e.redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  std::string info = e.redis.command({"INFO", "memory"}).value_or("");
+  const long long used = std::stoll(info.substr(info.find("used_memory:") + 12));
+  e.redis.command({"CONFIG", "SET", "maxmemory", std::to_string(used - 150 * 1024)});
+  REQUIRE_THROWS_WITH(e.redis.set("probe", "v"), doctest::Contains("OOM"));
+  auto before = lsn(*e.pg.scalar("SELECT pg_current_wal_lsn()::text"));
+  e.pg.exec("INSERT INTO items VALUES (1, 7)");  // delete item:1, bump rev:items:7 (OOM)
+  e.pg.exec("INSERT INTO plain VALUES (1)");
+  e.pg.exec("INSERT INTO plain VALUES (2)");
+  CHECK(eventually([&] { return !e.redis.exists("plain:1") && !e.redis.exists("plain:2"); }, 20s));
+  CHECK_FALSE(e.redis.exists("item:1"));  // the failing batch's own deletes went first
+  CHECK_FALSE(e.redis.exists("rev:items:7"));
+  CHECK(lsn(e.confirmed_lsn()) <= before);
+  // Counted by class and command, and the verdict is degraded while the batch fails.
+  const std::string addr = metrics_address(e);
+  auto scrape = [&](const std::string& path) {
+    return run({"curl", "-s", "-w", "\nHTTP %{http_code}", "--max-time", "5",
+                "http://" + addr + path})
+        .output;
+  };
+  CHECK(scrape("/metrics")
+            .find("pgbust_redis_errors_total{class=\"persistent\",command=\"SET "
+                  "NX\"}") != std::string::npos);
+  CHECK(eventually([&] { return scrape("/healthz").find("HTTP 503") != std::string::npos; }));
+  e.redis.command({"CONFIG", "SET", "maxmemory", "0"});
+  CHECK(eventually([&] { return e.redis.exists("rev:items:7"); }, 30s));
+  e.sync();
+  CHECK(eventually([&] { return lsn(e.confirmed_lsn()) > before; }));
+  CHECK(eventually([&] { return scrape("/healthz").find("HTTP 200") != std::string::npos; }));
 }

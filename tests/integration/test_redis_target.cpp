@@ -523,3 +523,80 @@ TEST_CASE("a large batch (200k keys, and a pattern over them) streams through wi
   // 200000 keys in UNLINKs of 512: 391 commands, plus the SCAN pages and their UNLINKs.
   CHECK(rig.target.stats().commands >= 391 + 50);
 }
+
+namespace {
+
+// A used_memory-style field of INFO memory.
+long long info_memory(pgbust::test::Redis& redis, const std::string& field) {
+  std::string info = redis.command({"INFO", "memory"}).value_or("");
+  auto at = info.find(field + ":");
+  REQUIRE(at != std::string::npos);
+  return std::stoll(info.substr(at + field.size() + 1));
+}
+
+// Writes `count` values of 100 kB (big:0, big:1, ...), then sets maxmemory 150 kB below
+// what the server uses, with noeviction: every command that may allocate (SET, INCR) is
+// refused with OOM until two of them are deleted.
+void fill_past_maxmemory(pgbust::test::Redis& redis, int count) {
+  const std::string value(100 * 1024, 'x');
+  for (int i = 0; i < count; ++i) redis.set("big:" + std::to_string(i), value);
+  redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  const long long used = info_memory(redis, "used_memory");
+  redis.command({"CONFIG", "SET", "maxmemory", std::to_string(used - 150 * 1024)});
+  CHECK_THROWS_WITH(redis.set("probe", "v"), doctest::Contains("OOM"));
+}
+
+}  // namespace
+
+TEST_CASE("a batch refused with OOM is set aside: later batches' deletes still go through") {
+  // Issue 10 #6: under maxmemory + noeviction a bump's SET NX fails with OOM. That batch must
+  // not stop every later invalidation: later deletes (which Redis accepts, and which free
+  // memory) are applied while it is retried, and it completes once memory is free again.
+  pgbust::test::Redis redis;
+  fill_past_maxmemory(redis, 10);
+  Rig rig(fast(redis.url()));
+  std::vector<int> done;
+  rig.target.apply(make({}, {}, {"rev:1"}), [&] { done.push_back(1); });  // OOM
+  rig.target.apply(make({"big:0", "big:1"}), [&] { done.push_back(2); });
+  rig.target.apply(make({"big:2"}), [&] { done.push_back(3); });
+  // The later deletes complete, though the bump batch before them failed.
+  REQUIRE(rig.run_until([&] { return done.size() >= 2; }, 10s));
+  CHECK(done[0] == 2);
+  CHECK(done[1] == 3);
+  CHECK_FALSE(redis.exists("big:0"));
+  CHECK_FALSE(redis.exists("big:1"));
+  CHECK_FALSE(redis.exists("big:2"));
+  CHECK(redis.exists("big:3"));
+  CHECK(rig.target.last_error().find("rev:1 failed: OOM") != std::string::npos);
+  CHECK(rig.target.last_error().find("persistent") != std::string::npos);
+  const auto& by = rig.target.stats().errors_by_class;
+  auto it = by.find({"persistent", "SET NX"});
+  REQUIRE(it != by.end());
+  CHECK(it->second >= 1);
+  CHECK(rig.target.stats().failing_batches <= 1);
+  // The deletes freed memory: the set-aside bump batch goes through on a retry.
+  REQUIRE(rig.run_until([&] { return done.size() == 3; }, 10s));
+  CHECK(done[2] == 1);
+  CHECK(redis.exists("rev:1"));
+  CHECK(rig.target.queued() == 0);
+  CHECK(rig.target.stats().failing_batches == 0);
+}
+
+TEST_CASE("a set-aside batch is retried without its deletes once they all succeeded") {
+  pgbust::test::Redis redis;
+  fill_past_maxmemory(redis, 10);
+  Rig rig(fast(redis.url()));
+  bool done = false;
+  rig.target.apply(make({"gone:1"}, {"gone:p:*"}, {"rev:1"}), [&] { done = true; });
+  REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 2; }));
+  // Deleted once, before the bump failed; a key written since is not deleted by the retries.
+  const auto unlinked = rig.target.stats().unlinks;
+  CHECK(unlinked == 1);
+  REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 4; }));
+  CHECK(rig.target.stats().unlinks == unlinked);
+  CHECK_FALSE(done);
+  CHECK(rig.target.stats().failing_batches == 1);
+  redis.command({"CONFIG", "SET", "maxmemory", "0"});
+  REQUIRE(rig.run_until([&] { return done; }));
+  CHECK(redis.exists("rev:1"));
+}

@@ -24,13 +24,20 @@ struct Batch {
   }
 };
 
-// Applies batches in the order they were handed over. `done` runs from the event loop (never
-// inside apply()) once every command of the batch has succeeded; for a batch that never
-// succeeds it never runs, so nothing past it is acknowledged (promise 2).
+// Applies batches, starting them in the order they were handed over. `done` runs from the
+// event loop (never inside apply()) once every command of the batch has succeeded; for a
+// batch that never succeeds it never runs. A batch that keeps failing may be retried while
+// later ones go on, so `done` may run out of order: the pipeline confirms positions in
+// commit order regardless, so nothing past a failing batch is acknowledged (promise 2).
 class Applier {
  public:
   virtual ~Applier() = default;
   virtual void apply(Batch batch, std::function<void()> done) = 0;
+  // True when no batch handed over is being worked on (each one left waits for a retry), so
+  // one handed over now starts at once: the pipeline then hands over what it accumulated
+  // instead of waiting for a completion. Default: only when nothing is handed over, which
+  // the pipeline knows itself.
+  virtual bool idle() const { return false; }
 };
 
 }  // namespace pgbust

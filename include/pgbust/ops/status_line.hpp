@@ -21,6 +21,7 @@ struct StatusInput {
   std::string redis_server;
   double redis_down_seconds = 0;  // how long Redis has been unreachable
   const redis::Stats* redis = nullptr;
+  std::string redis_error;          // the target's last error, shown while batches are failing
   double changes_per_second = 0;    // over the last interval
   std::size_t in_flight = 0;        // transactions committed, not yet confirmed
   std::int64_t wal_warn_bytes = 0;  // slot lag above this degrades health

@@ -18,6 +18,7 @@
 #include "pgbust/core/applier.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
+#include "pgbust/pipeline/ack_ledger.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace pgbust {
@@ -80,6 +81,8 @@ class Pipeline : public ChangeSink, public Pollable {
   int fd() const override { return -1; }
   short events() const override { return 0; }
   void on_ready(short) override {}
+  // Second deletes due; or now, when the applier sits idle (only batches waiting for a
+  // retry) while a batch accumulates.
   TimePoint deadline() const override;
   void on_timer(TimePoint now) override;
 
@@ -87,6 +90,8 @@ class Pipeline : public ChangeSink, public Pollable {
   bool idle() const;
   // Transactions committed and not yet confirmed.
   std::size_t in_flight() const;
+  // Ledger records holding them (runs that become confirmable together share one).
+  std::size_t ack_records() const { return ledger_.records(); }
   const PipelineStats& stats() const { return stats_; }
   const std::map<std::string, RuleStats>& rule_stats() const { return rule_stats_; }
   // Keyed by the source's TableInfo (stable per table); `table` names it.
@@ -99,7 +104,6 @@ class Pipeline : public ChangeSink, public Pollable {
  private:
   struct Txn;
   struct Pending;
-  struct AckRecord;
   class TxnSink;
 
   Txn& txn_for(Source& source);
@@ -108,6 +112,7 @@ class Pipeline : public ChangeSink, public Pollable {
   void maybe_swap_rules();
   void flush();
   void batch_done(std::shared_ptr<Pending> pending);
+  void add_publishes(Source& source, Position position, Txn& txn, Pending& pending);
   void settle();
 
   std::shared_ptr<const rules::RuleSet> rules_;
@@ -130,11 +135,11 @@ class Pipeline : public ChangeSink, public Pollable {
   std::unique_ptr<Pending> accumulating_;  // committed, not yet sent
   std::size_t batches_in_target_ = 0;
   // Committed transactions not yet confirmed, per source, in commit order.
-  std::unordered_map<Source*, std::deque<std::shared_ptr<AckRecord>>> acks_;
+  AckLedger ledger_;
   struct Redelete {
     TimePoint due;
     Batch batch;
-    std::vector<std::shared_ptr<AckRecord>> records;
+    AckLedger::Group group;  // the records it holds back
   };
   std::deque<Redelete> redeletes_;  // due times are nondecreasing per delay; sorted on insert
 };

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -72,14 +73,18 @@ std::string_view to_string(State s);
 using pgbust::Batch;
 
 struct Stats {
-  std::uint64_t commands = 0;      // commands answered
-  std::uint64_t errors = 0;        // error replies and failed connections
+  std::uint64_t commands = 0;  // commands answered
+  std::uint64_t errors = 0;    // error replies and failed connections
+  // Error replies by (class, command): ("persistent", "SET NX"), ("transient", "UNLINK"), ...
+  // Failed connections are the rest of `errors`.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> errors_by_class;
   std::uint64_t keys_deleted = 0;  // sum of UNLINK replies
   std::uint64_t unlinks = 0;       // keys asked to be unlinked (existing or not)
   std::uint64_t patterns = 0;      // pattern deletes completed
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
   std::uint64_t reconnects = 0;
+  std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
 
 // Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
@@ -90,12 +95,17 @@ struct Stats {
 // BackingOff (exponential from backoff_min to backoff_max, with jitter) -> Connecting.
 //
 // Failure semantics (promise 2): a broken connection, a command unanswered for
-// command_timeout, or an error reply (OOM, READONLY, NOPERM, ...) abandons the current
-// attempt of the batch; the connection is closed and the batch is applied again from its
-// start after reconnecting. done() is never called for a batch with a failed command. Such
-// errors are logged (with the server and Redis's own text) when they start and then every
-// log_interval while they last, so a command that keeps failing shows in the log and in
-// stats().errors / last_error() instead of wedging silently.
+// command_timeout, or a transient error reply (LOADING, BUSY, READONLY, ...; see errors.hpp)
+// abandons the current attempt of the batch; the connection is closed and the batch is
+// applied again from its start after reconnecting. A persistent error reply (OOM, NOPERM,
+// unknown command, ...) sets the batch aside instead: it is retried after a delay growing
+// from backoff_min to backoff_max, without its deletes when those all succeeded, while later
+// batches are applied, so one failing command does not stop every later invalidation. So
+// done() may run for a later batch first; it is never called for a batch with a failed
+// command. Within a batch deletes go first: UNLINKs, then every pattern loop, then bumps,
+// then publishes. Errors are logged (with the server, Redis's own text and their class) when
+// they start and then every log_interval while they last, and counted in stats().errors and
+// stats().errors_by_class, so a command that keeps failing never wedges silently.
 //
 // Bumps: `SET key <now in µs since the epoch> NX` then `INCR key`. A counter that was evicted
 // (or never existed) restarts from the current time in microseconds, above any value it held
@@ -112,10 +122,13 @@ class Target : public Pollable, public Applier {
   ~Target() override;
 
   // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
-  // has succeeded. Batches complete in the order they were queued; an empty batch at the
-  // head completes on the next round even while Redis is down.
+  // has succeeded. Batches are started in the order they were queued and complete in that
+  // order unless one is set aside (see above); an empty batch completes on the next round
+  // even while Redis is down.
   void apply(Batch batch, std::function<void()> done) override;
   std::size_t queued() const;  // batches not yet completed
+  // Every queued batch is set aside after a persistent error and not yet due (or none is).
+  bool idle() const override;
   State state() const;
   bool connected() const { return state() == State::Ready; }
   const Stats& stats() const;
