@@ -40,10 +40,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tz.hpp"
 
 namespace pgbust::rules::detail {
 
@@ -78,13 +81,23 @@ enum class FilterKind : std::uint8_t {
   Md5,
   Sha256,
   Default,
-  PyBool
+  PyBool,
+  Tz
 };
 
 struct Filter {
-  FilterKind kind;
+  FilterKind kind = FilterKind::Lower;
   std::size_t n = 0;  // md5 / sha256 digits
-  std::string arg;    // default's text
+  std::string arg;    // default's text; the zone name as written (tz, date, month, week_start)
+  std::shared_ptr<const Zone> zone;  // tz, and date / month / week_start with a zone
+  bool zone_from_rule = false;       // the zone is the rule's `timezone:`, not an argument
+};
+
+// Where the zone names of tz / date / month / week_start filters are looked up, and the
+// rule's `timezone:` (the zone of those filters when they have no argument).
+struct ZoneContext {
+  ZoneCache* cache = nullptr;             // null: a cache for one parse_template call
+  std::shared_ptr<const Zone> rule_zone;  // null: no rule-level timezone
 };
 
 // What a placeholder reads: a column (None), metadata, or a group (a sub-template).
@@ -123,7 +136,8 @@ struct Template {
 };
 
 // Parses `text`; column names are interned into `slots`. nullopt on success.
-std::optional<ParseError> parse_template(std::string_view text, Slots& slots, Template& out);
+std::optional<ParseError> parse_template(std::string_view text, Slots& slots, Template& out,
+                                         const ZoneContext& zones = {});
 
 // An SQL identifier at s[i]: unquoted (folded to lower case) or "quoted". Advances i.
 // Returns nullopt (i unchanged) when there is none; sets `error` for a malformed quoted one.
