@@ -53,12 +53,11 @@ std::pair<FilterResult, std::string> filtered(const std::string& tmpl, const cha
   return {r, out};
 }
 
-// Offset of `tz` (a zone name or POSIX TZ string) at t by the C library; single-threaded test.
-long libc_offset(const char* tz, std::int64_t t) {
+// Offset at t by the C library under the current TZ (set by the single-threaded test).
+long libc_offset(std::int64_t t) {
   auto tt = static_cast<std::time_t>(t);
   std::tm tm{};
-  REQUIRE(localtime_r(&tt, &tm) != nullptr);
-  (void)tz;
+  if (localtime_r(&tt, &tm) == nullptr) return -1000000;
   return tm.tm_gmtoff;
 }
 
@@ -204,9 +203,9 @@ TEST_CASE("zone files: a sweep from 1850 to 2150 agrees with the C library") {
     // Every 7 days, 1 hour and 7 seconds: all times of day and weekdays over the years.
     for (std::int64_t t = epoch("1850-01-01 00:00:00"); t < epoch("2150-01-01 00:00:00");
          t += 7 * 86400 + 3607) {
-      if (z->offset_at(t) != libc_offset(name, t) && ++mismatches <= 3)
+      if (z->offset_at(t) != libc_offset(t) && ++mismatches <= 3)
         CHECK_MESSAGE(false,
-                      "t=" << t << " ours=" << z->offset_at(t) << " libc=" << libc_offset(name, t));
+                      "t=" << t << " ours=" << z->offset_at(t) << " libc=" << libc_offset(t));
     }
     CHECK(mismatches == 0);
   }
