@@ -21,16 +21,30 @@
 //   trim             strips ASCII spaces, tabs, CR and LF at both ends
 //   date             the YYYY-MM-DD part of a date or timestamp text (2024-03-05 10:00:00+01
 //                    -> 2024-03-05); the date as the text shows it, no time zone conversion
+//                    (timestamptz values arrive rendered in UTC, so that is the UTC date)
 //   month            YYYY-MM of a date or timestamp text
 //   week_start       the ISO week's Monday on or before that date, as YYYY-MM-DD
 //                    (Python: d - timedelta(days=d.weekday()))
+//   tz:ZONE          a timestamptz text moved to the tz database zone ZONE, as PostgreSQL
+//                    prints it under SET TimeZone = ZONE, DateStyle ISO:
+//                    2024-01-01 02:30:00+00 -> 2024-01-01 03:30:00+01 (Europe/Berlin);
+//                    fractional seconds kept; offsets +05:30, +00:53:28 when not whole hours
+//   date:ZONE, month:ZONE, week_start:ZONE
+//                    tz:ZONE, then that filter: the local date / month / week of the instant
+//                    (Python: ts.astimezone(ZoneInfo(ZONE)).date())
+// A rule's `timezone: ZONE` makes date, month, week_start and tz without an argument use ZONE;
+// there a date or timestamp without time zone (no offset) is taken as written, as PostgreSQL's
+// TimeZone leaves such values alone. With an explicit zone argument, and for tz always, a value
+// without an offset cannot be placed in time: it is treated as unknown and the key widens.
+// Zones come from $TZDIR or /usr/share/zoneinfo (names as PostgreSQL's TimeZone takes them,
+// any case); an unknown zone is a load error.
 //   md5[:N]          first N (1-32, default 32) lowercase hex digits of MD5 of the value text
 //   sha256[:N]       first N (1-64, default 64) lowercase hex digits of SHA-256
 //                    (Python: hashlib.md5(v.encode()).hexdigest()[:N])
 //   default:TEXT     a NULL value becomes TEXT (later filters then apply to TEXT)
 //   pybool           PostgreSQL boolean text t/f -> True/False (Python's str(bool))
-// date, month and week_start cannot read every text ('infinity', BC dates): such a value is
-// treated as unknown and the key widens, never skipped.
+// date, month, week_start and tz cannot read every text ('infinity', BC dates): such a value
+// is treated as unknown and the key widens, never skipped.
 //
 // Groups render like a template of their own, with the row image(s) of the key around them:
 // a NULL inside skips the key (or becomes the rule's null_as, as Python's f"{None}" gives

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <new>
+#include <sstream>
 #include <string>
 
 #include "../../rules/template.hpp"
@@ -532,4 +534,28 @@ rules:
   auto ny = load_rules(std::string(base) + "    timezone: America/New_York\n");
   CHECK(plain->hash() != berlin->hash());
   CHECK(berlin->hash() != ny->hash());
+}
+
+TEST_CASE("rules: the README's time zone example renders the keys it shows") {
+  // The ```yaml block after "name its zone" in README.md, as a rule file.
+  std::ifstream in(std::string(PGBUST_SOURCE_DIR) + "/README.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string readme = text.str();
+  std::size_t at = readme.find("name its zone");
+  REQUIRE(at != std::string::npos);
+  std::size_t start = readme.find("```yaml\n", at);
+  REQUIRE(start != std::string::npos);
+  start += 8;
+  std::size_t end = readme.find("```", start);
+  REQUIRE(end != std::string::npos);
+  auto rules = load_rules("version: 1\nrules:\n" + readme.substr(start, end - start));
+  Fixture f("public", "orders", {"id", "created_at"}, {"id"});
+  rules::Engine engine(rules, {});
+  auto keys = f.run(engine, Op::Insert, nullptr,
+                    f.row({{"id", val("1")}, {"created_at", val("2024-01-01 02:30:00+00")}}));
+  // md5("2023-12-31 21:30:00-05")[:8] = 096e2c30 (Python hashlib)
+  CHECK(keys ==
+        std::vector<std::string>{"delete report:day:2023-12-31", "delete report:week:2023-12-25",
+                                 "delete report:berlin:2024-01-01", "delete seen:096e2c30"});
 }
