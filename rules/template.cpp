@@ -275,24 +275,38 @@ bool read_date(std::string_view v, std::int64_t& y, unsigned& m, unsigned& d, st
   return d <= month_days(y, m);
 }
 
-// Appends v (>= 0) zero-padded to `width` digits, without allocating beyond `out`'s growth.
-void append_padded(std::string& out, std::int64_t v, int width) {
-  char buf[24];
+// Writes v (>= 0) zero-padded to `width` digits at p; returns the new end. Key rendering
+// formats into small stack buffers and appends once: no allocation, few bounds checks.
+char* put_padded(char* p, std::int64_t v, int width) {
+  char digits[20];
   int n = 0;
   do {
-    buf[n++] = static_cast<char>('0' + v % 10);
+    digits[n++] = static_cast<char>('0' + v % 10);
     v /= 10;
   } while (v > 0 && n < 20);
-  for (int k = n; k < width; ++k) out.push_back('0');
-  while (n > 0) out.push_back(buf[--n]);
+  for (int k = n; k < width; ++k) *p++ = '0';
+  while (n > 0) *p++ = digits[--n];
+  return p;
+}
+
+char* put2(char* p, std::int64_t v) {
+  *p++ = static_cast<char>('0' + v / 10);
+  *p++ = static_cast<char>('0' + v % 10);
+  return p;
+}
+
+// YYYY-MM-DD (years of 4 or more digits) at p; at most 26 bytes.
+char* put_date(char* p, std::int64_t y, unsigned m, unsigned d) {
+  p = put_padded(p, y, 4);
+  *p++ = '-';
+  p = put2(p, m);
+  *p++ = '-';
+  return put2(p, d);
 }
 
 void append_date(std::string& out, std::int64_t y, unsigned m, unsigned d) {
-  append_padded(out, y, 4);
-  out.push_back('-');
-  append_padded(out, m, 2);
-  out.push_back('-');
-  append_padded(out, d, 2);
+  char buf[32];
+  out.append(buf, put_date(buf, y, m, d));
 }
 
 // Monday on or before the day `days` (since 1970-01-01), as YYYY-MM-DD; false before year 1.
@@ -371,20 +385,21 @@ StampRead read_stamp(std::string_view v, Stamp& st) {
 }
 
 // The offset as PostgreSQL prints it (EncodeTimezone): +HH, +HH:MM when minutes are not zero,
-// +HH:MM:SS when seconds are not zero; zero is +00.
-void append_offset(std::string& out, std::int32_t offset) {
-  out.push_back(offset < 0 ? '-' : '+');
+// +HH:MM:SS when seconds are not zero; zero is +00. At most 10 bytes at p.
+char* put_offset(char* p, std::int32_t offset) {
+  *p++ = offset < 0 ? '-' : '+';
   std::int32_t a = offset < 0 ? -offset : offset;
-  append_padded(out, a / 3600, 2);
+  p = put2(p, a / 3600 % 100);
   if (a % 60 != 0) {
-    out.push_back(':');
-    append_padded(out, a / 60 % 60, 2);
-    out.push_back(':');
-    append_padded(out, a % 60, 2);
+    *p++ = ':';
+    p = put2(p, a / 60 % 60);
+    *p++ = ':';
+    p = put2(p, a % 60);
   } else if (a / 60 % 60 != 0) {
-    out.push_back(':');
-    append_padded(out, a / 60 % 60, 2);
+    *p++ = ':';
+    p = put2(p, a / 60 % 60);
   }
+  return p;
 }
 
 bool zoned_kind(FilterKind k) {
@@ -446,31 +461,27 @@ Zoned apply_zone(const Filter& f, std::string_view v, std::string& dst, std::str
     return Zoned::Failed;
   }
   dst.clear();
-  switch (f.kind) {
-    case FilterKind::WeekStart:
-      if (!append_week_start(dst, days)) {
-        fail_text(out, f, std::string(v), "the week starts BC");
-        return Zoned::Failed;
-      }
-      return Zoned::Done;
-    case FilterKind::Month:
-      append_padded(dst, y, 4);
-      dst.push_back('-');
-      append_padded(dst, m, 2);
-      return Zoned::Done;
-    default:
-      break;
+  if (f.kind == FilterKind::WeekStart) {
+    if (append_week_start(dst, days)) return Zoned::Done;
+    fail_text(out, f, std::string(v), "the week starts BC");
+    return Zoned::Failed;
   }
-  append_date(dst, y, m, d);
-  if (f.kind == FilterKind::Date) return Zoned::Done;
-  dst.push_back(' ');
-  append_padded(dst, secs / 3600, 2);
-  dst.push_back(':');
-  append_padded(dst, secs / 60 % 60, 2);
-  dst.push_back(':');
-  append_padded(dst, secs % 60, 2);
+  char buf[48];
+  char* p = put_date(buf, y, m, d);
+  if (f.kind == FilterKind::Month) p -= 3;  // YYYY-MM
+  if (f.kind == FilterKind::Tz) {
+    *p++ = ' ';
+    p = put2(p, secs / 3600);
+    *p++ = ':';
+    p = put2(p, secs / 60 % 60);
+    *p++ = ':';
+    p = put2(p, secs % 60);
+  }
+  dst.append(buf, p);
+  if (f.kind != FilterKind::Tz) return Zoned::Done;
   dst.append(st.frac);
-  append_offset(dst, offset);
+  p = put_offset(buf, offset);
+  dst.append(buf, p);
   return Zoned::Done;
 }
 
