@@ -32,12 +32,6 @@
 //   date:ZONE, month:ZONE, week_start:ZONE
 //                    tz:ZONE, then that filter: the local date / month / week of the instant
 //                    (Python: ts.astimezone(ZoneInfo(ZONE)).date())
-// A rule's `timezone: ZONE` makes date, month, week_start and tz without an argument use ZONE;
-// there a date or timestamp without time zone (no offset) is taken as written, as PostgreSQL's
-// TimeZone leaves such values alone. With an explicit zone argument, and for tz always, a value
-// without an offset cannot be placed in time: it is treated as unknown and the key widens.
-// Zones come from $TZDIR or /usr/share/zoneinfo (names as PostgreSQL's TimeZone takes them,
-// any case); an unknown zone is a load error.
 //   md5[:N]          first N (1-32, default 32) lowercase hex digits of MD5 of the value text
 //   sha256[:N]       first N (1-64, default 64) lowercase hex digits of SHA-256
 //                    (Python: hashlib.md5(v.encode()).hexdigest()[:N])
@@ -45,6 +39,12 @@
 //   pybool           PostgreSQL boolean text t/f -> True/False (Python's str(bool))
 // date, month, week_start and tz cannot read every text ('infinity', BC dates): such a value
 // is treated as unknown and the key widens, never skipped.
+// A rule's `timezone: ZONE` makes date, month, week_start and tz without an argument use ZONE;
+// there a date or timestamp without time zone (no offset) is taken as written, as PostgreSQL's
+// TimeZone leaves such values alone. With an explicit zone argument, and for tz always, a value
+// without an offset cannot be placed in time: it is treated as unknown and the key widens.
+// Zones come from $TZDIR or /usr/share/zoneinfo (names as PostgreSQL's TimeZone takes them,
+// any case); an unknown zone is a load error.
 //
 // Groups render like a template of their own, with the row image(s) of the key around them:
 // a NULL inside skips the key (or becomes the rule's null_as, as Python's f"{None}" gives
