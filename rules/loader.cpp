@@ -223,6 +223,26 @@ void FileReader::templates(const YAML::Node& n, const std::string& key, detail::
   }
 }
 
+bool uses_rule_zone(const std::vector<detail::Part>& parts) {
+  for (const detail::Part& p : parts) {
+    for (const detail::Filter& f : p.filters)
+      if (f.zone_from_rule) return true;
+    if (uses_rule_zone(p.group)) return true;
+  }
+  return false;
+}
+
+// Whether some filter of the rule's templates takes its zone from the rule's `timezone:`.
+bool uses_rule_zone(const RuleImpl& impl) {
+  for (const detail::Actions* a : {&impl.actions, impl.fallback ? &*impl.fallback : nullptr}) {
+    if (!a) continue;
+    for (const auto* list : {&a->deletes, &a->patterns, &a->bumps})
+      for (const auto& t : *list)
+        if (uses_rule_zone(t.parts)) return true;
+  }
+  return false;
+}
+
 std::optional<TableName> table_name(std::string_view s, std::optional<ParseError>& err) {
   std::size_t i = 0;
   auto first = detail::parse_identifier(s, i, err);
@@ -410,6 +430,10 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
     error(item.Mark(),
           "rule has no action; expected at least one of delete, delete_pattern, "
           "bump or publish");
+  if (!impl->timezone.empty() && !uses_rule_zone(*impl))
+    warn(k["timezone"].first.Mark(),
+         "timezone: no date, month, week_start or tz filter of this rule uses it (a filter "
+         "with its own :ZONE does not)");
   r.impl = impl;
   // A rule with errors still takes part in the duplicate-name check; no RuleSet is built.
   if (errors_.size() == errors_before) check_images(r, item);

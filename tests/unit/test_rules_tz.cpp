@@ -559,3 +559,23 @@ TEST_CASE("rules: the README's time zone example renders the keys it shows") {
         std::vector<std::string>{"delete report:day:2023-12-31", "delete report:week:2023-12-25",
                                  "delete report:berlin:2024-01-01", "delete seen:096e2c30"});
 }
+
+TEST_CASE("rules: a timezone no filter uses is a warning") {
+  auto r = rules::RuleSet::parse(R"(version: 1
+rules:
+  - name: a
+    table: app.events
+    timezone: Europe/Berlin
+    delete: ["d:${at|date:UTC}", "${(${id}:${at|md5:4})|md5:8}"]
+  - name: b
+    table: app.events
+    timezone: Europe/Berlin
+    delete: "g:${(${id}:${at|week_start})|md5:8}"
+)",
+                                 "r.yaml");
+  REQUIRE(r.rules);
+  REQUIRE(r.warnings.size() == 1);
+  CHECK(r.warnings[0].str() ==
+        "r.yaml:5:5: warning: timezone: no date, month, week_start or tz filter of this rule uses "
+        "it (a filter with its own :ZONE does not)");
+}
