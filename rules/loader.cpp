@@ -35,8 +35,9 @@ namespace {
 
 constexpr std::string_view kTopKeys[] = {"version", "rules"};
 constexpr std::string_view kRuleKeys[] = {
-    "name",           "table", "on",      "changed",        "when",    "delete",
-    "delete_pattern", "bump",  "publish", "redelete_after", "null_as", "fallback"};
+    "name",    "table",          "on",      "changed", "when",
+    "delete",  "delete_pattern", "bump",    "publish", "redelete_after",
+    "null_as", "fallback",       "timezone"};
 constexpr std::string_view kFallbackKeys[] = {"delete", "delete_pattern", "bump"};
 
 std::string list_keys(const std::string_view* keys, std::size_t n) {
@@ -67,8 +68,8 @@ std::string_view kind_name(const YAML::Node& n) {
 class FileReader {
  public:
   FileReader(std::string file, std::string_view text, std::vector<Diagnostic>& errors,
-             std::vector<Diagnostic>& warnings)
-      : file_(std::move(file)), text_(text), errors_(errors), warnings_(warnings) {}
+             std::vector<Diagnostic>& warnings, detail::ZoneCache& zones)
+      : file_(std::move(file)), text_(text), errors_(errors), warnings_(warnings), zones_(zones) {}
 
   void read(std::vector<Rule>& out);
 
@@ -77,6 +78,8 @@ class FileReader {
   std::string_view text_;
   std::vector<Diagnostic>& errors_;
   std::vector<Diagnostic>& warnings_;
+  detail::ZoneCache& zones_;          // shared by every file of one rule set
+  detail::ZoneContext zone_context_;  // of the rule being read
 
   Diagnostic at(const YAML::Mark& m, std::string msg) const {
     Diagnostic d;
@@ -212,12 +215,32 @@ void FileReader::templates(const YAML::Node& n, const std::string& key, detail::
                            std::vector<detail::Template>& out) {
   for (const YAML::Node& item : scalar_list(n, key, "a key template string")) {
     detail::Template t;
-    if (auto e = detail::parse_template(item.Scalar(), slots, t)) {
+    if (auto e = detail::parse_template(item.Scalar(), slots, t, zone_context_)) {
       error_in(item, *e, key);
       continue;
     }
     out.push_back(std::move(t));
   }
+}
+
+bool uses_rule_zone(const std::vector<detail::Part>& parts) {
+  for (const detail::Part& p : parts) {
+    for (const detail::Filter& f : p.filters)
+      if (f.zone_from_rule) return true;
+    if (uses_rule_zone(p.group)) return true;
+  }
+  return false;
+}
+
+// Whether some filter of the rule's templates takes its zone from the rule's `timezone:`.
+bool uses_rule_zone(const RuleImpl& impl) {
+  for (const detail::Actions* a : {&impl.actions, impl.fallback ? &*impl.fallback : nullptr}) {
+    if (!a) continue;
+    for (const auto* list : {&a->deletes, &a->patterns, &a->bumps})
+      for (const auto& t : *list)
+        if (uses_rule_zone(t.parts)) return true;
+  }
+  return false;
 }
 
 std::optional<TableName> table_name(std::string_view s, std::optional<ParseError>& err) {
@@ -268,6 +291,19 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
     auto it = k.find(key);
     return it == k.end() ? nullptr : &it->second.second;
   };
+  zone_context_ = detail::ZoneContext{&zones_, nullptr};
+  if (const YAML::Node* n = get("timezone")) {  // before the templates, whose filters use it
+    if (scalar(*n, "timezone", "a time zone name like Europe/Berlin")) {
+      std::string why;
+      zone_context_.rule_zone = zones_.get(n->Scalar(), why);
+      if (zone_context_.rule_zone)
+        impl->timezone = n->Scalar();
+      else
+        error(n->Mark(), "timezone: " + why);
+    }
+    // Already reported: keep the filters from also saying they have no zone.
+    if (!zone_context_.rule_zone) zone_context_.rule_zone = detail::Zone::fixed("UTC", 0);
+  }
   if (const YAML::Node* n = get("name")) {
     if (scalar(*n, "name", "a rule name")) {
       r.name = n->Scalar();
@@ -394,6 +430,10 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
     error(item.Mark(),
           "rule has no action; expected at least one of delete, delete_pattern, "
           "bump or publish");
+  if (!impl->timezone.empty() && !uses_rule_zone(*impl))
+    warn(k["timezone"].first.Mark(),
+         "timezone: no date, month, week_start or tz filter of this rule uses it (a filter "
+         "with its own :ZONE does not)");
   r.impl = impl;
   // A rule with errors still takes part in the duplicate-name check; no RuleSet is built.
   if (errors_.size() == errors_before) check_images(r, item);
@@ -516,7 +556,9 @@ std::string canonical(const Rule& r) {
     list("fb", impl.fallback->bumps);
   }
   o << "pub" << r.publish << '\x1f' << "re" << r.redelete_after.count() << '\x1f';
-  o << "null" << (impl.null_as ? "=" + *impl.null_as : "\x01") << '\x1e';
+  o << "null" << (impl.null_as ? "=" + *impl.null_as : "\x01");
+  if (!impl.timezone.empty()) o << '\x1f' << "tz" << impl.timezone;  // older hashes unchanged
+  o << '\x1e';
   return o.str();
 }
 
@@ -566,7 +608,8 @@ std::string suggest(std::string_view word, const std::vector<std::string>& candi
 LoadResult RuleSet::parse(std::string_view yaml, const std::string& file) {
   std::vector<Rule> rules;
   std::vector<Diagnostic> errors, warnings;
-  FileReader(file, yaml, errors, warnings).read(rules);
+  detail::ZoneCache zones;
+  FileReader(file, yaml, errors, warnings, zones).read(rules);
   return finish(std::move(rules), std::move(errors), std::move(warnings));
 }
 
@@ -581,6 +624,7 @@ LoadResult RuleSet::load(const std::filesystem::path& path) {
     errors.push_back(std::move(d));
   };
   std::error_code ec;
+  detail::ZoneCache zones;
   std::vector<fs::path> files;
   if (fs::is_directory(path, ec)) {
     for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
@@ -606,7 +650,7 @@ LoadResult RuleSet::load(const std::filesystem::path& path) {
                            : "cannot read rule file: no such file or directory");
       continue;
     }
-    FileReader(f.string(), text.str(), errors, warnings).read(rules);
+    FileReader(f.string(), text.str(), errors, warnings, zones).read(rules);
   }
   return finish(std::move(rules), std::move(errors), std::move(warnings));
 }

@@ -35,6 +35,7 @@ struct RuleImpl {
   Actions actions;
   std::optional<Actions> fallback;  // runs instead of pattern widening
   std::optional<std::string> null_as;
+  std::string timezone;  // `timezone:` as written, or empty
 };
 
 }  // namespace pgbust::rules::detail

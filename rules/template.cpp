@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "civil.hpp"
 #include "digest.hpp"
 
 namespace pgbust::rules::detail {
@@ -47,10 +48,12 @@ constexpr FilterSpec kFilters[] = {
     {"month", FilterKind::Month},     {"week_start", FilterKind::WeekStart},
     {"md5", FilterKind::Md5},         {"sha256", FilterKind::Sha256},
     {"default", FilterKind::Default}, {"pybool", FilterKind::PyBool},
+    {"tz", FilterKind::Tz},
 };
 
 // Parses one filter `name[:arg]` starting at s[i]; stops before '|' or '}'.
-std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filter& out) {
+std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filter& out,
+                                       const ZoneContext& zones) {
   skip_spaces(s, i);
   std::size_t name_at = i;
   while (i < s.size() && ident_char(static_cast<unsigned char>(s[i]))) ++i;
@@ -58,8 +61,8 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
   if (name.empty())
     return ParseError{name_at,
                       "expected a filter name after '|'; expected one of lower, upper, "
-                      "trim, date, month, week_start, md5:N, sha256:N, default:TEXT, "
-                      "pybool"};
+                      "trim, date[:ZONE], month[:ZONE], week_start[:ZONE], tz:ZONE, md5:N, "
+                      "sha256:N, default:TEXT, pybool"};
   const FilterSpec* spec = nullptr;
   for (const auto& f : kFilters)
     if (f.name == name) spec = &f;
@@ -69,10 +72,12 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
     std::string hint = closest(name, names);
     return ParseError{name_at, "unknown filter '" + name + "'" +
                                    (hint.empty() ? ";" : "; did you mean '" + hint + "'?") +
-                                   " expected one of lower, upper, trim, date, month, "
-                                   "week_start, md5:N, sha256:N, default:TEXT, pybool"};
+                                   " expected one of lower, upper, trim, date[:ZONE], "
+                                   "month[:ZONE], week_start[:ZONE], tz:ZONE, md5:N, "
+                                   "sha256:N, default:TEXT, pybool"};
   }
-  out = Filter{spec->kind, 0, {}};
+  out = Filter{};
+  out.kind = spec->kind;
   skip_spaces(s, i);
   bool has_arg = i < s.size() && s[i] == ':';
   std::size_t arg_at = i;
@@ -108,6 +113,30 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
       if (!has_arg) return ParseError{name_at, "filter 'default' needs its text: default:TEXT"};
       out.arg = std::move(arg);
       break;
+    case FilterKind::Tz:
+    case FilterKind::Date:
+    case FilterKind::Month:
+    case FilterKind::WeekStart: {
+      if (!has_arg) {
+        if (zones.rule_zone) {
+          out.zone = zones.rule_zone;
+          out.zone_from_rule = true;
+        } else if (spec->kind == FilterKind::Tz) {
+          return ParseError{name_at,
+                            "filter 'tz' needs a time zone: tz:ZONE (e.g. tz:Europe/Berlin), "
+                            "or a rule-level 'timezone:'"};
+        }
+        break;
+      }
+      if (arg.empty())
+        return ParseError{arg_at, "filter '" + name + "' expects a time zone after ':', e.g. " +
+                                      name + ":Europe/Berlin"};
+      std::string why;
+      out.zone = zones.cache->get(arg, why);
+      if (!out.zone) return ParseError{arg_at, "filter '" + name + "': " + why};
+      out.arg = std::move(arg);
+      break;
+    }
     default:
       if (has_arg) return ParseError{arg_at - 1, "filter '" + name + "' takes no argument"};
   }
@@ -115,13 +144,14 @@ std::optional<ParseError> parse_filter(std::string_view s, std::size_t& i, Filte
 }
 
 std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots, Template& t,
-                                      std::vector<Part>& parts, std::size_t depth);
+                                      std::vector<Part>& parts, std::size_t depth,
+                                      const ZoneContext& zones);
 
 // One `${...}` whose '$' is at s[start]; on success i is past the '}'. `depth`: how many
 // groups it is inside.
 std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t start, std::size_t& i,
                                             Slots& slots, Part& part, Template& t,
-                                            std::size_t depth) {
+                                            std::size_t depth, const ZoneContext& zones) {
   i = start + 2;
   skip_spaces(s, i);
   part.placeholder = true;
@@ -130,7 +160,7 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
       return ParseError{i, "groups nest at most " + std::to_string(kMaxGroupDepth) + " deep"};
     std::size_t open = i++;
     part.meta = Meta::Group;
-    if (auto e = parse_parts(s, i, slots, t, part.group, depth + 1)) return e;
+    if (auto e = parse_parts(s, i, slots, t, part.group, depth + 1, zones)) return e;
     if (i >= s.size()) return ParseError{open, "unterminated group: expected ')' to close '${('"};
     if (part.group.empty())
       return ParseError{open, "empty group; expected text and placeholders inside '${(...)}'"};
@@ -181,8 +211,8 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
       return ParseError{i, std::string("unexpected '") + s[i] +
                                "' in placeholder; expected '|' and a filter, or '}'"};
     ++i;
-    Filter f{FilterKind::Lower, 0, {}};
-    if (auto e = parse_filter(s, i, f)) return e;
+    Filter f;
+    if (auto e = parse_filter(s, i, f, zones)) return e;
     part.filters.push_back(std::move(f));
   }
 }
@@ -190,7 +220,8 @@ std::optional<ParseError> parse_placeholder(std::string_view s, std::size_t star
 // Literal text and placeholders from s[i] into `parts`: to the end of `s` at depth 0; inside
 // a group (depth > 0) up to the ')' that closes it (i is left on it).
 std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots& slots, Template& t,
-                                      std::vector<Part>& parts, std::size_t depth) {
+                                      std::vector<Part>& parts, std::size_t depth,
+                                      const ZoneContext& zones) {
   std::string literal;
   auto flush = [&] {
     if (literal.empty()) return;
@@ -209,7 +240,7 @@ std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots&
     if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
       flush();
       Part part;
-      if (auto e = parse_placeholder(s, i, i, slots, part, t, depth)) return e;
+      if (auto e = parse_placeholder(s, i, i, slots, part, t, depth, zones)) return e;
       parts.push_back(std::move(part));
       continue;
     }
@@ -221,32 +252,9 @@ std::optional<ParseError> parse_parts(std::string_view s, std::size_t& i, Slots&
 
 // ---- dates --------------------------------------------------------------------------------
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-long long days_from_civil(long long y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  long long era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = static_cast<unsigned>(y - era * 400);
-  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<long long>(doe) - 719468;
-}
-
-void civil_from_days(long long z, long long& y, unsigned& m, unsigned& d) {
-  z += 719468;
-  long long era = (z >= 0 ? z : z - 146096) / 146097;
-  unsigned doe = static_cast<unsigned>(z - era * 146097);
-  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  y = static_cast<long long>(yoe) + era * 400;
-  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  unsigned mp = (5 * doy + 2) / 153;
-  d = doy - (153 * mp + 2) / 5 + 1;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  y += m <= 2;
-}
-
 // The leading YYYY-MM-DD of a PostgreSQL date/timestamp text (ISO DateStyle). Years have at
 // least 4 digits; " BC" dates and 'infinity' are not read.
-bool read_date(std::string_view v, long long& y, unsigned& m, unsigned& d, std::size_t& len) {
+bool read_date(std::string_view v, std::int64_t& y, unsigned& m, unsigned& d, std::size_t& len) {
   std::size_t i = 0;
   while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
   if (i < 4 || i > 9) return false;
@@ -264,42 +272,217 @@ bool read_date(std::string_view v, long long& y, unsigned& m, unsigned& d, std::
   if (len < v.size() && v[len] >= '0' && v[len] <= '9') return false;
   if (v.size() >= 3 && v.substr(v.size() - 3) == " BC") return false;
   if (y < 1 || m < 1 || m > 12 || d < 1) return false;
-  static const unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  unsigned max = kDays[m - 1] + (m == 2 && leap ? 1 : 0);
-  return d <= max;
+  return d <= month_days(y, m);
 }
 
-void append_padded(std::string& out, long long v, int width) {
-  std::string digits = std::to_string(v);
-  for (int k = static_cast<int>(digits.size()); k < width; ++k) out.push_back('0');
-  out.append(digits);
+// Writes v (>= 0) zero-padded to `width` digits at p; returns the new end. Key rendering
+// formats into small stack buffers and appends once: no allocation, few bounds checks.
+char* put_padded(char* p, std::int64_t v, int width) {
+  char digits[20];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 20);
+  for (int k = n; k < width; ++k) *p++ = '0';
+  while (n > 0) *p++ = digits[--n];
+  return p;
 }
 
-bool week_start(std::string_view v, std::string& out) {
-  long long y;
+char* put2(char* p, std::int64_t v) {
+  *p++ = static_cast<char>('0' + v / 10);
+  *p++ = static_cast<char>('0' + v % 10);
+  return p;
+}
+
+// YYYY-MM-DD (years of 4 or more digits) at p; at most 26 bytes.
+char* put_date(char* p, std::int64_t y, unsigned m, unsigned d) {
+  p = put_padded(p, y, 4);
+  *p++ = '-';
+  p = put2(p, m);
+  *p++ = '-';
+  return put2(p, d);
+}
+
+void append_date(std::string& out, std::int64_t y, unsigned m, unsigned d) {
+  char buf[32];
+  out.append(buf, put_date(buf, y, m, d));
+}
+
+// Monday on or before the day `days` (since 1970-01-01), as YYYY-MM-DD; false before year 1.
+bool append_week_start(std::string& out, std::int64_t days) {
+  std::int64_t weekday = ((days % 7) + 7 + 3) % 7;  // 1970-01-01 was a Thursday; Monday = 0
+  std::int64_t y;
   unsigned m, d;
-  std::size_t len;
-  if (!read_date(v, y, m, d, len)) return false;
-  long long days = days_from_civil(y, m, d);
-  long long weekday = ((days % 7) + 7 + 3) % 7;  // 1970-01-01 was a Thursday; Monday = 0
   civil_from_days(days - weekday, y, m, d);
   if (y < 1) return false;
-  out.clear();
-  append_padded(out, y, 4);
-  out.push_back('-');
-  append_padded(out, m, 2);
-  out.push_back('-');
-  append_padded(out, d, 2);
+  append_date(out, y, m, d);
   return true;
 }
 
-void fail_text(std::string& out, FilterKind k, std::string v) {  // v by value: may alias out
+bool week_start(std::string_view v, std::string& out) {
+  std::int64_t y;
+  unsigned m, d;
+  std::size_t len;
+  if (!read_date(v, y, m, d, len)) return false;
+  out.clear();
+  return append_week_start(out, days_from_civil(y, m, d));
+}
+
+// A timestamptz text as PostgreSQL prints it with DateStyle ISO:
+// YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM[:SS]] (or -...). A date or a timestamp without time zone
+// reads as NoOffset; 'infinity', BC and anything else as Bad.
+enum class StampRead : std::uint8_t { Ok, NoOffset, Bad };
+struct Stamp {
+  std::int64_t y = 0;
+  unsigned m = 0, d = 0;
+  std::int64_t seconds = 0;  // of the day
+  std::string_view frac;     // ".123456" as written, or empty
+  std::int32_t offset = 0;   // seconds east of UTC
+};
+
+StampRead read_stamp(std::string_view v, Stamp& st) {
+  std::size_t i = 0;
+  if (!read_date(v, st.y, st.m, st.d, i)) return StampRead::Bad;
+  if (i == v.size()) return StampRead::NoOffset;
+  auto two = [&](int max, int& out) {
+    if (i + 2 > v.size() || v[i] < '0' || v[i] > '9' || v[i + 1] < '0' || v[i + 1] > '9')
+      return false;
+    out = (v[i] - '0') * 10 + (v[i + 1] - '0');
+    i += 2;
+    return out <= max;
+  };
+  int hh, mm, ss;
+  if (v[i] != ' ' && v[i] != 'T') return StampRead::Bad;
+  ++i;
+  if (!two(23, hh) || i >= v.size() || v[i++] != ':' || !two(59, mm) || i >= v.size() ||
+      v[i++] != ':' || !two(59, ss))
+    return StampRead::Bad;
+  st.seconds = hh * 3600 + mm * 60 + ss;
+  st.frac = {};
+  if (i < v.size() && v[i] == '.') {
+    std::size_t start = i++;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+    if (i == start + 1) return StampRead::Bad;
+    st.frac = v.substr(start, i - start);
+  }
+  if (i == v.size()) return StampRead::NoOffset;
+  if (v[i] != '+' && v[i] != '-') return StampRead::Bad;
+  int sign = v[i++] == '-' ? -1 : 1;
+  int oh, om = 0, os = 0;
+  if (!two(99, oh)) return StampRead::Bad;
+  if (i < v.size() && v[i] == ':') {
+    ++i;
+    if (!two(59, om)) return StampRead::Bad;
+    if (i < v.size() && v[i] == ':') {
+      ++i;
+      if (!two(59, os)) return StampRead::Bad;
+    }
+  }
+  if (i != v.size()) return StampRead::Bad;
+  st.offset = sign * (oh * 3600 + om * 60 + os);
+  return StampRead::Ok;
+}
+
+// The offset as PostgreSQL prints it (EncodeTimezone): +HH, +HH:MM when minutes are not zero,
+// +HH:MM:SS when seconds are not zero; zero is +00. At most 10 bytes at p.
+char* put_offset(char* p, std::int32_t offset) {
+  *p++ = offset < 0 ? '-' : '+';
+  std::int32_t a = offset < 0 ? -offset : offset;
+  p = put2(p, a / 3600 % 100);
+  if (a % 60 != 0) {
+    *p++ = ':';
+    p = put2(p, a / 60 % 60);
+    *p++ = ':';
+    p = put2(p, a % 60);
+  } else if (a / 60 % 60 != 0) {
+    *p++ = ':';
+    p = put2(p, a / 60 % 60);
+  }
+  return p;
+}
+
+bool zoned_kind(FilterKind k) {
+  return k == FilterKind::Tz || k == FilterKind::Date || k == FilterKind::Month ||
+         k == FilterKind::WeekStart;
+}
+
+void fail_text(std::string& out, const Filter& f, std::string v,  // v by value: may alias out
+               std::string_view why = {}) {
   out = "filter ";
-  out.append(filter_name(k));
+  out.append(filter_name(f.kind));
+  if (f.zone && !f.zone_from_rule) {
+    out.push_back(':');
+    out.append(f.zone->name());
+  }
   out.append(" cannot read '");
   out.append(std::string_view(v).substr(0, 64));
   out.append(v.size() > 64 ? "...'" : "'");
+  if (f.zone && f.zone_from_rule) {
+    out.append(" in the rule's timezone ");
+    out.append(f.zone->name());
+  }
+  if (!why.empty()) {
+    out.append(": ");
+    out.append(why);
+  }
+}
+
+enum class Zoned : std::uint8_t { Done, AsWritten, Failed };
+
+// tz / date / month / week_start with a zone: `v` moved to f.zone and rendered into `dst`.
+// A value without an offset fails, except under the rule's own timezone, where date, month and
+// week_start take it as written (as PostgreSQL's TimeZone setting leaves such values alone).
+Zoned apply_zone(const Filter& f, std::string_view v, std::string& dst, std::string& out) {
+  Stamp st;
+  switch (read_stamp(v, st)) {
+    case StampRead::Ok:
+      break;
+    case StampRead::NoOffset:
+      if (f.zone_from_rule && f.kind != FilterKind::Tz) return Zoned::AsWritten;
+      fail_text(out, f, std::string(v),
+                "no UTC offset (a date or timestamp without time zone); a time zone filter "
+                "needs a timestamptz");
+      return Zoned::Failed;
+    case StampRead::Bad:
+      fail_text(out, f, std::string(v));
+      return Zoned::Failed;
+  }
+  std::int64_t utc = days_from_civil(st.y, st.m, st.d) * 86400 + st.seconds - st.offset;
+  std::int32_t offset = f.zone->offset_at(utc);
+  std::int64_t local = utc + offset;
+  std::int64_t days = floor_div(local, 86400);
+  std::int64_t secs = local - days * 86400;
+  std::int64_t y;
+  unsigned m, d;
+  civil_from_days(days, y, m, d);
+  if (y < 1) {
+    fail_text(out, f, std::string(v), "the date in that zone is BC");
+    return Zoned::Failed;
+  }
+  dst.clear();
+  if (f.kind == FilterKind::WeekStart) {
+    if (append_week_start(dst, days)) return Zoned::Done;
+    fail_text(out, f, std::string(v), "the week starts BC");
+    return Zoned::Failed;
+  }
+  char buf[48];
+  char* p = put_date(buf, y, m, d);
+  if (f.kind == FilterKind::Month) p -= 3;  // YYYY-MM
+  if (f.kind == FilterKind::Tz) {
+    *p++ = ' ';
+    p = put2(p, secs / 3600);
+    *p++ = ':';
+    p = put2(p, secs / 60 % 60);
+    *p++ = ':';
+    p = put2(p, secs % 60);
+  }
+  dst.append(buf, p);
+  if (f.kind != FilterKind::Tz) return Zoned::Done;
+  dst.append(st.frac);
+  p = put_offset(buf, offset);
+  dst.append(buf, p);
+  return Zoned::Done;
 }
 
 }  // namespace
@@ -358,12 +541,16 @@ std::optional<std::string> identifier_from(std::string_view s, std::optional<Par
   return id;
 }
 
-std::optional<ParseError> parse_template(std::string_view s, Slots& slots, Template& t) {
+std::optional<ParseError> parse_template(std::string_view s, Slots& slots, Template& t,
+                                         const ZoneContext& zones) {
   t = Template{};
   t.text = std::string(s);
   if (s.empty()) return ParseError{0, "empty key template"};
   std::size_t i = 0;
-  return parse_parts(s, i, slots, t, t.parts, 0);
+  if (zones.cache) return parse_parts(s, i, slots, t, t.parts, 0, zones);
+  ZoneCache cache;
+  ZoneContext local{&cache, zones.rule_zone};
+  return parse_parts(s, i, slots, t, t.parts, 0, local);
 }
 
 std::string_view filter_name(FilterKind k) {
@@ -392,9 +579,23 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
       commit();
       continue;
     }
+    if (f.zone && zoned_kind(f.kind)) {
+      switch (apply_zone(f, cur, *dst, out)) {
+        case Zoned::Done:
+          commit();
+          continue;
+        case Zoned::Failed:
+          return FilterResult::Failed;
+        case Zoned::AsWritten:
+          break;
+      }
+    }
     switch (f.kind) {
       case FilterKind::Default:
         continue;
+      case FilterKind::Tz:  // only without an offset under the rule's zone: never reached
+        dst->assign(cur);
+        break;
       case FilterKind::Lower:
       case FilterKind::Upper:
         dst->resize(cur.size());
@@ -410,11 +611,11 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
       }
       case FilterKind::Date:
       case FilterKind::Month: {
-        long long y;
+        std::int64_t y;
         unsigned m, d;
         std::size_t len;
         if (!read_date(cur, y, m, d, len)) {
-          fail_text(out, f.kind, std::string(cur));
+          fail_text(out, f, std::string(cur));
           return FilterResult::Failed;
         }
         dst->assign(cur.substr(0, f.kind == FilterKind::Date ? len : len - 3));
@@ -422,7 +623,7 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
       }
       case FilterKind::WeekStart:
         if (!week_start(cur, *dst)) {
-          fail_text(out, f.kind, std::string(cur));
+          fail_text(out, f, std::string(cur));
           return FilterResult::Failed;
         }
         break;
@@ -440,7 +641,7 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
         } else if (cur == "f" || cur == "false") {
           dst->assign("False");
         } else {
-          fail_text(out, f.kind, std::string(cur));
+          fail_text(out, f, std::string(cur));
           return FilterResult::Failed;
         }
         break;

@@ -21,16 +21,30 @@
 //   trim             strips ASCII spaces, tabs, CR and LF at both ends
 //   date             the YYYY-MM-DD part of a date or timestamp text (2024-03-05 10:00:00+01
 //                    -> 2024-03-05); the date as the text shows it, no time zone conversion
+//                    (timestamptz values arrive rendered in UTC, so that is the UTC date)
 //   month            YYYY-MM of a date or timestamp text
 //   week_start       the ISO week's Monday on or before that date, as YYYY-MM-DD
 //                    (Python: d - timedelta(days=d.weekday()))
+//   tz:ZONE          a timestamptz text moved to the tz database zone ZONE, as PostgreSQL
+//                    prints it under SET TimeZone = ZONE, DateStyle ISO:
+//                    2024-01-01 02:30:00+00 -> 2024-01-01 03:30:00+01 (Europe/Berlin);
+//                    fractional seconds kept; offsets +05:30, +00:53:28 when not whole hours
+//   date:ZONE, month:ZONE, week_start:ZONE
+//                    tz:ZONE, then that filter: the local date / month / week of the instant
+//                    (Python: ts.astimezone(ZoneInfo(ZONE)).date())
 //   md5[:N]          first N (1-32, default 32) lowercase hex digits of MD5 of the value text
 //   sha256[:N]       first N (1-64, default 64) lowercase hex digits of SHA-256
 //                    (Python: hashlib.md5(v.encode()).hexdigest()[:N])
 //   default:TEXT     a NULL value becomes TEXT (later filters then apply to TEXT)
 //   pybool           PostgreSQL boolean text t/f -> True/False (Python's str(bool))
-// date, month and week_start cannot read every text ('infinity', BC dates): such a value is
-// treated as unknown and the key widens, never skipped.
+// date, month, week_start and tz cannot read every text ('infinity', BC dates): such a value
+// is treated as unknown and the key widens, never skipped.
+// A rule's `timezone: ZONE` makes date, month, week_start and tz without an argument use ZONE;
+// there a date or timestamp without time zone (no offset) is taken as written, as PostgreSQL's
+// TimeZone leaves such values alone. With an explicit zone argument, and for tz always, a value
+// without an offset cannot be placed in time: it is treated as unknown and the key widens.
+// Zones come from $TZDIR or /usr/share/zoneinfo (names as PostgreSQL's TimeZone takes them,
+// any case); an unknown zone is a load error.
 //
 // Groups render like a template of their own, with the row image(s) of the key around them:
 // a NULL inside skips the key (or becomes the rule's null_as, as Python's f"{None}" gives
@@ -40,10 +54,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tz.hpp"
 
 namespace pgbust::rules::detail {
 
@@ -78,13 +95,23 @@ enum class FilterKind : std::uint8_t {
   Md5,
   Sha256,
   Default,
-  PyBool
+  PyBool,
+  Tz
 };
 
 struct Filter {
-  FilterKind kind;
+  FilterKind kind = FilterKind::Lower;
   std::size_t n = 0;  // md5 / sha256 digits
-  std::string arg;    // default's text
+  std::string arg;    // default's text; the zone name as written (tz, date, month, week_start)
+  std::shared_ptr<const Zone> zone;  // tz, and date / month / week_start with a zone
+  bool zone_from_rule = false;       // the zone is the rule's `timezone:`, not an argument
+};
+
+// Where the zone names of tz / date / month / week_start filters are looked up, and the
+// rule's `timezone:` (the zone of those filters when they have no argument).
+struct ZoneContext {
+  ZoneCache* cache = nullptr;             // null: a cache for one parse_template call
+  std::shared_ptr<const Zone> rule_zone;  // null: no rule-level timezone
 };
 
 // What a placeholder reads: a column (None), metadata, or a group (a sub-template).
@@ -123,7 +150,8 @@ struct Template {
 };
 
 // Parses `text`; column names are interned into `slots`. nullopt on success.
-std::optional<ParseError> parse_template(std::string_view text, Slots& slots, Template& out);
+std::optional<ParseError> parse_template(std::string_view text, Slots& slots, Template& out,
+                                         const ZoneContext& zones = {});
 
 // An SQL identifier at s[i]: unquoted (folded to lower case) or "quoted". Advances i.
 // Returns nullopt (i unchanged) when there is none; sets `error` for a malformed quoted one.

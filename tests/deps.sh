@@ -9,6 +9,7 @@ packages=(
   doctest-dev libsystemd-dev
   postgresql-15 postgresql-client-15 redis-server
   systemd curl procps
+  tzdata                      # zone files for tz:ZONE / timezone: (rules and unit tests)
 )
 
 missing=()

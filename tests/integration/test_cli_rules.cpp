@@ -100,7 +100,7 @@ TEST_CASE("check: every error, GCC style, exit 1") {
       std::vector<std::string>{
           f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
               "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
-              "null_as or fallback",
+              "null_as, fallback or timezone",
           f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
               "bump or publish",
           f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
@@ -108,7 +108,8 @@ TEST_CASE("check: every error, GCC style, exit 1") {
           f + ":10:28: error: when: expected a column, string, number, TRUE, FALSE or NULL, found "
               "end of condition",
           f + ":11:21: error: delete: unknown filter 'lowr'; did you mean 'lower'? expected one of "
-              "lower, upper, trim, date, month, week_start, md5:N, sha256:N, default:TEXT, pybool",
+              "lower, upper, trim, date[:ZONE], month[:ZONE], week_start[:ZONE], tz:ZONE, md5:N, "
+              "sha256:N, default:TEXT, pybool",
           f + ":15:21: error: redelete_after: 'soon' is not a duration; expected a number with ms, "
               "s or m, from 1ms to 1 hour (e.g. 500ms, 2s)",
           f + ":12:5: error: duplicate rule name 'a'; first defined at " + f + ":3:5",
@@ -220,6 +221,38 @@ TEST_CASE("explain: widening, key prefix, filters, NULL, quoting") {
                             "UNLINK avatar:None",
                             "SCAN-DELETE \"feed:a b\\\\*':*\"",
                         });
+}
+
+TEST_CASE("explain: keys in another time zone, and a misspelt zone") {
+  TempDir dir;
+  auto rules = dir.write("tz.yaml", R"(version: 1
+rules:
+  - name: daily
+    table: orders
+    timezone: America/New_York
+    delete: ["day:${created_at|date}", "at:${created_at|tz:Asia/Kolkata}"]
+)");
+  auto r = run_pgbust({"explain", "-r", rules.string(), "-t", "orders", "--op", "insert", "--new",
+                       R"({"created_at": "2024-01-01 02:30:00+00"})"});
+  CHECK(r.exit_code == 0);
+  CAPTURE(r.err);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# rule daily matched",
+                            "UNLINK day:2023-12-31",
+                            "UNLINK 'at:2024-01-01 08:00:00+05:30'",
+                        });
+  auto bad = dir.write("bad.yaml", R"(version: 1
+rules:
+  - name: daily
+    table: orders
+    delete: "day:${created_at|date:Europe/Berlim}"
+)");
+  r = run_pgbust({"check", "--rules", bad.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.rfind(bad.string() +
+                        ":5:36: error: delete: filter 'date': unknown time zone 'Europe/Berlim'; "
+                        "did you mean 'Europe/Berlin'?",
+                    0) == 0);
 }
 
 TEST_CASE("explain: bad input is a clear error, exit 1") {

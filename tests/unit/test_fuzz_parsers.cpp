@@ -3,7 +3,9 @@
 // error offsets inside the input). Seeds are fixed so a failure reproduces.
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -248,4 +250,79 @@ rules:
   MESSAGE("rule files: " << loaded << " loaded, " << rejected << " rejected");
   CHECK(loaded > 50);
   CHECK(rejected > 500);
+}
+
+TEST_CASE("fuzz: time zones (POSIX TZ rules, TZif bytes, timestamps in a zone)") {
+  Gen g(20261206);
+  const std::vector<std::string> pieces = {"CET", "-1", "CEST", ",", "M3.5.0", "M10.5.0", "/3",
+                                           "J60", "59", "/26",  "<", ">",      "+",       "-",
+                                           ":",   "30", "167",  "M", ".",      "0",       "5"};
+  const std::vector<std::string> seeds = {"CET-1CEST,M3.5.0,M10.5.0/3", "EST5EDT,M3.2.0,M11.1.0",
+                                          "<+0530>-5:30", "IST-2IDT,M3.4.4/26,M10.5.0",
+                                          "<-02>2<-01>,M3.5.0/-1,M10.5.0/0"};
+  int rules_ok = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string text =
+        (i % 2 == 0) ? g.random(pieces, 10) : g.mutate(seeds[g.below(seeds.size())], pieces);
+    CAPTURE(text);
+    std::string error;
+    auto tz = parse_posix_tz(text, &error);
+    if (!tz) {
+      REQUIRE(!error.empty());
+      continue;
+    }
+    ++rules_ok;
+    for (std::int64_t t : {-4102444800LL, 0LL, 1711846800LL, 4102444800LL, 32503680000LL})
+      tz->offset_at(t);
+  }
+  CHECK(rules_ok > 300);
+
+  std::string berlin;
+  {
+    ZoneCache cache;
+    std::ifstream in(cache.dir() + "/Europe/Berlin", std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    berlin = bytes.str();
+  }
+  REQUIRE(berlin.size() > 44);
+  int zones_ok = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string bytes = berlin;
+    for (std::size_t k = 1 + g.below(6); k > 0; --k) {
+      std::size_t at = g.below(bytes.size());
+      if (g.below(5) == 0)
+        bytes.erase(at, 1 + g.below(8));
+      else
+        bytes[at] = static_cast<char>(g.below(256));
+    }
+    std::string error;
+    auto z = Zone::from_tzif("fuzz", bytes, error);
+    if (!z) {
+      REQUIRE(!error.empty());
+      continue;
+    }
+    ++zones_ok;
+    for (std::int64_t t : {-4102444800LL, 0LL, 1711846800LL, 4102444800LL, 32503680000LL})
+      z->offset_at(t);
+  }
+  CHECK(zones_ok > 100);
+
+  Slots slots;
+  Template t;
+  REQUIRE(!parse_template("${x|tz:Europe/Berlin}${x|week_start:Asia/Kolkata}", slots, t));
+  const std::vector<std::string> stamp_pieces = {
+      "2024", "-",  "01", "12",        " ",    ":",  "00", "59", "+",       ".",
+      "5",    "BC", "T",  "999999999", "0001", "24", "60", "99", "infinity"};
+  for (int i = 0; i < 20000; ++i) {
+    std::string v = (i % 2 == 0) ? g.random(stamp_pieces, 12)
+                                 : g.mutate("2024-03-31 00:59:59.123456+05:30", stamp_pieces);
+    CAPTURE(v);
+    std::string_view sv = v;
+    std::string out, scratch;
+    for (const auto& p : t.parts) {
+      auto r = apply_filters(p.filters, &sv, out, scratch);
+      if (r == FilterResult::Failed) REQUIRE(out.rfind("filter ", 0) == 0);
+    }
+  }
 }

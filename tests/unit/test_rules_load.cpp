@@ -312,7 +312,7 @@ TEST_CASE("a rules.d directory: name order, errors naming both places") {
         (dir.path() / "40-d.yaml").string() +
             ":4:5: error: unknown key 'tabel' in a rule; did you mean 'table'? "
             "expected name, table, on, changed, when, delete, delete_pattern, bump, "
-            "publish, redelete_after, null_as or fallback");
+            "publish, redelete_after, null_as, fallback or timezone");
   CHECK(r.errors[1].str() ==
         (dir.path() / "40-d.yaml").string() +
             ":3:5: error: rule has no 'table'; expected schema.table or table");

@@ -90,7 +90,10 @@ class Fixture {
     images_.emplace_back();
     RowImage& img = images_.back();
     img.values.assign(table.columns.size(), Datum::unknown(Unknown::NotInImage));
-    for (const auto& [name, cell] : cells) {
+    for (const auto& name_cell : cells) {
+      // Not a structured binding: clang 14 cannot capture one in doctest's message lambda.
+      const std::string& name = name_cell.first;
+      const Cell& cell = name_cell.second;
       int i = table.column_index(name);
       REQUIRE_MESSAGE(i >= 0, "no column " << name);
       strings_.push_back(cell.text);
