@@ -64,7 +64,7 @@ struct Daemon::Impl : Pollable {
   Loop loop;
   std::unique_ptr<Signals> signals;
   std::unique_ptr<Telemetry> telemetry;
-  std::map<std::string, std::uint64_t> widenings_at_last_status;
+  std::map<Unknown, std::uint64_t> widenings_at_last_status;
   std::map<std::string, bool> wal_warned;
 
   enum class Phase { Running, Draining, Done } phase = Phase::Running;
@@ -178,7 +178,7 @@ struct Daemon::Impl : Pollable {
     for (const auto& [reason, n] : pipeline.stats().widenings_by_reason) {
       auto& before = widenings_at_last_status[reason];
       if (n > before)
-        burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, reason);
+        burst += fmt::format("{}{} × {}", burst.empty() ? "" : ", ", n - before, to_string(reason));
       before = n;
     }
     if (!burst.empty()) spdlog::warn("widened since the last status line: {}", burst);

@@ -45,6 +45,40 @@ std::string_view to_string(SourceKind kind) {
   return "?";
 }
 
+std::string_view label(Unknown why) {
+  switch (why) {
+    case Unknown::None:
+      return "known";
+    case Unknown::NotInImage:
+      return "not_in_image";
+    case Unknown::UnchangedToast:
+      return "unchanged_toast";
+    case Unknown::Truncate:
+      return "truncate";
+    case Unknown::NotifyGap:
+      return "notify_gap";
+    case Unknown::NotifyOversized:
+      return "notify_oversized";
+    case Unknown::NotifyMalformed:
+      return "notify_malformed";
+    case Unknown::Polled:
+      return "polled";
+    case Unknown::ColumnMissing:
+      return "column_missing";
+    case Unknown::TooManyKeys:
+      return "too_many_keys";
+    case Unknown::Explicit:
+      return "explicit";
+    case Unknown::SlotGap:
+      return "slot_gap";
+  }
+  return "unknown";
+}
+
+bool is_gap(Unknown why) {
+  return why == Unknown::SlotGap || why == Unknown::NotifyGap;
+}
+
 std::string_view to_string(Unknown why) {
   switch (why) {
     case Unknown::None:

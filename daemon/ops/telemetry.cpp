@@ -102,7 +102,7 @@ void Telemetry::refresh() {
   for (const auto& [reason, n] : p.widenings_by_reason)
     set(r.counter("pgbust_widenings_total",
                   "Keys that could not be computed exactly and were widened, by reason",
-                  {{"reason", reason}}),
+                  {{"reason", std::string(label(reason))}}),
         n);
   const auto& rs = target_.stats();
   set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);

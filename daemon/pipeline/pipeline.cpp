@@ -150,7 +150,8 @@ class Pipeline::TxnSink : public rules::Sink {
   void widened(const rules::Rule& rule, Unknown why, std::string_view detail) override {
     auto& s = p_.stats_;
     ++s.widenings;
-    ++s.widenings_by_reason[std::string(to_string(why))];
+    ++s.widenings_by_reason[why];
+    if (!rule.publish.empty() && is_gap(why)) publish_info(rule).content.gap = true;
     ++p_.rule_stats_for(rule).widenings;
     spdlog::debug("rule {}: widened: {}", rule.name, detail);
   }

@@ -30,7 +30,9 @@ std::string publish_message(std::string_view source, std::string_view position,
   append_list(msg, "keys", content.keys);
   append_list(msg, "patterns", content.patterns);
   append_list(msg, "revisions", content.revisions);
-  msg += std::string(",\"truncated\":") + (content.truncated ? "true" : "false") + "}";
+  msg += std::string(",\"truncated\":") + (content.truncated ? "true" : "false");
+  if (content.gap) msg += ",\"gap\":true";
+  msg += "}";
   return msg;
 }
 

@@ -114,4 +114,28 @@ struct E2E {
   }
 };
 
+// A metric's value from /metrics at `addr` (the name with labels as exposed, e.g.
+// pgbust_widenings_total{reason="slot_gap"}), or -1 when absent.
+inline double metric(const std::string& addr, const std::string& name) {
+  auto r = run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
+  auto at = r.output.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(r.output.substr(at + name.size() + 2));
+}
+
+// The address of a daemon's metrics endpoint (E2E::listen "127.0.0.1:0"), from its log.
+inline std::string metrics_address(E2E& e) {
+  std::string addr;
+  eventually([&] {
+    std::string out = e.daemon->output();
+    auto at = out.find("metrics on http://");
+    if (at == std::string::npos) return false;
+    at += std::string("metrics on http://").size();
+    addr = out.substr(at, out.find_first_of(" \n", at) - at);
+    return true;
+  });
+  REQUIRE_FALSE(addr.empty());
+  return addr;
+}
+
 }  // namespace pgbust::test

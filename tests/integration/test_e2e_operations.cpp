@@ -9,7 +9,6 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
-#include <regex>
 #include <thread>
 
 #include "e2e.hpp"
@@ -72,19 +71,6 @@ class NotifySocket {
   std::vector<std::string> messages_;
   std::thread reader_;
 };
-
-std::string metrics_address(E2E& e) {
-  std::string addr;
-  eventually([&] {
-    std::smatch m;
-    std::string out = e.daemon->output();
-    static const std::regex re("metrics on http://([0-9.]+:[0-9]+)");
-    if (std::regex_search(out, m, re)) addr = m[1];
-    return !addr.empty();
-  });
-  REQUIRE_FALSE(addr.empty());
-  return addr;
-}
 
 RunResult curl(const std::string& url) {
   return run({"curl", "-s", "-w", "\nHTTP %{http_code}", "--max-time", "5", url});

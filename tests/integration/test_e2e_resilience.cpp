@@ -158,27 +158,6 @@ TEST_CASE("an idle slot keeps advancing with unrelated write traffic") {
 namespace {
 
 // The value of an unlabelled metric in the daemon's /metrics, or -1 when absent.
-double metric(const std::string& addr, const std::string& name) {
-  auto r = run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
-  auto at = r.output.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(r.output.substr(at + name.size() + 2));
-}
-
-std::string metrics_address(E2E& e) {
-  std::string addr;
-  eventually([&] {
-    std::string out = e.daemon->output();
-    auto at = out.find("metrics on http://");
-    if (at == std::string::npos) return false;
-    at += std::string("metrics on http://").size();
-    addr = out.substr(at, out.find_first_of(" \n", at) - at);
-    return true;
-  });
-  REQUIRE_FALSE(addr.empty());
-  return addr;
-}
-
 // Resident memory of a process in kB (VmRSS), or -1.
 long rss_kb(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

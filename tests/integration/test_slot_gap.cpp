@@ -17,6 +17,7 @@ rules:
   - name: items
     table: items
     delete: ["item:${id}", "grp:${grp}"]
+    publish: invalidations
 )";
 
 struct Fixture : E2E {
@@ -42,6 +43,7 @@ struct Fixture : E2E {
 
 TEST_CASE("a slot dropped while pgbust was down: re-created, every rule widens once, counted") {
   Fixture env;
+  env.listen = "127.0.0.1:0";
   env.start(kRules, "items");
   CHECK(env.daemon->output().find("first start: replication slot \"pgbust_e2e\"") !=
         std::string::npos);
@@ -56,6 +58,7 @@ TEST_CASE("a slot dropped while pgbust was down: re-created, every rule widens o
   env.run_daemon((env.dir.path() / "pgbust.yaml").string());
   env.wait_streaming();
   INFO(env.logs());
+  const std::string addr = metrics_address(env);
   // The missed update's keys go: every rule of every table widened to its patterns.
   CHECK(eventually([&] { return !env.redis.exists("item:1"); }, 30s));
   CHECK(eventually([&] { return !env.redis.exists("grp:7"); }, 30s));
@@ -69,6 +72,7 @@ TEST_CASE("a slot dropped while pgbust was down: re-created, every rule widens o
         std::string::npos);
   // Closed once applied; later changes flow as usual and the verdict is healthy again.
   CHECK(env.daemon->wait_for_output("gap closed", 30s));
+  CHECK(metric(addr, "pgbust_widenings_total{reason=\"slot_gap\"}") >= 1);
   env.sync();
   CHECK(env.daemon->wait_for_output("status: healthy", 30s));
   auto record = env.dir.path() / "state" / "pgbust_e2e.slot";

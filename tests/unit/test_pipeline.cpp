@@ -35,6 +35,11 @@ TEST_CASE("publish_message: the exact JSON of a PUBLISH") {
   CHECK(publish_message("poll", "", c) ==
         "{\"source\":\"poll\",\"position\":\"\",\"tables\":[],\"keys\":[],\"patterns\":[],"
         "\"revisions\":[],\"truncated\":true}");
+  c.truncated = false;
+  c.gap = true;  // subscribers holding copies drop everything the rule covers
+  CHECK(publish_message("logical", "0/1", c) ==
+        "{\"source\":\"logical\",\"position\":\"0/1\",\"tables\":[],\"keys\":[],\"patterns\":[],"
+        "\"revisions\":[],\"truncated\":false,\"gap\":true}");
 }
 
 namespace {
@@ -218,6 +223,34 @@ rules:
   CHECK(b.publishes[0].second ==
         "{\"source\":\"A\",\"position\":\"7\",\"tables\":[\"public.t\"],\"keys\":[\"k:1\","
         "\"k:2\"],\"patterns\":[],\"revisions\":[\"rev:g1\",\"rev:g2\"],\"truncated\":false}");
+}
+
+TEST_CASE("Pipeline: a gap's widening publishes \"gap\": true, other widenings do not") {
+  const char* rules = R"(
+version: 1
+rules:
+  - name: p
+    table: t
+    delete: "k:${id}"
+    publish: inv
+)";
+  Rig r(rules);
+  r.pipeline.begin(r.a);
+  r.pipeline.widen_table(r.a, "public", "t", Unknown::SlotGap);
+  r.pipeline.commit(r.a, 1, 0);
+  REQUIRE(r.applier.handed.size() == 1);
+  CHECK(r.batch(0).patterns == Keys{"k:*"});
+  REQUIRE(r.batch(0).publishes.size() == 1);
+  CHECK(r.batch(0).publishes[0].second.find(",\"truncated\":false,\"gap\":true}") !=
+        std::string::npos);
+  CHECK(r.pipeline.stats().widenings_by_reason.at(Unknown::SlotGap) == 1);
+  r.applier.complete(0);
+
+  r.pipeline.begin(r.a);
+  r.pipeline.widen_table(r.a, "public", "t", Unknown::Truncate);
+  r.pipeline.commit(r.a, 2, 0);
+  REQUIRE(r.applier.handed.size() == 2);
+  CHECK(r.batch(1).publishes[0].second.find("gap") == std::string::npos);
 }
 
 TEST_CASE("Pipeline: ack records stay bounded while the applier holds a batch (issue 10 #5)") {

@@ -36,7 +36,11 @@ enum class Unknown : std::uint8_t {
   SlotGap,          // the replication slot vanished or belongs to another system
 };
 
-std::string_view to_string(Unknown why);
+std::string_view to_string(Unknown why);  // for people: "NOTIFY gap after (re)connect"
+std::string_view label(Unknown why);      // for metrics: "notify_gap"
+// Whether it stands for changes pgbust could not see at all (promise 8): a publish carries
+// "gap": true.
+bool is_gap(Unknown why);
 
 // One column value in a row image.
 struct Datum {

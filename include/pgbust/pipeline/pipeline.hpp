@@ -41,7 +41,7 @@ struct PipelineStats {
   std::uint64_t publishes = 0;     // messages queued
   std::uint64_t redeletes = 0;     // second deletes queued
   std::uint64_t widenings = 0;
-  std::map<std::string, std::uint64_t> widenings_by_reason;
+  std::map<Unknown, std::uint64_t> widenings_by_reason;
   std::uint64_t applied_transactions = 0;  // confirmed to their source
   double last_latency_seconds = -1;        // commit → applied, most recent transaction
 };

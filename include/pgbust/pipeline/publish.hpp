@@ -14,10 +14,13 @@ struct PublishContent {
   std::set<std::string> tables;  // schema.name
   std::vector<std::string> keys, patterns, revisions;
   bool truncated = false;  // more items than publish_max_items: the lists are a prefix
+  bool gap = false;        // widened for changes pgbust could not see (a slot or NOTIFY gap)
 };
 
 // {"source":…,"position":…,"tables":[…],"keys":[…],"patterns":[…],"revisions":[…],
-//  "truncated":false}: compact JSON, strings quoted by json::quote.
+//  "truncated":false}, plus "gap":true when the transaction widened for a gap (subscribers
+// holding an L1 copy should drop everything the rule covers): compact JSON, strings quoted by
+// json::quote.
 std::string publish_message(std::string_view source, std::string_view position,
                             const PublishContent& content);
 
