@@ -191,6 +191,15 @@ class Checker {
       const pgcatalog::Table* t = table(q);
       if (!t) continue;
       auto it = p.tables.find(q);
+      if (t->kind == 'p' && !p.via_root) {
+        // Each partition's changes arrive under the partition's name: no rule of `q` matches.
+        plain(true, q + " is partitioned and publication " + dq(name) +
+                        " publishes its changes under each partition's name "
+                        "(publish_via_partition_root is off), so its rules " +
+                        "never fire; ALTER PUBLICATION " + p.sql_name +
+                        " SET (publish_via_partition_root = true);");
+        continue;
+      }
       if (it == p.tables.end()) {
         plain(true, "publication " + dq(name) + " does not cover " + q + ", which " +
                         readers(rules_for(q)) + ": its changes are never seen; ALTER PUBLICATION " +

@@ -213,6 +213,7 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
   bool lists = catalog != nullptr && options.server_version >= 150000;
   std::vector<std::string> entries;
   std::string notes, alters;
+  bool partitioned = false;
   for (const TableNeeds& t : tables) {
     std::string entry = sql_name(t);
     if (catalog == nullptr) {
@@ -226,6 +227,7 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
       continue;
     }
     const TableCatalog& c = it->second;
+    if (c.kind == 'p') partitioned = true;
     std::vector<std::string> identity;
     char ri = c.replica_identity;
     if (ri == 'd' && !c.primary_key.empty()) identity = c.primary_key;
@@ -299,11 +301,18 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
     s += "-- No table to publish.\n";
   } else {
     std::string list = "\n      " + join(entries, ",\n      ");
+    // A partitioned rule table: its partitions' changes must arrive under its own name.
+    const char* via_root = " SET (publish_via_partition_root = true)";
+    if (partitioned)
+      s += "\n-- Partitioned tables: publish_via_partition_root, so each partition's changes "
+           "arrive\n-- under the partitioned table's name, which the rules use.\n";
     std::string body =
         "\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " +
         quote_literal(options.publication) + ") THEN\n    CREATE PUBLICATION " + pub +
-        " FOR TABLE" + list + ";\n  ELSE\n    ALTER PUBLICATION " + pub + " SET TABLE" + list +
-        ";\n  END IF;\nEND\n";
+        " FOR TABLE" + list +
+        (partitioned ? "\n      WITH (publish_via_partition_root = true)" : "") +
+        ";\n  ELSE\n    ALTER PUBLICATION " + pub + " SET TABLE" + list + ";\n" +
+        (partitioned ? "    ALTER PUBLICATION " + pub + via_root + ";\n" : "") + "  END IF;\nEND\n";
     std::string tag = dollar_tag(body);
     s += "\nDO " + tag + body + tag + ";\n";
   }

@@ -56,7 +56,7 @@ const char* const kTableNamesSql =
 
 const char* const kPublicationSql =
     "SELECT pg_catalog.quote_ident(pubname), puballtables, pubinsert, pubupdate, pubdelete, "
-    "pubtruncate FROM pg_catalog.pg_publication WHERE pubname = $1";
+    "pubtruncate, pubviaroot FROM pg_catalog.pg_publication WHERE pubname = $1";
 
 // PostgreSQL 15 added column lists (attnames) and row filters (rowfilter).
 const char* const kPublicationTablesSql =
@@ -162,6 +162,7 @@ Publication read_publication(PGconn* conn, const std::string& name) {
   p.update = flag(res, 0, 3);
   p.del = flag(res, 0, 4);
   p.truncate = flag(res, 0, 5);
+  p.via_root = flag(res, 0, 6);
   bool v15 = PQserverVersion(conn) >= 150000;
   auto tables = query(conn, v15 ? kPublicationTablesSql : kPublicationTablesSql14, {name},
                       "reading the tables of publication \"" + name + "\"");

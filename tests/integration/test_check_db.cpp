@@ -349,6 +349,44 @@ TEST_CASE("setup --identity-full: FULL and every column in one transaction; writ
   CHECK(r.err.empty());
 }
 
+TEST_CASE("a partitioned rule table: the publication must publish via the root") {
+  std::string rules =
+      std::string(kRules) + "  - name: events\n    table: events\n    delete: [\"event:${grp}\"]\n";
+  Db db("partitioned", rules, "",
+        std::string(kSchema) +
+            "CREATE TABLE events (id int, day date, grp int, PRIMARY KEY (id, day)) "
+            "PARTITION BY RANGE (day);"
+            "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO "
+            "('2025-01-01');");
+  db.exec(
+      "ALTER TABLE work_order_task REPLICA IDENTITY FULL;"
+      "CREATE PUBLICATION pgbust FOR TABLE work_order_task, orders, events");
+  auto r = db.check();
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 1);
+  const std::string fix = "ALTER PUBLICATION pgbust SET (publish_via_partition_root = true);";
+  CHECK(lines(r.err) ==
+        std::vector<std::string>{
+            "pgbust check: error: public.events is partitioned and publication \"pgbust\" "
+            "publishes its changes under each partition's name (publish_via_partition_root is "
+            "off), so its rules never fire; " +
+                fix,
+            db.at(11) +
+                "warning: rule 'events' needs old values of grp on update/delete, but on "
+                "public.events REPLICA IDENTITY DEFAULT puts only the primary key (id, day) in "
+                "the WAL; without them the rule widens to SCAN-DELETE event:*; to avoid it: "
+                "ALTER TABLE public.events REPLICA IDENTITY FULL;"});
+  db.exec(fix);
+  r = db.check();
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  // And pgbust setup makes such a publication right in the first place.
+  db.exec("DROP PUBLICATION pgbust");
+  REQUIRE(db.setup({"--apply"}).exit_code == 0);
+  CHECK(server().scalar("SELECT pubviaroot::text FROM pg_publication WHERE pubname = 'pgbust'",
+                        db.name) == "true");
+}
+
 TEST_CASE("no replica identity, a column list without a needed column, what is published") {
   std::string rules = std::string(kRules) + R"(  - name: customers
     table: orders

@@ -307,3 +307,21 @@ TEST_CASE("publication: old values the identity lacks are a warning, or with ide
   CHECK(contains(fixed.sql, "      \"public\".\"t\";\n"));  // every column: no list
   CHECK(contains(fixed.sql, "--   public.t: all columns (REPLICA IDENTITY FULL"));
 }
+
+// Regression: a partitioned rule table was published without publish_via_partition_root, so
+// its changes arrived under each partition's name and no rule of it ever fired.
+TEST_CASE("publication: a partitioned rule table publishes via its root") {
+  auto c = catalog();
+  c["public.events"] = {true, {"id", "day", "grp"}, {"id", "day"}, 'd', {}, 'p'};
+  auto out =
+      logical_sql({{"public", "events", {"grp"}}, {"public", "t", {"g"}}}, &c, LogicalOptions{});
+  CHECK(contains(out.sql,
+                 "\"public\".\"t\" (\"id\", \"g\")\n      WITH "
+                 "(publish_via_partition_root = true);"));
+  CHECK(contains(out.sql,
+                 "    ALTER PUBLICATION \"pgbust\" SET (publish_via_partition_root = "
+                 "true);\n  END IF;"));
+  CHECK(contains(out.sql, "-- Partitioned tables: publish_via_partition_root"));
+  auto plain = logical_sql({{"public", "t", {"g"}}}, &c, LogicalOptions{});
+  CHECK_FALSE(contains(plain.sql, "publish_via_partition_root"));
+}

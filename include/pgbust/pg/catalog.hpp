@@ -58,6 +58,9 @@ struct Publication {
   std::string sql_name;  // quote_ident(pubname)
   bool all_tables = false;
   bool insert = true, update = true, del = true, truncate = true;  // what it publishes
+  // publish_via_partition_root: a partitioned table's changes under its own name (else under
+  // each partition's, and pg_publication_tables lists the partitions).
+  bool via_root = false;
   struct Entry {
     std::vector<std::string> columns;  // PostgreSQL 15+: the published columns (all without a
                                        // column list); empty before 15 (all)
