@@ -15,6 +15,7 @@
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
+#include "pgbust/sources/logical_pacing.hpp"
 #include "pgbust/sources/slot_record.hpp"
 #include "source_impl.hpp"
 
@@ -34,22 +35,19 @@ constexpr milliseconds kPausedRecheck{20};  // back-pressure: how often to look 
 constexpr milliseconds kCloseWait{2000};    // close(): the end-of-stream handshake
 constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, timers)
 // Batched reads while the stream is busy: after draining the socket, wait before reading
-// again, longer the busier the stream was over the last kRateWindow. Each wakeup (poll +
+// again, longer the busier the stream was over the last window. Each wakeup (poll +
 // recv) then handles many messages instead of the few a walsender sends at a time, and
 // the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender too:
 // the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding one
 // that rests 2 ms). The cost is at most the rest in latency, and only at rates where the
-// per-wakeup cost dominates; below kBusyMessages every message is read as it arrives.
+// per-wakeup cost dominates; below 200 messages per window every message is read at once.
 // bench_catchup (100k+ messages/s): 1 ms rests ~120k rows/s, 2 ms ~160k (all columns) and
 // ~330k (column list), 5 ms fills the socket buffer and blocks the walsender.
 // bench_latency: resting 2 ms from 20k messages/s made p99 at 4000 single-row tx/s 2.5 ms
 // (0.5 ms unbatched); not resting until 50k left pgbust at 25-30% CPU at 8000 tx/s
 // (5-7% batched), CPU the saturated machine's walsender then lacked.
-constexpr milliseconds kRateWindow{10};
-constexpr int kBusyMessages = 200;      // per kRateWindow (20k/s): rest kShortRest
-constexpr int kVeryBusyMessages = 500;  // (50k/s, catch-up): rest kLongRest
-constexpr milliseconds kShortRest{1};
-constexpr milliseconds kLongRest{2};
+// The numbers are ReadPacer's defaults: a 10 ms window, resting 1 ms from 200 messages per
+// window and 2 ms from 500.
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
@@ -190,26 +188,20 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   void confirm(Position pos) override {
     if (open_gap_ && pos >= gap_at_) close_gap();
-    // Only positions this source handed out can be confirmed: never report past them.
-    pos = std::min(pos, last_delivered_);
-    if (pos <= confirmed_) return;
-    confirmed_ = pos;
-    while (!unconfirmed_.empty() && unconfirmed_.front().first <= confirmed_)
-      unconfirmed_.pop_front();
-    advance();
+    if (ledger_.confirm(pos)) reported_moved();
   }
 
   SourceStatus status() const override {
     SourceStatus s;
     session_.fill(s);
-    const Position pos = acked_;
+    const Position pos = ledger_.reported();
     s.position = pg::format_lsn(pos);
     s.lag_bytes = server_wal_end_ == 0    ? -1
                   : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
                                           : 0;
-    std::int64_t oldest = !unconfirmed_.empty() ? unconfirmed_.front().second
-                          : in_txn_             ? txn_commit_time_us_
-                                                : 0;
+    std::int64_t oldest = ledger_.oldest_unconfirmed_us() != 0 ? ledger_.oldest_unconfirmed_us()
+                          : in_txn_                            ? txn_commit_time_us_
+                                                               : 0;
     s.lag_seconds = oldest == 0
                         ? 0.0
                         : std::max(0.0, static_cast<double>(pgoutput::pg_now_us() +
@@ -239,10 +231,10 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     }
     conn_.reset();
     session_.stop();
-    log(spdlog::level::info, "closed at {}", pg::format_lsn(acked_));
+    log(spdlog::level::info, "closed at {}", pg::format_lsn(ledger_.reported()));
   }
 
-  Position reported() const { return acked_; }
+  Position reported() const { return ledger_.reported(); }
   Position server_wal_end() const { return server_wal_end_; }
   std::vector<std::string> uncovered_tables() const { return setup_.uncovered(); }
 
@@ -259,7 +251,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   milliseconds status_gap() const {
-    return !in_txn_ && confirmed_ >= last_delivered_ ? kCaughtUpStatusGap : kMinStatusGap;
+    return !in_txn_ && ledger_.caught_up() ? kCaughtUpStatusGap : kMinStatusGap;
   }
 
   static TimePoint now_if(bool needed) { return needed ? Clock::now() : TimePoint{}; }
@@ -306,7 +298,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         "change. Remedies: drop and re-create slot {0} (the changes in between are skipped, "
         "so their cache keys must be invalidated by hand), or pg_replication_slot_advance() "
         "it past the publication's creation (skips the same changes))",
-        opt_.slot, pg::format_lsn(std::max(confirmed_, setup_.slot_confirmed())));
+        opt_.slot, pg::format_lsn(std::max(ledger_.confirmed(), setup_.slot_confirmed())));
   }
 
   std::string waiting_for() const {
@@ -341,7 +333,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     session_.starting(Clock::now() + opt_.setup_timeout);
     log(spdlog::level::debug, "connected to {} (server {})", server(),
         PQserverVersion(conn_.get()));
-    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_), unconfirmed_.empty());
+    setup_.begin(conn_.get(), ledger_.resume_from(), ledger_.none_unconfirmed());
     flush();
   }
 
@@ -351,13 +343,12 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     if (setup_.on_input()) {
       if (setup_.gap()) {
         // Another stream (a re-created slot, another system): positions start afresh.
-        confirmed_ = last_delivered_ = acked_ = sent_flush_ = setup_.slot_confirmed();
-        idle_target_ = idle_requires_ = 0;
+        ledger_.restart(setup_.slot_confirmed());
+        sent_flush_ = setup_.slot_confirmed();
         server_wal_end_ = 0;
       }
-      confirmed_ = std::max(confirmed_, setup_.slot_confirmed());
       server_wal_end_ = std::max(server_wal_end_, setup_.server_wal_end());
-      advance();
+      if (ledger_.resume(setup_.slot_confirmed())) reported_moved();
       enter_streaming();
       widen_gap_or_record();
       return;
@@ -390,7 +381,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       std::string table = dot == std::string::npos ? t : t.substr(dot + 1);
       sink_.widen_table(self_, schema, table, Unknown::SlotGap);
     }
-    last_delivered_ = std::max(last_delivered_, gap_at_);
+    ledger_.delivered_own(gap_at_);
     sink_.commit(self_, gap_at_, pgoutput::pg_now_us() + pgoutput::kPgEpochOffsetUs);
   }
 
@@ -402,7 +393,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   void save_record(const std::string& open_gap) {
     slot::Record r = setup_.record();
-    r.confirmed = pg::format_lsn(std::max(confirmed_, setup_.slot_confirmed()));
+    r.confirmed = pg::format_lsn(std::max(ledger_.confirmed(), setup_.slot_confirmed()));
     r.open_gap = open_gap;
     try {
       slot::save(slot::file_for(opt_.state_dir, opt_.slot), r);
@@ -426,14 +417,12 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     last_receive_ = now;
     ping_sent_ = false;
     sent_flush_ = 0;  // this connection has not been told anything yet
-    status_due_ = acked_ > 0;
+    status_due_ = ledger_.reported() > 0;
     last_status_ = now - kMinStatusGap;
     next_status_ = now + opt_.status_interval;
     pending_input_ = true;
     resting_ = false;
-    rest_ = milliseconds{0};
-    window_start_ = now;
-    window_messages_ = 0;
+    pacer_.reset(now);
     log(session_.recovering() ? spdlog::level::debug : spdlog::level::info,
         "streaming slot {} (publication {}) from {} on {}", opt_.slot, opt_.publication,
         pg::format_lsn(setup_.start_from()), server());
@@ -468,7 +457,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       }
       char* raw = nullptr;
       int n = PQgetCopyData(conn_.get(), &raw, 1);
-      if (n == 0 && rest_.count() > 0 && !refilled) {
+      if (n == 0 && pacer_.busy() && !refilled) {
         // A busy stream has usually more waiting than libpq takes in one read (16 kB):
         // read on until the socket is empty, then rest.
         refilled = true;
@@ -486,27 +475,18 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       pg::Buffer buf(raw);
       if (!stamped) last_receive_ = Clock::now(), stamped = true;  // once per drain is enough
       ping_sent_ = false;
-      ++window_messages_;
+      pacer_.message();
       on_copy_data(std::string_view(raw, static_cast<std::size_t>(n)));
     }
   }
 
-  // Called with the stream drained: rest a moment if the stream is busy (see kBusyMessages).
+  // Called with the stream drained: rest a moment if the stream is busy (see ReadPacer).
   void pace() {
     const auto now = Clock::now();
-    const auto elapsed = now - window_start_;
-    if (elapsed >= kRateWindow) {
-      // Messages per kRateWindow, over however long the window lasted.
-      const auto per_window = [&](int n) { return window_messages_ * kRateWindow >= n * elapsed; };
-      rest_ = per_window(kVeryBusyMessages) ? kLongRest
-              : per_window(kBusyMessages)   ? kShortRest
-                                            : milliseconds{0};
-      window_start_ = now;
-      window_messages_ = 0;
-    }
-    if (rest_.count() > 0) {
+    const milliseconds rest = pacer_.drained(now);
+    if (rest.count() > 0) {
       resting_ = true;
-      rest_until_ = now + rest_;
+      rest_until_ = now + rest;
     }
   }
 
@@ -531,14 +511,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       dispatch(decoder_.decode(m.payload, m.wal_start));
       return;
     }
-    // Everything before this keepalive has been received, and commits the walsender decodes
-    // later end after wal_end. So once every transaction delivered so far is confirmed,
-    // wal_end can be acknowledged: an idle slot does not hold WAL.
-    if (!in_txn_) {
-      idle_target_ = std::max(idle_target_, m.wal_end);
-      idle_requires_ = last_delivered_;
-      advance();
-    }
+    // Outside a transaction a keepalive's wal_end can be acknowledged once everything
+    // delivered is confirmed: an idle slot does not hold WAL.
+    if (!in_txn_ && ledger_.keepalive(m.wal_end)) reported_moved();
     if (m.reply_requested) answer_ping(m.wal_end);
   }
 
@@ -552,10 +527,11 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     fast_pings_ = now - last_ping_ < kFastPing ? fast_pings_ + 1 : 0;
     last_ping_ = now;
     send_status(now, false);
-    if (fast_pings_ >= kFastPingLimit && acked_ < wal_end)
+    if (fast_pings_ >= kFastPingLimit && ledger_.reported() < wal_end)
       throw ConnectionError("the server on " + server() + " is shutting down and waits for " +
                             "confirmation up to " + pg::format_lsn(wal_end) +
-                            ", but Redis has applied only up to " + pg::format_lsn(acked_) +
+                            ", but Redis has applied only up to " +
+                            pg::format_lsn(ledger_.reported()) +
                             ": disconnecting so it can stop (unconfirmed work streams again)");
   }
 
@@ -576,8 +552,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         in_txn_ = false;
         ++transactions_;
         session_.progress(now_if(session_.recovering()));  // the stream works
-        last_delivered_ = std::max(last_delivered_, end);
-        if (end > confirmed_) unconfirmed_.emplace_back(end, t);
+        ledger_.delivered(end, t);
         sink_.commit(self_, end, t);
         break;
       }
@@ -606,24 +581,20 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     }
   }
 
-  // Moves the position to report (acked_) forward: the pipeline's confirmation, or the WAL
-  // end of a keepalive once everything delivered before it is confirmed. Never backwards.
-  void advance() {
-    Position t = confirmed_;
-    if (confirmed_ >= idle_requires_) t = std::max(t, idle_target_);
-    if (t <= acked_) return;
-    acked_ = t;
-    if (acked_ > sent_flush_) status_due_ = true;
+  // The position to report moved forward: send it soon.
+  void reported_moved() {
+    if (ledger_.reported() > sent_flush_) status_due_ = true;
   }
 
   void send_status(TimePoint now, bool request_reply) {
-    auto msg = pgoutput::status_update(acked_, pgoutput::pg_now_us(), request_reply);
+    const Position acked = ledger_.reported();
+    auto msg = pgoutput::status_update(acked, pgoutput::pg_now_us(), request_reply);
     if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
       pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
     flush();
-    if (acked_ != sent_flush_)
-      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked_));
-    sent_flush_ = acked_;
+    if (acked != sent_flush_)
+      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked));
+    sent_flush_ = acked;
     last_status_ = now;
     next_status_ = now + opt_.status_interval;
     status_due_ = false;
@@ -695,10 +666,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   bool want_write_ = false;     // libpq has unsent output
   bool pending_input_ = false;  // libpq may hold complete messages not yet read
-  milliseconds rest_{0};        // pause after each drain, from the stream's rate (pace())
-  bool resting_ = false;        // not reading until rest_until_ (see pace())
-  TimePoint window_start_{}, rest_until_{};
-  std::int64_t window_messages_ = 0;
+  logical::ReadPacer pacer_;
+  bool resting_ = false;  // not reading until rest_until_ (see pace())
+  TimePoint rest_until_{};
   bool stop_reading_ = false;
   bool ping_sent_ = false;
   bool status_due_ = false;  // confirm() advanced: send an update soon
@@ -710,15 +680,10 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   std::optional<std::string> open_gap_;  // a gap widened and not yet applied
   Position gap_at_ = 0;                  // the position of that widening
   std::uint64_t gaps_ = 0;
-  std::string record_error_;     // the slot record could not be saved
-  Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
-  Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
-  Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction
-  Position idle_requires_ = 0;   // ... usable once confirmed_ reaches this
-  Position acked_ = 0;           // what is reported as flushed; only moves forward
-  Position sent_flush_ = 0;      // last flush position sent on this connection
+  std::string record_error_;  // the slot record could not be saved
+  logical::AckLedger ledger_;
+  Position sent_flush_ = 0;  // last flush position sent on this connection
   Position server_wal_end_ = 0;
-  std::deque<std::pair<Position, std::int64_t>> unconfirmed_;  // (end LSN, commit time µs)
 
   std::uint64_t changes_ = 0, transactions_ = 0;
   int fast_pings_ = 0;

@@ -15,6 +15,7 @@
 #include "async_core.hpp"
 #include "pgbust/sources/poll_plan.hpp"
 #include "pgbust/sources/poll_state.hpp"
+#include "pgbust/sources/poll_table.hpp"
 
 namespace pgbust {
 
@@ -41,32 +42,37 @@ std::int64_t to_int(const char* text) {
 struct PollSource::Impl final : detail::AsyncCore {
   enum class Step { None, Setup, Catalog, Init, Stats, FirstPage, NextPage };
 
-  struct Table {
-    config::PollTable cfg;
-    std::string qualified, sql_name;
-    std::filesystem::path file;
-    poll::Loaded loaded;  // the state file as read at start
-    bool state_checked = false;
-    std::vector<std::string> needed;  // columns the rules read
-    std::set<std::string> warned;     // needed columns the table lacks, reported
-    poll::Plan plan;                  // from the catalog
-    std::unique_ptr<TableInfo> info = std::make_unique<TableInfo>();
-    std::vector<int> cur_idx;  // select-list index of each cursor column
-    int id_idx = -1;
-    // Progress.
-    poll::Watermark wm;         // where reading has got to (ahead of what is confirmed)
-    poll::Watermark committed;  // as of the last transaction handed to the sink
-    poll::Watermark confirmed;  // as persisted
-    bool have_state = false;
-    bool widen_once = false;
-    bool deletes_seen = false;
-    std::optional<std::string> threshold;  // TimeId: ids above it are inserts
-    std::vector<std::string> round_cursor, page_after;
-    std::deque<std::pair<TimePoint, std::vector<std::string>>> history;  // Id: cursor by time
-    poll::Seen seen;
+  using Table = poll::Table;
 
-    Table(const config::PollTable& c, const PollOptions& o)
-        : cfg(c), seen(o.seen_limit, c.overlap + 2 * o.poll.interval) {}
+  // A PGresult as the table's page of rows.
+  struct ResultRows final : poll::Rows {
+    const PGresult* res;
+    explicit ResultRows(const PGresult* r) : res(r) {}
+    int count() const override { return PQntuples(res); }
+    bool null(int r, int c) const override { return PQgetisnull(res, r, c) != 0; }
+    std::string_view text(int r, int c) const override {
+      return {PQgetvalue(res, r, c), static_cast<std::size_t>(PQgetlength(res, r, c))};
+    }
+  };
+
+  // A page's events into the sink, opening the transaction at the first.
+  struct SinkOutput final : poll::PageOutput {
+    Impl& impl;
+    bool begun = false;
+    explicit SinkOutput(Impl& i) : impl(i) {}
+    void begin() {
+      if (!begun) impl.sink_.begin(impl.self_);
+      begun = true;
+    }
+    void widen(const TableInfo& t) override {
+      begin();
+      impl.sink_.widen_table(impl.self_, t.schema, t.name, Unknown::Polled);
+    }
+    void change(const ChangeEvent& ev) override {
+      begin();
+      ++impl.changes;
+      impl.sink_.change(impl.self_, ev);
+    }
   };
 
   struct Snapshot {
@@ -89,7 +95,6 @@ struct PollSource::Impl final : detail::AsyncCore {
   std::deque<std::pair<Position, TimePoint>> unconfirmed;  // sampled, for the lag
   PollCounters counters;
   std::uint64_t changes = 0, transactions = 0;
-  RowImage new_img, old_img;
 
   Impl(PollSource& s, PollOptions o, const rules::RuleSet& rules, ChangeSink& k)
       : AsyncCore(s, k, detail::async_options("poll", "pgbust-poll", o)),
@@ -97,14 +102,11 @@ struct PollSource::Impl final : detail::AsyncCore {
         state_log(opt.log_interval) {
     if (opt.poll.tables.empty()) throw Error("sources.poll: no tables configured");
     for (const auto& c : opt.poll.tables) {
-      auto t = std::make_unique<Table>(c, opt);
-      t->qualified = c.schema + "." + c.table;
+      auto t = std::make_unique<Table>(c, opt.seen_limit, c.overlap + 2 * opt.poll.interval);
       t->sql_name = pg::quote_ident(c.schema) + "." + pg::quote_ident(c.table);
       t->file =
           std::filesystem::path(opt.poll.state_dir) / poll::state_file_name(c.schema, c.table);
       t->loaded = poll::load(t->file);
-      t->info->schema = c.schema;
-      t->info->name = c.table;
       tables.push_back(std::move(t));
     }
     set_rules(rules);
@@ -153,20 +155,12 @@ struct PollSource::Impl final : detail::AsyncCore {
     for (int r = 0; r < PQntuples(res); ++r)
       cols.push_back({PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2)[0],
                       PQgetvalue(res, r, 3)[0] == 't'});
-    t.plan = poll::make_plan(t.cfg, cols, t.needed);
+    t.apply_plan(poll::make_plan(t.cfg, cols, t.needed));
     for (const auto& c : t.plan.missing)
       if (t.warned.insert(c).second)
         session_.log(spdlog::level::warn,
                      "table {} has no column \"{}\", which the rules read: they widen for it",
                      t.qualified, c);
-    if (t.plan.columns != t.info->columns || t.plan.key != t.info->key) {
-      t.info->columns = t.plan.columns;
-      t.info->key = t.plan.key;
-      ++t.info->generation;
-    }
-    t.cur_idx.clear();
-    for (const auto& c : t.plan.cursor) t.cur_idx.push_back(t.info->column_index(c));
-    t.id_idx = t.plan.id.empty() ? -1 : t.info->column_index(t.plan.id);
   }
 
   // After the first catalog read: use the saved watermark, or decide to start afresh.
@@ -181,7 +175,7 @@ struct PollSource::Impl final : detail::AsyncCore {
         t.wm = t.committed = t.confirmed = w;
         t.have_state = true;
         session_.log(spdlog::level::info, "{}: resuming from {} ({})", t.qualified, t.file.string(),
-                     describe(t, w));
+                     t.describe(w));
         return true;
       }
       problem = fmt::format(
@@ -219,7 +213,7 @@ struct PollSource::Impl final : detail::AsyncCore {
     w.floor = w.cursor;
     t.wm = t.committed = w;
     t.have_state = true;
-    session_.log(spdlog::level::info, "{}: starting at {}", t.qualified, describe(t, w));
+    session_.log(spdlog::level::info, "{}: starting at {}", t.qualified, t.describe(w));
   }
 
   // After each query of the starting sequence (session setup, then per table the catalog
@@ -254,27 +248,9 @@ struct PollSource::Impl final : detail::AsyncCore {
 
   // --- rounds ------------------------------------------------------------------------------
 
-  std::string describe(const Table& t, const poll::Watermark& w) const {
-    if (w.cursor.empty()) return "no rows yet";
-    std::vector<std::string> parts;
-    for (std::size_t i = 0; i < w.cursor.size() && i < t.plan.cursor.size(); ++i)
-      parts.push_back(t.plan.cursor[i] + "=" + w.cursor[i]);
-    return join(parts, " ");
-  }
-
   void begin_table(TimePoint now) {
     Table& t = *tables[current];
-    t.round_cursor = t.wm.cursor;
-    t.threshold = t.wm.max_id;
-    t.page_after.clear();
-    if (t.plan.mode == Mode::Id) {
-      // The floor: the id cursor as it was `overlap` ago, so late commits are re-read.
-      TimePoint limit = now - t.cfg.overlap;
-      while (t.history.size() >= 2 && t.history[1].first <= limit) t.history.pop_front();
-      if (!t.history.empty() && t.history.front().first <= limit)
-        t.wm.floor = t.history.front().second;
-      if (t.wm.floor.empty()) t.wm.floor = t.wm.cursor;
-    }
+    t.begin_round(now);
     next = t.cfg.deletes == "count" ? Step::Stats : Step::FirstPage;
   }
 
@@ -314,86 +290,13 @@ struct PollSource::Impl final : detail::AsyncCore {
     sink_.commit(self_, p, wall_us());
   }
 
-  // One page of rows: one transaction for the sink_. Returns the number of rows.
+  // One page of rows: one transaction for the sink. Returns the number of rows.
   int deliver(Table& t, const PGresult* res, TimePoint now) {
-    int rows = PQntuples(res);
-    std::size_t ncol = t.info->columns.size();
-    bool begun = false;
-    auto begin = [&] {
-      if (!begun) sink_.begin(self_);
-      begun = true;
-    };
-    for (bool* flag : {&t.widen_once, &t.deletes_seen}) {
-      if (!*flag) continue;
-      *flag = false;
-      if (flag == &t.widen_once) ++counters.start_widenings;
-      begin();
-      sink_.widen_table(self_, t.cfg.schema, t.cfg.table, Unknown::Polled);
-    }
-    std::string key;
-    std::vector<std::string> cursor(t.cur_idx.size());
-    for (int r = 0; r < rows; ++r) {
-      ++counters.rows;
-      new_img.values.resize(ncol);
-      for (std::size_t c = 0; c < ncol; ++c) {
-        int ci = static_cast<int>(c);
-        new_img.values[c] =
-            PQgetisnull(res, r, ci)
-                ? Datum::null()
-                : Datum::value(std::string_view(PQgetvalue(res, r, ci),
-                                                static_cast<std::size_t>(PQgetlength(res, r, ci))));
-      }
-      for (std::size_t i = 0; i < t.cur_idx.size(); ++i)
-        cursor[i] = PQgetvalue(res, r, t.cur_idx[i]);
-      const char* id =
-          t.id_idx >= 0 && !PQgetisnull(res, r, t.id_idx) ? PQgetvalue(res, r, t.id_idx) : nullptr;
-      bool beyond =
-          t.plan.mode == Mode::Id
-              ? t.round_cursor.empty() || poll::compare_number(cursor[0], t.round_cursor[0]) > 0
-              : PQgetvalue(res, r, static_cast<int>(ncol))[0] == 't';
-      // Which row, at which version: seen before with the same version means already done.
-      std::string version = t.plan.mode == Mode::Id ? "" : cursor[0];
-      if (t.plan.mode == Mode::Time) {
-        key.clear();
-        for (std::size_t i = 1; i < cursor.size(); ++i) key += (i > 1 ? "\x1f" : "") + cursor[i];
-      } else {
-        key = id ? id : "";
-      }
-      if (t.seen.check_and_add(key, version, now)) {
-        ++counters.repeats;
-      } else {
-        bool insert = t.plan.mode == Mode::Id ||
-                      (t.plan.mode == Mode::TimeId && id &&
-                       (!t.threshold || poll::compare_number(id, *t.threshold) > 0));
-        ChangeEvent ev;
-        ev.source = SourceKind::Poll;
-        ev.table = t.info.get();
-        ev.new_row = &new_img;
-        if (insert) {
-          ev.op = Op::Insert;
-          ++counters.inserts;
-        } else {
-          // The old row: its key as now (a key rarely changes); every other value unknown.
-          ev.op = Op::Update;
-          old_img.missing_why = Unknown::Polled;
-          old_img.values.assign(ncol, Datum::unknown(Unknown::Polled));
-          for (std::size_t c = 0; c < ncol; ++c)
-            if (t.info->key[c]) old_img.values[c] = new_img.values[c];
-          ev.old_row = &old_img;
-          ++counters.updates;
-        }
-        ++changes;
-        begin();
-        sink_.change(self_, ev);
-      }
-      if (beyond) t.wm.cursor = cursor;
-      if (id && (!t.wm.max_id || poll::compare_number(id, *t.wm.max_id) > 0) &&
-          t.plan.mode == Mode::TimeId)
-        t.wm.max_id = id;
-    }
-    if (rows > 0) t.page_after = cursor;
-    if (begun || t.wm != t.committed) {
-      begin();
+    SinkOutput out(*this);
+    bool changed = false;
+    int rows = t.deliver(ResultRows(res), now, out, counters, changed);
+    if (changed) {
+      out.begin();
       commit(t, current, now);
     }
     return rows;
@@ -401,7 +304,7 @@ struct PollSource::Impl final : detail::AsyncCore {
 
   void finish_table(TimePoint now) {
     Table& t = *tables[current];
-    if (t.plan.mode == Mode::Id) t.history.emplace_back(now, t.wm.cursor);
+    t.end_round(now);
     ++current;
     if (current < tables.size()) {
       begin_table(now);
@@ -559,7 +462,7 @@ struct PollSource::Impl final : detail::AsyncCore {
     s.transactions = transactions;
     std::vector<std::string> parts;
     for (const auto& t : tables)
-      if (t->have_state) parts.push_back(t->qualified + " " + describe(*t, t->confirmed));
+      if (t->have_state) parts.push_back(t->qualified + " " + t->describe(t->confirmed));
     s.position = join(parts, ", ");
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
     // A watermark that cannot be saved (disk full, permissions) is retried every confirm; until
