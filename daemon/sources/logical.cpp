@@ -423,7 +423,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     pending_input_ = true;
     resting_ = false;
     pacer_.reset(now);
-    log(session_.recovering() ? spdlog::level::debug : spdlog::level::info,
+    // In a run of failures (the same error on every reconnect) only the first is told.
+    log(session_.failures() >= 2 ? spdlog::level::debug : spdlog::level::info,
         "streaming slot {} (publication {}) from {} on {}", opt_.slot, opt_.publication,
         pg::format_lsn(setup_.start_from()), server());
   }
