@@ -1,4 +1,4 @@
-// Non-blocking libpq connections for the NOTIFY and poll sources, backoff and log limits.
+// Non-blocking libpq connections for the NOTIFY and poll sources, and quoting without one.
 #include "pgbust/pg/async.hpp"
 
 #include <poll.h>
@@ -134,37 +134,6 @@ bool AsyncConn::take_result(Result& out, std::string_view what) {
 
 std::string AsyncConn::server() const {
   return describe(conn_.get());
-}
-
-Backoff::Backoff(std::chrono::milliseconds min, std::chrono::milliseconds max)
-    : min_(std::max(min, std::chrono::milliseconds(1))), max_(std::max(max, min_)) {}
-
-std::chrono::milliseconds Backoff::next() {
-  failures_ = std::min(failures_ + 1, 30);
-  auto step = min_;
-  for (int i = 1; i < failures_ && step < max_; ++i) step *= 2;
-  step = std::min(step, max_);
-  std::uniform_int_distribution<long long> pick(std::max<long long>(1, step.count() / 2),
-                                                step.count());
-  return std::chrono::milliseconds(pick(rng_));
-}
-
-bool LogLimiter::allow(std::string_view message, TimePoint now, std::uint64_t& suppressed) {
-  suppressed = 0;
-  if (message != last_) {
-    last_.assign(message);
-    logged_ = now;
-    held_ = 0;
-    return true;
-  }
-  if (now - logged_ >= interval_) {
-    suppressed = held_;
-    held_ = 0;
-    logged_ = now;
-    return true;
-  }
-  ++held_;
-  return false;
 }
 
 std::string quote_ident(std::string_view ident) {

@@ -8,30 +8,20 @@
 
 namespace pgbust::pg {
 
-std::string describe(const PGconn* conn) {
+std::string host_port(const PGconn* conn) {
   if (conn == nullptr) return "(no connection)";
-  std::string out;
   const char* host = PQhost(conn);
   const char* port = PQport(conn);
-  out += host && *host ? host : "localhost";
+  std::string out = host && *host ? host : "localhost";
   if (port && *port) out += std::string(":") + port;
-  if (const char* db = PQdb(conn); db && *db) out += std::string(" dbname=") + db;
-  if (const char* user = PQuser(conn); user && *user) out += std::string(" user=") + user;
   return out;
 }
 
-std::string one_line(std::string_view text) {
-  std::string out;
-  bool space = false;
-  for (char c : text) {
-    if (c == '\n' || c == '\r' || c == '\t') {
-      space = true;
-      continue;
-    }
-    if (space && !out.empty() && out.back() != ' ') out += ' ';
-    space = false;
-    out += c;
-  }
+std::string describe(const PGconn* conn) {
+  if (conn == nullptr) return "(no connection)";
+  std::string out = host_port(conn);
+  if (const char* db = PQdb(conn); db && *db) out += std::string(" dbname=") + db;
+  if (const char* user = PQuser(conn); user && *user) out += std::string(" user=") + user;
   return out;
 }
 

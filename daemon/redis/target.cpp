@@ -1,4 +1,5 @@
-// The Redis target: connection phases with backoff and rate-limited outage logging, and the
+// The Redis target: connection phases on a Session (backoff, rate-limited failure lines,
+// counters), and the
 // applier that streams each batch's idempotent commands through a bounded pipeline.
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -7,9 +8,9 @@
 #include <algorithm>
 #include <deque>
 #include <optional>
-#include <random>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/core/session.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
@@ -169,28 +170,28 @@ struct Target::Impl {
   };
   Options opt;
   Endpoint ep;
-  State state = State::Disconnected;
+  Session session;
   bool closed = false;
   bool ever_ready = false;
   std::unique_ptr<Conn> conn;
   std::deque<Expect> in_flight;
-  TimePoint connect_deadline{};
-  TimePoint retry_at{};
   TimePoint ready_since{};
   TimePoint last_reply{};  // an idle connection is PINGed so an outage shows without traffic
-  int failures = 0;        // consecutive, for the backoff
   std::deque<Pending> queue;
   std::optional<Attempt> attempt;
   Stats stats;
-  std::string last_error;
-  Streak outage;    // Redis unreachable (connect, handshake, I/O, timeouts)
-  Streak failing;   // commands answered with transient errors
-  Streak deferred;  // batches set aside after persistent errors
-  std::mt19937_64 rng{std::random_device{}()};
+  Streak deferred;                     // batches set aside after persistent errors
   std::vector<std::string_view> argv;  // scratch for UNLINK chunks
   std::string scan_count;
 
-  explicit Impl(Options o) : opt(std::move(o)), ep(resolve_endpoint(opt)) {
+  explicit Impl(Options o)
+      : opt(std::move(o)),
+        ep(resolve_endpoint(opt)),
+        session("redis",
+                RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
+                            opt.log_interval},
+                Session::Labels{"connecting", "handshake", "ready"}) {
+    session.set_server(ep.describe());
     auto fail_opt = [&](const std::string& what) {
       throw Error("redis " + ep.describe() + ": " + what);
     };
@@ -205,17 +206,22 @@ struct Target::Impl {
     argv.reserve(opt.unlink_chunk + 1);
   }
 
-  std::string where() const {
-    return fmt::format("redis {} ({})", ep.describe(), to_string(state));
+  State state() const {
+    switch (session.phase()) {
+      case Phase::Connecting:
+        return State::Connecting;
+      case Phase::Starting:
+        return State::Handshake;
+      case Phase::Up:
+        return State::Ready;
+      case Phase::BackingOff:
+        return State::BackingOff;
+      default:
+        return State::Disconnected;
+    }
   }
 
   // --- connection phases ---------------------------------------------------------------
-
-  void set_state(State s) {
-    if (s != state)
-      spdlog::debug("redis {}: {} -> {}", ep.describe(), to_string(state), to_string(s));
-    state = s;
-  }
 
   void drop_connection() noexcept {
     conn.reset();
@@ -223,48 +229,23 @@ struct Target::Impl {
     attempt.reset();
   }
 
-  Clock::duration next_backoff() {
-    failures = std::min(failures + 1, 30);
-    auto base = opt.backoff_min;
-    for (int i = 1; i < failures && base < opt.backoff_max; ++i) base *= 2;
-    base = std::min(base, opt.backoff_max);
-    auto lo = std::max(opt.backoff_min, base / 2);
-    std::uniform_int_distribution<long long> pick(lo.count(), std::max(lo, base).count());
-    return std::chrono::milliseconds(pick(rng));
-  }
-
   // A failure of the connection (`outage`) or of a command: close, back off, retry later.
   void fail(const std::string& msg, bool is_outage, TimePoint now) {
     ++stats.errors;
-    last_error = msg;
-    Streak& s = is_outage ? outage : failing;
-    ++s.count;
-    if (!s.since) {
-      s.since = s.logged = now;
-      spdlog::error("{}; {}", msg,
-                    is_outage ? "Redis unreachable, retrying with backoff (batches stay queued)"
-                              : "the batch will be applied again after reconnecting");
-    } else if (now - s.logged >= opt.log_interval) {
-      s.logged = now;
-      spdlog::error("{}; {} for {} ({} attempts), still retrying", msg,
-                    is_outage ? "unreachable" : "batch failing", seconds(now - *s.since), s.count);
-    } else {
-      spdlog::debug("{}", msg);
-    }
     drop_connection();
-    set_state(State::BackingOff);
-    retry_at = now + next_backoff();
+    session.fail(msg, now,
+                 is_outage ? " (Redis unreachable; batches stay queued)"
+                           : " (the batch is applied again after reconnecting)");
   }
 
   void start_connect(TimePoint now) {
-    if (ever_ready) ++stats.reconnects;
-    set_state(State::Connecting);
-    connect_deadline = now + opt.connect_timeout;
+    session.connecting(now, opt.connect_timeout);
+    stats.reconnects = session.reconnects();
     try {
       conn = std::make_unique<Conn>(ep);
       if (!conn->connecting()) on_connected(now);
     } catch (const ConnectionError& e) {
-      fail(where() + ": " + e.what(), true, now);
+      fail(e.what(), true, now);
     }
   }
 
@@ -275,7 +256,7 @@ struct Target::Impl {
   }
 
   void on_connected(TimePoint now) {
-    set_state(State::Handshake);
+    session.starting(kNever);  // each command has its own deadline
     if (!ep.password.empty()) {
       if (ep.user.empty())
         send(Kind::Auth, {"AUTH", ep.password}, now);
@@ -290,18 +271,12 @@ struct Target::Impl {
   }
 
   void become_ready(TimePoint now) {
-    set_state(State::Ready);
+    session.up(now);
     ready_since = now;
     last_reply = now;
-    if (outage.since) {
-      spdlog::info("redis {}: reachable again after {} ({} failed attempts)", ep.describe(),
-                   seconds(now - *outage.since), outage.count);
-      outage = Streak{};
-    } else if (!ever_ready) {
-      spdlog::info("redis {}: connected", ep.describe());
-    }
+    if (!ever_ready) session.log(spdlog::level::info, "connected");
     ever_ready = true;
-    if (queue.empty()) failures = 0;
+    if (queue.empty()) session.progress(now);  // nothing to apply: reachable is enough
   }
 
   // --- replies -------------------------------------------------------------------------
@@ -329,7 +304,7 @@ struct Target::Impl {
   // Handles one reply; false when it failed the connection (which is then gone).
   bool handle_reply(Reply r, TimePoint now) {
     if (in_flight.empty()) {
-      fail(where() + ": a reply nobody asked for: " + reply_text(r.get()), true, now);
+      fail("a reply nobody asked for: " + reply_text(r.get()), true, now);
       return false;
     }
     Expect e = in_flight.front();
@@ -342,15 +317,13 @@ struct Target::Impl {
       case Kind::Auth:
       case Kind::Select:
         if (error || r->type != REDIS_REPLY_STATUS) {
-          fail(where() + ": " + std::string(command_name(e.kind)) +
-                   " failed: " + reply_text(r.get()),
-               true, now);
+          fail(std::string(command_name(e.kind)) + " failed: " + reply_text(r.get()), true, now);
           return false;
         }
         break;
       case Kind::Ping:
         if (error) {
-          fail(where() + ": PING failed: " + reply_text(r.get()), true, now);
+          fail("PING failed: " + reply_text(r.get()), true, now);
           return false;
         }
         break;
@@ -359,19 +332,20 @@ struct Target::Impl {
         // clients reached", LOADING) means this connection is not usable.
         if (error && !(text.find("unknown command") != std::string_view::npos ||
                        text.starts_with("NOPERM"))) {
-          fail(where() + ": CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
+          fail("CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
           return false;
         }
-        if (error) spdlog::debug("{}: CLIENT SETNAME refused: {}", where(), reply_text(r.get()));
+        if (error)
+          session.log(spdlog::level::debug, "CLIENT SETNAME refused: {}", reply_text(r.get()));
         break;
       case Kind::Incr:
         if (error && is_counter_error(text) && !attempt->fixed[e.index]) {
           attempt->fixed[e.index] = true;
           attempt->fixups.push_back(e.index);
-          spdlog::warn(
-              "{}: bump key '{}' holds something that is not a counter ({}); "
-              "unlinking it and seeding a new counter",
-              where(), printable(current().batch.bumps[e.index]), reply_text(r.get()));
+          session.log(spdlog::level::warn,
+                      "bump key '{}' holds something that is not a counter ({}); "
+                      "unlinking it and seeding a new counter",
+                      printable(current().batch.bumps[e.index]), reply_text(r.get()));
           return true;
         }
         if (!error) ++stats.bumps;
@@ -393,7 +367,7 @@ struct Target::Impl {
         break;
     }
     if (error) return command_failed(e, r.get(), now);
-    if (state == State::Handshake && in_flight.empty()) become_ready(now);
+    if (state() == State::Handshake && in_flight.empty()) become_ready(now);
     return true;
   }
 
@@ -410,8 +384,8 @@ struct Target::Impl {
     const std::string_view text(r->str, r->len);
     const ErrorClass cls = classify_error(text);
     note_error(cls, e.kind);
-    std::string msg = fmt::format("{}: {} failed: {} ({}", where(), command_text(e), reply_text(r),
-                                  to_string(cls));
+    std::string msg =
+        fmt::format("{} failed: {} ({}", command_text(e), reply_text(r), to_string(cls));
     if (auto hint = error_hint(text); !hint.empty()) msg += fmt::format("; {}", hint);
     msg += ")";
     if (cls == ErrorClass::Transient || !attempt) {  // no batch: a handshake command
@@ -419,7 +393,7 @@ struct Target::Impl {
       return false;
     }
     ++stats.errors;
-    last_error = msg;
+    session.count_error(msg);
     if (e.kind == Kind::Unlink || e.kind == Kind::Scan) attempt->deletes_failed = true;
     if (attempt->failed.empty()) attempt->failed = std::move(msg);
     return true;
@@ -435,8 +409,7 @@ struct Target::Impl {
     for (std::size_t i = 0; ok && i < r->element[1]->elements; ++i)
       ok = r->element[1]->element[i]->type == REDIS_REPLY_STRING;
     if (!ok) {
-      fail(where() + ": " + command_text(e) + ": unexpected reply " + reply_text(r.get()), false,
-           now);
+      fail(command_text(e) + ": unexpected reply " + reply_text(r.get()), false, now);
       return false;
     }
     slot->scanning = false;
@@ -502,11 +475,11 @@ struct Target::Impl {
     for (std::size_t i = 0; i < queue.size(); ++i) {
       const Pending& p = queue[i];
       if (p.failures > 0) {  // set aside: never holds later batches back
-        if (!due && state == State::Ready && p.retry_at <= now) due = i;
+        if (!due && state() == State::Ready && p.retry_at <= now) due = i;
         continue;
       }
       if (due) return due;  // earlier than this one
-      if (p.batch.empty() || state == State::Ready) return i;
+      if (p.batch.empty() || state() == State::Ready) return i;
       return std::nullopt;
     }
     return due;
@@ -517,10 +490,10 @@ struct Target::Impl {
     TimePoint t = kNever;
     for (const Pending& p : queue) {
       if (p.failures > 0) {
-        if (state == State::Ready) t = std::min(t, p.retry_at);
+        if (state() == State::Ready) t = std::min(t, p.retry_at);
         continue;
       }
-      if (p.batch.empty() || state == State::Ready) return TimePoint{};
+      if (p.batch.empty() || state() == State::Ready) return TimePoint{};
       break;
     }
     return t;
@@ -556,13 +529,13 @@ struct Target::Impl {
     if (first || now - deferred.logged >= opt.log_interval) {
       if (first) deferred.since = now;
       deferred.logged = now;
-      spdlog::error(
-          "{}; the batch is retried in {} (attempt {}{}), later batches go on; "
-          "nothing after it is confirmed until it succeeds",
-          a.failed, seconds(delay), p.failures,
-          first ? "" : fmt::format(", failing for {}", seconds(now - *deferred.since)));
+      session.log(spdlog::level::err,
+                  "{}; the batch is retried in {} (attempt {}{}), later batches go on; "
+                  "nothing after it is confirmed until it succeeds",
+                  a.failed, seconds(delay), p.failures,
+                  first ? "" : fmt::format(", failing for {}", seconds(now - *deferred.since)));
     } else {
-      spdlog::debug("{}", a.failed);
+      session.log(spdlog::level::debug, "{}", a.failed);
     }
     attempt.reset();
   }
@@ -635,12 +608,7 @@ struct Target::Impl {
     Pending p = std::move(queue[i]);
     queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(i));
     attempt.reset();
-    if (!p.batch.empty()) failures = 0;
-    if (failing.since) {
-      spdlog::info("redis {}: batch applied after {} failed attempts over {}", ep.describe(),
-                   failing.count, seconds(now - *failing.since));
-      failing = Streak{};
-    }
+    if (!p.batch.empty()) session.progress(now);
     if (p.failures > 0) --stats.failing_batches;
     if (p.failures > 0 && deferred.since &&
         std::none_of(queue.begin(), queue.end(), [](const Pending& q) { return q.failures > 0; })) {
@@ -665,11 +633,11 @@ struct Target::Impl {
   void drive(TimePoint now) {
     for (int round = 0; round < 1000 && !closed && pump(now); ++round) {
     }
-    if (conn && state == State::Ready && conn->want_write()) {
+    if (conn && state() == State::Ready && conn->want_write()) {
       try {
         conn->flush();
       } catch (const ConnectionError& e) {
-        fail(where() + ": " + e.what(), true, now);
+        fail(e.what(), true, now);
       }
     }
   }
@@ -678,7 +646,7 @@ struct Target::Impl {
 
   void on_ready(short revents, TimePoint now) {
     try {
-      if (state == State::Connecting) {
+      if (state() == State::Connecting) {
         if (conn->finish_connect()) on_connected(now);
         return;
       }
@@ -695,46 +663,44 @@ struct Target::Impl {
       if (conn && (revents & POLLOUT)) conn->flush();
       drive(now);
     } catch (const ConnectionError& e) {
-      if (state == State::Ready && in_flight.empty() && !attempt &&
+      if (state() == State::Ready && in_flight.empty() && !attempt &&
           now - ready_since >= kIdleReconnectAfter) {
         // An idle connection closed (server timeout, restart): reconnect at once, no outage yet.
-        spdlog::info("{}: {}; reconnecting", where(), e.what());
+        session.log(spdlog::level::info, "{}; reconnecting", e.what());
         drop_connection();
-        set_state(State::Disconnected);
+        session.reconnect_now();
         return;
       }
-      fail(where() + ": " + e.what(), true, now);
+      fail(e.what(), true, now);
     }
   }
 
   void on_timer(TimePoint now) {
     if (closed) return;
-    switch (state) {
+    switch (state()) {
       case State::Disconnected:
         start_connect(now);
         break;
       case State::BackingOff:
-        if (now >= retry_at) start_connect(now);
+        if (session.due(now)) start_connect(now);
         break;
       case State::Connecting:
-        if (now >= connect_deadline)
-          fail(
-              fmt::format("{}: connect timed out after {}ms", where(), opt.connect_timeout.count()),
-              true, now);
+        if (session.expired(now))
+          fail(fmt::format("connect timed out after {}ms", opt.connect_timeout.count()), true, now);
         break;
       case State::Handshake:
       case State::Ready:
         if (!in_flight.empty() && now >= in_flight.front().sent + opt.command_timeout) {
-          fail(fmt::format("{}: no reply to {} within {}ms, connection considered broken", where(),
+          fail(fmt::format("no reply to {} within {}ms, connection considered broken",
                            command_name(in_flight.front().kind), opt.command_timeout.count()),
                true, now);
-        } else if (state == State::Ready && in_flight.empty() && !attempt &&
+        } else if (state() == State::Ready && in_flight.empty() && !attempt &&
                    now >= last_reply + opt.ping_interval) {
           send(Kind::Ping, {"PING"}, now);
           try {
             conn->flush();
           } catch (const ConnectionError& e) {
-            fail(where() + ": " + e.what(), true, now);
+            fail(e.what(), true, now);
           }
         }
         break;
@@ -749,13 +715,12 @@ struct Target::Impl {
   }
 
   TimePoint connection_deadline() const {
-    switch (state) {
+    switch (state()) {
       case State::Disconnected:
         return TimePoint{};
       case State::BackingOff:
-        return retry_at;
       case State::Connecting:
-        return connect_deadline;
+        return session.deadline();
       case State::Handshake:
         return in_flight.empty() ? kNever : in_flight.front().sent + opt.command_timeout;
       case State::Ready:
@@ -783,13 +748,14 @@ bool Target::idle() const {
   return impl_->idle(Clock::now());
 }
 State Target::state() const {
-  return impl_->state;
+  return impl_->state();
 }
 const Stats& Target::stats() const {
   return impl_->stats;
 }
 std::string Target::last_error() const {
-  return impl_->last_error;
+  const std::string& e = impl_->session.last_error();
+  return e.empty() ? e : "redis " + impl_->ep.describe() + ": " + e;
 }
 std::string Target::describe() const {
   return impl_->ep.describe();
@@ -803,7 +769,7 @@ int Target::fd() const {
 }
 
 short Target::events() const {
-  switch (impl_->state) {
+  switch (impl_->state()) {
     case State::Connecting:
       return POLLOUT;
     case State::Handshake:
@@ -831,7 +797,8 @@ void Target::close() noexcept {
   if (!impl_ || impl_->closed) return;
   impl_->closed = true;
   impl_->drop_connection();
-  impl_->state = State::Disconnected;
+  impl_->session.stop_retrying();
+  impl_->session.stop();
 }
 
 }  // namespace pgbust::redis

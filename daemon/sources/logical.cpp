@@ -9,39 +9,21 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
-#include <random>
 
 #include "logical_handshake.hpp"
+#include "pgbust/core/session.hpp"
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
+#include "pgbust/sources/logical_pacing.hpp"
 #include "pgbust/sources/slot_record.hpp"
+#include "source_impl.hpp"
 
 namespace pgbust {
 
 namespace {
 
 using std::chrono::milliseconds;
-
-enum class Phase { Idle, Connecting, Identifying, Streaming, BackingOff, Stopped };
-
-std::string_view phase_name(Phase p) {
-  switch (p) {
-    case Phase::Idle:
-      return "starting";
-    case Phase::Connecting:
-      return "connecting";
-    case Phase::Identifying:
-      return "identifying";
-    case Phase::Streaming:
-      return "streaming";
-    case Phase::BackingOff:
-      return "backing off";
-    case Phase::Stopped:
-      return "stopped";
-  }
-  return "?";
-}
 
 constexpr TimePoint kAsap{};  // a deadline that has already passed
 // confirm()-driven status updates: at most every kMinStatusGap while delivered work is still
@@ -53,36 +35,36 @@ constexpr milliseconds kPausedRecheck{20};  // back-pressure: how often to look 
 constexpr milliseconds kCloseWait{2000};    // close(): the end-of-stream handshake
 constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, timers)
 // Batched reads while the stream is busy: after draining the socket, wait before reading
-// again, longer the busier the stream was over the last kRateWindow. Each wakeup (poll +
+// again, longer the busier the stream was over the last window. Each wakeup (poll +
 // recv) then handles many messages instead of the few a walsender sends at a time, and
 // the walsender's sends stop waking us (on a VM a cross-CPU wakeup costs the sender too:
 // the walsender spent 7.5 us per row feeding a reader woken per message, 3 us feeding one
 // that rests 2 ms). The cost is at most the rest in latency, and only at rates where the
-// per-wakeup cost dominates; below kBusyMessages every message is read as it arrives.
+// per-wakeup cost dominates; below 200 messages per window every message is read at once.
 // bench_catchup (100k+ messages/s): 1 ms rests ~120k rows/s, 2 ms ~160k (all columns) and
 // ~330k (column list), 5 ms fills the socket buffer and blocks the walsender.
 // bench_latency: resting 2 ms from 20k messages/s made p99 at 4000 single-row tx/s 2.5 ms
 // (0.5 ms unbatched); not resting until 50k left pgbust at 25-30% CPU at 8000 tx/s
 // (5-7% batched), CPU the saturated machine's walsender then lacked.
-constexpr milliseconds kRateWindow{10};
-constexpr int kBusyMessages = 200;      // per kRateWindow (20k/s): rest kShortRest
-constexpr int kVeryBusyMessages = 500;  // (50k/s, catch-up): rest kLongRest
-constexpr milliseconds kShortRest{1};
-constexpr milliseconds kLongRest{2};
+// The numbers are ReadPacer's defaults: a 10 ms window, resting 1 ms from 200 messages per
+// window and 2 ms from 500.
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
+constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
 constexpr int kFastPingLimit = 20;
 
 }  // namespace
 
-class LogicalSource::Impl {
+class LogicalSource::Impl final : public detail::SourceImpl {
  public:
   Impl(LogicalSource& self, LogicalSourceOptions o, ChangeSink& sink)
       : self_(self),
         opt_(std::move(o)),
         sink_(sink),
-        backoff_(opt_.backoff_min),
-        rng_(std::random_device{}()) {
+        session_(
+            opt_.name,
+            RetryPolicy{opt_.backoff_min, opt_.backoff_max, 0.5, kStableAfter, kErrorLogInterval},
+            Session::Labels{"connecting", "identifying", "streaming"}) {
     if (opt_.slot.empty() || opt_.slot.size() > 63 ||
         !std::all_of(opt_.slot.begin(), opt_.slot.end(), [](char c) {
           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
@@ -99,29 +81,29 @@ class LogicalSource::Impl {
           "positive");
   }
 
-  ~Impl() { close(); }
+  ~Impl() override { close(); }
 
   // ---- Pollable -------------------------------------------------------------------------
 
-  int fd() const {
+  int fd() const override {
     if (!conn_) return -1;
-    switch (phase_) {
+    switch (session_.phase()) {
       case Phase::Connecting:
-      case Phase::Identifying:
-      case Phase::Streaming:
+      case Phase::Starting:
+      case Phase::Up:
         return PQsocket(conn_.get());
       default:
         return -1;
     }
   }
 
-  short events() const {
-    switch (phase_) {
+  short events() const override {
+    switch (session_.phase()) {
       case Phase::Connecting:
         return connect_poll_ == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-      case Phase::Identifying:
+      case Phase::Starting:
         return static_cast<short>(POLLIN | (want_write_ ? POLLOUT : 0));
-      case Phase::Streaming:
+      case Phase::Up:
         return static_cast<short>((can_read() && !resting_ ? POLLIN : 0) |
                                   (want_write_ ? POLLOUT : 0));
       default:
@@ -129,20 +111,20 @@ class LogicalSource::Impl {
     }
   }
 
-  void on_ready(short revents) {
+  void on_ready(short revents) override {
     guarded([&] {
-      switch (phase_) {
+      switch (session_.phase()) {
         case Phase::Connecting:
           continue_connect();
           break;
-        case Phase::Identifying:
+        case Phase::Starting:
           if (want_write_ && (revents & POLLOUT)) flush();
           if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
             consume();
             identify();
           }
           break;
-        case Phase::Streaming:
+        case Phase::Up:
           if (want_write_ && (revents & POLLOUT)) flush();
           if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
             consume();
@@ -155,16 +137,14 @@ class LogicalSource::Impl {
     });
   }
 
-  TimePoint deadline() const {
-    switch (phase_) {
+  TimePoint deadline() const override {
+    switch (session_.phase()) {
       case Phase::Idle:
-        return kAsap;
       case Phase::Connecting:
-      case Phase::Identifying:
-        return phase_deadline_;
+      case Phase::Starting:
       case Phase::BackingOff:
-        return retry_at_;
-      case Phase::Streaming: {
+        return session_.deadline();
+      case Phase::Up: {
         TimePoint t = next_status_;
         if (status_due_) t = std::min(t, last_status_ + status_gap());
         if (pending_input_) t = std::min(t, can_read() ? kAsap : paused_check_);
@@ -180,20 +160,20 @@ class LogicalSource::Impl {
     return kNever;
   }
 
-  void on_timer(TimePoint now) {
+  void on_timer(TimePoint now) override {
     guarded([&] {
-      switch (phase_) {
+      switch (session_.phase()) {
         case Phase::Idle:
         case Phase::BackingOff:
-          if (now >= retry_at_) start_connect();
+          if (session_.due(now)) start_connect();
           break;
         case Phase::Connecting:
-        case Phase::Identifying:
-          if (now >= phase_deadline_)
+        case Phase::Starting:
+          if (session_.expired(now))
             throw ConnectionError("timed out after " + std::to_string(opt_.setup_timeout.count()) +
                                   " ms " + waiting_for() + " on " + server());
           break;
-        case Phase::Streaming:
+        case Phase::Up:
           streaming_timer(now);
           break;
         case Phase::Stopped:
@@ -204,33 +184,24 @@ class LogicalSource::Impl {
 
   // ---- Source ---------------------------------------------------------------------------
 
-  const std::string& name() const { return opt_.name; }
+  const std::string& name() const override { return opt_.name; }
 
-  void confirm(Position pos) {
+  void confirm(Position pos) override {
     if (open_gap_ && pos >= gap_at_) close_gap();
-    // Only positions this source handed out can be confirmed: never report past them.
-    pos = std::min(pos, last_delivered_);
-    if (pos <= confirmed_) return;
-    confirmed_ = pos;
-    while (!unconfirmed_.empty() && unconfirmed_.front().first <= confirmed_)
-      unconfirmed_.pop_front();
-    advance();
+    if (ledger_.confirm(pos)) reported_moved();
   }
 
-  SourceStatus status() const {
+  SourceStatus status() const override {
     SourceStatus s;
-    static constexpr SourceState kState[] = {SourceState::Connecting, SourceState::Connecting,
-                                             SourceState::Starting,   SourceState::Streaming,
-                                             SourceState::BackingOff, SourceState::Stopped};
-    s.state = kState[static_cast<int>(phase_)];
-    const Position pos = acked_;
+    session_.fill(s);
+    const Position pos = ledger_.reported();
     s.position = pg::format_lsn(pos);
     s.lag_bytes = server_wal_end_ == 0    ? -1
                   : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
                                           : 0;
-    std::int64_t oldest = !unconfirmed_.empty() ? unconfirmed_.front().second
-                          : in_txn_             ? txn_commit_time_us_
-                                                : 0;
+    std::int64_t oldest = ledger_.oldest_unconfirmed_us() != 0 ? ledger_.oldest_unconfirmed_us()
+                          : in_txn_                            ? txn_commit_time_us_
+                                                               : 0;
     s.lag_seconds = oldest == 0
                         ? 0.0
                         : std::max(0.0, static_cast<double>(pgoutput::pg_now_us() +
@@ -238,35 +209,32 @@ class LogicalSource::Impl {
                                             1e6);
     s.changes = changes_;
     s.transactions = transactions_;
-    s.reconnects = reconnects_;
-    s.errors = errors_;
     if (open_gap_)
       s.degraded = "gap: " + *open_gap_;
     else if (!record_error_.empty())
       s.degraded = record_error_;
-    s.last_error = last_error_;
     return s;
   }
 
-  void stop_reading() {
+  void stop_reading() override {
     if (!stop_reading_) log(spdlog::level::info, "stop reading: finishing the current transaction");
     stop_reading_ = true;
   }
 
-  void close() noexcept {
-    if (phase_ == Phase::Stopped) return;
+  void close() noexcept override {
+    if (session_.phase() == Phase::Stopped) return;
     try {
-      if (conn_ && phase_ == Phase::Streaming) end_stream();
+      if (conn_ && session_.phase() == Phase::Up) end_stream();
     } catch (const std::exception& e) {
       log(spdlog::level::warn, "while ending the stream: {}", e.what());
     } catch (...) {
     }
     conn_.reset();
-    phase_ = Phase::Stopped;
-    log(spdlog::level::info, "closed at {}", pg::format_lsn(acked_));
+    session_.stop();
+    log(spdlog::level::info, "closed at {}", pg::format_lsn(ledger_.reported()));
   }
 
-  Position reported() const { return acked_; }
+  Position reported() const { return ledger_.reported(); }
   Position server_wal_end() const { return server_wal_end_; }
   std::vector<std::string> uncovered_tables() const { return setup_.uncovered(); }
 
@@ -275,9 +243,7 @@ class LogicalSource::Impl {
 
   template <typename... A>
   void log(spdlog::level::level_enum lvl, fmt::format_string<A...> f, A&&... a) const {
-    if (!spdlog::should_log(lvl)) return;
-    spdlog::log(lvl, "{} [{}]: {}", opt_.name, phase_name(phase_),
-                fmt::format(f, std::forward<A>(a)...));
+    session_.log(lvl, f, std::forward<A>(a)...);
   }
 
   std::string server() const {
@@ -285,8 +251,10 @@ class LogicalSource::Impl {
   }
 
   milliseconds status_gap() const {
-    return !in_txn_ && confirmed_ >= last_delivered_ ? kCaughtUpStatusGap : kMinStatusGap;
+    return !in_txn_ && ledger_.caught_up() ? kCaughtUpStatusGap : kMinStatusGap;
   }
+
+  static TimePoint now_if(bool needed) { return needed ? Clock::now() : TimePoint{}; }
 
   bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
   bool can_read() const { return !reading_paused(); }
@@ -302,9 +270,7 @@ class LogicalSource::Impl {
   }
 
   void fail(const std::string& what) {
-    const Phase was = phase_;
-    ++errors_;
-    last_error_ = what;
+    const bool streaming = session_.phase() == Phase::Up;
     if (in_txn_) {
       in_txn_ = false;
       try {
@@ -315,43 +281,35 @@ class LogicalSource::Impl {
     }
     conn_.reset();
     want_write_ = pending_input_ = false;
-    ++failures_;
-    auto now = Clock::now();
-    phase_ = Phase::BackingOff;
-    auto delay = jittered(backoff_);
-    backoff_ = std::min(backoff_ * 2, opt_.backoff_max);
-    retry_at_ = now + delay;
-    // Repeated identical failures (a server down for minutes) are logged once a minute.
-    if (what != last_logged_error_ || now - last_error_log_ >= kErrorLogInterval) {
-      std::string repeats = suppressed_ > 0
-                                ? fmt::format(" ({} similar failures not logged)", suppressed_)
-                                : std::string();
-      spdlog::error("{} [{}]: {}{}; retrying in {} ms", opt_.name, phase_name(was), what, repeats,
-                    delay.count());
-      last_logged_error_ = what;
-      last_error_log_ = now;
-      suppressed_ = 0;
-    } else {
-      ++suppressed_;
-    }
+    session_.fail(what, Clock::now(), streaming ? permanent_hint(what) : std::string());
   }
 
-  milliseconds jittered(milliseconds base) {
-    std::uniform_real_distribution<double> u(0.5, 1.0);
-    return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * u(rng_)));
+  // Errors the walsender raises while decoding that no reconnect can fix: said once, with the
+  // remedies and what they cost. The retries go on (with backoff) in case an operator fixes
+  // it some other way.
+  std::string permanent_hint(const std::string& what) const {
+    if (what.find("publication \"") == std::string::npos ||
+        what.find("does not exist") == std::string::npos)
+      return {};
+    return fmt::format(
+        " (permanent: the walsender decodes slot {0} with the catalog as of each change, and "
+        "the publication did not exist when changes after the slot's confirmed position {1} "
+        "were written, e.g. it was dropped and re-created; every reconnect fails on the same "
+        "change. Remedies: drop and re-create slot {0} (the changes in between are skipped, "
+        "so their cache keys must be invalidated by hand), or pg_replication_slot_advance() "
+        "it past the publication's creation (skips the same changes))",
+        opt_.slot, pg::format_lsn(std::max(ledger_.confirmed(), setup_.slot_confirmed())));
   }
 
   std::string waiting_for() const {
-    if (phase_ == Phase::Connecting) return "connecting";
+    if (session_.phase() == Phase::Connecting) return "connecting";
     return "waiting for " + setup_.command();
   }
 
   // ---- connecting -----------------------------------------------------------------------
 
   void start_connect() {
-    if (phase_ == Phase::BackingOff) ++reconnects_;
-    phase_ = Phase::Connecting;
-    phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    session_.connecting(Clock::now(), opt_.setup_timeout);
     pg::ConnectParams params(
         opt_.conninfo, {}, {{"replication", "database"}, {"fallback_application_name", "pgbust"}});
     conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
@@ -360,6 +318,7 @@ class LogicalSource::Impl {
       throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
                             "): " + pg::error_text(conn_.get()));
     connect_poll_ = PGRES_POLLING_WRITING;
+    session_.set_server(pg::host_port(conn_.get()));
     log(spdlog::level::debug, "connecting to {}", mask_conninfo(opt_.conninfo));
   }
 
@@ -370,11 +329,11 @@ class LogicalSource::Impl {
                             "): " + pg::error_text(conn_.get()));
     if (connect_poll_ != PGRES_POLLING_OK) return;
     if (PQsetnonblocking(conn_.get(), 1) != 0) pg::fail(conn_.get(), "setting non-blocking mode");
-    phase_ = Phase::Identifying;
+    session_.set_server(pg::host_port(conn_.get()));
+    session_.starting(Clock::now() + opt_.setup_timeout);
     log(spdlog::level::debug, "connected to {} (server {})", server(),
         PQserverVersion(conn_.get()));
-    phase_deadline_ = Clock::now() + opt_.setup_timeout;
-    setup_.begin(conn_.get(), std::max(confirmed_, last_delivered_), unconfirmed_.empty());
+    setup_.begin(conn_.get(), ledger_.resume_from(), ledger_.none_unconfirmed());
     flush();
   }
 
@@ -384,18 +343,17 @@ class LogicalSource::Impl {
     if (setup_.on_input()) {
       if (setup_.gap()) {
         // Another stream (a re-created slot, another system): positions start afresh.
-        confirmed_ = last_delivered_ = acked_ = sent_flush_ = setup_.slot_confirmed();
-        idle_target_ = idle_requires_ = 0;
+        ledger_.restart(setup_.slot_confirmed());
+        sent_flush_ = setup_.slot_confirmed();
         server_wal_end_ = 0;
       }
-      confirmed_ = std::max(confirmed_, setup_.slot_confirmed());
       server_wal_end_ = std::max(server_wal_end_, setup_.server_wal_end());
-      advance();
+      if (ledger_.resume(setup_.slot_confirmed())) reported_moved();
       enter_streaming();
       widen_gap_or_record();
       return;
     }
-    if (setup_.command() != before) phase_deadline_ = Clock::now() + opt_.setup_timeout;
+    if (setup_.command() != before) session_.expect(Clock::now() + opt_.setup_timeout);
     flush();
   }
 
@@ -423,7 +381,7 @@ class LogicalSource::Impl {
       std::string table = dot == std::string::npos ? t : t.substr(dot + 1);
       sink_.widen_table(self_, schema, table, Unknown::SlotGap);
     }
-    last_delivered_ = std::max(last_delivered_, gap_at_);
+    ledger_.delivered_own(gap_at_);
     sink_.commit(self_, gap_at_, pgoutput::pg_now_us() + pgoutput::kPgEpochOffsetUs);
   }
 
@@ -435,7 +393,7 @@ class LogicalSource::Impl {
 
   void save_record(const std::string& open_gap) {
     slot::Record r = setup_.record();
-    r.confirmed = pg::format_lsn(std::max(confirmed_, setup_.slot_confirmed()));
+    r.confirmed = pg::format_lsn(std::max(ledger_.confirmed(), setup_.slot_confirmed()));
     r.open_gap = open_gap;
     try {
       slot::save(slot::file_for(opt_.state_dir, opt_.slot), r);
@@ -444,39 +402,38 @@ class LogicalSource::Impl {
       // Without the record a later vanished slot would look like a first start: say so.
       record_error_ = std::string("cannot save the slot record: ") + e.what();
       log(spdlog::level::err, "{}", record_error_);
-      ++errors_;
+      session_.count_error(record_error_);
     }
   }
 
   // ---- streaming ------------------------------------------------------------------------
 
+  // Streaming. The backoff is not reset here: an error on the first change (a publication
+  // the walsender cannot see) would otherwise reconnect several times a second forever. It
+  // restarts from the minimum once a commit arrived or the stream stayed up (kStableAfter).
   void enter_streaming() {
-    phase_ = Phase::Streaming;
     auto now = Clock::now();
+    session_.up(now);
     last_receive_ = now;
     ping_sent_ = false;
     sent_flush_ = 0;  // this connection has not been told anything yet
-    status_due_ = acked_ > 0;
+    status_due_ = ledger_.reported() > 0;
     last_status_ = now - kMinStatusGap;
     next_status_ = now + opt_.status_interval;
-    backoff_ = opt_.backoff_min;
     pending_input_ = true;
     resting_ = false;
-    rest_ = milliseconds{0};
-    window_start_ = now;
-    window_messages_ = 0;
-    std::string after = failures_ > 0 ? fmt::format(" after {} failed attempts", failures_) : "";
-    log(spdlog::level::info, "streaming slot {} (publication {}) from {} on {}{}", opt_.slot,
-        opt_.publication, pg::format_lsn(setup_.start_from()), server(), after);
-    failures_ = 0;
-    suppressed_ = 0;
-    last_logged_error_.clear();
+    pacer_.reset(now);
+    // In a run of failures (the same error on every reconnect) only the first is told.
+    log(session_.failures() >= 2 ? spdlog::level::debug : spdlog::level::info,
+        "streaming slot {} (publication {}) from {} on {}", opt_.slot, opt_.publication,
+        pg::format_lsn(setup_.start_from()), server());
   }
 
   void consume() {
     if (PQconsumeInput(conn_.get()) == 0)
-      pg::fail(conn_.get(), phase_ == Phase::Streaming ? "reading the stream of slot " + opt_.slot
-                                                       : "waiting for " + setup_.command());
+      pg::fail(conn_.get(), session_.phase() == Phase::Up
+                                ? "reading the stream of slot " + opt_.slot
+                                : "waiting for " + setup_.command());
   }
 
   void flush() {
@@ -484,7 +441,7 @@ class LogicalSource::Impl {
     if (r < 0) pg::fail(conn_.get(), "sending to the server (slot " + opt_.slot + ")");
     want_write_ = r == 1;
     // PQflush may have read input while waiting to write: look at libpq's buffer again.
-    if (phase_ == Phase::Streaming) pending_input_ = true;
+    if (session_.phase() == Phase::Up) pending_input_ = true;
   }
 
   void read_stream() {
@@ -501,7 +458,7 @@ class LogicalSource::Impl {
       }
       char* raw = nullptr;
       int n = PQgetCopyData(conn_.get(), &raw, 1);
-      if (n == 0 && rest_.count() > 0 && !refilled) {
+      if (n == 0 && pacer_.busy() && !refilled) {
         // A busy stream has usually more waiting than libpq takes in one read (16 kB):
         // read on until the socket is empty, then rest.
         refilled = true;
@@ -519,27 +476,18 @@ class LogicalSource::Impl {
       pg::Buffer buf(raw);
       if (!stamped) last_receive_ = Clock::now(), stamped = true;  // once per drain is enough
       ping_sent_ = false;
-      ++window_messages_;
+      pacer_.message();
       on_copy_data(std::string_view(raw, static_cast<std::size_t>(n)));
     }
   }
 
-  // Called with the stream drained: rest a moment if the stream is busy (see kBusyMessages).
+  // Called with the stream drained: rest a moment if the stream is busy (see ReadPacer).
   void pace() {
     const auto now = Clock::now();
-    const auto elapsed = now - window_start_;
-    if (elapsed >= kRateWindow) {
-      // Messages per kRateWindow, over however long the window lasted.
-      const auto per_window = [&](int n) { return window_messages_ * kRateWindow >= n * elapsed; };
-      rest_ = per_window(kVeryBusyMessages) ? kLongRest
-              : per_window(kBusyMessages)   ? kShortRest
-                                            : milliseconds{0};
-      window_start_ = now;
-      window_messages_ = 0;
-    }
-    if (rest_.count() > 0) {
+    const milliseconds rest = pacer_.drained(now);
+    if (rest.count() > 0) {
       resting_ = true;
-      rest_until_ = now + rest_;
+      rest_until_ = now + rest;
     }
   }
 
@@ -564,14 +512,9 @@ class LogicalSource::Impl {
       dispatch(decoder_.decode(m.payload, m.wal_start));
       return;
     }
-    // Everything before this keepalive has been received, and commits the walsender decodes
-    // later end after wal_end. So once every transaction delivered so far is confirmed,
-    // wal_end can be acknowledged: an idle slot does not hold WAL.
-    if (!in_txn_) {
-      idle_target_ = std::max(idle_target_, m.wal_end);
-      idle_requires_ = last_delivered_;
-      advance();
-    }
+    // Outside a transaction a keepalive's wal_end can be acknowledged once everything
+    // delivered is confirmed: an idle slot does not hold WAL.
+    if (!in_txn_ && ledger_.keepalive(m.wal_end)) reported_moved();
     if (m.reply_requested) answer_ping(m.wal_end);
   }
 
@@ -585,10 +528,11 @@ class LogicalSource::Impl {
     fast_pings_ = now - last_ping_ < kFastPing ? fast_pings_ + 1 : 0;
     last_ping_ = now;
     send_status(now, false);
-    if (fast_pings_ >= kFastPingLimit && acked_ < wal_end)
+    if (fast_pings_ >= kFastPingLimit && ledger_.reported() < wal_end)
       throw ConnectionError("the server on " + server() + " is shutting down and waits for " +
                             "confirmation up to " + pg::format_lsn(wal_end) +
-                            ", but Redis has applied only up to " + pg::format_lsn(acked_) +
+                            ", but Redis has applied only up to " +
+                            pg::format_lsn(ledger_.reported()) +
                             ": disconnecting so it can stop (unconfirmed work streams again)");
   }
 
@@ -608,8 +552,8 @@ class LogicalSource::Impl {
         // Book-keeping first: the sink may confirm() from inside commit().
         in_txn_ = false;
         ++transactions_;
-        last_delivered_ = std::max(last_delivered_, end);
-        if (end > confirmed_) unconfirmed_.emplace_back(end, t);
+        session_.progress(now_if(session_.recovering()));  // the stream works
+        ledger_.delivered(end, t);
         sink_.commit(self_, end, t);
         break;
       }
@@ -638,24 +582,20 @@ class LogicalSource::Impl {
     }
   }
 
-  // Moves the position to report (acked_) forward: the pipeline's confirmation, or the WAL
-  // end of a keepalive once everything delivered before it is confirmed. Never backwards.
-  void advance() {
-    Position t = confirmed_;
-    if (confirmed_ >= idle_requires_) t = std::max(t, idle_target_);
-    if (t <= acked_) return;
-    acked_ = t;
-    if (acked_ > sent_flush_) status_due_ = true;
+  // The position to report moved forward: send it soon.
+  void reported_moved() {
+    if (ledger_.reported() > sent_flush_) status_due_ = true;
   }
 
   void send_status(TimePoint now, bool request_reply) {
-    auto msg = pgoutput::status_update(acked_, pgoutput::pg_now_us(), request_reply);
+    const Position acked = ledger_.reported();
+    auto msg = pgoutput::status_update(acked, pgoutput::pg_now_us(), request_reply);
     if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
       pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
     flush();
-    if (acked_ != sent_flush_)
-      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked_));
-    sent_flush_ = acked_;
+    if (acked != sent_flush_)
+      log(spdlog::level::debug, "confirmed {} to the server", pg::format_lsn(acked));
+    sent_flush_ = acked;
     last_status_ = now;
     next_status_ = now + opt_.status_interval;
     status_due_ = false;
@@ -720,91 +660,53 @@ class LogicalSource::Impl {
   LogicalSourceOptions opt_;
   ChangeSink& sink_;
   pg::Conn conn_;
-  Phase phase_ = Phase::Idle;
+  Session session_;
   PostgresPollingStatusType connect_poll_ = PGRES_POLLING_WRITING;
   detail::LogicalSetup setup_{opt_};
   pgoutput::Decoder decoder_;
 
   bool want_write_ = false;     // libpq has unsent output
   bool pending_input_ = false;  // libpq may hold complete messages not yet read
-  milliseconds rest_{0};        // pause after each drain, from the stream's rate (pace())
-  bool resting_ = false;        // not reading until rest_until_ (see pace())
-  TimePoint window_start_{}, rest_until_{};
-  std::int64_t window_messages_ = 0;
+  logical::ReadPacer pacer_;
+  bool resting_ = false;  // not reading until rest_until_ (see pace())
+  TimePoint rest_until_{};
   bool stop_reading_ = false;
   bool ping_sent_ = false;
   bool status_due_ = false;  // confirm() advanced: send an update soon
-  TimePoint phase_deadline_ = kNever, retry_at_{}, paused_check_{};
+  TimePoint paused_check_{};
   TimePoint last_receive_{}, last_status_{}, next_status_ = kNever;
-  milliseconds backoff_;
-  std::minstd_rand rng_;
 
   bool in_txn_ = false;
   std::int64_t txn_commit_time_us_ = 0;
   std::optional<std::string> open_gap_;  // a gap widened and not yet applied
   Position gap_at_ = 0;                  // the position of that widening
   std::uint64_t gaps_ = 0;
-  std::string record_error_;     // the slot record could not be saved
-  Position confirmed_ = 0;       // the pipeline's confirmation (or the slot's, at connect)
-  Position last_delivered_ = 0;  // end LSN of the last transaction handed to the sink
-  Position idle_target_ = 0;     // WAL end from a keepalive outside a transaction
-  Position idle_requires_ = 0;   // ... usable once confirmed_ reaches this
-  Position acked_ = 0;           // what is reported as flushed; only moves forward
-  Position sent_flush_ = 0;      // last flush position sent on this connection
+  std::string record_error_;  // the slot record could not be saved
+  logical::AckLedger ledger_;
+  Position sent_flush_ = 0;  // last flush position sent on this connection
   Position server_wal_end_ = 0;
-  std::deque<std::pair<Position, std::int64_t>> unconfirmed_;  // (end LSN, commit time µs)
 
-  std::uint64_t changes_ = 0, transactions_ = 0, reconnects_ = 0, errors_ = 0;
-  std::string last_error_;
-  std::uint64_t failures_ = 0, suppressed_ = 0;
+  std::uint64_t changes_ = 0, transactions_ = 0;
   int fast_pings_ = 0;
   TimePoint last_ping_{};
-  std::string last_logged_error_;
-  TimePoint last_error_log_{};
 };
 
-LogicalSource::LogicalSource(LogicalSourceOptions options, ChangeSink& sink)
-    : impl_(std::make_unique<Impl>(*this, std::move(options), sink)) {}
+LogicalSource::LogicalSource(LogicalSourceOptions options, ChangeSink& sink) {
+  impl_ = std::make_unique<Impl>(*this, std::move(options), sink);
+}
 LogicalSource::~LogicalSource() = default;
 
-int LogicalSource::fd() const {
-  return impl_->fd();
-}
-short LogicalSource::events() const {
-  return impl_->events();
-}
-void LogicalSource::on_ready(short revents) {
-  impl_->on_ready(revents);
-}
-TimePoint LogicalSource::deadline() const {
-  return impl_->deadline();
-}
-void LogicalSource::on_timer(TimePoint now) {
-  impl_->on_timer(now);
-}
-const std::string& LogicalSource::name() const {
-  return impl_->name();
-}
-void LogicalSource::confirm(Position position) {
-  impl_->confirm(position);
-}
-SourceStatus LogicalSource::status() const {
-  return impl_->status();
-}
-void LogicalSource::stop_reading() {
-  impl_->stop_reading();
-}
-void LogicalSource::close() noexcept {
-  impl_->close();
+const LogicalSource::Impl& LogicalSource::impl() const {
+  return static_cast<const Impl&>(*impl_);
 }
 Position LogicalSource::reported() const {
-  return impl_->reported();
+  return impl().reported();
 }
 Position LogicalSource::server_wal_end() const {
-  return impl_->server_wal_end();
+  return impl().server_wal_end();
 }
 std::vector<std::string> LogicalSource::uncovered_tables() const {
-  return impl_->uncovered_tables();
+  return impl().uncovered_tables();
 }
 
 std::string LogicalSource::format_position(Position position) const {

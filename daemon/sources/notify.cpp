@@ -1,5 +1,6 @@
-// The LISTEN/NOTIFY source: payload parsing, connection phases, the gap policy after every
-// (re)connection, and back-pressure that stops reading without dropping what was read.
+// The LISTEN/NOTIFY source: the protocol steps (LISTEN, keepalives), payloads into change
+// events, the gap policy after every (re)connection, and back-pressure that stops reading
+// without dropping what was read. Payload parsing is in notify_payload.cpp.
 #include "pgbust/sources/notify.hpp"
 
 #include <poll.h>
@@ -10,167 +11,23 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "async_core.hpp"
 #include "pgbust/core/json.hpp"
-#include "pgbust/pg/async.hpp"
-
-namespace pgbust::notify {
-
-namespace {
-
-const char* kShape = "{\"schema\", \"table\", \"op\", \"new\": {...}, \"old\": {...}}";
-
-// Reads "new" / "old". Absent or null: not present. False (with `error`) when unusable.
-bool read_image(const json::Value* v, const char* member, Image& out, std::string& error,
-                std::vector<std::string>& warnings) {
-  if (v == nullptr || v->is_null()) return true;
-  if (!v->is_object()) {
-    error = std::string("\"") + member +
-            "\" must be an object of column names to text values, not " +
-            std::string(json::to_string(v->type()));
-    return false;
-  }
-  out.present = true;
-  out.columns.reserve(v->members().size());
-  for (const auto& [name, value] : v->members()) {
-    Column c;
-    c.name = name;
-    switch (value.type()) {
-      case json::Value::Type::String:
-      case json::Value::Type::Number:
-        c.text = value.text();
-        break;
-      case json::Value::Type::Null:
-        c.state = Datum::State::Null;
-        break;
-      case json::Value::Type::Bool:
-        c.text = value.as_bool() ? "t" : "f";
-        break;
-      case json::Value::Type::Array:
-      case json::Value::Type::Object:
-        c.state = Datum::State::Unknown;
-        warnings.push_back(std::string("column \"") + name + "\" of \"" + member + "\" is a JSON " +
-                           std::string(json::to_string(value.type())) +
-                           ", not PostgreSQL text: treated as unknown");
-        break;
-    }
-    out.columns.push_back(std::move(c));
-  }
-  return true;
-}
-
-bool non_empty_string(const json::Value* v) {
-  return v && v->is_string() && !v->text().empty();
-}
-
-}  // namespace
-
-ParseResult parse_payload(std::string_view text) {
-  ParseResult r;
-  json::Value doc;
-  try {
-    doc = json::parse(text);
-  } catch (const json::ParseError& e) {
-    r.error = std::string("not JSON (") + e.what() + "); expected " + kShape;
-    return r;
-  }
-  if (!doc.is_object()) {
-    r.error = "expected a JSON object " + std::string(kShape) + ", got " +
-              std::string(json::to_string(doc.type()));
-    return r;
-  }
-  Payload p;
-  // The table first, so that a later problem can still widen for it.
-  if (const json::Value* s = doc.find("schema"); s && !s->is_null()) {
-    if (!non_empty_string(s)) {
-      r.error = "\"schema\" must be a non-empty string";
-      return r;
-    }
-    p.schema = s->text();
-  }
-  const json::Value* t = doc.find("table");
-  if (!non_empty_string(t)) {
-    r.error = t ? "\"table\" must be a non-empty string"
-                : "missing \"table\"; expected " + std::string(kShape);
-    return r;
-  }
-  p.table = t->text();
-  r.schema = p.schema;
-  r.table = p.table;
-  const json::Value* op = doc.find("op");
-  if (op == nullptr || !op->is_string()) {
-    r.error = "missing \"op\" (a string: insert, update, delete or truncate)";
-    return r;
-  }
-  auto parsed = parse_op(op->text());
-  if (!parsed) {
-    r.error =
-        "unknown op " + json::quote(op->text()) + "; expected insert, update, delete or truncate";
-    return r;
-  }
-  p.op = *parsed;
-  for (const char* flag : {"oversized", "truncated"}) {
-    const json::Value* f = doc.find(flag);
-    if (f == nullptr || f->is_null()) continue;
-    if (!f->is_bool()) {
-      r.error = std::string("\"") + flag + "\" must be true or false";
-      return r;
-    }
-    p.oversized = p.oversized || f->as_bool();
-  }
-  if (!read_image(doc.find("new"), "new", p.new_row, r.error, p.warnings) ||
-      !read_image(doc.find("old"), "old", p.old_row, r.error, p.warnings))
-    return r;
-  if (!p.oversized) {
-    bool need_new = p.op == Op::Insert || p.op == Op::Update;
-    bool need_old = p.op == Op::Update || p.op == Op::Delete;
-    if (need_new && !p.new_row.present) {
-      r.error = "an " + std::string(to_string(p.op)) + " payload needs \"new\" (the new row)";
-      return r;
-    }
-    if (need_old && !p.old_row.present) {
-      r.error = std::string("an ") + (p.op == Op::Update ? "update" : "delete") +
-                " payload needs \"old\" (the old row)";
-      return r;
-    }
-  }
-  r.payload = std::move(p);
-  return r;
-}
-
-std::string payload_prefix(std::string_view text, std::size_t max) {
-  if (text.size() <= max) return json::quote(text);
-  std::size_t cut = max;
-  // Do not split a UTF-8 sequence: back up over continuation bytes (at most 3).
-  for (int i = 0; i < 3 && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80; ++i)
-    --cut;
-  return json::quote(text.substr(0, cut)) + "...";
-}
-
-}  // namespace pgbust::notify
 
 namespace pgbust {
 
 namespace {
 
+using detail::seconds;
+using detail::wall_us;
+
 constexpr std::size_t kMaxColumns = 1600;  // PostgreSQL's own limit per table
 constexpr std::size_t kMaxTables = 10000;  // tables remembered from payloads
 constexpr std::size_t kMaxLinesPerInterval = 10;
 
-std::int64_t wall_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double seconds(Clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
 }  // namespace
 
-struct NotifySource::Impl {
-  enum class Phase { Idle, Connecting, Starting, Streaming, BackingOff, Stopped };
-
+struct NotifySource::Impl final : detail::AsyncCore {
   // One table as payloads describe it: a stable TableInfo for the rule engine's cache.
   struct Table {
     std::unique_ptr<TableInfo> info = std::make_unique<TableInfo>();
@@ -187,21 +44,12 @@ struct NotifySource::Impl {
     std::uint64_t held = 0;
   };
 
-  NotifySource& self;
   NotifyOptions opt;
-  ChangeSink& sink;
-  std::string name = "notify";
-  pg::AsyncConn conn;
-  pg::Backoff backoff;
-  pg::LogLimiter conn_log;
   LineBudget lines;
-  Phase phase = Phase::Idle;
-  bool stopped = false;
-  bool ever_streaming = false;
-  TimePoint retry_at = Clock::now();
-  TimePoint deadline_at = kNever;  // connect / LISTEN / keepalive answer
+  TimePoint deadline_at = kNever;  // LISTEN / keepalive answer
   TimePoint last_traffic{};
   bool keepalive_in_flight = false;
+  bool ever_streaming = false;
   bool gap_pending = false;
   bool drain_pending = false;  // libpq may hold notifications not handled yet
   std::deque<std::pair<std::string, std::string>> backlog;  // read before a failure
@@ -212,35 +60,15 @@ struct NotifySource::Impl {
   Position seq = 0, confirmed = 0;
   std::deque<std::pair<Position, TimePoint>> unconfirmed;  // sampled, for the lag
   NotifyCounters counters;
-  SourceStatus st;
+  std::uint64_t changes = 0, transactions = 0;
   RowImage new_img, old_img;
 
   Impl(NotifySource& s, NotifyOptions o, const rules::RuleSet& rules, ChangeSink& k)
-      : self(s),
-        opt(std::move(o)),
-        sink(k),
-        backoff(opt.backoff_min, opt.backoff_max),
-        conn_log(opt.log_interval) {
+      : AsyncCore(s, k, detail::async_options("notify", "pgbust-notify", o)), opt(std::move(o)) {
     set_rules(rules);
   }
 
-  const char* phase_name() const {
-    switch (phase) {
-      case Phase::Idle:
-      case Phase::Connecting:
-        return "connecting";
-      case Phase::Starting:
-        return "starting";
-      case Phase::Streaming:
-        return stopped ? "stopped" : "streaming";
-      case Phase::BackingOff:
-        return "backing off";
-      case Phase::Stopped:
-        return "stopped";
-    }
-    return "?";
-  }
-
+  void rules_changed(const rules::RuleSet& rules) override { set_rules(rules); }
   void set_rules(const rules::RuleSet& rules) {
     rule_tables.clear();
     for (auto& [key, t] : tables) t.has_rules = false;
@@ -296,10 +124,9 @@ struct NotifySource::Impl {
   bool line_allowed(TimePoint now) {
     if (now - lines.window >= opt.log_interval) {
       if (lines.held > 0)
-        spdlog::warn(
-            "notify: {}: {} more payload problem(s) not logged in the last {:.0f}s "
-            "(all counted)",
-            phase_name(), lines.held, seconds(opt.log_interval));
+        session_.log(spdlog::level::warn,
+                     "{} more payload problem(s) not logged in the last {:.0f}s (all counted)",
+                     lines.held, seconds(opt.log_interval));
       lines = LineBudget{now, 0, 0};
     }
     if (lines.used < kMaxLinesPerInterval) {
@@ -311,100 +138,79 @@ struct NotifySource::Impl {
   }
 
   void payload_problem(const std::string& what, TimePoint now) {
-    ++st.errors;
-    st.last_error = what;
-    if (line_allowed(now)) spdlog::warn("notify: {}: {}", phase_name(), what);
+    session_.count_error(what);
+    if (line_allowed(now)) session_.log(spdlog::level::warn, "{}", what);
   }
 
   // --- connection phases ---------------------------------------------------------------
 
-  void start_connect(TimePoint now) {
-    if (ever_streaming || backoff.failures() > 0) ++st.reconnects;
-    phase = Phase::Connecting;
-    deadline_at = now + opt.connect_timeout;
-    conn.start(opt.conninfo, "pgbust-notify",
-               [](std::string_view notice) { spdlog::info("notify: server notice: {}", notice); });
-  }
-
-  void on_connected(TimePoint now) {
-    phase = Phase::Starting;
+  void on_connected(TimePoint now) override {
     std::string sql, names;
     for (const auto& ch : opt.notify.channels) {
       sql += "LISTEN " + pg::quote_ident(ch) + ";";
       names += (names.empty() ? "" : ", ") + ch;
     }
-    spdlog::info("notify: starting: connected to {}; LISTEN {}", conn.server(), names);
-    conn.send(sql);
+    session_.log(spdlog::level::info, "connected to {}; LISTEN {}", server(), names);
+    conn_.send(sql);
     deadline_at = now + opt.query_timeout;
   }
 
   void become_streaming(TimePoint now) {
     bool first = !ever_streaming;
-    phase = Phase::Streaming;
     ever_streaming = true;
-    backoff.reset();
-    conn_log.reset();
+    session_.up(now);
+    session_.progress(now);  // LISTEN is active: nothing after it fails by itself
     deadline_at = kNever;
     last_traffic = now;
     ++counters.gaps;
     const char* why = first ? "first start" : "reconnected";
     if (opt.notify.on_gap == "ignore") {
-      spdlog::warn(
-          "notify: streaming: listening on {} ({}); on_gap is 'ignore': changes "
-          "committed while not listening were NOT invalidated",
-          conn.server(), why);
+      session_.log(spdlog::level::warn,
+                   "listening on {} ({}); on_gap is 'ignore': changes committed while not "
+                   "listening were NOT invalidated",
+                   server(), why);
     } else {
       gap_pending = true;
-      spdlog::warn(
-          "notify: streaming: listening on {} ({}); notifications sent while not "
-          "listening are lost, so every rule of {} table(s) widens once (on_gap: widen)",
-          conn.server(), why, rule_tables.size());
+      session_.log(spdlog::level::warn,
+                   "listening on {} ({}); notifications sent while not listening are lost, so "
+                   "every rule of {} table(s) widens once (on_gap: widen)",
+                   server(), why, rule_tables.size());
     }
   }
 
-  void fail(const std::string& error, TimePoint now) {
-    const char* was = phase_name();
-    std::string msg = pg::one_line(error);
+  void on_lost() noexcept override {
     // Keep what libpq already read: the gap policy covers what was not.
-    if (conn.connected())
-      while (PGnotify* n = PQnotifies(conn.get())) {
+    if (conn_.connected())
+      while (PGnotify* n = PQnotifies(conn_.get())) {
         pg::Buffer holder(reinterpret_cast<char*>(n));
         backlog.emplace_back(n->relname ? n->relname : "", n->extra ? n->extra : "");
       }
-    conn.close();
-    phase = stopped ? Phase::Stopped : Phase::BackingOff;
     keepalive_in_flight = gap_pending = drain_pending = false;
     deadline_at = kNever;
-    ++st.errors;
-    st.last_error = msg;
-    auto delay = backoff.next();
-    retry_at = now + delay;
-    std::uint64_t held = 0;
-    if (conn_log.allow(msg, now, held))
-      spdlog::warn("notify: {}: {}; reconnecting in {:.2f}s{}", was, msg, seconds(delay),
-                   held ? fmt::format(" ({} identical errors not logged)", held) : "");
   }
 
   // --- delivering ------------------------------------------------------------------------
 
-  bool reading() const { return !stopped && sink.accepting() && !drain_pending && backlog.empty(); }
+  bool reading() const {
+    return !stopped() && sink_.accepting() && !drain_pending && backlog.empty();
+  }
 
   void commit(TimePoint now) {
     Position p = ++seq;
-    ++st.transactions;
+    ++transactions;
     if (unconfirmed.empty() || now - unconfirmed.back().second >= std::chrono::milliseconds(100))
       unconfirmed.emplace_back(p, now);
-    sink.commit(self, p, wall_us());
+    sink_.commit(self_, p, wall_us());
   }
 
   void widen(const std::string& schema, const std::string& table, Unknown why) {
-    sink.widen_table(self, schema, table, why);
+    sink_.widen_table(self_, schema, table, why);
     ++counters.widened_tables;
   }
 
   void apply_gap(TimePoint now) {
     gap_pending = false;
-    sink.begin(self);
+    sink_.begin(self_);
     for (const auto& [schema, table] : rule_tables) widen(schema, table, Unknown::NotifyGap);
     commit(now);
   }
@@ -454,7 +260,7 @@ struct NotifySource::Impl {
                                   notify::payload_prefix(text)),
                       now);
       if (known) {
-        sink.begin(self);
+        sink_.begin(self_);
         widen(r.schema, r.table, Unknown::NotifyMalformed);
         commit(now);
       }
@@ -485,8 +291,8 @@ struct NotifySource::Impl {
                                                                          : "no row values"),
                       now);
     }
-    ++st.changes;
-    sink.begin(self);
+    ++changes;
+    sink_.begin(self_);
     bool need_new = p.op == Op::Insert || p.op == Op::Update;
     bool need_old = p.op == Op::Update || p.op == Op::Delete;
     if ((need_new && !p.new_row.present) || (need_old && !p.old_row.present)) {
@@ -505,17 +311,17 @@ struct NotifySource::Impl {
         fill(t, p.old_row, old_img, missing, now);
         ev.old_row = &old_img;
       }
-      sink.change(self, ev);
+      sink_.change(self_, ev);
     }
     commit(now);
   }
 
   // Handles what has been read, while the sink accepts, up to max_per_wakeup.
   void process(TimePoint now) {
-    if (phase != Phase::Streaming || stopped || !sink.accepting()) return;
+    if (session_.phase() != Phase::Up || stopped() || !sink_.accepting()) return;
     if (gap_pending) apply_gap(now);
     for (std::size_t handled = 0; handled < opt.max_per_wakeup; ++handled) {
-      if (!sink.accepting()) {
+      if (!sink_.accepting()) {
         drain_pending = true;
         return;
       }
@@ -525,7 +331,7 @@ struct NotifySource::Impl {
         handle(channel, payload, now);
         continue;
       }
-      PGnotify* n = PQnotifies(conn.get());
+      PGnotify* n = PQnotifies(conn_.get());
       if (n == nullptr) {
         drain_pending = false;
         return;
@@ -538,191 +344,71 @@ struct NotifySource::Impl {
 
   // --- loop callbacks --------------------------------------------------------------------
 
-  void on_ready(short revents) {
-    TimePoint now = Clock::now();
-    try {
-      if (phase == Phase::Connecting) {
-        if (conn.continue_connect()) on_connected(now);
-        return;
-      }
-      if (phase != Phase::Starting && phase != Phase::Streaming) return;
-      conn.pump(revents);
-      if (revents & POLLIN) last_traffic = now;
-      pg::Result res;
-      if (phase == Phase::Starting) {
-        if (conn.take_result(res, "LISTEN")) become_streaming(now);
-      } else if (keepalive_in_flight && conn.take_result(res, "a keepalive query")) {
-        keepalive_in_flight = false;
-        deadline_at = kNever;
-      }
-      drain_pending = true;  // PQconsumeInput may have queued notifications
-      process(now);
-    } catch (const std::exception& e) {
-      fail(e.what(), now);
+  void on_input(short revents, TimePoint now) override {
+    if (revents & POLLIN) last_traffic = now;
+    pg::Result res;
+    if (session_.phase() == Phase::Starting) {
+      if (conn_.take_result(res, "LISTEN")) become_streaming(now);
+    } else if (keepalive_in_flight && conn_.take_result(res, "a keepalive query")) {
+      keepalive_in_flight = false;
+      deadline_at = kNever;
     }
+    drain_pending = true;  // PQconsumeInput may have queued notifications
+    process(now);
   }
 
-  void on_timer(TimePoint now) {
-    try {
-      switch (phase) {
-        case Phase::Idle:
-        case Phase::BackingOff:
-          if (now >= retry_at && !stopped) start_connect(now);
-          break;
-        case Phase::Connecting:
-          if (now >= deadline_at)
-            throw ConnectionError(
-                fmt::format("no connection within {:.0f}s", seconds(opt.connect_timeout)));
-          break;
-        case Phase::Starting:
-          if (now >= deadline_at)
-            throw ConnectionError(fmt::format("no answer to LISTEN within {:.0f}s from {}",
-                                              seconds(opt.query_timeout), conn.server()));
-          break;
-        case Phase::Streaming:
-          if (keepalive_in_flight && now >= deadline_at)
-            throw ConnectionError(
-                fmt::format("no answer to a keepalive query within {:.0f}s "
-                            "from {}",
-                            seconds(opt.query_timeout), conn.server()));
-          if (!keepalive_in_flight && reading() && now >= last_traffic + opt.keepalive) {
-            conn.send("SELECT 1");
-            keepalive_in_flight = true;
-            deadline_at = now + opt.query_timeout;
-          }
-          process(now);
-          break;
-        case Phase::Stopped:
-          break;
-      }
-    } catch (const std::exception& e) {
-      fail(e.what(), now);
+  void on_tick(TimePoint now) override {
+    if (session_.phase() == Phase::Starting) {
+      if (now >= deadline_at)
+        throw ConnectionError(fmt::format("no answer to LISTEN within {:.0f}s from {}",
+                                          seconds(opt.query_timeout), server()));
+      return;
     }
+    if (keepalive_in_flight && now >= deadline_at)
+      throw ConnectionError(fmt::format("no answer to a keepalive query within {:.0f}s from {}",
+                                        seconds(opt.query_timeout), server()));
+    if (!keepalive_in_flight && reading() && now >= last_traffic + opt.keepalive) {
+      conn_.send("SELECT 1");
+      keepalive_in_flight = true;
+      deadline_at = now + opt.query_timeout;
+    }
+    process(now);
   }
 
-  TimePoint deadline() const {
-    switch (phase) {
-      case Phase::Idle:
-      case Phase::BackingOff:
-        return stopped ? kNever : retry_at;
-      case Phase::Connecting:
-      case Phase::Starting:
-        return deadline_at;
-      case Phase::Streaming: {
-        if (stopped) return kNever;
-        if ((gap_pending || drain_pending || !backlog.empty()) && sink.accepting())
-          return TimePoint{};
-        TimePoint t = deadline_at;
-        if (!keepalive_in_flight && reading()) t = std::min(t, last_traffic + opt.keepalive);
-        return t;
-      }
-      case Phase::Stopped:
-        return kNever;
-    }
-    return kNever;
+  TimePoint next_tick() const override {
+    if (session_.phase() == Phase::Starting) return deadline_at;
+    if (stopped()) return kNever;
+    if ((gap_pending || drain_pending || !backlog.empty()) && sink_.accepting()) return TimePoint{};
+    TimePoint t = deadline_at;
+    if (!keepalive_in_flight && reading()) t = std::min(t, last_traffic + opt.keepalive);
+    return t;
   }
 
-  short events() const {
-    switch (phase) {
-      case Phase::Connecting:
-        return conn.events(false);
-      case Phase::Starting:
-        return conn.events(true);
-      case Phase::Streaming:
-        return conn.events(reading());
-      default:
-        return 0;
-    }
-  }
+  bool want_input() const override { return session_.phase() == Phase::Starting || reading(); }
 
-  SourceStatus status() const {
-    SourceStatus s = st;
-    switch (phase) {
-      case Phase::Idle:
-      case Phase::Connecting:
-        s.state = SourceState::Connecting;
-        break;
-      case Phase::Starting:
-        s.state = SourceState::Starting;
-        break;
-      case Phase::Streaming:
-        s.state = stopped ? SourceState::Stopped : SourceState::Streaming;
-        break;
-      case Phase::BackingOff:
-        s.state = SourceState::BackingOff;
-        break;
-      case Phase::Stopped:
-        s.state = SourceState::Stopped;
-        break;
-    }
-    s.position = self.format_position(confirmed);
+  void fill_status(SourceStatus& s) const override {
+    s.changes = changes;
+    s.transactions = transactions;
+    s.position = self_.format_position(confirmed);
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
-    return s;
   }
 
-  void confirm(Position p) {
+  void confirm(Position p) override {
     confirmed = std::max(confirmed, p);
     while (!unconfirmed.empty() && unconfirmed.front().first <= p) unconfirmed.pop_front();
   }
 };
 
-NotifySource::NotifySource(NotifyOptions options, const rules::RuleSet& rules, ChangeSink& sink)
-    : impl_(std::make_unique<Impl>(*this, std::move(options), rules, sink)) {
-  if (impl_->opt.notify.channels.empty())
+NotifySource::NotifySource(NotifyOptions options, const rules::RuleSet& rules, ChangeSink& sink) {
+  if (options.notify.channels.empty())
     throw Error("sources.notify: at least one channel is needed");
+  impl_ = std::make_unique<Impl>(*this, std::move(options), rules, sink);
 }
 
-NotifySource::~NotifySource() {
-  close();
-}
+NotifySource::~NotifySource() = default;
 
-void NotifySource::rules_changed(const rules::RuleSet& rules) {
-  impl_->set_rules(rules);
-}
 const NotifyCounters& NotifySource::counters() const {
-  return impl_->counters;
-}
-const std::string& NotifySource::name() const {
-  return impl_->name;
-}
-void NotifySource::confirm(Position position) {
-  impl_->confirm(position);
-}
-SourceStatus NotifySource::status() const {
-  return impl_->status();
-}
-std::string NotifySource::format_position(Position position) const {
-  return "#" + std::to_string(position);
-}
-
-void NotifySource::stop_reading() {
-  impl_->stopped = true;
-  if (impl_->phase != Impl::Phase::Streaming) {
-    impl_->conn.close();
-    impl_->phase = Impl::Phase::Stopped;
-  }
-}
-
-void NotifySource::close() noexcept {
-  impl_->conn.close();
-  impl_->phase = Impl::Phase::Stopped;
-  impl_->stopped = true;
-}
-
-int NotifySource::fd() const {
-  return impl_->conn.fd();
-}
-short NotifySource::events() const {
-  return impl_->events();
-}
-void NotifySource::on_ready(short revents) {
-  impl_->on_ready(revents);
-}
-TimePoint NotifySource::deadline() const {
-  return impl_->deadline();
-}
-void NotifySource::on_timer(TimePoint now) {
-  impl_->on_timer(now);
+  return static_cast<const Impl&>(*impl_).counters;
 }
 
 }  // namespace pgbust

@@ -74,8 +74,8 @@ struct Fixture {
 
   void start() {
     daemon = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config.string()});
-    bool ok = daemon->wait_for_output("notify: streaming", 30s) &&
-              daemon->wait_for_output("poll: streaming", 30s);
+    bool ok = daemon->wait_for_output("notify [streaming]", 30s) &&
+              daemon->wait_for_output("poll [streaming]", 30s);
     INFO(logs());
     REQUIRE(ok);
   }

@@ -11,6 +11,11 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/pg/libpq.hpp"
@@ -21,6 +26,8 @@ using namespace pgbust::test;
 using std::chrono::milliseconds;
 
 namespace {
+
+std::ostringstream log_text_;  // what the log-capturing test saw
 
 std::string show(const Datum& d) {
   switch (d.state) {
@@ -420,6 +427,79 @@ TEST_CASE("logical source: reconnects after the walsender is terminated and afte
   CHECK(killed);
   CHECK(s.sink.aborts >= 1);
   CHECK(s.sink.committed[3].changes.size() == 200000);
+}
+
+// Issue 10, defect 4: a publication created after the slot's position makes the walsender
+// fail on the first change after START_REPLICATION, on every reconnect. The source used to
+// reset its backoff and its log limiter on reaching streaming, so it reconnected 2-3 times a
+// second forever with an error line each time.
+TEST_CASE("logical source: an error after START_REPLICATION backs off and is logged once") {
+  Postgres pg;
+  pg.exec(kSchema);
+  pg.exec("SELECT pg_create_logical_replication_slot('storm', 'pgoutput')");
+  // A change the walsender decodes with the catalog as of its WAL position, where
+  // storm_pub does not exist yet.
+  pg.exec("INSERT INTO users VALUES (1, 'before the publication', NULL)");
+  pg.exec("CREATE PUBLICATION storm_pub FOR TABLE users");
+
+  auto lines = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text_);
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(lines);
+  struct Unhook {
+    std::shared_ptr<spdlog::logger> logger;
+    ~Unhook() { logger->sinks().pop_back(); }
+  } unhook{logger};
+
+  Stream s(pg, "storm", "storm_pub", [](LogicalSourceOptions& o) {
+    o.create_slot = false;
+    o.backoff_min = milliseconds(50);
+    o.backoff_max = milliseconds(5'000);
+  });
+  // The time of each connection attempt after the first, from the reconnect counter.
+  std::vector<TimePoint> attempts;
+  const std::size_t kAttempts = 7;
+  REQUIRE(s.drive(
+      [&] {
+        auto n = s.src->status().reconnects;
+        while (attempts.size() < n) attempts.push_back(Clock::now());
+        return attempts.size() >= kAttempts;
+      },
+      milliseconds(30'000)));
+  SourceStatus st = s.src->status();
+  CHECK(st.last_error.find("publication \"storm_pub\" does not exist") != std::string::npos);
+  CHECK(s.sink.committed.empty());
+
+  // The delays double (jittered between half and all of the step): 50 ms, 100, 200, ...
+  // Reset on every streaming, each gap would be about the first one.
+  std::vector<double> gaps;
+  for (std::size_t i = 1; i < attempts.size(); ++i)
+    gaps.push_back(
+        std::chrono::duration<double, std::milli>(attempts[i] - attempts[i - 1]).count());
+  std::string shown;
+  for (double g : gaps) shown += std::to_string(static_cast<int>(g)) + " ms ";
+  INFO("gaps between attempts: " << shown);
+  CHECK(gaps.back() >= 4 * gaps.front());
+  CHECK(gaps.back() >= 400);  // the 6th delay is at least 800 ms / 2
+  CHECK(std::chrono::duration<double>(attempts.back() - attempts.front()).count() >= 1.0);
+
+  // One line for the repeated error (the limiter outlives reconnects), saying it is permanent
+  // and what the remedies cost.
+  logger->flush();
+  std::string text = log_text_.str();
+  std::size_t logged = 0;
+  for (std::size_t at = text.find("storm_pub\" does not exist"); at != std::string::npos;
+       at = text.find("storm_pub\" does not exist", at + 1))
+    ++logged;
+  INFO("log:\n" << text);
+  CHECK(logged >= 1);
+  CHECK(logged <= 2);
+  std::size_t streaming_lines = 0;
+  for (std::size_t at = text.find("streaming slot storm ("); at != std::string::npos;
+       at = text.find("streaming slot storm (", at + 1))
+    ++streaming_lines;
+  CHECK(streaming_lines <= 3);  // not one per reconnect
+  CHECK(text.find("permanent") != std::string::npos);
+  CHECK(text.find("re-create slot storm") != std::string::npos);
 }
 
 TEST_CASE("logical source: clear errors for a missing publication or slot; uncovered tables") {

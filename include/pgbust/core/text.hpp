@@ -17,4 +17,21 @@ inline std::string join(const std::vector<std::string>& items, std::string_view 
   return out;
 }
 
+// Multi-line messages (libpq's "...\n\tThis probably means...", a server's DETAIL: and
+// CONTEXT: lines) as one log line.
+inline std::string one_line(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == '\n' || c == '\r' || c == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty() && out.back() != ' ') out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace pgbust

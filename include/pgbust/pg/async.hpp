@@ -1,18 +1,14 @@
 // Non-blocking libpq for sources that live in the event loop (NOTIFY, polling): a connection
-// that connects and runs one query at a time without ever blocking, reconnect backoff with
-// jitter, and a rate limit for repeated error lines.
+// that connects and runs one query at a time without ever blocking.
 #pragma once
 
 #include <chrono>
-#include <cstdint>
 #include <functional>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "pgbust/core/loop.hpp"
 #include "pgbust/pg/libpq.hpp"
 
 namespace pgbust::pg {
@@ -66,38 +62,6 @@ class AsyncConn {
   Result pending_;             // the latest result of the query in flight
   std::string pending_error_;  // its first error, thrown once the query is complete
   std::function<void(std::string_view)> on_notice_;
-};
-
-// Exponential backoff from `min` to `max`; each delay is drawn between half and all of the
-// current step, so many clients do not retry in lock step.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds min, std::chrono::milliseconds max);
-  std::chrono::milliseconds next();
-  void reset() { failures_ = 0; }
-  int failures() const { return failures_; }
-
- private:
-  std::chrono::milliseconds min_, max_;
-  int failures_ = 0;
-  std::mt19937_64 rng_{std::random_device{}()};
-};
-
-// Repeated identical error lines are logged once, then at most once per interval with how
-// many were held back; a different message is logged at once.
-class LogLimiter {
- public:
-  explicit LogLimiter(std::chrono::milliseconds interval) : interval_(interval) {}
-  // True when `message` should be logged now; `suppressed` then holds how many identical
-  // messages were not logged since the last one that was.
-  bool allow(std::string_view message, TimePoint now, std::uint64_t& suppressed);
-  void reset() { last_.clear(); }
-
- private:
-  std::chrono::milliseconds interval_;
-  std::string last_;
-  TimePoint logged_{};
-  std::uint64_t held_ = 0;
 };
 
 // Quote an identifier or literal without a connection (standard_conforming_strings on; a

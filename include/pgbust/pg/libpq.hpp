@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/core/text.hpp"
 
 namespace pgbust::pg {
 
@@ -27,10 +28,12 @@ using Buffer = std::unique_ptr<char, FreememDeleter>;
 
 // "host:port dbname user" of a connection, for messages.
 std::string describe(const PGconn* conn);
+// "host:port" of the server a connection is for (also while it is connecting), for log lines.
+std::string host_port(const PGconn* conn);
 
 // libpq's and the server's multi-line messages ("ERROR: ...\nDETAIL: ...\nHINT: ...",
-// "...\n\tThis probably means...") as one log line.
-std::string one_line(std::string_view text);
+// "...\n\tThis probably means...") as one log line (core/text.hpp).
+using pgbust::one_line;
 
 // The server's error text of a connection, or of a failed result, as one line.
 std::string error_text(const PGconn* conn);

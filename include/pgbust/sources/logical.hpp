@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pgbust/core/source.hpp"
+#include "pgbust/sources/session_source.hpp"
 
 namespace pgbust {
 
@@ -35,30 +36,15 @@ struct LogicalSourceOptions {
   std::chrono::milliseconds backoff_max{30'000};
 };
 
-class LogicalSource final : public Source {
+class LogicalSource final : public SessionSource {
  public:
   // No I/O here: the first Loop round starts connecting. Throws Error for invalid options.
+  // close() sends the confirmed position one last time and ends the stream (bounded wait),
+  // then closes; it does not call the sink.
   LogicalSource(LogicalSourceOptions options, ChangeSink& sink);
   ~LogicalSource() override;
-  LogicalSource(const LogicalSource&) = delete;
-  LogicalSource& operator=(const LogicalSource&) = delete;
 
-  // Pollable
-  int fd() const override;
-  short events() const override;
-  void on_ready(short revents) override;
-  TimePoint deadline() const override;
-  void on_timer(TimePoint now) override;
-
-  // Source
-  const std::string& name() const override;
-  void confirm(Position position) override;
-  SourceStatus status() const override;
   std::string format_position(Position position) const override;  // "0/16B3748"
-  void stop_reading() override;
-  // Sends the confirmed position one last time and ends the stream (bounded wait), then
-  // closes. Does not call the sink.
-  void close() noexcept override;
 
   // The position reported to the server as flushed (sent at the next status update): what
   // the pipeline confirmed, or an idle WAL end once everything delivered is confirmed.
@@ -70,7 +56,7 @@ class LogicalSource final : public Source {
 
  private:
   class Impl;
-  std::unique_ptr<Impl> impl_;
+  const Impl& impl() const;
 };
 
 }  // namespace pgbust

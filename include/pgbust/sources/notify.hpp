@@ -14,6 +14,7 @@
 #include "pgbust/core/config.hpp"
 #include "pgbust/core/source.hpp"
 #include "pgbust/rules/rules.hpp"
+#include "pgbust/sources/session_source.hpp"
 
 namespace pgbust::notify {
 
@@ -100,33 +101,15 @@ struct NotifyCounters {
 // sequence number; NOTIFY has no resume point, so confirm() only tracks progress for the
 // status line. While the sink is not accepting, nothing more is read from the server (it
 // queues notifications for us), and none already read is dropped.
-class NotifySource : public Source {
+class NotifySource final : public SessionSource {
  public:
+  // Rules reloaded (rules_changed): the tables for the gap policy and the columns expected.
   NotifySource(NotifyOptions options, const rules::RuleSet& rules, ChangeSink& sink);
   ~NotifySource() override;
-
-  // The rule set changed (SIGHUP): the tables for the gap policy and the columns expected.
-  void rules_changed(const rules::RuleSet& rules) override;
   const NotifyCounters& counters() const;
-
-  // Source
-  const std::string& name() const override;
-  void confirm(Position position) override;
-  SourceStatus status() const override;
-  std::string format_position(Position position) const override;
-  void stop_reading() override;
-  void close() noexcept override;
-
-  // Pollable
-  int fd() const override;
-  short events() const override;
-  void on_ready(short revents) override;
-  TimePoint deadline() const override;
-  void on_timer(TimePoint now) override;
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace pgbust

@@ -10,6 +10,7 @@
 #include "pgbust/core/config.hpp"
 #include "pgbust/core/source.hpp"
 #include "pgbust/rules/rules.hpp"
+#include "pgbust/sources/session_source.hpp"
 
 namespace pgbust {
 
@@ -72,33 +73,15 @@ struct PollCounters {
 // (a round every interval) -> on any failure backing off (exponential, jitter) -> again. A
 // table the catalog cannot serve (missing, a watermark column of the wrong type) keeps the
 // source backing off with that error in its status until it is fixed.
-class PollSource : public Source {
+class PollSource final : public SessionSource {
  public:
+  // Rules reloaded (rules_changed): the columns to fetch are looked up again next round.
   PollSource(PollOptions options, const rules::RuleSet& rules, ChangeSink& sink);
   ~PollSource() override;
-
-  // The rule set changed (SIGHUP): the columns to fetch are looked up again next round.
-  void rules_changed(const rules::RuleSet& rules) override;
   const PollCounters& counters() const;
-
-  // Source
-  const std::string& name() const override;
-  void confirm(Position position) override;
-  SourceStatus status() const override;
-  std::string format_position(Position position) const override;
-  void stop_reading() override;
-  void close() noexcept override;
-
-  // Pollable
-  int fd() const override;
-  short events() const override;
-  void on_ready(short revents) override;
-  TimePoint deadline() const override;
-  void on_timer(TimePoint now) override;
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace pgbust
