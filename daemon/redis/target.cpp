@@ -528,7 +528,8 @@ struct Target::Impl {
 
   void start_attempt(std::size_t i) {
     const Pending& p = queue[i];
-    Attempt& a = attempt.emplace();
+    attempt = Attempt{};  // not emplace(): clang 14 rejects it for a nested aggregate
+    Attempt& a = *attempt;
     a.batch = i;
     a.fixed.assign(p.batch.bumps.size(), false);
     if (p.deletes_applied) {  // retried for its bumps or publishes: do not delete again
