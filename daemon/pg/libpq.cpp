@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "pgbust/pg/connect_params.hpp"
+#include "pgbust/pg/conninfo.hpp"
 
 namespace pgbust::pg {
 
@@ -15,7 +16,7 @@ std::string describe(const PGconn* conn) {
   const char* port = PQport(conn);
   out += host && *host ? host : "localhost";
   if (port && *port) out += std::string(":") + port;
-  if (const char* db = PQdb(conn); db && *db) out += std::string(" dbname=") + db;
+  if (const char* db = PQdb(conn); db && *db) out += " dbname=" + describe_dbname(db);
   if (const char* user = PQuser(conn); user && *user) out += std::string(" user=") + user;
   return out;
 }
@@ -55,8 +56,8 @@ Conn connect(const std::string& conninfo) {
   ConnectParams params(conninfo, {});
   Conn conn(PQconnectdbParams(params.keys(), params.values(), 1));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
-    throw ConnectionError("cannot connect to PostgreSQL (" + mask_conninfo(conninfo) +
-                          "): " + error_text(conn.get()));
+    throw ConnectionError("cannot connect to PostgreSQL (" + describe_conninfo(conninfo) +
+                          "): " + connect_error(conn.get(), conninfo));
   return conn;
 }
 

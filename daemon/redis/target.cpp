@@ -191,16 +191,6 @@ struct Target::Impl {
   std::string scan_count;
 
   explicit Impl(Options o) : opt(std::move(o)), ep(resolve_endpoint(opt)) {
-    auto fail_opt = [&](const std::string& what) {
-      throw Error("redis " + ep.describe() + ": " + what);
-    };
-    if (opt.max_in_flight == 0) fail_opt("max_in_flight must be at least 1");
-    if (opt.unlink_chunk == 0) fail_opt("unlink_chunk must be at least 1");
-    if (opt.scan_count == 0) fail_opt("scan_count must be at least 1");
-    if (opt.connect_timeout.count() <= 0 || opt.command_timeout.count() <= 0)
-      fail_opt("connect_timeout and command_timeout must be positive");
-    if (opt.backoff_min.count() <= 0 || opt.backoff_max < opt.backoff_min)
-      fail_opt("expected 0 < backoff_min <= backoff_max");
     scan_count = std::to_string(opt.scan_count);
     argv.reserve(opt.unlink_chunk + 1);
   }

@@ -13,6 +13,7 @@
 
 #include "logical_handshake.hpp"
 #include "pgbust/pg/connect_params.hpp"
+#include "pgbust/pg/conninfo.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
 #include "pgbust/sources/slot_record.hpp"
@@ -281,7 +282,7 @@ class LogicalSource::Impl {
   }
 
   std::string server() const {
-    return conn_ ? pg::describe(conn_.get()) : mask_conninfo(opt_.conninfo);
+    return conn_ ? pg::describe(conn_.get()) : pg::describe_conninfo(opt_.conninfo);
   }
 
   milliseconds status_gap() const {
@@ -357,16 +358,16 @@ class LogicalSource::Impl {
     conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
     if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
     if (PQstatus(conn_.get()) == CONNECTION_BAD)
-      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
-                            "): " + pg::error_text(conn_.get()));
+      throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
+                            "): " + pg::connect_error(conn_.get(), opt_.conninfo));
     connect_poll_ = PGRES_POLLING_WRITING;
-    log(spdlog::level::debug, "connecting to {}", mask_conninfo(opt_.conninfo));
+    log(spdlog::level::debug, "connecting to {}", pg::describe_conninfo(opt_.conninfo));
   }
 
   void continue_connect() {
     connect_poll_ = PQconnectPoll(conn_.get());
     if (connect_poll_ == PGRES_POLLING_FAILED)
-      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+      throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
                             "): " + pg::error_text(conn_.get()));
     if (connect_poll_ != PGRES_POLLING_OK) return;
     if (PQsetnonblocking(conn_.get(), 1) != 0) pg::fail(conn_.get(), "setting non-blocking mode");
