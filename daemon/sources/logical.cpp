@@ -12,6 +12,7 @@
 #include <random>
 
 #include "logical_handshake.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/conninfo.hpp"
 #include "pgbust/pg/libpq.hpp"
@@ -629,7 +630,7 @@ class LogicalSource::Impl {
       case Kind::Relation:
         if (d.relation_changed && d.relation->table.generation > 1)
           log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
-              d.relation->table.qualified(), d.relation->table.columns.size(),
+              quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
               d.relation->table.generation);
         break;
       case Kind::Origin:

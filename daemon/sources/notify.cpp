@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "pgbust/core/json.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pg/async.hpp"
 
 namespace pgbust::notify {
@@ -48,7 +49,7 @@ bool read_image(const json::Value* v, const char* member, Image& out, std::strin
       case json::Value::Type::Array:
       case json::Value::Type::Object:
         c.state = Datum::State::Unknown;
-        warnings.push_back(std::string("column \"") + name + "\" of \"" + member + "\" is a JSON " +
+        warnings.push_back("column " + quote_for_log(name) + " of \"" + member + "\" is a JSON " +
                            std::string(json::to_string(value.type())) +
                            ", not PostgreSQL text: treated as unknown");
         break;
@@ -164,6 +165,11 @@ std::int64_t wall_us() {
 
 double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
+}
+
+// "schema.table" from a payload, quoted for a log line.
+std::string quoted_table(const std::string& schema, const std::string& table) {
+  return quote_for_log(schema + "." + table);
 }
 
 }  // namespace
@@ -433,11 +439,10 @@ struct NotifySource::Impl {
           out.values[static_cast<std::size_t>(it->second)].why != Unknown::ColumnMissing)
         continue;
       if (t.warned.insert(col).second)
-        payload_problem(
-            fmt::format("the trigger of {} does not send column \"{}\", which the rules "
-                        "need: they widen for it; run `pgbust setup --notify` again",
-                        t.info->qualified(), col),
-            now);
+        payload_problem(fmt::format("the trigger of {} does not send column {}, which the rules "
+                                    "need: they widen for it; run `pgbust setup --notify` again",
+                                    quote_for_log(t.info->qualified()), quote_for_log(col)),
+                        now);
     }
   }
 
@@ -447,12 +452,13 @@ struct NotifySource::Impl {
     if (!r.payload) {
       ++counters.malformed;
       bool known = !r.table.empty();
-      payload_problem(fmt::format("malformed payload on channel {}: {}; {}; payload: {}",
-                                  json::quote(channel), r.error,
-                                  known ? "widening every rule of " + r.schema + "." + r.table
-                                        : std::string("no table named, nothing to widen"),
-                                  notify::payload_prefix(text)),
-                      now);
+      payload_problem(
+          fmt::format("malformed payload on channel {}: {}; {}; payload: {}",
+                      quote_for_log(channel), r.error,
+                      known ? "widening every rule of " + quoted_table(r.schema, r.table)
+                            : std::string("no table named, nothing to widen"),
+                      notify::payload_prefix(text)),
+          now);
       if (known) {
         sink.begin(self);
         widen(r.schema, r.table, Unknown::NotifyMalformed);
@@ -462,25 +468,25 @@ struct NotifySource::Impl {
     }
     notify::Payload& p = *r.payload;
     for (const auto& w : p.warnings)
-      payload_problem(fmt::format("payload on channel {} for {}.{}: {}", json::quote(channel),
-                                  p.schema, p.table, w),
+      payload_problem(fmt::format("payload on channel {} for {}: {}", quote_for_log(channel),
+                                  quoted_table(p.schema, p.table), w),
                       now);
     Table* tp = table_for(p.schema, p.table);
     if (tp == nullptr || !tp->has_rules) {
       ++counters.unknown_tables;
-      payload_problem(
-          fmt::format("payload on channel {} for {}.{}, which no rule names (a trigger "
-                      "left from older rules?); payload: {}",
-                      json::quote(channel), p.schema, p.table, notify::payload_prefix(text)),
-          now);
+      payload_problem(fmt::format("payload on channel {} for {}, which no rule names (a trigger "
+                                  "left from older rules?); payload: {}",
+                                  quote_for_log(channel), quoted_table(p.schema, p.table),
+                                  notify::payload_prefix(text)),
+                      now);
       if (tp == nullptr) return;  // no rules, and too many such tables to remember
     }
     Table& t = *tp;
     if (p.oversized) {
       ++counters.oversized;
-      payload_problem(fmt::format("payload on channel {} for {}.{} was too large for NOTIFY: the "
+      payload_problem(fmt::format("payload on channel {} for {} was too large for NOTIFY: the "
                                   "trigger sent {}; rules widen for the rest",
-                                  json::quote(channel), p.schema, p.table,
+                                  quote_for_log(channel), quoted_table(p.schema, p.table),
                                   p.new_row.present || p.old_row.present ? "key columns only"
                                                                          : "no row values"),
                       now);

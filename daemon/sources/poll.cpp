@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pg/async.hpp"
 #include "pgbust/sources/poll_plan.hpp"
 #include "pgbust/sources/poll_state.hpp"
@@ -318,7 +319,7 @@ struct PollSource::Impl {
     if (w.cursor.empty()) return "no rows yet";
     std::vector<std::string> parts;
     for (std::size_t i = 0; i < w.cursor.size() && i < t.plan.cursor.size(); ++i)
-      parts.push_back(t.plan.cursor[i] + "=" + w.cursor[i]);
+      parts.push_back(t.plan.cursor[i] + "=" + quote_for_log(w.cursor[i]));
     return join(parts, " ");
   }
 
