@@ -113,6 +113,11 @@ std::string describe_db(std::string_view dbname, int depth) {
 }
 
 std::string describe(std::string_view conninfo, int depth) {
+  // A bare word is a database name to the sources (they pass the conninfo as an expanded
+  // dbname); as a conninfo libpq cannot parse it.
+  bool blank = conninfo.find_first_not_of(" \t\n\r\f\v") == std::string_view::npos;
+  if (depth == 0 && !blank && !looks_like_conninfo(conninfo))
+    return "dbname=" + value_text(conninfo);
   char* err = nullptr;
   Options opts(PQconninfoParse(std::string(conninfo).c_str(), &err));
   Buffer err_owner(err);

@@ -74,6 +74,7 @@ TEST_CASE("describe_conninfo: host, port, dbname and user from what libpq parsed
       {"dbname='host=db password=SECRET'", "dbname=(host=db password=********)"},
       {"host=/run/postgresql dbname='my db'", "host=/run/postgresql dbname=\"my db\""},
       {"", "(libpq defaults)"},
+      {"app", "dbname=app"},  // a bare word: the sources use it as the database name
       {"host=db PASSWORD=SECRET",
        "conninfo not understood by libpq: invalid connection option \"...\""},
       {"host=db password=abc SECRET",

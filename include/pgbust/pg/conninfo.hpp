@@ -12,7 +12,8 @@ namespace pgbust::pg {
 
 // "host=db.example port=5432 dbname=app user=bob sslmode=require password=********" (URI and
 // keyword/value forms alike). A dbname that is itself a connection string (libpq expands it
-// when the conninfo is given as dbname) is described the same way, in parentheses. For text
+// when the conninfo is given as dbname) is described the same way, in parentheses; a bare
+// word (no '=', not a URI) is the database name the sources would connect to. For text
 // libpq cannot parse: "conninfo not understood by libpq: missing "=" after "..." in connection
 // info string" -- libpq's own message with every fragment of the conninfo it echoes removed.
 std::string describe_conninfo(std::string_view conninfo);
