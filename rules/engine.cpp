@@ -1,6 +1,7 @@
 // The per-change hot path: bind table layouts to rules, resolve row images, test op /
 // changed / when, render keys (escaping, widening, fallback) and hand them to a Sink.
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "rule_impl.hpp"
@@ -35,64 +36,83 @@ std::string glob_escape(std::string_view value) {
   return out;
 }
 
-bool glob_match(std::string_view p, std::string_view s) {
-  while (!p.empty() && !s.empty()) {
-    switch (p[0]) {
-      case '*':
-        while (p.size() > 1 && p[1] == '*') p.remove_prefix(1);
-        if (p.size() == 1) return true;
-        for (; !s.empty(); s.remove_prefix(1))
-          if (glob_match(p.substr(1), s)) return true;
-        return false;
-      case '?':
-        s.remove_prefix(1);
-        break;
-      case '[': {
-        p.remove_prefix(1);
-        bool negate = !p.empty() && p[0] == '^';
-        if (negate) p.remove_prefix(1);
-        bool match = false;
-        for (;;) {
-          if (p.empty()) {  // unterminated class: Redis stops here
-            p = std::string_view(p.data() - 1, 1);
-            break;
-          }
-          if (p[0] == '\\' && p.size() >= 2) {
-            p.remove_prefix(1);
-            if (p[0] == s[0]) match = true;
-          } else if (p[0] == ']') {
-            break;
-          } else if (p.size() >= 3 && p[1] == '-') {
-            unsigned char lo = static_cast<unsigned char>(p[0]),
-                          hi = static_cast<unsigned char>(p[2]);
-            if (lo > hi) std::swap(lo, hi);
-            unsigned char c = static_cast<unsigned char>(s[0]);
-            if (c >= lo && c <= hi) match = true;
-            p.remove_prefix(2);
-          } else if (p[0] == s[0]) {
-            match = true;
-          }
-          p.remove_prefix(1);
+namespace {
+
+// The pattern token at `pi` (anything but '*') against one character: the index just past the
+// token when `c` matches it. A token's length never depends on `c`, which is what lets
+// glob_match keep a single backtracking point.
+std::optional<std::size_t> match_token(std::string_view p, std::size_t pi, char c) {
+  switch (p[pi]) {
+    case '?':
+      return pi + 1;
+    case '[': {
+      ++pi;
+      bool negate = pi < p.size() && p[pi] == '^';
+      if (negate) ++pi;
+      bool match = false;
+      for (;;) {
+        if (pi >= p.size()) {  // unterminated class: Redis stops at the pattern's end
+          pi = p.size() - 1;
+          break;
         }
-        if (negate) match = !match;
-        if (!match) return false;
-        s.remove_prefix(1);
-        break;
+        if (p[pi] == '\\' && p.size() - pi >= 2) {
+          ++pi;
+          if (p[pi] == c) match = true;
+        } else if (p[pi] == ']') {
+          break;
+        } else if (p.size() - pi >= 3 && p[pi + 1] == '-') {
+          auto lo = static_cast<unsigned char>(p[pi]), hi = static_cast<unsigned char>(p[pi + 2]);
+          if (lo > hi) std::swap(lo, hi);
+          auto u = static_cast<unsigned char>(c);
+          if (u >= lo && u <= hi) match = true;
+          pi += 2;
+        } else if (p[pi] == c) {
+          match = true;
+        }
+        ++pi;
       }
-      case '\\':
-        if (p.size() >= 2) p.remove_prefix(1);
-        [[fallthrough]];
-      default:
-        if (p[0] != s[0]) return false;
-        s.remove_prefix(1);
-        break;
+      if (negate) match = !match;
+      if (!match) return std::nullopt;
+      return pi + 1;
     }
-    p.remove_prefix(1);
-    if (s.empty()) break;
+    case '\\':
+      if (p.size() - pi >= 2) ++pi;
+      [[fallthrough]];
+    default:
+      if (p[pi] != c) return std::nullopt;
+      return pi + 1;
   }
-  if (s.empty())  // trailing stars match nothing (so "*" also matches the empty string)
-    while (!p.empty() && p[0] == '*') p.remove_prefix(1);
-  return p.empty() && s.empty();
+}
+
+}  // namespace
+
+// Iterative, with one backtracking point: every token but '*' matches exactly one character,
+// so on a mismatch only the latest '*' needs to absorb one more character (earlier stars can
+// never do better). O(|pattern| x |text|) at worst, where the recursive form was exponential.
+bool glob_match(std::string_view p, std::string_view s) {
+  constexpr auto none = std::string_view::npos;
+  std::size_t pi = 0, si = 0, star_p = none, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      while (pi < p.size() && p[pi] == '*') ++pi;
+      if (pi == p.size()) return true;  // a trailing star takes the rest
+      star_p = pi;
+      star_s = si;
+      continue;
+    }
+    if (pi < p.size()) {
+      if (auto next = match_token(p, pi, s[si])) {
+        pi = *next;
+        ++si;
+        continue;
+      }
+    }
+    if (star_p == none) return false;
+    pi = star_p;
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;  // trailing stars match nothing ("*" matches "")
+  return pi == p.size();
 }
 
 IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns) {

@@ -34,6 +34,12 @@ bool detail::Actions::uses_columns() const {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {"version", "rules"};
+
+std::string too_large() {
+  return "rules are too large: more than " + std::to_string(kMaxRulesBytes) + " bytes (" +
+         std::to_string(kMaxRulesBytes >> 20) + " MiB), the limit for all rule files together";
+}
+
 constexpr std::string_view kRuleKeys[] = {
     "name",    "table",          "on",      "changed", "when",
     "delete",  "delete_pattern", "bump",    "publish", "redelete_after",
@@ -214,6 +220,11 @@ std::vector<YAML::Node> FileReader::scalar_list(const YAML::Node& n, const std::
 void FileReader::templates(const YAML::Node& n, const std::string& key, detail::Slots& slots,
                            std::vector<detail::Template>& out) {
   for (const YAML::Node& item : scalar_list(n, key, "a key template string")) {
+    if (item.Scalar().size() > kMaxTemplateBytes) {
+      error(item.Mark(), key + ": template is " + std::to_string(item.Scalar().size()) +
+                             " bytes; the limit is " + std::to_string(kMaxTemplateBytes));
+      continue;
+    }
     detail::Template t;
     if (auto e = detail::parse_template(item.Scalar(), slots, t, zone_context_)) {
       error_in(item, *e, key);
@@ -608,6 +619,13 @@ std::string suggest(std::string_view word, const std::vector<std::string>& candi
 LoadResult RuleSet::parse(std::string_view yaml, const std::string& file) {
   std::vector<Rule> rules;
   std::vector<Diagnostic> errors, warnings;
+  if (yaml.size() > kMaxRulesBytes) {
+    Diagnostic d;
+    d.file = file;
+    d.message = too_large();
+    errors.push_back(std::move(d));
+    return finish(std::move(rules), std::move(errors), std::move(warnings));
+  }
   detail::ZoneCache zones;
   FileReader(file, yaml, errors, warnings, zones).read(rules);
   return finish(std::move(rules), std::move(errors), std::move(warnings));
@@ -639,18 +657,31 @@ LoadResult RuleSet::load(const std::filesystem::path& path) {
   } else {
     files.push_back(path);
   }
+  std::size_t total = 0;  // bytes of every file so far: the cap is on the whole rule set
   for (const fs::path& f : files) {
     std::ifstream in(f, std::ios::binary);
-    std::ostringstream text;
-    if (in) text << in.rdbuf();
-    if (!in || in.bad()) {
+    std::string text;
+    // Read at most one byte past what is left under the cap (a size from stat could lie:
+    // a FIFO, /dev/zero, a file still growing).
+    std::size_t room = kMaxRulesBytes - total;
+    if (in) {
+      char buf[65536];
+      while (text.size() <= room && in.read(buf, sizeof buf).gcount() > 0)
+        text.append(buf, static_cast<std::size_t>(in.gcount()));
+    }
+    if (!in.eof() && (!in || in.bad()) && text.size() <= room) {
       std::error_code exists_ec;
       fail(f.string(), fs::exists(f, exists_ec)
                            ? "cannot read rule file"
                            : "cannot read rule file: no such file or directory");
       continue;
     }
-    FileReader(f.string(), text.str(), errors, warnings, zones).read(rules);
+    if (text.size() > room) {
+      fail(f.string(), too_large() + (total ? " (counting the files before this one)" : ""));
+      break;
+    }
+    total += text.size();
+    FileReader(f.string(), text, errors, warnings, zones).read(rules);
   }
   return finish(std::move(rules), std::move(errors), std::move(warnings));
 }

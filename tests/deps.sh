@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang-14
   libpq-dev libhiredis-dev libboost-program-options-dev libspdlog-dev libyaml-cpp-dev
   doctest-dev libsystemd-dev
   postgresql-15 postgresql-client-15 redis-server

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install what pgbust needs, configure, build, and run every test (unit, integration, examples).
 # Usage: ./tests/run.sh [ctest args...]   e.g. ./tests/run.sh -L unit
+#        ./tests/run.sh --sanitize           ASan+UBSan unit tests and fuzzing, with clang
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./tests/deps.sh
+
+# --sanitize: ASan+UBSan unit tests and a short fuzz pass with clang (tests/sanitize.sh).
+if [ "${1:-}" = "--sanitize" ]; then exec ./tests/sanitize.sh; fi
 
 build=${PGBUST_BUILD_DIR:-build}
 jobs=$(nproc)

@@ -6,8 +6,10 @@
 
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/cli/db_check.hpp"
+#include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/pg/libpq.hpp"
+#include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace po = boost::program_options;
@@ -186,6 +188,12 @@ int check(int argc, char** argv) {
       return 1;
     } catch (const Error& e) {
       std::cerr << "pgbust check: " << e.what() << "\n";
+      return 1;
+    }
+    try {
+      redis::resolve_endpoint(redis_options(cfg));  // all that `run` checks before connecting
+    } catch (const Error& e) {
+      std::cerr << "pgbust check: " << config_file << ": " << e.what() << "\n";
       return 1;
     }
   }

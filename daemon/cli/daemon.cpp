@@ -8,6 +8,7 @@
 #include <map>
 
 #include "pgbust/cli/build_sources.hpp"
+#include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/error.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
@@ -34,15 +35,6 @@ std::shared_ptr<const rules::RuleSet> load_rules(const std::filesystem::path& pa
 
 std::string describe_rules(const rules::RuleSet& r) {
   return std::to_string(r.rules().size()) + " (" + r.hash() + ")";
-}
-
-redis::Options redis_options(const config::Config& c) {
-  redis::Options o;
-  o.url = c.redis.url;
-  o.password_file = c.redis.password_file;
-  o.connect_timeout = c.redis.connect_timeout;
-  o.command_timeout = c.redis.command_timeout;
-  return o;
 }
 
 PipelineOptions pipeline_options(const config::Config& c) {

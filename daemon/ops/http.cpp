@@ -146,7 +146,8 @@ struct Connection {
   std::size_t written = 0;
   enum Phase { kReading, kWriting, kDraining } phase = kReading;
   bool unread_input = false;  // the client sent more than we read: drain before closing
-  TimePoint deadline;
+  TimePoint accepted;
+  TimePoint deadline;  // head_timeout after accepting, then timeout after accepting
 };
 
 struct Server::Impl {
@@ -186,13 +187,14 @@ struct Server::Impl {
         }
         return;
       }
-      if (conns.size() >= opts.max_connections) {
+      if (conns.size() >= opts.max_connections && !drop_oldest_reading()) {
         std::string busy = serialize(plain(503, "too many connections"), true);
         [[maybe_unused]] auto n = ::send(c.get(), busy.data(), busy.size(), MSG_NOSIGNAL);
         continue;  // closed by Fd
       }
       auto conn = std::make_unique<Connection>();
-      conn->deadline = Clock::now() + opts.timeout;
+      conn->accepted = Clock::now();
+      conn->deadline = conn->accepted + std::min(opts.head_timeout, opts.timeout);
       int fd = c.get();
       conn->fd = std::move(c);
       try {
@@ -204,10 +206,24 @@ struct Server::Impl {
     }
   }
 
+  // Makes room for a new connection: closes the one accepted first among those still reading
+  // their request head (nothing is owed to them yet). False when every connection is being
+  // answered.
+  bool drop_oldest_reading() {
+    Connection* oldest = nullptr;
+    for (const auto& [fd, c] : conns)
+      if (c->phase == Connection::kReading && (!oldest || c->accepted < oldest->accepted))
+        oldest = c.get();
+    if (oldest == nullptr) return false;
+    close(oldest->fd.get());
+    return true;
+  }
+
   // The head is complete (or too big): build the answer and switch to writing.
   void respond(Connection& c, Response r, bool with_body) {
     c.out = serialize(r, with_body);
     c.phase = Connection::kWriting;
+    c.deadline = c.accepted + opts.timeout;
     c.in.clear();
     c.in.shrink_to_fit();
   }

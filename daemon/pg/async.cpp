@@ -1,6 +1,8 @@
 // Non-blocking libpq connections for the NOTIFY and poll sources, and quoting without one.
 #include "pgbust/pg/async.hpp"
 
+#include "pgbust/pg/conninfo.hpp"
+
 #include <poll.h>
 
 #include <algorithm>
@@ -29,9 +31,9 @@ void AsyncConn::start(const std::string& conninfo, const std::string& applicatio
   ConnectParams params(conninfo, {{"application_name", application_name}});
   conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
-    std::string text = error_text(conn_.get());
+    std::string text = connect_error(conn_.get(), conninfo);
     conn_.reset();
-    throw ConnectionError("cannot start connecting to PostgreSQL (" + mask_conninfo(conninfo) +
+    throw ConnectionError("cannot start connecting to PostgreSQL (" + describe_conninfo(conninfo) +
                           "): " + text);
   }
   PQsetNoticeProcessor(conn_.get(), notice_to_callback, &on_notice_);

@@ -2,6 +2,8 @@
 // slots, role and settings, triggers, indexes.
 #include "pgbust/pg/catalog.hpp"
 
+#include "pgbust/pg/conninfo.hpp"
+
 #include "pgbust/pg/async.hpp"
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/libpq.hpp"
@@ -245,7 +247,7 @@ std::optional<std::string> try_replication_connection(const std::string& conninf
       conninfo, {}, {{"replication", "database"}, {"fallback_application_name", "pgbust-check"}});
   pg::Conn conn(PQconnectdbParams(params.keys(), params.values(), 1));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
-    return pg::one_line(pg::error_text(conn.get()));
+    return pg::one_line(pg::connect_error(conn.get(), conninfo));
   pg::Result res(PQexec(conn.get(), "IDENTIFY_SYSTEM"));
   if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK)
     return pg::one_line(res ? PQresultErrorMessage(res.get()) : pg::error_text(conn.get()));

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "pgbust/pg/connect_params.hpp"
+#include "pgbust/pg/conninfo.hpp"
 
 namespace pgbust::pg {
 
@@ -20,7 +21,7 @@ std::string host_port(const PGconn* conn) {
 std::string describe(const PGconn* conn) {
   if (conn == nullptr) return "(no connection)";
   std::string out = host_port(conn);
-  if (const char* db = PQdb(conn); db && *db) out += std::string(" dbname=") + db;
+  if (const char* db = PQdb(conn); db && *db) out += " dbname=" + describe_dbname(db);
   if (const char* user = PQuser(conn); user && *user) out += std::string(" user=") + user;
   return out;
 }
@@ -45,8 +46,8 @@ Conn connect(const std::string& conninfo) {
   ConnectParams params(conninfo, {});
   Conn conn(PQconnectdbParams(params.keys(), params.values(), 1));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
-    throw ConnectionError("cannot connect to PostgreSQL (" + mask_conninfo(conninfo) +
-                          "): " + error_text(conn.get()));
+    throw ConnectionError("cannot connect to PostgreSQL (" + describe_conninfo(conninfo) +
+                          "): " + connect_error(conn.get(), conninfo));
   return conn;
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pg/libpq.hpp"
 
 namespace pgbust::pgoutput {
@@ -270,8 +271,8 @@ void Decoder::read_tuple(Reader& in, const Relation& rel, RowImage& row, bool ke
   std::uint16_t ncols = in.u16("tuple column count");
   if (ncols != rel.table.columns.size())
     in.fail_at(at, "tuple has " + std::to_string(ncols) + " columns but relation " +
-                       rel.table.qualified() + " (OID " + std::to_string(rel.oid) + ") has " +
-                       std::to_string(rel.table.columns.size()));
+                       quote_for_log(rel.table.qualified()) + " (OID " + std::to_string(rel.oid) +
+                       ") has " + std::to_string(rel.table.columns.size()));
   row.values.resize(ncols);
   row.missing_why = Unknown::NotInImage;
   for (std::uint16_t i = 0; i < ncols; ++i) {

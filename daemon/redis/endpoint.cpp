@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include "pgbust/core/error.hpp"
 #include "pgbust/redis/redis.hpp"
@@ -14,15 +15,60 @@ namespace {
 constexpr std::string_view kExpected =
     "expected redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]";
 
-[[noreturn]] void bad(std::string_view url, std::string_view what) {
-  throw Error("redis URL '" + mask_url(url) + "': " + std::string(what));
-}
-
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
   for (std::size_t i = 0; i < prefix.size(); ++i)
     if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
   return true;
+}
+
+}  // namespace
+
+UrlParts split_url(std::string_view url) {
+  UrlParts p;
+  if (starts_with_nocase(url, "redis://")) {
+    p.scheme = UrlParts::Tcp;
+  } else if (starts_with_nocase(url, "rediss://")) {
+    p.scheme = UrlParts::Tls;
+  } else if (starts_with_nocase(url, "unix://")) {
+    p.scheme = UrlParts::Unix;
+  }
+  auto sep = url.find("://");
+  p.prefix = url.substr(0, sep == std::string_view::npos ? 0 : sep + 3);
+  p.rest = url.substr(p.prefix.size());
+  std::size_t at = std::string_view::npos;
+  if (p.scheme != UrlParts::Unix) {
+    at = p.rest.rfind('@');  // the password may hold '@'; a host never does
+  } else if (!p.rest.starts_with('/')) {
+    // unix://[user:password@]/path: the first "@/" ends the userinfo (a socket path may
+    // hold '@', as in /run/redis@main/redis.sock, and so may the password).
+    at = p.rest.find("@/");
+    if (at == std::string_view::npos) at = p.rest.rfind('@');
+  }
+  if (at != std::string_view::npos) {
+    p.userinfo = p.rest.substr(0, at);
+    p.rest.remove_prefix(at + 1);
+  }
+  return p;
+}
+
+std::string mask_url(std::string_view url) {
+  UrlParts p = split_url(url);
+  std::string out(p.prefix);
+  if (p.userinfo) {
+    auto colon = p.userinfo->find(':');
+    // Without a ':' the userinfo is a user name, but often a password written without one.
+    if (colon != std::string_view::npos) out.append(p.userinfo->substr(0, colon)).append(":");
+    out += "********@";
+  }
+  out += p.rest;
+  return out;
+}
+
+namespace {
+
+[[noreturn]] void bad(std::string_view url, std::string_view what) {
+  throw Error("redis URL '" + mask_url(url) + "': " + std::string(what));
 }
 
 int hex_digit(char c) {
@@ -65,7 +111,9 @@ bool parse_int(std::string_view s, long lo, long hi, int& out) {
 
 constexpr long kMaxDb = 1'000'000;  // Redis's `databases` setting; SELECT says if out of range
 
-void parse_userinfo(std::string_view url, std::string_view info, Endpoint& ep) {
+void parse_userinfo(std::string_view url, std::optional<std::string_view> userinfo, Endpoint& ep) {
+  if (!userinfo) return;
+  std::string_view info = *userinfo;
   auto colon = info.find(':');
   if (colon == std::string_view::npos) {
     ep.user = percent_decode(url, info, "user name");
@@ -75,15 +123,12 @@ void parse_userinfo(std::string_view url, std::string_view info, Endpoint& ep) {
   ep.password = percent_decode(url, info.substr(colon + 1), "password");
 }
 
-Endpoint parse_tcp(std::string_view url, std::string_view rest) {
+Endpoint parse_tcp(std::string_view url, const UrlParts& parts) {
   Endpoint ep;
-  if (rest.find('?') != std::string_view::npos)
+  if (url.find('?') != std::string_view::npos)
     bad(url, "unexpected query ('?...') in a redis:// URL; " + std::string(kExpected));
-  auto at = rest.rfind('@');
-  if (at != std::string_view::npos) {
-    parse_userinfo(url, rest.substr(0, at), ep);
-    rest.remove_prefix(at + 1);
-  }
+  parse_userinfo(url, parts.userinfo, ep);
+  std::string_view rest = parts.rest;
   std::string_view hostport = rest.substr(0, rest.find('/'));
   std::string_view path = rest.substr(hostport.size());
   std::string_view port;
@@ -114,17 +159,11 @@ Endpoint parse_tcp(std::string_view url, std::string_view rest) {
   return ep;
 }
 
-Endpoint parse_unix(std::string_view url, std::string_view rest) {
+Endpoint parse_unix(std::string_view url, const UrlParts& parts) {
   Endpoint ep;
   ep.unix_socket = true;
-  auto slash = rest.find('/');
-  auto at = rest.find('@');
-  if (at != std::string_view::npos && at < slash) {
-    parse_userinfo(url, rest.substr(0, at), ep);
-    rest.remove_prefix(at + 1);
-  } else if (slash != 0) {
-    bad(url, "expected an absolute socket path after unix:// (unix:///path/to/socket)");
-  }
+  parse_userinfo(url, parts.userinfo, ep);
+  std::string_view rest = parts.rest;
   if (!rest.starts_with('/'))
     bad(url, "expected an absolute socket path after unix:// (unix:///path/to/socket)");
   auto q = rest.find('?');
@@ -155,10 +194,11 @@ std::string Endpoint::describe() const {
 }
 
 Endpoint parse_url(std::string_view url) {
-  if (starts_with_nocase(url, "rediss://"))
+  UrlParts parts = split_url(url);
+  if (parts.scheme == UrlParts::Tls)
     bad(url, "TLS not supported by this build (use redis:// or unix://, or a local TLS proxy)");
-  if (starts_with_nocase(url, "redis://")) return parse_tcp(url, url.substr(8));
-  if (starts_with_nocase(url, "unix://")) return parse_unix(url, url.substr(7));
+  if (parts.scheme == UrlParts::Tcp) return parse_tcp(url, parts);
+  if (parts.scheme == UrlParts::Unix) return parse_unix(url, parts);
   if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
     bad(url, "a bare path; write unix://" + std::string(url));
   bad(url, kExpected);
@@ -183,6 +223,16 @@ Endpoint resolve_endpoint(const Options& options) {
   if (!ep.user.empty() && ep.password.empty())
     throw Error("redis URL '" + mask_url(options.url) + "': user '" + ep.user +
                 "' has no password (give redis://user:password@... or a password_file)");
+  auto fail_opt = [&](const std::string& what) {
+    throw Error("redis " + ep.describe() + ": " + what);
+  };
+  if (options.max_in_flight == 0) fail_opt("max_in_flight must be at least 1");
+  if (options.unlink_chunk == 0) fail_opt("unlink_chunk must be at least 1");
+  if (options.scan_count == 0) fail_opt("scan_count must be at least 1");
+  if (options.connect_timeout.count() <= 0 || options.command_timeout.count() <= 0)
+    fail_opt("connect_timeout and command_timeout must be positive");
+  if (options.backoff_min.count() <= 0 || options.backoff_max < options.backoff_min)
+    fail_opt("expected 0 < backoff_min <= backoff_max");
   return ep;
 }
 

@@ -11,8 +11,10 @@
 #include <optional>
 
 #include "logical_handshake.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/core/session.hpp"
 #include "pgbust/pg/connect_params.hpp"
+#include "pgbust/pg/conninfo.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
 #include "pgbust/sources/logical_pacing.hpp"
@@ -247,7 +249,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   std::string server() const {
-    return conn_ ? pg::describe(conn_.get()) : mask_conninfo(opt_.conninfo);
+    return conn_ ? pg::describe(conn_.get()) : pg::describe_conninfo(opt_.conninfo);
   }
 
   milliseconds status_gap() const {
@@ -315,17 +317,17 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
     if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
     if (PQstatus(conn_.get()) == CONNECTION_BAD)
-      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
-                            "): " + pg::error_text(conn_.get()));
+      throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
+                            "): " + pg::connect_error(conn_.get(), opt_.conninfo));
     connect_poll_ = PGRES_POLLING_WRITING;
     session_.set_server(pg::host_port(conn_.get()));
-    log(spdlog::level::debug, "connecting to {}", mask_conninfo(opt_.conninfo));
+    log(spdlog::level::debug, "connecting to {}", pg::describe_conninfo(opt_.conninfo));
   }
 
   void continue_connect() {
     connect_poll_ = PQconnectPoll(conn_.get());
     if (connect_poll_ == PGRES_POLLING_FAILED)
-      throw ConnectionError("connecting to PostgreSQL (" + mask_conninfo(opt_.conninfo) +
+      throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
                             "): " + pg::error_text(conn_.get()));
     if (connect_poll_ != PGRES_POLLING_OK) return;
     if (PQsetnonblocking(conn_.get(), 1) != 0) pg::fail(conn_.get(), "setting non-blocking mode");
@@ -572,7 +574,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       case Kind::Relation:
         if (d.relation_changed && d.relation->table.generation > 1)
           log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
-              d.relation->table.qualified(), d.relation->table.columns.size(),
+              quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
               d.relation->table.generation);
         break;
       case Kind::Origin:

@@ -13,6 +13,7 @@
 
 #include "async_core.hpp"
 #include "pgbust/core/json.hpp"
+#include "pgbust/core/quote.hpp"
 
 namespace pgbust {
 
@@ -24,6 +25,11 @@ using detail::wall_us;
 constexpr std::size_t kMaxColumns = 1600;  // PostgreSQL's own limit per table
 constexpr std::size_t kMaxTables = 10000;  // tables remembered from payloads
 constexpr std::size_t kMaxLinesPerInterval = 10;
+
+// "schema.table" from a payload, quoted for a log line.
+std::string quoted_table(const std::string& schema, const std::string& table) {
+  return quote_for_log(schema + "." + table);
+}
 
 }  // namespace
 
@@ -239,11 +245,10 @@ struct NotifySource::Impl final : detail::AsyncCore {
           out.values[static_cast<std::size_t>(it->second)].why != Unknown::ColumnMissing)
         continue;
       if (t.warned.insert(col).second)
-        payload_problem(
-            fmt::format("the trigger of {} does not send column \"{}\", which the rules "
-                        "need: they widen for it; run `pgbust setup --notify` again",
-                        t.info->qualified(), col),
-            now);
+        payload_problem(fmt::format("the trigger of {} does not send column {}, which the rules "
+                                    "need: they widen for it; run `pgbust setup --notify` again",
+                                    quote_for_log(t.info->qualified()), quote_for_log(col)),
+                        now);
     }
   }
 
@@ -253,12 +258,13 @@ struct NotifySource::Impl final : detail::AsyncCore {
     if (!r.payload) {
       ++counters.malformed;
       bool known = !r.table.empty();
-      payload_problem(fmt::format("malformed payload on channel {}: {}; {}; payload: {}",
-                                  json::quote(channel), r.error,
-                                  known ? "widening every rule of " + r.schema + "." + r.table
-                                        : std::string("no table named, nothing to widen"),
-                                  notify::payload_prefix(text)),
-                      now);
+      payload_problem(
+          fmt::format("malformed payload on channel {}: {}; {}; payload: {}",
+                      quote_for_log(channel), r.error,
+                      known ? "widening every rule of " + quoted_table(r.schema, r.table)
+                            : std::string("no table named, nothing to widen"),
+                      notify::payload_prefix(text)),
+          now);
       if (known) {
         sink_.begin(self_);
         widen(r.schema, r.table, Unknown::NotifyMalformed);
@@ -268,25 +274,25 @@ struct NotifySource::Impl final : detail::AsyncCore {
     }
     notify::Payload& p = *r.payload;
     for (const auto& w : p.warnings)
-      payload_problem(fmt::format("payload on channel {} for {}.{}: {}", json::quote(channel),
-                                  p.schema, p.table, w),
+      payload_problem(fmt::format("payload on channel {} for {}: {}", quote_for_log(channel),
+                                  quoted_table(p.schema, p.table), w),
                       now);
     Table* tp = table_for(p.schema, p.table);
     if (tp == nullptr || !tp->has_rules) {
       ++counters.unknown_tables;
-      payload_problem(
-          fmt::format("payload on channel {} for {}.{}, which no rule names (a trigger "
-                      "left from older rules?); payload: {}",
-                      json::quote(channel), p.schema, p.table, notify::payload_prefix(text)),
-          now);
+      payload_problem(fmt::format("payload on channel {} for {}, which no rule names (a trigger "
+                                  "left from older rules?); payload: {}",
+                                  quote_for_log(channel), quoted_table(p.schema, p.table),
+                                  notify::payload_prefix(text)),
+                      now);
       if (tp == nullptr) return;  // no rules, and too many such tables to remember
     }
     Table& t = *tp;
     if (p.oversized) {
       ++counters.oversized;
-      payload_problem(fmt::format("payload on channel {} for {}.{} was too large for NOTIFY: the "
+      payload_problem(fmt::format("payload on channel {} for {} was too large for NOTIFY: the "
                                   "trigger sent {}; rules widen for the rest",
-                                  json::quote(channel), p.schema, p.table,
+                                  quote_for_log(channel), quoted_table(p.schema, p.table),
                                   p.new_row.present || p.old_row.present ? "key columns only"
                                                                          : "no row values"),
                       now);

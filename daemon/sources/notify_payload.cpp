@@ -3,6 +3,7 @@
 #include "pgbust/sources/notify.hpp"
 
 #include "pgbust/core/json.hpp"
+#include "pgbust/core/quote.hpp"
 
 namespace pgbust::notify {
 
@@ -39,7 +40,7 @@ bool read_image(const json::Value* v, const char* member, Image& out, std::strin
       case json::Value::Type::Array:
       case json::Value::Type::Object:
         c.state = Datum::State::Unknown;
-        warnings.push_back(std::string("column \"") + name + "\" of \"" + member + "\" is a JSON " +
+        warnings.push_back("column " + quote_for_log(name) + " of \"" + member + "\" is a JSON " +
                            std::string(json::to_string(value.type())) +
                            ", not PostgreSQL text: treated as unknown");
         break;

@@ -1,6 +1,7 @@
 // One polled table: its plan, round bookkeeping and what a page of rows means.
 #include "pgbust/sources/poll_table.hpp"
 
+#include "pgbust/core/quote.hpp"
 #include "pgbust/core/text.hpp"
 #include "pgbust/sources/poll.hpp"
 
@@ -44,7 +45,7 @@ std::string Table::describe(const Watermark& w) const {
   if (w.cursor.empty()) return "no rows yet";
   std::vector<std::string> parts;
   for (std::size_t i = 0; i < w.cursor.size() && i < plan.cursor.size(); ++i)
-    parts.push_back(plan.cursor[i] + "=" + w.cursor[i]);
+    parts.push_back(plan.cursor[i] + "=" + quote_if_unsafe(w.cursor[i]));
   return join(parts, " ");
 }
 

@@ -300,3 +300,34 @@ TEST_CASE("explain: bad input is a clear error, exit 1") {
   CHECK(r.exit_code == 0);
   CHECK(r.out == "# no rule names table public.other\n");
 }
+
+TEST_CASE("check: --config refuses a Redis URL that run refuses, with the same words") {
+  TempDir dir;
+  dir.write("rules.d/r.yaml", "version: 1\nrules:\n  - name: r\n    table: t\n    delete: k\n");
+  const char* bad_redis[] = {
+      "redis: {url: \"redis://:pw@tail@127.0.0.1:1/x\"}\n",
+      "redis: {url: \"redis://127.0.0.1:99999/0\"}\n",
+      "redis: {url: \"rediss://127.0.0.1/0\"}\n",
+      "redis: {url: \"redis://app@127.0.0.1/0\"}\n",
+      "redis: {url: \"redis://127.0.0.1/0\", password_file: /nonexistent/pgbust-pw}\n",
+      "redis: {url: \"redis://127.0.0.1/0\", command_timeout: 0s}\n",
+  };
+  for (const char* redis : bad_redis) {
+    CAPTURE(redis);
+    auto cfg = dir.write("pgbust.yaml", std::string(redis) + "rules: rules.d\n");
+    auto check = run_pgbust({"check", "--config", cfg.string()});
+    auto run = run_pgbust({"run", "--config", cfg.string()});
+    CAPTURE(check.err);
+    CAPTURE(run.err);
+    CHECK(run.exit_code != 0);
+    CHECK(check.exit_code == 1);
+    CHECK(check.out.find("config OK") == std::string::npos);
+    // The reason run gives (its last line) is in check's message too.
+    auto why = lines(run.err).empty() ? "" : lines(run.err).back();
+    auto colon = why.find("redis");
+    REQUIRE(colon != std::string::npos);
+    CHECK(check.err.find(why.substr(colon)) != std::string::npos);
+    CHECK(check.err.find("tail") == std::string::npos);
+    CHECK(run.err.find("tail") == std::string::npos);
+  }
+}

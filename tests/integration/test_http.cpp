@@ -7,8 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <future>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "harness.hpp"
 #include "pgbust/core/error.hpp"
@@ -211,17 +214,67 @@ TEST_CASE("http: a slow client is cut off after the timeout; a client that leave
   }));
 }
 
-TEST_CASE("http: connections beyond the limit get 503") {
-  Fixture fx(Options{"127.0.0.1:0", 5s, 8192, 1});
+TEST_CASE("http: idle connections cannot starve /healthz: the oldest one still reading goes") {
+  // Issue 12: idle clients holding every slot made health checks fail. At the limit, the
+  // connection accepted first among those still reading its request makes room.
+  constexpr std::size_t kMax = 8;
+  Fixture fx(Options{"127.0.0.1:0", 30s, 8192, kMax});
+  std::vector<std::unique_ptr<Socket>> idle;
+  for (std::size_t i = 0; i < kMax; ++i) {
+    idle.push_back(std::make_unique<Socket>(dial(fx.server.port())));
+    CHECK(pgbust::test::eventually([&] {
+      fx.loop.run_once(10ms);
+      return fx.server.connections() == i + 1;
+    }));
+  }
+  // Every probe finds the server full of idle clients (one more arrives after each).
+  for (std::size_t probe = 0; probe < 3; ++probe) {
+    CAPTURE(probe);
+    CHECK(body_of(request(fx.loop, fx.server.port(), "GET /healthz HTTP/1.1\r\n\r\n")) == "ok\n");
+    idle.push_back(std::make_unique<Socket>(dial(fx.server.port())));
+    CHECK(pgbust::test::eventually([&] {
+      fx.loop.run_once(10ms);
+      return fx.server.connections() == kMax;
+    }));
+  }
+  // The three oldest idle clients were closed without an answer; the next one is still open.
+  char c;
+  for (std::size_t i = 0; i < 3; ++i) CHECK(::recv(idle[i]->fd, &c, 1, 0) == 0);
+  CHECK(::recv(idle[3]->fd, &c, 1, MSG_DONTWAIT) == -1);
+  CHECK(errno == EAGAIN);
+}
+
+TEST_CASE("http: the request head has a short deadline of its own") {
+  Fixture fx(Options{"127.0.0.1:0", 60s, 8192, 64, 200ms});
   Socket idle(dial(fx.server.port()));
+  Socket partial(dial(fx.server.port()));
+  ::send(partial.fd, "GET /hea", 8, MSG_NOSIGNAL);
+  // Well before the 60 s exchange timeout (eventually gives up after 15 s).
   CHECK(pgbust::test::eventually([&] {
-    fx.loop.run_once(10ms);
-    return fx.server.connections() == 1;
+    fx.loop.run_once(50ms);
+    return fx.server.connections() == 0;
   }));
+  char c;
+  CHECK(::recv(idle.fd, &c, 1, 0) == 0);
+  CHECK(::recv(partial.fd, &c, 1, 0) == 0);
+  CHECK(body_of(request(fx.loop, fx.server.port(), "GET /healthz HTTP/1.1\r\n\r\n")) == "ok\n");
+}
+
+TEST_CASE("http: connections beyond the limit get 503 when every one is being answered") {
+  Fixture fx(Options{"127.0.0.1:0", 5s, 8192, 1});
+  fx.server.handle("/big", [](const Request&) {
+    return Response{200, "text/plain", std::string(32 << 20, 'x')};  // more than socket buffers
+  });
+  Socket reader(dial(fx.server.port()));
+  const std::string get_big = "GET /big HTTP/1.1\r\n\r\n";
+  ::send(reader.fd, get_big.data(), get_big.size(), MSG_NOSIGNAL);
+  char first;
+  auto got = std::async(std::launch::async, [&] { return ::recv(reader.fd, &first, 1, 0); });
+  CHECK(serve_until(fx.loop, got) == 1);  // being answered (and not read on)
   CHECK(request(fx.loop, fx.server.port(), "GET /healthz HTTP/1.1\r\n\r\n")
             .starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
-  ::close(idle.fd);
-  idle.fd = -1;
+  ::close(reader.fd);
+  reader.fd = -1;
   CHECK(pgbust::test::eventually([&] {
     fx.loop.run_once(10ms);
     return fx.server.connections() == 0;

@@ -2,6 +2,11 @@
 // --apply` creates: row changes, moves, oversized rows, malformed payloads, a killed listener,
 // back-pressure; and end to end through the pipeline into a real Redis.
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <sstream>
 
 #include "pgbust/pipeline/pipeline.hpp"
 #include "pgbust/redis/redis.hpp"
@@ -269,4 +274,33 @@ TEST_CASE("end to end: the right Redis keys disappear, moves invalidate both cus
   f.loop.remove(&src);
   src.close();
   target.close();
+}
+
+TEST_CASE("schema and table names from a payload are quoted in log lines (no forged lines)") {
+  // Issue 12: a newline in a payload's table name started a new, forged log line.
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+  struct Restore {
+    std::shared_ptr<spdlog::logger> logger;
+    ~Restore() { spdlog::set_default_logger(logger); }
+  } restore{previous};
+
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec(R"(SELECT pg_notify('inval', '{"schema": "public", "table": "nope\ncritical: forged",
+                                          "op": "insert", "new": {"id": "1"}}'))");
+  f.pg.exec(R"(SELECT pg_notify('inval', '{"schema": "s\ncritical: forged", "table": "t",
+                                          "op": "upsert"}'))");
+  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "orders", "op": "insert",
+                                          "new": {"id": "1", "x\ncritical: forged": [1]}}'))");
+  REQUIRE(f.wait_txns(4));
+  spdlog::default_logger()->flush();
+  std::string log = captured.str();
+  CAPTURE(log);
+  CHECK(log.find("forged") != std::string::npos);              // the lines were written...
+  CHECK(log.find("\ncritical: forged") == std::string::npos);  // ...but none was forged
+  CHECK(log.find("\"public.nope\\ncritical: forged\"") != std::string::npos);
+  CHECK(f.src->status().last_error.find('\n') == std::string::npos);
 }

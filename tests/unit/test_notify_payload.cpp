@@ -166,3 +166,14 @@ TEST_CASE("payload prefixes for log lines are bounded, quoted and cut on a chara
   CHECK(notify::payload_prefix(accented) == "\"" + std::string(199, 'a') + "\"...");
   CHECK(notify::payload_prefix(std::string("\x01\xff", 2), 10) == "\"\\u0001\\u00ff\"");
 }
+
+TEST_CASE("payload warnings quote column names, so a newline cannot forge a log line") {
+  auto r =
+      parse_payload(R"({"table":"t","op":"insert","new":{"id":"1","x\ncritical: forged":[1]}})");
+  REQUIRE(r.payload);
+  REQUIRE(r.payload->warnings.size() == 1);
+  const std::string& w = r.payload->warnings[0];
+  CAPTURE(w);
+  CHECK(w.find('\n') == std::string::npos);
+  CHECK(w.find(R"("x\ncritical: forged")") != std::string::npos);
+}

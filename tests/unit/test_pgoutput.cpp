@@ -326,7 +326,7 @@ TEST_CASE("pgoutput: errors name the message type byte, the offset and the XLogD
       {"delete tag", Msg('D').u32(16384).u8('N').tuple({"t:1", "n", "n"}),
        "expected old tuple 'K' or 'O', got 'N'"},
       {"column count", Msg('I').u32(16384).u8('N').tuple({"t:1"}),
-       "tuple has 1 columns but relation public.users (OID 16384) has 3 at byte 6"},
+       "tuple has 1 columns but relation \"public.users\" (OID 16384) has 3 at byte 6"},
       {"column kind", Msg('I').u32(16384).u8('N').u16(3).u8('t').u32(1).raw("1").u8('x'),
        "unknown column format 'x' (0x78) for column \"name\" at byte 14"},
       {"binary column", Msg('I').u32(16384).u8('N').u16(3).u8('b').u32(0),
@@ -474,4 +474,15 @@ TEST_CASE("replication CopyData: XLogData, keepalive, status update, bad message
   // The PostgreSQL epoch is 2000-01-01 00:00:00 UTC.
   CHECK(kPgEpochOffsetUs == 946684800LL * 1000000);
   CHECK(pg_now_us() > 700'000'000'000'000LL);  // after 2022
+}
+
+TEST_CASE("pgoutput: a relation name from the server is quoted in errors (no forged log line)") {
+  Feed f;
+  f.decode(relation_msg(16390, "public", "evil\n2026-12-06 12:00:00.000 critical: forged", 'd',
+                        {{true, "id", 23}}));
+  std::string err = error_of(f, Msg('I').u32(16390).u8('N').tuple({"t:1", "t:2"}));
+  CAPTURE(err);
+  CHECK(err.find('\n') == std::string::npos);
+  CHECK(err.find("relation \"public.evil\\n2026-12-06 12:00:00.000 critical: forged\" (OID "
+                 "16390)") != std::string::npos);
 }

@@ -138,3 +138,39 @@ TEST_CASE("a Target never shows the password and rejects unusable options") {
   CHECK_THROWS_WITH_AS(pgbust::redis::Target{o}, doctest::Contains("backoff_min <= backoff_max"),
                        pgbust::Error);
 }
+
+TEST_CASE("a password holding '@' is masked exactly where it is read (no tail in a message)") {
+  // The parser splits the userinfo at the last '@' (redis://) and masking used the first, so
+  // "tail" (the password's end) was printed.
+  for (std::string url :
+       {"redis://:pw@tail@host/x", "redis://app:pw@tail@host:0", "redis://pw@tail@host/x",
+        "unix://:pw@tail@relative.sock", "unix://u:pw@tail@/tmp/s?db=x", "rediss://:pw@tail@host",
+        "http://:pw@tail@host"}) {
+    CAPTURE(url);
+    std::string err = error_of(url);
+    CHECK(!err.empty());
+    CHECK(err.find("tail") == std::string::npos);
+    CHECK(err.find("pw") == std::string::npos);
+  }
+  Endpoint ep = parse_url("unix://u:pw@tail@/run/redis@main/redis.sock?db=2");
+  CHECK(ep.user == "u");
+  CHECK(ep.password == "pw@tail");
+  CHECK(ep.path == "/run/redis@main/redis.sock");
+  CHECK(ep.db == 2);
+  CHECK(parse_url("unix:///run/redis@main/redis.sock").path == "/run/redis@main/redis.sock");
+  CHECK(pgbust::redis::mask_url("redis://app:p@ss@h:1/0") == "redis://app:********@h:1/0");
+  CHECK(pgbust::redis::mask_url("redis://p@ss@h") == "redis://********@h");
+  CHECK(pgbust::redis::mask_url("unix://:p@ss@/s") == "unix://:********@/s");
+}
+
+TEST_CASE("resolve_endpoint refuses what a Target refuses (check --config calls it)") {
+  pgbust::redis::Options o;
+  o.url = "redis://127.0.0.1:1/0";
+  o.command_timeout = std::chrono::milliseconds(0);
+  CHECK_THROWS_WITH_AS(pgbust::redis::resolve_endpoint(o), doctest::Contains("must be positive"),
+                       pgbust::Error);
+  o.command_timeout = std::chrono::milliseconds(1);
+  o.password_file = "/nonexistent/pgbust-redis-password";
+  CHECK_THROWS_WITH_AS(pgbust::redis::resolve_endpoint(o), doctest::Contains("cannot read"),
+                       pgbust::Error);
+}

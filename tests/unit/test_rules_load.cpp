@@ -395,3 +395,43 @@ TEST_CASE("parse_table_name and suggest") {
   CHECK(rules::suggest("stauts", {"status", "id"}) == "status");
   CHECK(rules::suggest("zzzzzz", {"status", "id"}).empty());
 }
+
+TEST_CASE("rule files and templates are capped, with errors that name the limit") {
+  pgbust::test::TempDir dir;
+  // One rule, padded with a comment past the cap: refused before YAML parses it.
+  std::string big = "version: 1\nrules:\n  - {name: r, table: t, delete: k}\n# " +
+                    std::string(pgbust::rules::kMaxRulesBytes, 'x') + "\n";
+  auto file = dir.write("big.yaml", big);
+  auto r = pgbust::rules::RuleSet::load(file);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].str().find("rules are too large: more than 2097152 bytes (2 MiB)") !=
+        std::string::npos);
+  CHECK(r.errors[0].file == file.string());
+  r = pgbust::rules::RuleSet::parse(big, "inline.yaml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message.starts_with("rules are too large"));
+
+  // In a directory the cap is on all files together; the file that crosses it is named.
+  std::string half =
+      "version: 1\nrules: []\n# " + std::string(pgbust::rules::kMaxRulesBytes / 2 + 10, 'y') + "\n";
+  dir.write("d/10-a.yaml", half);
+  dir.write("d/20-b.yaml", half);
+  r = pgbust::rules::RuleSet::load(dir.path() / "d");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].file == (dir.path() / "d" / "20-b.yaml").string());
+  CHECK(r.errors[0].message.find("counting the files before this one") != std::string::npos);
+
+  // A template longer than the cap: file:line:column and the limit.
+  std::string long_key(pgbust::rules::kMaxTemplateBytes + 1, 'k');
+  r = pgbust::rules::RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    delete: " + long_key + "\n", "t.yaml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(
+      r.errors[0].str().starts_with("t.yaml:5:13: error: delete: template is 2049 bytes; the "
+                                    "limit is 2048"));
+  // At the cap it is fine.
+  r = pgbust::rules::RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    delete: " + long_key.substr(1) + "\n",
+      "t.yaml");
+  CHECK(r.errors.empty());
+}

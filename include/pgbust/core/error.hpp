@@ -1,4 +1,4 @@
-// The project's one exception root, and the helpers that keep secrets out of messages.
+// The project's one exception root.
 #pragma once
 
 #include <stdexcept>
@@ -19,10 +19,7 @@ class ConnectionError : public Error {
   using Error::Error;
 };
 
-// A libpq conninfo with any password=... value replaced by "********" (keyword/value and URI
-// forms).
-std::string mask_conninfo(std::string_view conninfo);
-// A redis:// URL with the password part replaced by "********".
-std::string mask_url(std::string_view url);
+// Secrets stay out of messages: pg::describe_conninfo (pgbust/pg/conninfo.hpp) describes a
+// conninfo by what libpq parsed; redis::mask_url (pgbust/redis/redis.hpp) masks a Redis URL.
 
 }  // namespace pgbust

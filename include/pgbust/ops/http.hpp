@@ -33,7 +33,13 @@ struct Options {
   std::string listen = "127.0.0.1:9187";
   std::chrono::milliseconds timeout{5000};  // whole request+response; slow clients are cut off
   std::size_t max_request_bytes = 8192;     // request line + headers
-  std::size_t max_connections = 64;         // more are answered 503 and closed
+  // At the limit a new connection takes the place of the oldest one still reading its
+  // request (idle clients cannot starve /healthz); only when every connection is already
+  // being answered is the new one answered 503 and closed.
+  std::size_t max_connections = 64;
+  // The request head must be complete this soon after accepting (a health check or a scrape
+  // sends it at once); the whole exchange still has `timeout`.
+  std::chrono::milliseconds head_timeout{1000};
 };
 
 // Add it to the Loop after construction and remove it before destroying it. Handlers run on

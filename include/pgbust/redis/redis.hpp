@@ -64,8 +64,24 @@ Endpoint parse_url(std::string_view url);
 std::string read_password_file(const std::string& path);
 
 // The endpoint for `options`: parse_url(options.url), with the password_file's password
-// (when set) replacing any password in the URL. Throws pgbust::Error.
+// (when set) replacing any password in the URL. Throws pgbust::Error for a bad URL, an
+// unreadable password_file or unusable options. This is all the validation a Target does,
+// so `pgbust check --config` calls it too.
 Endpoint resolve_endpoint(const Options& options);
+
+// A URL split where the userinfo ends; parse_url and mask_url both use it, so a password is
+// masked exactly where it is read from. redis:// (and other schemes): the userinfo runs to
+// the last '@'. unix://: to the first "@/" (else the last '@') unless the path comes first.
+struct UrlParts {
+  enum Scheme : std::uint8_t { Tcp, Tls, Unix, Other } scheme = Other;
+  std::string_view prefix;                   // "redis://" as written ("" without "://")
+  std::optional<std::string_view> userinfo;  // "user:password", without the '@'
+  std::string_view rest;                     // host[:port][/db] or /path[?db=N]
+};
+UrlParts split_url(std::string_view url);
+
+// `url` with the password (or a userinfo without ':', which is often one) as "********".
+std::string mask_url(std::string_view url);
 
 enum class State : std::uint8_t { Disconnected, Connecting, Handshake, Ready, BackingOff };
 std::string_view to_string(State s);

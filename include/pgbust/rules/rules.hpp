@@ -71,6 +71,12 @@ IdentityCost default_identity_cost(const Rule& rule,
 
 class RuleSet;
 
+// Rule files together may hold at most this many bytes (about 15,000 typical rules): loading
+// is bounded in time and memory, and a file that is too large fails with this limit named.
+constexpr std::size_t kMaxRulesBytes = 2u << 20;
+// A key template may be at most this long.
+constexpr std::size_t kMaxTemplateBytes = 2048;
+
 struct LoadResult {
   std::shared_ptr<const RuleSet> rules;  // null when errors is not empty
   std::vector<Diagnostic> errors;        // every error found, not just the first

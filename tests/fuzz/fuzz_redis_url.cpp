@@ -1,0 +1,39 @@
+// Fuzz target: Redis URLs. Properties: masking splits the userinfo exactly where the parser
+// does (the masked URL parses to the same endpoint, password aside), and no error message
+// shows the password text.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/redis.hpp"
+
+using namespace pgbust::redis;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string url(reinterpret_cast<const char*>(data), size);
+  UrlParts parts = split_url(url);
+  std::string masked = mask_url(url);
+  try {
+    Endpoint ep = parse_url(url);
+    if (!ep.password.empty()) {
+      Endpoint again = parse_url(masked);
+      if (again.host != ep.host || again.port != ep.port || again.db != ep.db ||
+          again.path != ep.path || again.user != ep.user || again.password != "********")
+        __builtin_trap();
+    }
+  } catch (const pgbust::Error& e) {
+    if (!parts.userinfo) return 0;
+    std::string_view info = *parts.userinfo;
+    auto colon = info.find(':');
+    std::string_view secret = colon == std::string_view::npos ? info : info.substr(colon + 1);
+    std::string shown = std::string(parts.prefix) +
+                        std::string(info.substr(0, colon == std::string_view::npos ? 0 : colon)) +
+                        std::string(parts.rest);
+    // A secret long enough to mean something, that is not also written elsewhere in the URL.
+    if (secret.size() >= 6 && shown.find(secret) == std::string::npos &&
+        std::string(e.what()).find(secret) != std::string::npos)
+      __builtin_trap();
+  }
+  return 0;
+}
