@@ -1,17 +1,15 @@
 // `pgbust setup`: print (or, with --apply, run) the SQL the rules need: the publication and
 // slot of the logical source, or with --notify the triggers of the NOTIFY source.
 #include <algorithm>
-#include <boost/program_options.hpp>
 #include <iostream>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/cli/setup_sql.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/pg/catalog.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/rules/rules.hpp"
-
-namespace po = boost::program_options;
 
 namespace pgbust::cli {
 
@@ -31,16 +29,17 @@ void run_sql(PGconn* conn, const std::string& sql, const std::string& what) {
 }  // namespace
 
 int setup(int argc, char** argv) {
-  po::options_description opts(
+  CommandLine cl(
+      "setup",
+
       "pgbust setup: the SQL the rules need, printed for review (or run with --apply)\n\n"
       "Without --notify: the publication (with column lists naming exactly the columns the rules\n"
       "read, PostgreSQL 15+) and the replication slot of the logical source. With --notify: a\n"
       "trigger function and triggers per rule table (or per sources.notify.tables) for the\n"
-      "NOTIFY source, notifying on the first of sources.notify.channels.\n\noptions");
+      "NOTIFY source, notifying on the first of sources.notify.channels.");
   std::string config_file, rules_path, conninfo;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("config,c", po::value(&config_file), "config file (YAML), e.g. /etc/pgbust/pgbust.yaml")
     ("rules", po::value(&rules_path), "rules file or rules.d directory (overrides `rules`)")
     ("postgres", po::value(&conninfo), "libpq conninfo (overrides postgres.conninfo)")
@@ -51,38 +50,23 @@ int setup(int argc, char** argv) {
     ("offline", "do not connect: SQL from the rules alone (no column check, no key or replica "
                 "identity lookup, so no column lists and no key-only oversized payloads)");
   // clang-format on
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust setup: " << e.what() << "\n\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  bool notify = vm.count("notify") != 0, apply = vm.count("apply") != 0,
-       offline = vm.count("offline") != 0;
-  if (apply && offline) {
-    std::cerr << "pgbust setup: --apply needs the database; it cannot be combined with --offline\n";
-    return 2;
-  }
+  if (auto exit = cl.parse(argc, argv)) return *exit;
+  bool notify = cl.set("notify"), apply = cl.set("apply"), offline = cl.set("offline");
+  if (apply && offline)
+    return cl.usage_error("--apply needs the database; it cannot be combined with --offline");
   config::Config cfg;
   try {
     if (!config_file.empty()) {
       cfg = config::load(config_file);
     } else if (rules_path.empty()) {
-      std::cerr << "pgbust setup: give --config FILE (or at least --rules PATH)\n";
-      return 2;
+      return cl.usage_error("give --config FILE (or at least --rules PATH)");
     }
   } catch (const config::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return 1;
   }
   if (!rules_path.empty()) cfg.rules = rules_path;
-  if (vm.count("postgres")) cfg.conninfo = conninfo;
+  if (cl.set("postgres")) cfg.conninfo = conninfo;
   auto loaded = rules::RuleSet::load(cfg.rules);
   if (!loaded.errors.empty()) {
     for (const auto& d : loaded.errors) std::cerr << d.str() << "\n";

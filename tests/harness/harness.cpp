@@ -244,6 +244,23 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
 std::string pgbust_binary() {
   return PGBUST_BINARY;
 }
+
+PgbustResult run_pgbust(const std::vector<std::string>& args) {
+  static TempDir dir;
+  std::string err_file = (dir.path() / "stderr").string();
+  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>'" + err_file + "'",
+                                   pgbust_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r = run(argv);
+  return {r.exit_code, r.output, read_file(err_file)};
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
 fs::path source_dir() {
   return PGBUST_SOURCE_DIR;
 }

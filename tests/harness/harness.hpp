@@ -114,6 +114,16 @@ struct RunResult {
 };
 RunResult run(const std::vector<std::string>& argv, const std::string& stdin_text = "");
 
+// The built pgbust binary run to completion with `args`, stdout and stderr captured apart.
+struct PgbustResult {
+  int exit_code;
+  std::string out, err;
+};
+PgbustResult run_pgbust(const std::vector<std::string>& args);
+
+// `text` split at newlines (no empty last line for a final newline).
+std::vector<std::string> lines(const std::string& text);
+
 // The path of the built pgbust binary and the source tree.
 std::string pgbust_binary();
 std::filesystem::path source_dir();
