@@ -99,14 +99,14 @@ std::string server_name(const PGconn* conn) {
 int check_db(const config::Config& cfg, const rules::RuleSet& set,
              const std::vector<rules::Diagnostic>& rule_warnings, const std::string& config_file,
              bool quiet) {
-  dbcheck::Options opt;
+  db_check::Options opt;
   if (!config_file.empty()) opt.setup_command += " --config " + config_file;
-  std::vector<dbcheck::Finding> findings;
+  std::vector<db_check::Finding> findings;
   std::string server;
   try {
     pg::Conn conn = pg::connect(cfg.conninfo);
     server = server_name(conn.get());
-    findings = dbcheck::check(dbcheck::read(conn.get(), cfg, set), cfg, set, opt);
+    findings = db_check::check(db_check::read(conn.get(), cfg, set), cfg, set, opt);
   } catch (const Error& e) {
     std::cerr << "pgbust check: " << e.what() << "\n";
     return 1;

@@ -18,7 +18,7 @@
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
-namespace pgbust {
+namespace pgbust::cli {
 
 namespace {
 
@@ -325,4 +325,4 @@ int Daemon::run() {
   return impl_->run();
 }
 
-}  // namespace pgbust
+}  // namespace pgbust::cli

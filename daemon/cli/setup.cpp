@@ -15,8 +15,8 @@ namespace pgbust::cli {
 
 namespace {
 
-setup::Catalog read_catalog(PGconn* conn, const std::vector<setup::TableNeeds>& tables) {
-  setup::Catalog catalog;
+setup_sql::Catalog read_catalog(PGconn* conn, const std::vector<setup_sql::TableNeeds>& tables) {
+  setup_sql::Catalog catalog;
   for (const auto& t : tables)
     catalog[t.qualified()] = pgcatalog::read_table(conn, t.schema, t.table);
   return catalog;
@@ -73,16 +73,16 @@ int setup(int argc, char** argv) {
     return 1;
   }
   const rules::RuleSet& rules = *loaded.rules;
-  auto tables = setup::needs(rules);
+  auto tables = setup_sql::needs(rules);
   if (notify && cfg.notify && !cfg.notify->tables.empty()) {
     // Only the tables the NOTIFY source is configured to serve.
     const auto& only = cfg.notify->tables;
-    std::erase_if(tables, [&](const setup::TableNeeds& t) {
+    std::erase_if(tables, [&](const setup_sql::TableNeeds& t) {
       return std::find(only.begin(), only.end(), t.qualified()) == only.end();
     });
     for (const auto& q : only)
       if (std::none_of(tables.begin(), tables.end(),
-                       [&](const setup::TableNeeds& t) { return t.qualified() == q; }))
+                       [&](const setup_sql::TableNeeds& t) { return t.qualified() == q; }))
         std::cerr << "pgbust setup: warning: sources.notify.tables names " << q
                   << ", which no rule names: no trigger for it\n";
   }
@@ -90,27 +90,27 @@ int setup(int argc, char** argv) {
                        std::to_string(rules.rules().size()) + " rules, hash " + rules.hash() + ").";
   try {
     pg::Conn conn;
-    setup::Catalog catalog;
+    setup_sql::Catalog catalog;
     if (!offline) {
       conn = pg::connect(cfg.conninfo);
       catalog = read_catalog(conn.get(), tables);
     }
-    setup::Output out;
+    setup_sql::Output out;
     if (notify) {
-      setup::NotifyOptions o;
+      setup_sql::NotifyOptions o;
       if (cfg.notify && !cfg.notify->channels.empty()) o.channel = cfg.notify->channels.front();
       o.origin = origin;
-      out = setup::notify_sql(tables, offline ? nullptr : &catalog, o);
+      out = setup_sql::notify_sql(tables, offline ? nullptr : &catalog, o);
     } else {
-      setup::LogicalOptions o;
+      setup_sql::LogicalOptions o;
       if (cfg.logical) {
         o.publication = cfg.logical->publication;
         o.slot = cfg.logical->slot;
       }
       o.server_version = conn ? PQserverVersion(conn.get()) : 150000;
       o.origin = origin;
-      o.identity_full = vm.count("identity-full") != 0;
-      out = setup::logical_sql(tables, offline ? nullptr : &catalog, o);
+      o.identity_full = cl.set("identity-full");
+      out = setup_sql::logical_sql(tables, offline ? nullptr : &catalog, o);
     }
     for (const auto& w : out.warnings) std::cerr << "pgbust setup: warning: " << w << "\n";
     for (const auto& e : out.errors) std::cerr << "pgbust setup: error: " << e << "\n";
