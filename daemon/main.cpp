@@ -47,6 +47,6 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  std::cerr << "pgbust: unknown command '" << cmd << "'\n\n" << kUsage;
+  std::cerr << "pgbust: unknown command '" << cmd << "' (see pgbust --help)\n";
   return 2;
 }

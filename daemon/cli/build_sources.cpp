@@ -5,7 +5,7 @@
 #include "pgbust/sources/notify.hpp"
 #include "pgbust/sources/poll.hpp"
 
-namespace pgbust {
+namespace pgbust::cli {
 
 std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
                                                   const rules::RuleSet& rules, ChangeSink& sink) {
@@ -37,4 +37,4 @@ std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
   return out;
 }
 
-}  // namespace pgbust
+}  // namespace pgbust::cli

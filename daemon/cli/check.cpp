@@ -1,18 +1,16 @@
 // `pgbust check`: validate the rules (and the config file), print every error GCC style,
 // warn about rules that will widen, with --db check them against the live database, and
 // gate deploys with the exit code.
-#include <boost/program_options.hpp>
 #include <iostream>
 
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/cli/db_check.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
-
-namespace po = boost::program_options;
 
 namespace pgbust::cli {
 
@@ -35,9 +33,7 @@ constexpr const char* kAbout =
     "notify source the triggers; for the poll source the watermark columns and an index on\n"
     "them. Problems at a rule print FILE:LINE:COL, the others \"pgbust check: error: ...\";\n"
     "the last line on stdout is \"check: N errors, M warnings against HOST:PORT dbname=DB\".\n"
-    "Exit 1 when there is an error (warnings alone exit 0).\n"
-    "\n"
-    "options";
+    "Exit 1 when there is an error (warnings alone exit 0).";
 
 // An SQL identifier, quoted when PostgreSQL would otherwise fold or reject it.
 std::string sql_ident(const std::string& name) {
@@ -105,14 +101,14 @@ std::string server_name(const PGconn* conn) {
 int check_db(const config::Config& cfg, const rules::RuleSet& set,
              const std::vector<rules::Diagnostic>& rule_warnings, const std::string& config_file,
              bool quiet) {
-  dbcheck::Options opt;
+  db_check::Options opt;
   if (!config_file.empty()) opt.setup_command += " --config " + config_file;
-  std::vector<dbcheck::Finding> findings;
+  std::vector<db_check::Finding> findings;
   std::string server;
   try {
     pg::Conn conn = pg::connect(cfg.conninfo);
     server = server_name(conn.get());
-    findings = dbcheck::check(dbcheck::read(conn.get(), cfg, set), cfg, set, opt);
+    findings = db_check::check(db_check::read(conn.get(), cfg, set), cfg, set, opt);
   } catch (const Error& e) {
     std::cerr << "pgbust check: " << e.what() << "\n";
     return 1;
@@ -132,11 +128,10 @@ int check_db(const config::Config& cfg, const rules::RuleSet& set,
 }  // namespace
 
 int check(int argc, char** argv) {
-  po::options_description opts(kAbout);
+  CommandLine cl("check", kAbout);
   std::string rules_path, config_file, conninfo;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("rules,r", po::value(&rules_path), "rules file or rules.d directory (*.yaml, *.yml in name order)")
     ("config,c", po::value(&config_file), "config file: validate it and check the rules it names "
                                           "(--rules overrides them)")
@@ -145,35 +140,12 @@ int check(int argc, char** argv) {
                                        "passwords via PGPASSFILE or a service file)")
     ("quiet,q", "print errors only: no summary line, no warnings");
   // clang-format on
-  po::variables_map vm;
-  try {
-    auto parsed = po::command_line_parser(argc, argv).options(opts).run();
-    auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
-    if (!extra.empty()) {
-      std::cerr << "pgbust check: unexpected argument '" << extra.front()
-                << "' (see pgbust check --help)\n";
-      return 2;
-    }
-    po::store(parsed, vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust check: " << e.what() << "\n(see pgbust check --help)\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  if (rules_path.empty() && config_file.empty()) {
-    std::cerr << "pgbust check: give --rules PATH or --config FILE (see pgbust check --help)\n";
-    return 2;
-  }
-  bool db = vm.count("db") > 0;
-  if (vm.count("postgres") && !db) {
-    std::cerr << "pgbust check: --postgres only applies with --db (see pgbust check --help)\n";
-    return 2;
-  }
-  bool quiet = vm.count("quiet") > 0;
+  if (auto exit = cl.parse(argc, argv)) return *exit;
+  if (rules_path.empty() && config_file.empty())
+    return cl.usage_error("give --rules PATH or --config FILE");
+  bool db = cl.set("db");
+  if (cl.set("postgres") && !db) return cl.usage_error("--postgres only applies with --db");
+  bool quiet = cl.set("quiet");
   std::filesystem::path path = rules_path;
   config::Config cfg;
   cfg.logical = config::Logical{};  // without a config file: the default source
@@ -197,7 +169,7 @@ int check(int argc, char** argv) {
       return 1;
     }
   }
-  if (vm.count("postgres")) cfg.conninfo = conninfo;
+  if (cl.set("postgres")) cfg.conninfo = conninfo;
   auto result = rules::RuleSet::load(path);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors) std::cerr << e.str() << "\n";

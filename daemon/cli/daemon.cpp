@@ -19,7 +19,7 @@
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
-namespace pgbust {
+namespace pgbust::cli {
 
 namespace {
 
@@ -317,4 +317,4 @@ int Daemon::run() {
   return impl_->run();
 }
 
-}  // namespace pgbust
+}  // namespace pgbust::cli

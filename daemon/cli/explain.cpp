@@ -1,19 +1,17 @@
 // `pgbust explain`: the Redis commands the rules would send for one row change, printed in
 // redis-cli syntax so a DBA can see (and paste) exactly what a change invalidates.
 #include <algorithm>
-#include <boost/program_options.hpp>
 #include <deque>
 #include <iostream>
 #include <map>
 #include <set>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/core/json.hpp"
 #include "pgbust/pipeline/publish.hpp"
 #include "pgbust/rules/rules.hpp"
-
-namespace po = boost::program_options;
 
 namespace pgbust::cli {
 
@@ -39,9 +37,7 @@ constexpr const char* kAbout =
     "                       SET key <microsecond clock> NX, so it never repeats a value)\n"
     "  PUBLISH channel msg  once per transaction and channel, after everything else\n"
     "and comments: '# rule R matched', '# widened: rule R: why', '# no rule matched'.\n"
-    "Exit status: 0 on success, 1 for invalid rules or bad input, 2 for usage errors.\n"
-    "\n"
-    "options";
+    "Exit status: 0 on success, 1 for invalid rules or bad input, 2 for usage errors.";
 
 // An argument as redis-cli reads it back: bare when it can be, otherwise quoted.
 std::string redis_cli_arg(std::string_view s) {
@@ -274,12 +270,11 @@ int explain_change(const Options& o, const std::shared_ptr<const rules::RuleSet>
 }  // namespace
 
 int explain(int argc, char** argv) {
-  po::options_description opts(kAbout);
+  CommandLine cl("explain", kAbout);
   Options o;
   std::string rules_path, config_file;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("rules,r", po::value(&rules_path), "rules file or rules.d directory")
     ("config,c", po::value(&config_file), "config file: its rules and redis.key_prefix (the "
                                           "flags override them)")
@@ -291,32 +286,11 @@ int explain(int argc, char** argv) {
                                              "separate with commas")
     ("key-prefix", po::value(&o.key_prefix), "prefix for every key, e.g. :1: (Django)");
   // clang-format on
-  po::variables_map vm;
-  try {
-    auto parsed = po::command_line_parser(argc, argv).options(opts).run();
-    auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
-    if (!extra.empty()) {
-      std::cerr << "pgbust explain: unexpected argument '" << extra.front()
-                << "' (see pgbust explain --help)\n";
-      return 2;
-    }
-    po::store(parsed, vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust explain: " << e.what() << "\n(see pgbust explain --help)\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  if ((rules_path.empty() && config_file.empty()) || o.table.empty() || o.op.empty()) {
-    std::cerr << "pgbust explain: give --rules PATH (or --config FILE), --table and --op "
-                 "(see pgbust explain --help)\n";
-    return 2;
-  }
-  o.has_old = vm.count("old") > 0;
-  o.has_new = vm.count("new") > 0;
+  if (auto exit = cl.parse(argc, argv)) return *exit;
+  if ((rules_path.empty() && config_file.empty()) || o.table.empty() || o.op.empty())
+    return cl.usage_error("give --rules PATH (or --config FILE), --table and --op");
+  o.has_old = cl.set("old");
+  o.has_new = cl.set("new");
   std::vector<std::string> keys;
   for (const auto& k : o.keys) {
     std::size_t start = 0;
@@ -330,7 +304,7 @@ int explain(int argc, char** argv) {
     try {
       config::Config cfg = config::load(config_file);
       if (o.rules.empty()) o.rules = cfg.rules;
-      if (!vm.count("key-prefix")) o.key_prefix = cfg.redis.key_prefix;
+      if (!cl.set("key-prefix")) o.key_prefix = cfg.redis.key_prefix;
     } catch (const config::ConfigError& e) {
       for (const auto& p : e.problems()) std::cerr << p << "\n";
       return 1;

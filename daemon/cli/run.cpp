@@ -2,15 +2,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <boost/program_options.hpp>
 #include <cstdlib>
 #include <iostream>
 
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/cli/daemon.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/core/config.hpp"
-
-namespace po = boost::program_options;
 
 namespace pgbust::cli {
 
@@ -31,13 +29,11 @@ void setup_logging(const std::string& level) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  po::options_description opts(
-      "pgbust run: keep Redis caches correct by watching PostgreSQL\n\noptions");
+  CommandLine cl("run", "pgbust run: keep Redis caches correct by watching PostgreSQL");
   std::string config_file, rules, conninfo, slot, publication, redis_url, key_prefix, log_level,
       status_interval, listen;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("config,c", po::value(&config_file), "config file (YAML), e.g. /etc/pgbust/pgbust.yaml")
     ("rules", po::value(&rules), "rules file or rules.d directory (overrides `rules`)")
     ("postgres", po::value(&conninfo), "libpq conninfo without a password (overrides "
@@ -50,25 +46,13 @@ int run(int argc, char** argv) {
     ("listen", po::value(&listen), "metrics address host:port, \"\" to disable (overrides status.listen)")
     ("log-level", po::value(&log_level), "trace, debug, info, warn, error or off");
   // clang-format on
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust run: " << e.what() << "\n\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (auto exit = cl.parse(argc, argv)) return *exit;
   config::Config cfg;
   try {
     if (!config_file.empty()) {
       cfg = config::load(config_file);
     } else if (rules.empty()) {
-      std::cerr << "pgbust run: give --config FILE (or at least --rules PATH)\n";
-      return 2;
+      return cl.usage_error("give --config FILE (or at least --rules PATH)");
     } else {
       cfg.logical = config::Logical{};
     }
@@ -77,19 +61,18 @@ int run(int argc, char** argv) {
     return 1;
   }
   if (!rules.empty()) cfg.rules = rules;
-  if (vm.count("postgres")) cfg.conninfo = conninfo;
-  if (vm.count("slot") && cfg.logical) cfg.logical->slot = slot;
-  if (vm.count("publication") && cfg.logical) cfg.logical->publication = publication;
-  if (vm.count("redis-url")) cfg.redis.url = redis_url;
-  if (vm.count("key-prefix")) cfg.redis.key_prefix = key_prefix;
-  if (vm.count("listen")) cfg.status.listen = listen;
-  if (vm.count("log-level")) cfg.log_level = log_level;
-  if (vm.count("status-interval")) {
+  if (cl.set("postgres")) cfg.conninfo = conninfo;
+  if (cl.set("slot") && cfg.logical) cfg.logical->slot = slot;
+  if (cl.set("publication") && cfg.logical) cfg.logical->publication = publication;
+  if (cl.set("redis-url")) cfg.redis.url = redis_url;
+  if (cl.set("key-prefix")) cfg.redis.key_prefix = key_prefix;
+  if (cl.set("listen")) cfg.status.listen = listen;
+  if (cl.set("log-level")) cfg.log_level = log_level;
+  if (cl.set("status-interval")) {
     auto d = config::parse_duration(status_interval);
     if (!d) {
-      std::cerr << "pgbust run: --status-interval '" << status_interval
-                << "' is not a duration like 500ms, 30s or 5m\n";
-      return 2;
+      return cl.usage_error("--status-interval '" + status_interval +
+                            "' is not a duration like 500ms, 30s or 5m");
     }
     cfg.status.interval = *d;
   }

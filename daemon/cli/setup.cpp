@@ -1,24 +1,22 @@
 // `pgbust setup`: print (or, with --apply, run) the SQL the rules need: the publication and
 // slot of the logical source, or with --notify the triggers of the NOTIFY source.
 #include <algorithm>
-#include <boost/program_options.hpp>
 #include <iostream>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/cli/setup_sql.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/pg/catalog.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/rules/rules.hpp"
 
-namespace po = boost::program_options;
-
 namespace pgbust::cli {
 
 namespace {
 
-setup::Catalog read_catalog(PGconn* conn, const std::vector<setup::TableNeeds>& tables) {
-  setup::Catalog catalog;
+setup_sql::Catalog read_catalog(PGconn* conn, const std::vector<setup_sql::TableNeeds>& tables) {
+  setup_sql::Catalog catalog;
   for (const auto& t : tables)
     catalog[t.qualified()] = pgcatalog::read_table(conn, t.schema, t.table);
   return catalog;
@@ -31,16 +29,17 @@ void run_sql(PGconn* conn, const std::string& sql, const std::string& what) {
 }  // namespace
 
 int setup(int argc, char** argv) {
-  po::options_description opts(
+  CommandLine cl(
+      "setup",
+
       "pgbust setup: the SQL the rules need, printed for review (or run with --apply)\n\n"
       "Without --notify: the publication (with column lists naming exactly the columns the rules\n"
       "read, PostgreSQL 15+) and the replication slot of the logical source. With --notify: a\n"
       "trigger function and triggers per rule table (or per sources.notify.tables) for the\n"
-      "NOTIFY source, notifying on the first of sources.notify.channels.\n\noptions");
+      "NOTIFY source, notifying on the first of sources.notify.channels.");
   std::string config_file, rules_path, conninfo;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("config,c", po::value(&config_file), "config file (YAML), e.g. /etc/pgbust/pgbust.yaml")
     ("rules", po::value(&rules_path), "rules file or rules.d directory (overrides `rules`)")
     ("postgres", po::value(&conninfo), "libpq conninfo (overrides postgres.conninfo)")
@@ -51,54 +50,39 @@ int setup(int argc, char** argv) {
     ("offline", "do not connect: SQL from the rules alone (no column check, no key or replica "
                 "identity lookup, so no column lists and no key-only oversized payloads)");
   // clang-format on
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust setup: " << e.what() << "\n\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  bool notify = vm.count("notify") != 0, apply = vm.count("apply") != 0,
-       offline = vm.count("offline") != 0;
-  if (apply && offline) {
-    std::cerr << "pgbust setup: --apply needs the database; it cannot be combined with --offline\n";
-    return 2;
-  }
+  if (auto exit = cl.parse(argc, argv)) return *exit;
+  bool notify = cl.set("notify"), apply = cl.set("apply"), offline = cl.set("offline");
+  if (apply && offline)
+    return cl.usage_error("--apply needs the database; it cannot be combined with --offline");
   config::Config cfg;
   try {
     if (!config_file.empty()) {
       cfg = config::load(config_file);
     } else if (rules_path.empty()) {
-      std::cerr << "pgbust setup: give --config FILE (or at least --rules PATH)\n";
-      return 2;
+      return cl.usage_error("give --config FILE (or at least --rules PATH)");
     }
   } catch (const config::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return 1;
   }
   if (!rules_path.empty()) cfg.rules = rules_path;
-  if (vm.count("postgres")) cfg.conninfo = conninfo;
+  if (cl.set("postgres")) cfg.conninfo = conninfo;
   auto loaded = rules::RuleSet::load(cfg.rules);
   if (!loaded.errors.empty()) {
     for (const auto& d : loaded.errors) std::cerr << d.str() << "\n";
     return 1;
   }
   const rules::RuleSet& rules = *loaded.rules;
-  auto tables = setup::needs(rules);
+  auto tables = setup_sql::needs(rules);
   if (notify && cfg.notify && !cfg.notify->tables.empty()) {
     // Only the tables the NOTIFY source is configured to serve.
     const auto& only = cfg.notify->tables;
-    std::erase_if(tables, [&](const setup::TableNeeds& t) {
+    std::erase_if(tables, [&](const setup_sql::TableNeeds& t) {
       return std::find(only.begin(), only.end(), t.qualified()) == only.end();
     });
     for (const auto& q : only)
       if (std::none_of(tables.begin(), tables.end(),
-                       [&](const setup::TableNeeds& t) { return t.qualified() == q; }))
+                       [&](const setup_sql::TableNeeds& t) { return t.qualified() == q; }))
         std::cerr << "pgbust setup: warning: sources.notify.tables names " << q
                   << ", which no rule names: no trigger for it\n";
   }
@@ -106,27 +90,27 @@ int setup(int argc, char** argv) {
                        std::to_string(rules.rules().size()) + " rules, hash " + rules.hash() + ").";
   try {
     pg::Conn conn;
-    setup::Catalog catalog;
+    setup_sql::Catalog catalog;
     if (!offline) {
       conn = pg::connect(cfg.conninfo);
       catalog = read_catalog(conn.get(), tables);
     }
-    setup::Output out;
+    setup_sql::Output out;
     if (notify) {
-      setup::NotifyOptions o;
+      setup_sql::NotifyOptions o;
       if (cfg.notify && !cfg.notify->channels.empty()) o.channel = cfg.notify->channels.front();
       o.origin = origin;
-      out = setup::notify_sql(tables, offline ? nullptr : &catalog, o);
+      out = setup_sql::notify_sql(tables, offline ? nullptr : &catalog, o);
     } else {
-      setup::LogicalOptions o;
+      setup_sql::LogicalOptions o;
       if (cfg.logical) {
         o.publication = cfg.logical->publication;
         o.slot = cfg.logical->slot;
       }
       o.server_version = conn ? PQserverVersion(conn.get()) : 150000;
       o.origin = origin;
-      o.identity_full = vm.count("identity-full") != 0;
-      out = setup::logical_sql(tables, offline ? nullptr : &catalog, o);
+      o.identity_full = cl.set("identity-full");
+      out = setup_sql::logical_sql(tables, offline ? nullptr : &catalog, o);
     }
     for (const auto& w : out.warnings) std::cerr << "pgbust setup: warning: " << w << "\n";
     for (const auto& e : out.errors) std::cerr << "pgbust setup: error: " << e << "\n";

@@ -11,7 +11,7 @@
 #include "pgbust/pg/async.hpp"
 #include "pgbust/pg/connect_params.hpp"
 
-namespace pgbust::setup {
+namespace pgbust::cli::setup_sql {
 
 namespace {
 
@@ -338,4 +338,4 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
   return out;
 }
 
-}  // namespace pgbust::setup
+}  // namespace pgbust::cli::setup_sql

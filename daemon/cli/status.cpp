@@ -5,16 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/program_options.hpp>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/cli/options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/ops/http.hpp"
-
-namespace po = boost::program_options;
 
 namespace pgbust::cli {
 
@@ -93,34 +91,21 @@ bool http_get(const std::string& listen, const std::string& path, int timeout_ms
 }  // namespace
 
 int status(int argc, char** argv) {
-  po::options_description opts(
-      "pgbust status: ask the running daemon how it is doing\n"
-      "exit 0 healthy, 1 degraded or starting, 3 not running\n\noptions");
+  CommandLine cl("status",
+                 "pgbust status: ask the running daemon how it is doing\n"
+                 "exit 0 healthy, 1 degraded or starting, 3 not running");
   std::string config_file, listen;
   int timeout_ms = 3000;
   // clang-format off
-  opts.add_options()
-    ("help,h", "show this help")
+  cl.add()
     ("config,c", po::value(&config_file), "the daemon's config file (its status.listen address)")
     ("listen", po::value(&listen), "the daemon's metrics address HOST:PORT (instead of --config)")
     ("timeout", po::value(&timeout_ms)->default_value(3000), "milliseconds to wait for an answer");
   // clang-format on
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "pgbust status: " << e.what() << "\n\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (auto exit = cl.parse(argc, argv)) return *exit;
   if (listen.empty()) {
     if (config_file.empty()) {
-      std::cerr << "pgbust status: give --config FILE or --listen HOST:PORT\n";
-      return 2;
+      return cl.usage_error("give --config FILE or --listen HOST:PORT");
     }
     try {
       listen = config::load(config_file).status.listen;

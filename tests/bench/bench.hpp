@@ -33,6 +33,11 @@ namespace pgbust::bench {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+// The harness's servers and processes, by their short names in every benchmark.
+using test::Daemon;
+using test::Postgres;
+using test::Redis;
+using test::TempDir;
 
 inline double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -16,10 +16,6 @@
 #include "bench.hpp"
 
 using namespace pgbust::bench;
-using pgbust::test::Daemon;
-using pgbust::test::Postgres;
-using pgbust::test::Redis;
-using pgbust::test::TempDir;
 
 namespace {
 

@@ -10,10 +10,6 @@
 #include "bench.hpp"
 
 using namespace pgbust::bench;
-using pgbust::test::Daemon;
-using pgbust::test::Postgres;
-using pgbust::test::Redis;
-using pgbust::test::TempDir;
 
 int main(int argc, char** argv) try {
   const long rows = arg_long(argc, argv, "--rows", 1000000);

@@ -12,7 +12,7 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using pgbust::bench::Msg;
+using pgbust::test::Msg;
 
 // A typical 8-column row: ids, a status, timestamps, a short text, a NULL.
 Msg& row(Msg& m, int i) {

@@ -25,7 +25,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace pgbust;
-using bench::Msg;
+using test::Msg;
 
 constexpr int kRowsPerTxn = 100;
 constexpr long kTableRows = 100000;
@@ -100,11 +100,11 @@ Workload make(const std::string& label, const std::vector<std::string>& cols, bo
               const std::string& rule_image) {
   Workload w;
   w.label = label;
-  w.relation = bench::relation_msg(16384, "public", "tasks", full ? 'f' : 'd', cols, {"id"});
+  w.relation = test::relation_msg(16384, "public", "tasks", full ? 'f' : 'd', cols, {"id"});
   std::uint64_t lsn = 0x1000000;
   for (int t = 0; t < txns; ++t) {
     auto& msgs = w.txns.emplace_back();
-    msgs.push_back(bench::begin_msg(lsn + 100 * 200, 7e14, 1000 + t));
+    msgs.push_back(test::begin_msg(lsn + 100 * 200, 7e14, 1000 + t));
     for (int r = 0; r < kRowsPerTxn; ++r) {
       long id = (static_cast<long>(t) * kRowsPerTxn + r) % kTableRows + 1;
       long g = id % 50, moved = id % 10 == t % 10 ? (g + 1) % 50 : g;
@@ -120,7 +120,7 @@ Workload make(const std::string& label, const std::vector<std::string>& cols, bo
       ++w.rows;
     }
     lsn += 100 * 200;
-    msgs.push_back(bench::commit_msg(lsn, lsn + 48, 7e14));
+    msgs.push_back(test::commit_msg(lsn, lsn + 48, 7e14));
     lsn += 64;
     for (const auto& m : msgs) w.bytes += m.size();
   }

@@ -209,43 +209,27 @@ RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_
 
 }  // namespace
 
-// ---- TempDir, eventually, paths ----------------------------------------------------------
-
-TempDir::TempDir() {
-  std::string tmpl = "/tmp/pgbust-test-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) throw_errno("mkdtemp");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
-fs::path TempDir::write(const std::string& name, const std::string& content) const {
-  fs::path p = path_ / name;
-  fs::create_directories(p.parent_path());
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) throw std::runtime_error("cannot write " + p.string());
-  return p;
-}
-
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return pred();
-    std::this_thread::sleep_for(20ms);
-  }
-}
+// ---- The pgbust binary ------------------------------------------------------------------
 
 std::string pgbust_binary() {
   return PGBUST_BINARY;
 }
-fs::path source_dir() {
-  return PGBUST_SOURCE_DIR;
+
+PgbustResult run_pgbust(const std::vector<std::string>& args) {
+  static TempDir dir;
+  std::string err_file = (dir.path() / "stderr").string();
+  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>'" + err_file + "'",
+                                   pgbust_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r = run(argv);
+  return {r.exit_code, r.output, read_file(err_file)};
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
 }
 
 // ---- Postgres --------------------------------------------------------------------------

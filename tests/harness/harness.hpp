@@ -10,29 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
+
 namespace pgbust::test {
 
 // Every child process gets PR_SET_PDEATHSIG(SIGKILL), so a crashed test leaves no servers
 // behind. The signal fires when the *thread* that started the child exits: create servers
 // and daemons on a thread that outlives them (normally the test's main thread).
-
-using namespace std::chrono_literals;
-
-// A temporary directory removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::filesystem::path& path() const { return path_; }
-  // Write a file below the directory and return its path.
-  std::filesystem::path write(const std::string& name, const std::string& content) const;
-
- private:
-  std::filesystem::path path_;
-};
-
-// Retry `pred` until true or `timeout` passes; returns its last result.
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 15s);
 
 // A PostgreSQL 15 cluster: initdb in a temp dir (as user postgres when running as root),
 // wal_level=logical, fsync=off, trust auth on 127.0.0.1, a free port.
@@ -114,8 +98,17 @@ struct RunResult {
 };
 RunResult run(const std::vector<std::string>& argv, const std::string& stdin_text = "");
 
-// The path of the built pgbust binary and the source tree.
+// The built pgbust binary run to completion with `args`, stdout and stderr captured apart.
+struct PgbustResult {
+  int exit_code;
+  std::string out, err;
+};
+PgbustResult run_pgbust(const std::vector<std::string>& args);
+
+// `text` split at newlines (no empty last line for a final newline).
+std::vector<std::string> lines(const std::string& text);
+
+// The path of the built pgbust binary.
 std::string pgbust_binary();
-std::filesystem::path source_dir();
 
 }  // namespace pgbust::test

@@ -1,5 +1,6 @@
 // Helpers for the NOTIFY and poll source tests: a ChangeSink that records what a source
-// delivers as readable lines, and a bounded driver for the event loop.
+// delivers as readable lines, a bounded driver for the event loop, and the path from a
+// source into a real Redis (target and pipeline).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -14,6 +15,8 @@
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
+#include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
 namespace pgbust::test_sources {
@@ -149,5 +152,27 @@ inline std::shared_ptr<const rules::RuleSet> load_rules(const std::string& yaml)
   REQUIRE(r.errors.empty());
   return r.rules;
 }
+
+// A redis-server and the way into it, the Redis target and a pipeline over `rules`, both
+// on `loop`: hand `pipeline` to a source as its sink to see its changes reach Redis.
+struct RedisPath {
+  test::Redis redis;
+  redis::Target target;
+  Pipeline pipeline;
+
+  RedisPath(Loop& loop, std::shared_ptr<const rules::RuleSet> rules)
+      : target(target_options(redis)),
+        pipeline(std::move(rules), rules::EngineOptions{}, target, PipelineOptions{}) {
+    loop.add(&target);
+    loop.add(&pipeline);
+  }
+
+ private:
+  static redis::Options target_options(const test::Redis& server) {
+    redis::Options o;
+    o.url = server.url();
+    return o;
+  }
+};
 
 }  // namespace pgbust::test_sources

@@ -20,32 +20,6 @@ Postgres& server() {
   return pg;
 }
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-// Runs pgbust with `args`, stdout and stderr captured apart.
-Result run_pgbust(const std::vector<std::string>& args) {
-  static TempDir dir;
-  std::string err_file = (dir.path() / "stderr").string();
-  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>'" + err_file + "'",
-                                   pgbust_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run(argv);
-  std::ifstream in(err_file);
-  std::stringstream err;
-  err << in.rdbuf();
-  return {r.exit_code, r.output, err.str()};
-}
-
 const char* kSchema =
     "CREATE TABLE work_order_task (id int PRIMARY KEY, status text, assigned_department_id int,"
     "  assigned_operator_id int, due_date date);"
@@ -94,12 +68,12 @@ struct Db {
   std::string slot() const { return "s_" + name; }
   void exec(const std::string& sql) const { server().exec(sql, name); }
 
-  Result check(const std::vector<std::string>& extra = {}) const {
+  PgbustResult check(const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> args = {"check", "--config", config.string(), "--db"};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_pgbust(args);
   }
-  Result setup(const std::vector<std::string>& extra) const {
+  PgbustResult setup(const std::vector<std::string>& extra) const {
     std::vector<std::string> args = {"setup", "--config", config.string()};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_pgbust(args);

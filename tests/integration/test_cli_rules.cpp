@@ -1,4 +1,5 @@
-// `pgbust check` and `pgbust explain` as processes: exit codes, stdout and stderr.
+// The command line as a process: `pgbust check` and `pgbust explain` (exit codes, stdout and
+// stderr), and the option parsing every command shares.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -9,38 +10,12 @@
 
 #include "harness.hpp"
 
-using pgbust::test::TempDir;
+using namespace pgbust::test;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-// Runs pgbust with `args`, stdout and stderr captured apart.
-Result run_pgbust(const std::vector<std::string>& args) {
-  static TempDir dir;
-  std::string err_file = (dir.path() / "stderr").string();
-  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>'" + err_file + "'",
-                                   pgbust::test::pgbust_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = pgbust::test::run(argv);
-  std::ifstream in(err_file);
-  std::stringstream err;
-  err << in.rdbuf();
-  return {r.exit_code, r.output, err.str()};
-}
-
 std::string data(const std::string& name) {
   return (pgbust::test::source_dir() / "tests/data/rules" / name).string();
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
 }
 
 }  // namespace
@@ -153,6 +128,83 @@ TEST_CASE("check and explain: usage") {
     CHECK(run_pgbust({cmd, "--bogus"}).exit_code == 2);
     CHECK(run_pgbust({cmd, "--rules", data("design.yaml"), "stray"}).exit_code == 2);
   }
+}
+
+TEST_CASE("every command parses its options one way: the same errors and help hint") {
+  struct Case {
+    std::string command;
+    std::vector<std::string> valid;  // options that make an otherwise good command line
+    std::string help_first_line;
+  };
+  const Case cases[] = {
+      {"run",
+       {"--rules", data("design.yaml")},
+       "pgbust run: keep Redis caches correct by watching PostgreSQL"},
+      {"check",
+       {"--rules", data("design.yaml")},
+       "pgbust check: validate the rules (and the config file) before they go live"},
+      {"explain",
+       {"--rules", data("design.yaml"), "--table", "t", "--op", "insert"},
+       "pgbust explain: print the Redis commands the rules would send for one row change"},
+      {"setup",
+       {"--rules", data("design.yaml"), "--offline"},
+       "pgbust setup: the SQL the rules need, printed for review (or run with --apply)"},
+      {"status",
+       {"--listen", "127.0.0.1:1"},
+       "pgbust status: ask the running daemon how it is doing"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.command);
+    const std::string hint = " (see pgbust " + c.command + " --help)\n";
+    // A stray argument: no command takes positional arguments.
+    std::vector<std::string> args = {c.command};
+    args.insert(args.end(), c.valid.begin(), c.valid.end());
+    args.push_back("stray");
+    auto r = run_pgbust(args);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "pgbust " + c.command + ": unexpected argument 'stray'" + hint);
+    // An unknown flag.
+    r = run_pgbust({c.command, "--bogus"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "pgbust " + c.command + ": unrecognised option '--bogus'" + hint);
+    // A flag without its value.
+    r = run_pgbust({c.command, "--config"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == "pgbust " + c.command +
+                       ": the required argument for option '--config' is missing" + hint);
+    // Nothing to work on.
+    r = run_pgbust({c.command});
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.rfind("pgbust " + c.command + ": give --", 0) == 0);
+    CHECK(r.err.size() > hint.size());
+    CHECK(r.err.substr(r.err.size() - hint.size()) == hint);
+    CHECK(lines(r.err).size() == 1);
+    // --help and -h: the help on stdout, exit 0, nothing on stderr.
+    for (const char* help : {"--help", "-h"}) {
+      CAPTURE(help);
+      r = run_pgbust({c.command, help});
+      CHECK(r.exit_code == 0);
+      CHECK(r.err.empty());
+      REQUIRE(!lines(r.out).empty());
+      CHECK(lines(r.out).front() == c.help_first_line);
+      CHECK(r.out.find("\noptions:\n") != std::string::npos);
+      CHECK(r.out.find("  -h [ --help ]") != std::string::npos);
+    }
+  }
+  // Without a command, pgbust runs the daemon: the same parser, the same words.
+  auto r = run_pgbust({"--bogus"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err == "pgbust run: unrecognised option '--bogus' (see pgbust run --help)\n");
+  r = run_pgbust({"frobnicate"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err == "pgbust: unknown command 'frobnicate' (see pgbust --help)\n");
+  r = run_pgbust({"--help"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("usage: pgbust [COMMAND] [OPTIONS]\n", 0) == 0);
 }
 
 TEST_CASE("explain: a move invalidates both groups, in rule then action order") {

@@ -245,14 +245,11 @@ TEST_CASE("a server that is not there: backing off with the error, then streamin
 
 TEST_CASE("end to end: the right Redis keys disappear, moves invalidate both customers") {
   Fixture f;
-  test::Redis redis;
-  redis::Options ro;
-  ro.url = redis.url();
-  redis::Target target(ro);
-  Pipeline pipeline(f.rules, rules::EngineOptions{}, target, PipelineOptions{});
+  RedisPath to_redis(f.loop, f.rules);
+  test::Redis& redis = to_redis.redis;
+  redis::Target& target = to_redis.target;
+  Pipeline& pipeline = to_redis.pipeline;
   NotifySource src(f.options(), *f.rules, pipeline);
-  f.loop.add(&target);
-  f.loop.add(&pipeline);
   f.loop.add(&src);
   // The first start's gap widening reaches Redis as pattern deletes.
   redis.set("customer_orders:99", "stale from before pgbust started");

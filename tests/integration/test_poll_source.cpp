@@ -358,14 +358,11 @@ TEST_CASE(
 
 TEST_CASE("end to end: polled changes reach Redis; a delete widens to patterns") {
   Fixture f;
-  test::Redis redis;
-  redis::Options ro;
-  ro.url = redis.url();
-  redis::Target target(ro);
-  Pipeline pipeline(f.rules, rules::EngineOptions{}, target, PipelineOptions{});
+  RedisPath to_redis(f.loop, f.rules);
+  test::Redis& redis = to_redis.redis;
+  redis::Target& target = to_redis.target;
+  Pipeline& pipeline = to_redis.pipeline;
   PollSource src(f.options(), *f.rules, pipeline);
-  f.loop.add(&target);
-  f.loop.add(&pipeline);
   f.loop.add(&src);
   REQUIRE(drive(f.loop, [&] { return src.counters().rounds >= 1 && pipeline.idle(); }));
   for (auto k : {"act:3", "group_acts:4", "task:1", "group_tasks:1", "group_tasks:5", "note:1"})

@@ -9,64 +9,16 @@
 #include <vector>
 
 #include "pgbust/pg/pgoutput.hpp"
+#include "pgoutput_bytes.hpp"
 
 using namespace pgbust;
 using namespace pgbust::pgoutput;
 
 namespace {
 
-// Builds a message the way the server's pq_send* functions do (network byte order).
-struct Msg {
-  std::string b;
-  explicit Msg(char type) { b.push_back(type); }
-  Msg& u8(std::uint8_t v) {
-    b.push_back(static_cast<char>(v));
-    return *this;
-  }
-  Msg& u16(std::uint16_t v) { return u8(v >> 8).u8(v & 0xff); }
-  Msg& u32(std::uint32_t v) { return u16(v >> 16).u16(v & 0xffff); }
-  Msg& u64(std::uint64_t v) {
-    return u32(static_cast<std::uint32_t>(v >> 32)).u32(v & 0xffffffffu);
-  }
-  Msg& str(std::string_view s) {
-    b.append(s);
-    b.push_back('\0');
-    return *this;
-  }
-  Msg& raw(std::string_view s) {
-    b.append(s);
-    return *this;
-  }
-  // TupleData: each column is "n", "u", or "t:<text>".
-  Msg& tuple(const std::vector<std::string>& cols) {
-    u16(static_cast<std::uint16_t>(cols.size()));
-    for (const auto& c : cols) {
-      if (c == "n" || c == "u") {
-        u8(static_cast<std::uint8_t>(c[0]));
-      } else {
-        REQUIRE(c.starts_with("t:"));
-        u8('t').u32(static_cast<std::uint32_t>(c.size() - 2)).raw(std::string_view(c).substr(2));
-      }
-    }
-    return *this;
-  }
-  operator std::string_view() const { return b; }
-};
-
-struct Col {
-  bool key;
-  std::string name;
-  std::uint32_t type = 25;
-};
-
-Msg relation_msg(std::uint32_t oid, std::string_view schema, std::string_view name, char ident,
-                 const std::vector<Col>& cols) {
-  Msg m('R');
-  m.u32(oid).str(schema).str(name).u8(static_cast<std::uint8_t>(ident));
-  m.u16(static_cast<std::uint16_t>(cols.size()));
-  for (const auto& c : cols) m.u8(c.key ? 1 : 0).str(c.name).u32(c.type).u32(0xffffffffu);
-  return m;
-}
+using test::Col;
+using test::Msg;
+using test::relation_msg;
 
 // "v:<text>", "null", "unknown:toast", "unknown:notinimage" for one datum.
 std::string show(const Datum& d) {

@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "harness.hpp"
+#include "test_support.hpp"
 #include "pgbust/sources/poll_state.hpp"
 
 using namespace pgbust;

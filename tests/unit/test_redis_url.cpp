@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness.hpp"
+#include "test_support.hpp"
 #include "pgbust/core/error.hpp"
 #include "pgbust/redis/redis.hpp"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "harness.hpp"
+#include "test_support.hpp"
 #include "test_rules_support.hpp"
 
 using namespace pgbust;

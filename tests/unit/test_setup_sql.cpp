@@ -5,7 +5,7 @@
 #include "pgbust/cli/setup_sql.hpp"
 
 using namespace pgbust;
-using namespace pgbust::setup;
+using namespace pgbust::cli::setup_sql;
 using V = std::vector<std::string>;
 
 namespace {

@@ -8,9 +8,9 @@
 #include "pgbust/core/source.hpp"
 #include "pgbust/rules/rules.hpp"
 
-namespace pgbust {
+namespace pgbust::cli {
 
 std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
                                                   const rules::RuleSet& rules, ChangeSink& sink);
 
-}  // namespace pgbust
+}  // namespace pgbust::cli

@@ -8,7 +8,7 @@
 
 #include "pgbust/core/config.hpp"
 
-namespace pgbust {
+namespace pgbust::cli {
 
 class Daemon {
  public:
@@ -27,4 +27,4 @@ class Daemon {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace pgbust
+}  // namespace pgbust::cli

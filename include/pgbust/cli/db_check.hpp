@@ -14,7 +14,7 @@
 #include "pgbust/rules/rules.hpp"
 #include "pgbust/sources/poll_plan.hpp"
 
-namespace pgbust::dbcheck {
+namespace pgbust::cli::db_check {
 
 // One problem found. At a rule it prints GCC style ("FILE:LINE:COL: error: ..."); about the
 // database as a whole it prints "pgbust check: error: ...".
@@ -58,4 +58,4 @@ struct Options {
 std::vector<Finding> check(const Snapshot& db, const config::Config& cfg,
                            const rules::RuleSet& rules, const Options& options = {});
 
-}  // namespace pgbust::dbcheck
+}  // namespace pgbust::cli::db_check

@@ -10,7 +10,7 @@
 #include "pgbust/pg/catalog.hpp"
 #include "pgbust/rules/rules.hpp"
 
-namespace pgbust::setup {
+namespace pgbust::cli::setup_sql {
 
 // One table the rules name, with the columns they read.
 struct TableNeeds {
@@ -74,4 +74,4 @@ Output logical_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog
 // when it would exceed PostgreSQL's 63-byte identifiers.
 std::string notify_function_name(const std::string& table);
 
-}  // namespace pgbust::setup
+}  // namespace pgbust::cli::setup_sql

@@ -1,0 +1,46 @@
+// The command line of the five commands (run, check, explain, setup, status), parsed one way:
+// the same wording for a bad flag, a stray argument and a usage error, the same help hint,
+// --help on stdout with exit 0, usage errors on stderr with exit 2.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <optional>
+#include <string>
+
+namespace pgbust::cli {
+
+namespace po = boost::program_options;
+
+// One command's options. Declare them with add(), then parse(); read them through the
+// variables bound with po::value(&var) and set().
+class CommandLine {
+ public:
+  // `command` is the subcommand's name ("check"); `about` the help text above the options
+  // (without the trailing "options" heading).
+  CommandLine(std::string command, const std::string& about);
+
+  // The options, as with po::options_description::add_options(); --help/-h is already there.
+  po::options_description_easy_init add() { return options_.add_options(); }
+
+  // Parses argv (argv[0] is the command's own name). nullopt: go on. Otherwise the exit code:
+  // 0 after printing the help to stdout (--help), 2 after printing one line
+  // "pgbust CMD: WHAT (see pgbust CMD --help)" to stderr (an unknown flag, a missing or
+  // bad value, a positional argument: no command takes any).
+  std::optional<int> parse(int argc, char** argv);
+
+  // Whether the option was given on the command line.
+  bool set(const char* name) const { return values_.count(name) > 0; }
+
+  // Prints "pgbust CMD: MESSAGE (see pgbust CMD --help)" to stderr; returns 2 (usage error).
+  int usage_error(const std::string& message) const;
+
+  // "pgbust CMD: ", the start of the command's other error lines.
+  std::string prefix() const { return "pgbust " + command_ + ": "; }
+
+ private:
+  std::string command_;
+  po::options_description options_;
+  po::variables_map values_;
+};
+
+}  // namespace pgbust::cli
