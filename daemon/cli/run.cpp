@@ -8,6 +8,7 @@
 
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/cli/daemon.hpp"
+#include "pgbust/cli/exit_codes.hpp"
 #include "pgbust/core/config.hpp"
 
 namespace po = boost::program_options;
@@ -74,7 +75,7 @@ int run(int argc, char** argv) {
     }
   } catch (const config::ConfigError& e) {
     std::cerr << e.what() << "\n";
-    return 1;
+    return kExitConfig;
   }
   if (!rules.empty()) cfg.rules = rules;
   if (vm.count("postgres")) cfg.conninfo = conninfo;
@@ -97,6 +98,9 @@ int run(int argc, char** argv) {
   try {
     Daemon daemon(std::move(cfg));
     return daemon.run();
+  } catch (const config::ConfigError& e) {
+    spdlog::critical("{}", e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
