@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/core/version.hpp"
 
 namespace {
 
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc >= 2 && std::strcmp(argv[1], "--version") == 0) {
-      std::cout << "pgbust 0.1.0\n";
+      std::cout << "pgbust " << pgbust::version() << " (" << pgbust::revision() << ")\n";
       return 0;
     }
     return run(argc, argv);

@@ -10,6 +10,7 @@ packages=(
   postgresql-15 postgresql-client-15 redis-server
   systemd curl procps
   tzdata                      # zone files for tz:ZONE / timezone: (rules and unit tests)
+  prometheus                  # promtool: checks and unit-tests monitoring/pgbust-alerts.yml
 )
 
 missing=()
@@ -29,4 +30,5 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # they do not hold the default ports or memory (tests use their own servers).
 if command -v service >/dev/null 2>&1; then
   $sudo service redis-server stop >/dev/null 2>&1 || true
+  $sudo service prometheus stop >/dev/null 2>&1 || true
 fi

@@ -23,14 +23,30 @@ namespace pgbust::cli {
 
 namespace {
 
+// Rule errors at start are configuration errors: the process exits 78 and is not restarted.
 std::shared_ptr<const rules::RuleSet> load_rules(const std::filesystem::path& path) {
   auto result = rules::RuleSet::load(path);
   if (!result.errors.empty()) {
-    std::string all;
-    for (const auto& d : result.errors) all += (all.empty() ? "" : "\n") + d.str();
-    throw Error(all);
+    std::vector<std::string> problems;
+    for (const auto& d : result.errors) problems.push_back(d.str());
+    throw config::ConfigError(std::move(problems));
   }
   return result.rules;
+}
+
+// Runs a constructor that only validates its options (no connection is made yet): what it
+// refuses (a bad Redis URL, an invalid slot name) is a configuration error.
+template <typename F>
+auto validating(F&& make) -> decltype(make()) {
+  try {
+    return make();
+  } catch (const ConnectionError&) {
+    throw;
+  } catch (const config::ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw config::ConfigError({e.what()});
+  }
 }
 
 std::string describe_rules(const rules::RuleSet& r) {
@@ -73,10 +89,11 @@ struct Daemon::Impl : Pollable {
   Impl(config::Config c)
       : cfg(std::move(c)),
         rules(load_rules(cfg.rules)),
-        target(redis_options(cfg)),
+        target(validating([this] { return redis::Target(redis_options(cfg)); })),
         pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
-    sources = make_sources(cfg, *rules, pipeline);
-    if (sources.empty()) throw Error("no source configured: set sources.logical, notify or poll");
+    sources = validating([this] { return make_sources(cfg, *rules, pipeline); });
+    if (sources.empty())
+      throw config::ConfigError({"no source configured: set sources.logical, notify or poll"});
     telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, target, sources,
                                             [this] { return status_input(); });
     pipeline.on_latency = [this](double seconds) { telemetry->observe_latency(seconds); };

@@ -1,5 +1,4 @@
 // `pgbust run`: read the config, apply command-line overrides, set up logging, run the daemon.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -7,23 +6,24 @@
 
 #include "pgbust/cli/commands.hpp"
 #include "pgbust/cli/daemon.hpp"
+#include "pgbust/cli/exit_codes.hpp"
 #include "pgbust/cli/options.hpp"
 #include "pgbust/core/config.hpp"
+#include "pgbust/ops/logging.hpp"
 
 namespace pgbust::cli {
 
 namespace {
 
-// stderr logging; under systemd (JOURNAL_STREAM set) journald adds timestamps itself.
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("pgbust");
-  if (std::getenv("JOURNAL_STREAM") != nullptr)
-    logger->set_pattern("%l: %v");
-  else
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %l: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::flush_on(spdlog::level::info);
+// stderr logging: "<N>" journald priorities when stderr is the journal (JOURNAL_STREAM) or
+// log.journal says so; text or JSON lines (log.format).
+void setup_logging(const config::Config& cfg) {
+  logging::Options o;
+  o.level = cfg.log_level;
+  o.format = cfg.log_format == "json" ? logging::Format::Json : logging::Format::Text;
+  o.journal = cfg.log_journal == "yes" ||
+              (cfg.log_journal == "auto" && logging::journal_stream_is_stderr());
+  logging::setup(o);
 }
 
 }  // namespace
@@ -57,8 +57,8 @@ int run(int argc, char** argv) {
       cfg.logical = config::Logical{};
     }
   } catch (const config::ConfigError& e) {
-    std::cerr << e.what() << "\n";
-    return 1;
+    std::cerr << logging::early_error(e.what());
+    return kExitConfig;
   }
   if (!rules.empty()) cfg.rules = rules;
   if (cl.set("postgres")) cfg.conninfo = conninfo;
@@ -76,10 +76,13 @@ int run(int argc, char** argv) {
     }
     cfg.status.interval = *d;
   }
-  setup_logging(cfg.log_level);
+  setup_logging(cfg);
   try {
     Daemon daemon(std::move(cfg));
     return daemon.run();
+  } catch (const config::ConfigError& e) {
+    spdlog::critical("{}", e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -354,7 +354,9 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
        {"log", [&](const YAML::Node& n) {
           r.mapping(n, "log",
                     {{"level", r.one_of(c.log_level, "log.level",
-                                        {"trace", "debug", "info", "warn", "error", "off"})}});
+                                        {"trace", "debug", "info", "warn", "error", "off"})},
+                     {"format", r.one_of(c.log_format, "log.format", {"text", "json"})},
+                     {"journal", r.one_of(c.log_journal, "log.journal", {"auto", "yes", "no"})}});
         }}});
   if (root.IsMap()) {
     if (!have_rules) r.error(root, "missing 'rules: PATH' (a rules file or rules.d directory)");

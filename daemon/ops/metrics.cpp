@@ -181,9 +181,24 @@ Registry::Family& Registry::family(const std::string& name, const std::string& h
 Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   check_labels(name, labels, false);
   Family& f = family(name, help, kCounter);
-  if (auto* s = f.find(labels)) return *s->counter;
+  if (auto* s = f.find(labels)) {
+    if (!s->counter) throw std::invalid_argument("metric " + name + " is a float counter");
+    return *s->counter;
+  }
   f.series.push_back({labels, std::make_unique<Counter>(), nullptr, nullptr});
   return *f.series.back().counter;
+}
+
+Gauge& Registry::float_counter(const std::string& name, const std::string& help,
+                               const Labels& labels) {
+  check_labels(name, labels, false);
+  Family& f = family(name, help, kCounter);
+  if (auto* s = f.find(labels)) {
+    if (!s->gauge) throw std::invalid_argument("metric " + name + " is an integer counter");
+    return *s->gauge;
+  }
+  f.series.push_back({labels, nullptr, std::make_unique<Gauge>(), nullptr});
+  return *f.series.back().gauge;
 }
 
 Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {

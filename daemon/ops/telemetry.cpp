@@ -5,10 +5,19 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+
+#include "pgbust/core/version.hpp"
+#include "pgbust/ops/process_metrics.hpp"
 
 namespace pgbust {
 
 namespace {
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 constexpr const char* kRedisErrorsHelp =
     "Redis error replies by class and command, and failed connections (class=\"connection\")";
 }  // namespace
@@ -29,6 +38,20 @@ Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Targe
                                    {{"result", "ok"}});
   reloads_failed_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
                                        {{"result", "failed"}});
+  // The config and rules were just loaded: that counts as the first successful load.
+  reload_successful_ =
+      &registry_.gauge("pgbust_config_last_reload_successful",
+                       "1 when the last configuration and rules load (start or SIGHUP) succeeded");
+  reload_success_time_ = &registry_.gauge(
+      "pgbust_config_last_reload_success_timestamp_seconds",
+      "When the configuration and rules were last loaded successfully, since the Unix epoch");
+  reload_successful_->set(1);
+  reload_success_time_->set(unix_now());
+  registry_
+      .gauge("pgbust_build_info", "The running build: version and source revision (always 1)",
+             {{"version", std::string(version())}, {"revision", std::string(revision())}})
+      .set(1);
+  register_process_metrics(registry_);
   registry_.on_render([this] { refresh(); });
   if (!cfg.listen.empty()) {
     http::Options o;
@@ -67,6 +90,12 @@ void Telemetry::attach(Loop& loop) {
 void Telemetry::detach(Loop& loop) {
   if (server_) loop.remove(server_.get());
   loop.remove(&watchdog_);
+}
+
+void Telemetry::count_reload(bool ok) {
+  (ok ? reloads_ok_ : reloads_failed_)->inc();
+  reload_successful_->set(ok ? 1 : 0);
+  if (ok) reload_success_time_->set(unix_now());
 }
 
 void Telemetry::ready() {

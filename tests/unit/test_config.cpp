@@ -64,6 +64,18 @@ TEST_CASE("without a sources section the logical source runs with defaults") {
   CHECK(c.rules == std::filesystem::path("/r.yaml"));
 }
 
+TEST_CASE("defaults: metrics on loopback, not postgres_exporter's 9187; text logs") {
+  auto c = parse("rules: /r.yaml\n", "x.yaml");
+  CHECK(c.status.listen == "127.0.0.1:9709");
+  CHECK(c.log_format == "text");
+  CHECK(c.log_journal == "auto");
+  auto j = parse("rules: /r.yaml\nlog: {format: json, journal: yes}\n", "x.yaml");
+  CHECK(j.log_format == "json");
+  CHECK(j.log_journal == "yes");
+  CHECK_THROWS_WITH_AS(parse("rules: /r.yaml\nlog: {format: xml}\n", "x.yaml"),
+                       doctest::Contains("x.yaml:2:15"), pgbust::config::ConfigError);
+}
+
 TEST_CASE("every problem is reported with its position, all at once") {
   struct Case {
     std::string text;

@@ -7,7 +7,7 @@ TEST_CASE("the shipped example config is valid") {
   auto c = pgbust::config::load(std::filesystem::path(PGBUST_SOURCE_DIR) / "systemd/pgbust.yaml");
   REQUIRE(c.logical);
   CHECK(c.logical->slot == "pgbust");
-  CHECK(c.status.listen == "127.0.0.1:9187");
+  CHECK(c.status.listen == "127.0.0.1:9709");
   CHECK(c.rules.filename() == "rules.d");
   CHECK(c.conninfo.find("password") == std::string::npos);
 }

@@ -62,7 +62,7 @@ struct Redis {
 
 struct Status {
   milliseconds interval{30000};
-  std::string listen = "127.0.0.1:9187";  // metrics and /healthz; "" disables
+  std::string listen = "127.0.0.1:9709";  // metrics and /healthz; "" disables
   std::int64_t wal_warn_bytes = 1LL
                                 << 30;  // slot holding more WAL than this: warn, /healthz degrades
 };
@@ -84,6 +84,9 @@ struct Config {
   Status status;
   Limits limits;
   std::string log_level = "info";
+  std::string log_format = "text";  // text or json (one object per line)
+  // "<N>" priority prefixes: auto (when stderr is the journal), yes, no
+  std::string log_journal = "auto";
 };
 
 // Thrown with every problem found, one per line, each "FILE:LINE:COL: error: ...".

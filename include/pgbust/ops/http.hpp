@@ -30,7 +30,7 @@ using Handler = std::function<Response(const Request&)>;
 
 struct Options {
   // "HOST:PORT", "[V6]:PORT" or ":PORT" (loopback); port 0 picks a free port.
-  std::string listen = "127.0.0.1:9187";
+  std::string listen = "127.0.0.1:9709";
   std::chrono::milliseconds timeout{5000};  // whole request+response; slow clients are cut off
   std::size_t max_request_bytes = 8192;     // request line + headers
   // At the limit a new connection takes the place of the oldest one still reading its
@@ -55,7 +55,7 @@ class Server : public Pollable {
   void handle(const std::string& path, Handler handler);
 
   int port() const;             // the bound port (useful with port 0)
-  std::string address() const;  // "127.0.0.1:9187" as bound
+  std::string address() const;  // "127.0.0.1:9709" as bound
   std::size_t connections() const;
 
   int fd() const override;

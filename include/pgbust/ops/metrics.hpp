@@ -73,6 +73,9 @@ class Registry {
 
   Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
   Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
+  // A counter whose value is not a whole number (CPU seconds) and is read from elsewhere:
+  // TYPE counter, set() only ever with a value that does not go down.
+  Gauge& float_counter(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help,
                        const std::vector<double>& bounds, const Labels& labels = {});
 

@@ -31,7 +31,8 @@ class Telemetry {
 
   // Observed commit → applied latency.
   void observe_latency(double seconds) { latency_->observe(seconds); }
-  void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_)->inc(); }
+  // A SIGHUP reload's result: pgbust_reloads_total and pgbust_config_last_reload_*.
+  void count_reload(bool ok);
 
   // systemd
   void ready();  // once every source streams (and after a reload)
@@ -59,6 +60,8 @@ class Telemetry {
   metrics::Histogram* latency_;
   metrics::Counter* reloads_ok_;
   metrics::Counter* reloads_failed_;
+  metrics::Gauge* reload_successful_;
+  metrics::Gauge* reload_success_time_;
   bool ready_sent_ = false;
 };
 

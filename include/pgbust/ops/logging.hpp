@@ -1,0 +1,46 @@
+// The daemon's log output on stderr: plain text for a terminal, journald priority prefixes
+// (sd-daemon "<N>") under systemd so `journalctl -p warning` filters, or one JSON object per
+// line for log shippers.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace pgbust::logging {
+
+enum class Format { Text, Json };
+
+struct Options {
+  std::string level = "info";  // trace, debug, info, warn, error, off
+  Format format = Format::Text;
+  // Under journald: "<N>" priority prefixes, and no timestamps in text (journald adds its
+  // own). The config's log.journal: auto is journal_stream_is_stderr().
+  bool journal = false;
+};
+
+// True when stderr is the stream systemd connected to the journal: $JOURNAL_STREAM names
+// stderr's device and inode ("DEV:INO"). A shell started from a service inherits the variable
+// with another stderr, so the variable alone is not enough.
+bool journal_stream_is_stderr();
+
+// The sd-daemon priority of a spdlog level: critical 2, error 3, warn 4, info 6, debug and
+// trace 7.
+int journal_priority(spdlog::level::level_enum level);
+
+// One record as written: `time` is the formatted UTC time ("" for none).
+std::string format_text(spdlog::level::level_enum level, std::string_view message,
+                        std::string_view time, bool journal);
+std::string format_json(spdlog::level::level_enum level, std::string_view message,
+                        std::string_view time, bool journal);
+
+// An error printed before logging is set up (an invalid config file): every line with the
+// "<3>" (LOG_ERR) prefix when stderr is the journal, as is otherwise.
+std::string early_error(std::string_view text);
+
+// Installs the "pgbust" logger writing to stderr as `options` say, as spdlog's default.
+void setup(const Options& options);
+
+}  // namespace pgbust::logging
