@@ -36,15 +36,6 @@ std::string describe_rules(const rules::RuleSet& r) {
   return std::to_string(r.rules().size()) + " (" + r.hash() + ")";
 }
 
-redis::Options redis_options(const config::Config& c) {
-  redis::Options o;
-  o.url = c.redis.url;
-  o.password_file = c.redis.password_file;
-  o.connect_timeout = c.redis.connect_timeout;
-  o.command_timeout = c.redis.command_timeout;
-  return o;
-}
-
 PipelineOptions pipeline_options(const config::Config& c) {
   PipelineOptions o;
   o.max_keys_per_transaction = c.limits.max_keys_per_transaction;
@@ -54,6 +45,20 @@ PipelineOptions pipeline_options(const config::Config& c) {
 }
 
 }  // namespace
+
+redis::Options redis_options(const config::Config& c) {
+  redis::Options o;
+  o.url = c.redis.url;
+  o.password_file = c.redis.password_file;
+  o.connect_timeout = c.redis.connect_timeout;
+  o.command_timeout = c.redis.command_timeout;
+  if (c.redis.tls) {
+    const config::RedisTls& t = *c.redis.tls;
+    o.tls = {true,       t.ca_file,     t.ca_path, t.cert_file,
+             t.key_file, t.server_name, t.verify,  t.min_version};
+  }
+  return o;
+}
 
 struct Daemon::Impl : Pollable {
   config::Config cfg;
@@ -243,7 +248,7 @@ struct Daemon::Impl : Pollable {
     std::vector<std::string> restart;
     if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
     if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
-        next.redis.password_file != cfg.redis.password_file)
+        next.redis.password_file != cfg.redis.password_file || next.redis.tls != cfg.redis.tls)
       restart.push_back("redis");
     if (next.logical.has_value() != cfg.logical.has_value() ||
         next.notify.has_value() != cfg.notify.has_value() ||

@@ -12,7 +12,8 @@ namespace pgbust::redis {
 namespace {
 
 constexpr std::string_view kExpected =
-    "expected redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]";
+    "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
+    "unix:///path/to/socket[?db=N]";
 
 [[noreturn]] void bad(std::string_view url, std::string_view what) {
   throw Error("redis URL '" + mask_url(url) + "': " + std::string(what));
@@ -151,12 +152,15 @@ std::string Endpoint::describe() const {
   } else {
     s = host + ":" + std::to_string(port);
   }
-  return s + " db " + std::to_string(db);
+  return s + " db " + std::to_string(db) + (tls ? " over TLS" : "");
 }
 
 Endpoint parse_url(std::string_view url) {
-  if (starts_with_nocase(url, "rediss://"))
-    bad(url, "TLS not supported by this build (use redis:// or unix://, or a local TLS proxy)");
+  if (starts_with_nocase(url, "rediss://")) {
+    Endpoint ep = parse_tcp(url, url.substr(9));
+    ep.tls = true;
+    return ep;
+  }
   if (starts_with_nocase(url, "redis://")) return parse_tcp(url, url.substr(8));
   if (starts_with_nocase(url, "unix://")) return parse_unix(url, url.substr(7));
   if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
@@ -180,6 +184,10 @@ std::string read_password_file(const std::string& path) {
 Endpoint resolve_endpoint(const Options& options) {
   Endpoint ep = parse_url(options.url);
   if (!options.password_file.empty()) ep.password = read_password_file(options.password_file);
+  if (options.tls.configured && !ep.tls)
+    throw Error("redis URL '" + mask_url(options.url) +
+                "': redis.tls is set but the URL is not rediss:// (write rediss://host:port/db "
+                "for TLS)");
   if (!ep.user.empty() && ep.password.empty())
     throw Error("redis URL '" + mask_url(options.url) + "': user '" + ep.user +
                 "' has no password (give redis://user:password@... or a password_file)");

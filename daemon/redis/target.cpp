@@ -170,6 +170,7 @@ struct Target::Impl {
   };
   Options opt;
   Endpoint ep;
+  std::unique_ptr<detail::TlsContext> tls;  // rediss://: loaded once, a session per connection
   Session session;
   bool closed = false;
   bool ever_ready = false;
@@ -202,6 +203,7 @@ struct Target::Impl {
       fail_opt("connect_timeout and command_timeout must be positive");
     if (opt.backoff_min.count() <= 0 || opt.backoff_max < opt.backoff_min)
       fail_opt("expected 0 < backoff_min <= backoff_max");
+    if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::to_string(opt.scan_count);
     argv.reserve(opt.unlink_chunk + 1);
   }
@@ -242,7 +244,7 @@ struct Target::Impl {
     session.connecting(now, opt.connect_timeout);
     stats.reconnects = session.reconnects();
     try {
-      conn = std::make_unique<Conn>(ep);
+      conn = std::make_unique<Conn>(ep, tls.get());
       if (!conn->connecting()) on_connected(now);
     } catch (const ConnectionError& e) {
       fail(e.what(), true, now);
@@ -650,7 +652,7 @@ struct Target::Impl {
         if (conn->finish_connect()) on_connected(now);
         return;
       }
-      if (revents & (POLLIN | POLLERR | POLLHUP)) {
+      if ((revents & (POLLIN | POLLERR | POLLHUP)) || conn->read_wants_write()) {
         for (int i = 0; i < 16 && conn && conn->read(); ++i) {
           while (conn) {
             Reply r = conn->next_reply();
@@ -686,7 +688,13 @@ struct Target::Impl {
         break;
       case State::Connecting:
         if (session.expired(now))
-          fail(fmt::format("connect timed out after {}ms", opt.connect_timeout.count()), true, now);
+          fail(conn && conn->handshaking() && !conn->connecting_tcp()
+                   ? fmt::format("TLS handshake timed out after {}ms (wrong protocol on the "
+                                 "port? a plain-text Redis does not answer the TLS hello; then "
+                                 "use redis://)",
+                                 opt.connect_timeout.count())
+                   : fmt::format("connect timed out after {}ms", opt.connect_timeout.count()),
+               true, now);
         break;
       case State::Handshake:
       case State::Ready:
@@ -771,7 +779,7 @@ int Target::fd() const {
 short Target::events() const {
   switch (impl_->state()) {
     case State::Connecting:
-      return POLLOUT;
+      return impl_->conn ? impl_->conn->connect_events() : POLLOUT;
     case State::Handshake:
     case State::Ready:
       return static_cast<short>(POLLIN | (impl_->conn->want_write() ? POLLOUT : 0));

@@ -7,8 +7,13 @@
 #include <vector>
 
 #include "pgbust/core/config.hpp"
+#include "pgbust/redis/redis.hpp"
 
 namespace pgbust {
+
+// The Redis target's options from the config; `run` and `check --config` both use it, so
+// check validates the Redis URL and TLS settings exactly as run does.
+redis::Options redis_options(const config::Config& c);
 
 class Daemon {
  public:

@@ -19,13 +19,30 @@
 
 struct redisReader;  // hiredis (read.h / hiredis.h), kept out of this header
 struct redisReply;
+struct ssl_st;  // OpenSSL's SSL and SSL_CTX, kept out of this header
+struct ssl_ctx_st;
 
 namespace pgbust::redis {
 
+// TLS settings for a rediss:// URL (redis.tls in the config).
+struct TlsOptions {
+  bool configured = false;  // redis.tls was given: then the URL must be rediss://
+  std::string ca_file;      // PEM bundle of trusted CAs; none with ca_path: the system store
+  std::string ca_path;      // a c_rehash'ed directory of CA certificates
+  std::string cert_file;    // client certificate (mutual TLS), PEM; needs key_file
+  std::string key_file;
+  std::string server_name;  // SNI and the name checked; default: the URL's host
+  // full: chain and host name; ca: chain only; none: no verification (encryption only).
+  std::string verify = "full";
+  std::string min_version;  // "1.2" or "1.3"; "" is OpenSSL's default
+};
+
 struct Options {
-  // redis://[[user]:password@]host[:port][/db]  or  unix:///path/to/socket[?db=N]
+  // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
+  // unix:///path/to/socket[?db=N]
   std::string url = "redis://127.0.0.1:6379/0";
   std::string password_file;  // first line is the password; overrides a password in the URL
+  TlsOptions tls;
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{5000};
   // An idle connection is PINGed this often, so an outage is noticed (and /healthz degrades)
@@ -44,19 +61,20 @@ struct Options {
 // Where to connect, parsed from Options::url (+ password_file).
 struct Endpoint {
   bool unix_socket = false;
+  bool tls = false;  // rediss://
   std::string host;  // TCP: name or address (IPv6 without brackets)
   int port = 6379;
   std::string path;  // unix socket path
   int db = 0;
   std::string user;      // ACL user for AUTH (empty: AUTH password only)
   std::string password;  // empty: no AUTH. Never logged.
-  // "127.0.0.1:6379 db 0", "[::1]:6379 db 2", "/run/redis.sock db 0": never the password.
+  // "127.0.0.1:6379 db 0", "[::1]:6379 db 2 (TLS)", "/run/redis.sock db 0": never the password.
   std::string describe() const;
 };
 
-// Parses redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]
-// (user and password may be %-encoded). Throws pgbust::Error naming the (masked) URL and what
-// was expected; rediss:// is refused ("TLS not supported by this build").
+// Parses redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or
+// unix://[[user]:password@]/path[?db=N] (user and password may be %-encoded). Throws
+// pgbust::Error naming the (masked) URL and what was expected.
 Endpoint parse_url(std::string_view url);
 
 // The password in a password file: its first line without the line ending. Throws
@@ -64,7 +82,8 @@ Endpoint parse_url(std::string_view url);
 std::string read_password_file(const std::string& path);
 
 // The endpoint for `options`: parse_url(options.url), with the password_file's password
-// (when set) replacing any password in the URL. Throws pgbust::Error.
+// (when set) replacing any password in the URL; checks that TLS settings go with rediss://.
+// Throws pgbust::Error. `pgbust run` and `pgbust check --config` both validate with this.
 Endpoint resolve_endpoint(const Options& options);
 
 enum class State : std::uint8_t { Disconnected, Connecting, Handshake, Ready, BackingOff };
@@ -207,36 +226,83 @@ class Fd {
   int fd_ = -1;
 };
 
-// A non-blocking client socket to one endpoint, with its output buffer and reply reader.
-// Every failure throws ConnectionError("<what failed>: <system text>"); the caller (Target)
-// prefixes the server's name and its phase.
+// The TLS settings of one target, loaded once (CA store, client certificate); every
+// connection starts a fresh session from it (no session resumption).
+class TlsContext {
+ public:
+  // Throws pgbust::Error naming the file or setting that cannot be used.
+  TlsContext(const TlsOptions& options, const Endpoint& endpoint);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  ssl_ctx_st* get() const { return ctx_; }
+  const std::string& server_name() const { return server_name_; }
+  const std::string& verify() const { return verify_; }
+
+ private:
+  ssl_ctx_st* ctx_ = nullptr;
+  std::string server_name_;
+  std::string verify_;
+};
+
+// A non-blocking client socket to one endpoint, with its output buffer and reply reader;
+// with a TlsContext the bytes go through a TLS session (handshake while connecting()).
+// Every failure throws ConnectionError("<what failed>: <system or TLS text>"); the caller
+// (Target) prefixes the server's name and its phase.
 class Conn {
  public:
   // Resolves (getaddrinfo for TCP; may block on DNS for a host name) and starts a
   // non-blocking connect to the first address that does not fail at once.
-  explicit Conn(const Endpoint& endpoint);
+  explicit Conn(const Endpoint& endpoint, const TlsContext* tls = nullptr);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
   int fd() const;
-  bool connecting() const { return connecting_; }
-  // Call when the socket is writable (or errored) while connecting. True once connected;
-  // false while a connect to a further address is under way.
+  // The TCP connect or the TLS handshake is under way.
+  bool connecting() const { return connecting_ || handshaking_; }
+  bool handshaking() const { return handshaking_; }  // TLS handshake not finished
+  bool connecting_tcp() const { return connecting_; }
+  short connect_events() const;  // poll events finish_connect() waits for
+  // Call when connect_events() are ready (or errored) while connecting. True once connected
+  // (and the TLS handshake is done); false while still under way.
   bool finish_connect();
 
   std::string& out() { return out_; }  // append commands here
-  bool want_write() const { return out_pos_ < out_.size(); }
+  // Poll for POLLOUT: output waits for the socket, or a TLS read waits to write.
+  bool want_write() const {
+    return (out_pos_ < out_.size() && !write_wants_read_) || read_wants_write_;
+  }
+  // A TLS read stopped until the socket is writable: call read() on POLLOUT too.
+  bool read_wants_write() const { return read_wants_write_; }
   void flush();  // sends what the socket takes now
-  bool read();   // reads what is there into the reader; false: nothing (EAGAIN)
+  // Reads what is there into the reader (for TLS every decrypted byte OpenSSL holds, so
+  // nothing waits unseen by poll); false: nothing (EAGAIN).
+  bool read();
   Reply next_reply() { return reader_.next(); }
 
  private:
   struct Addr;
+  struct SslDeleter {
+    void operator()(ssl_st* s) const noexcept;
+  };
   void connect_next();
+  bool finish_tcp_connect();
+  void start_tls();
+  bool handshake();
+  bool tls_read(char* buf, std::size_t size);
+  void tls_flush();
+  void feed(const char* data, std::size_t n);
 
   Fd fd_;
   bool connecting_ = false;
+  const TlsContext* tls_ = nullptr;
+  std::unique_ptr<ssl_st, SslDeleter> ssl_;
+  bool handshaking_ = false;
+  short handshake_events_ = 0;
+  bool read_wants_write_ = false;
+  bool write_wants_read_ = false;
+  bool got_bytes_ = false;  // the server has sent something on this connection
   std::vector<Addr> addrs_;
   std::size_t next_addr_ = 0;
   std::string first_error_;
