@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
 #include <optional>
 
@@ -61,6 +62,15 @@ std::string_view command_name(Kind k) {
       return "PUBLISH";
   }
   return "?";
+}
+
+// The command as ACL rules name it (ACL SETUSER user +<this>).
+std::string acl_name(Kind k) {
+  if (k == Kind::SetName) return "client|setname";
+  if (k == Kind::SetNx) return "set";
+  std::string name(command_name(k));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 // A command sent and not yet answered. `index`: bump / pattern / publish index in the batch.
@@ -232,12 +242,16 @@ struct Target::Impl {
   }
 
   // A failure of the connection (`outage`) or of a command: close, back off, retry later.
-  void fail(const std::string& msg, bool is_outage, TimePoint now) {
+  // `access`: the server answered but refused this user (NOAUTH, WRONGPASS, NOPERM in the
+  // handshake): logged as that, not as "unreachable".
+  void fail(const std::string& msg, bool is_outage, TimePoint now, bool access = false) {
     ++stats.errors;
     drop_connection();
     session.fail(msg, now,
-                 is_outage ? " (Redis unreachable; batches stay queued)"
-                           : " (the batch is applied again after reconnecting)");
+                 access      ? " (Redis refuses this user, not an outage; retrying until that is "
+                               "fixed; batches stay queued)"
+                 : is_outage ? " (Redis unreachable; batches stay queued)"
+                             : " (the batch is applied again after reconnecting)");
   }
 
   void start_connect(TimePoint now) {
@@ -319,13 +333,13 @@ struct Target::Impl {
       case Kind::Auth:
       case Kind::Select:
         if (error || r->type != REDIS_REPLY_STATUS) {
-          fail(std::string(command_name(e.kind)) + " failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         break;
       case Kind::Ping:
         if (error) {
-          fail("PING failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         break;
@@ -334,7 +348,7 @@ struct Target::Impl {
         // clients reached", LOADING) means this connection is not usable.
         if (error && !(text.find("unknown command") != std::string_view::npos ||
                        text.starts_with("NOPERM"))) {
-          fail("CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         if (error)
@@ -373,6 +387,17 @@ struct Target::Impl {
     return true;
   }
 
+  // AUTH, SELECT, CLIENT SETNAME or PING refused: the connection is not usable. An access
+  // error (NOAUTH, WRONGPASS, NOPERM) says so and names the command, never the password.
+  void handshake_failed(Kind kind, const redisReply* r, TimePoint now) {
+    std::string msg = std::string(command_name(kind)) + " failed: " + reply_text(r);
+    const bool access =
+        r->type == REDIS_REPLY_ERROR && is_access_error(std::string_view(r->str, r->len));
+    if (access)
+      msg += " (" + access_advice(std::string_view(r->str, r->len), ep.user, acl_name(kind)) + ")";
+    fail(msg, true, now, access);
+  }
+
   void note_error(ErrorClass cls, Kind kind) {
     ++stats.errors_by_class[{std::string(to_string(cls)), std::string(command_name(kind))}];
   }
@@ -388,7 +413,10 @@ struct Target::Impl {
     note_error(cls, e.kind);
     std::string msg =
         fmt::format("{} failed: {} ({}", command_text(e), reply_text(r), to_string(cls));
-    if (auto hint = error_hint(text); !hint.empty()) msg += fmt::format("; {}", hint);
+    if (is_access_error(text))
+      msg += "; " + access_advice(text, ep.user, acl_name(e.kind));
+    else if (auto hint = error_hint(text); !hint.empty())
+      msg += fmt::format("; {}", hint);
     msg += ")";
     if (cls == ErrorClass::Transient || !attempt) {  // no batch: a handshake command
       fail(msg, false, now);

@@ -172,6 +172,25 @@ class Target : public Pollable, public Applier {
   std::unique_ptr<Impl> impl_;
 };
 
+// What `pgbust check --redis` found: whether the configured user may run what pgbust sends.
+struct AccessReport {
+  std::string server;                // Endpoint::describe()
+  std::string user;                  // the ACL user ("default" when the URL names none)
+  std::string method;                // "ACL DRYRUN" or "probes"
+  std::vector<std::string> allowed;  // commands as given ("UNLINK", "PUBLISH to inval")
+  std::vector<std::string> refused;  // "UNLINK: <the server's reason>"
+  std::vector<std::string> grants;   // what ACL SETUSER needs to add: "+unlink", "&inval"
+};
+
+// Connects as `run` would (TLS, AUTH, SELECT; blocking, within connect_timeout and
+// command_timeout per step) and checks that the user may run each command (an argv with
+// sample arguments): with ACL DRYRUN where the server offers it to this user, else by
+// running harmless probes (UNLINK/SCAN/INCR of a key that does not exist, ...). Throws
+// pgbust::Error naming the server and what failed (connect, TLS, AUTH as an authentication
+// problem, SELECT), never the password.
+AccessReport check_access(const Options& options,
+                          const std::vector<std::vector<std::string>>& commands);
+
 // The protocol and socket layer under Target, exposed for tests. Not for other subsystems.
 namespace detail {
 
