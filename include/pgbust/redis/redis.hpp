@@ -109,8 +109,9 @@ struct Stats {
 // Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
 // Plugs into the event loop as a Pollable.
 //
-// Connection phases: Disconnected -> Connecting (non-blocking connect, connect_timeout) ->
-// Handshake (AUTH, SELECT, CLIENT SETNAME pgbust, pipelined) -> Ready; any failure ->
+// Connection phases: Disconnected -> Connecting (non-blocking connect and, for rediss://, the
+// TLS handshake, within connect_timeout) -> Handshake (AUTH, SELECT, CLIENT SETNAME pgbust,
+// pipelined) -> Ready; any failure ->
 // BackingOff (exponential from backoff_min to backoff_max, with jitter) -> Connecting.
 //
 // Failure semantics (promise 2): a broken connection, a command unanswered for
