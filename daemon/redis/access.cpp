@@ -33,7 +33,7 @@ std::string lower(std::string s) {
 class Session {
  public:
   Session(const Options& o, const Endpoint& ep, const detail::TlsContext* tls)
-      : opt_(o), ep_(ep), conn_(ep, tls) {
+      : opt_(o), conn_(ep, tls) {
     const auto deadline = Clock::now() + o.connect_timeout;
     while (conn_.connecting()) {
       wait(conn_.connect_events(), deadline, "connect");
@@ -73,7 +73,6 @@ class Session {
   }
 
   const Options& opt_;
-  const Endpoint& ep_;
   detail::Conn conn_;
 };
 
