@@ -5,10 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config clang-14
-  libpq-dev libhiredis-dev libboost-program-options-dev libspdlog-dev libyaml-cpp-dev
+  libpq-dev libhiredis-dev libssl-dev libboost-program-options-dev libspdlog-dev libyaml-cpp-dev
   doctest-dev libsystemd-dev
   postgresql-15 postgresql-client-15 redis-server
-  systemd curl procps
+  systemd curl procps openssl  # openssl: the TLS tests make their certificates with it
   tzdata                      # zone files for tz:ZONE / timezone: (rules and unit tests)
   prometheus                  # promtool: checks and unit-tests monitoring/pgbust-alerts.yml
 )

@@ -2,8 +2,10 @@
 // warn about rules that will widen, with --db check them against the live database, and
 // gate deploys with the exit code.
 #include <iostream>
+#include <set>
 
 #include "pgbust/cli/commands.hpp"
+#include "pgbust/cli/daemon.hpp"
 #include "pgbust/cli/db_check.hpp"
 #include "pgbust/cli/options.hpp"
 #include "pgbust/cli/redis_options.hpp"
@@ -125,6 +127,44 @@ int check_db(const config::Config& cfg, const rules::RuleSet& set,
   return errors ? 1 : 0;
 }
 
+// --redis: connect, authenticate, and check the ACL user may run what pgbust sends.
+int check_redis(const config::Config& cfg, const rules::RuleSet& set, bool quiet) {
+  const std::string probe = cfg.redis.key_prefix + "pgbust:check:probe";
+  // Deletes first in probe order so a probe key made by SET NX / INCR is gone at the end.
+  std::vector<std::vector<std::string>> commands{{"SET", probe, "1", "NX"},
+                                                 {"INCR", probe},
+                                                 {"SCAN", "0", "MATCH", probe, "COUNT", "1"},
+                                                 {"PING"},
+                                                 {"UNLINK", probe}};
+  std::set<std::string> channels;
+  for (const auto& rule : set.rules())
+    if (!rule.publish.empty()) channels.insert(rule.publish);
+  for (const auto& c : channels) commands.push_back({"PUBLISH", c, "{}"});
+  redis::AccessReport r;
+  try {
+    r = redis::check_access(redis_options(cfg), commands);
+  } catch (const Error& e) {
+    std::cerr << "pgbust check: error: " << e.what() << "\n";
+    return 1;
+  }
+  for (const auto& refused : r.refused)
+    std::cerr << "pgbust check: error: redis " << r.server << ": user '" << r.user
+              << "' may not run " << refused << "\n";
+  if (!r.refused.empty()) {
+    std::string grant = "ACL SETUSER " + r.user;
+    for (const auto& g : r.grants) grant += " " + g;
+    std::cerr << "pgbust check: grant what is missing with: " << grant << "\n";
+    return 1;
+  }
+  if (!quiet) {
+    std::cout << "redis OK: " << r.server << " as user '" << r.user << "' may run";
+    for (std::size_t i = 0; i < r.allowed.size(); ++i)
+      std::cout << (i ? ", " : " ") << r.allowed[i];
+    std::cout << " (checked with " << r.method << ")\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int check(int argc, char** argv) {
@@ -138,6 +178,9 @@ int check(int argc, char** argv) {
     ("db", "also check against the database (postgres.conninfo of the config, or --postgres)")
     ("postgres", po::value(&conninfo), "libpq conninfo for --db (overrides postgres.conninfo; "
                                        "passwords via PGPASSFILE or a service file)")
+    ("redis", "also connect to Redis as run would (URL, TLS, AUTH) and check that the user may "
+              "run every command pgbust sends; prints the ACL SETUSER line that grants what is "
+              "missing")
     ("quiet,q", "print errors only: no summary line, no warnings");
   // clang-format on
   if (auto exit = cl.parse(argc, argv)) return *exit;
@@ -153,17 +196,13 @@ int check(int argc, char** argv) {
     try {
       cfg = config::load(config_file);
       if (path.empty()) path = cfg.rules;
+      // The URL, options and TLS files, exactly as run (it connects only inside the loop).
+      redis::Target validate(redis_options(cfg));
     } catch (const config::ConfigError& e) {
       for (const auto& p : e.problems()) std::cerr << p << "\n";
       std::cerr << "pgbust check: " << config_file << ": " << plural(e.problems().size(), "error")
                 << "\n";
       return 1;
-    } catch (const Error& e) {
-      std::cerr << "pgbust check: " << e.what() << "\n";
-      return 1;
-    }
-    try {
-      redis::resolve_endpoint(redis_options(cfg));  // all that `run` checks before connecting
     } catch (const Error& e) {
       std::cerr << "pgbust check: " << config_file << ": " << e.what() << "\n";
       return 1;
@@ -193,6 +232,10 @@ int check(int argc, char** argv) {
     if (!warnings.empty()) std::cout << ", " << plural(warnings.size(), "warning");
     if (!config_file.empty()) std::cout << "; config OK: " << config_file;
     std::cout << "\n" << std::flush;
+  }
+  if (cl.set("redis")) {
+    if (config_file.empty()) return cl.usage_error("--redis needs --config FILE");
+    if (int rc = check_redis(cfg, set, quiet); rc != 0 || !db) return rc;
   }
   if (db) return check_db(cfg, set, warnings, config_file, quiet);
   return 0;

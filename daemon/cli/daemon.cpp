@@ -252,7 +252,7 @@ struct Daemon::Impl : Pollable {
     std::vector<std::string> restart;
     if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
     if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
-        next.redis.password_file != cfg.redis.password_file)
+        next.redis.password_file != cfg.redis.password_file || next.redis.tls != cfg.redis.tls)
       restart.push_back("redis");
     if (next.logical.has_value() != cfg.logical.has_value() ||
         next.notify.has_value() != cfg.notify.has_value() ||

@@ -9,6 +9,11 @@ redis::Options redis_options(const config::Config& c) {
   o.password_file = c.redis.password_file;
   o.connect_timeout = c.redis.connect_timeout;
   o.command_timeout = c.redis.command_timeout;
+  if (c.redis.tls) {
+    const config::RedisTls& t = *c.redis.tls;
+    o.tls = {true,       t.ca_file,     t.ca_path, t.cert_file,
+             t.key_file, t.server_name, t.verify,  t.min_version};
+  }
   return o;
 }
 

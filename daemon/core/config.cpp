@@ -328,7 +328,25 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                {"password_file", r.str(c.redis.password_file, "redis.password_file")},
                {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
                {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
-               {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")}});
+               {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")},
+               {"tls", [&](const YAML::Node& t) {
+                  RedisTls tls;
+                  r.mapping(
+                      t, "redis.tls",
+                      {{"ca_file", r.str(tls.ca_file, "redis.tls.ca_file")},
+                       {"ca_path", r.str(tls.ca_path, "redis.tls.ca_path")},
+                       {"cert_file", r.str(tls.cert_file, "redis.tls.cert_file")},
+                       {"key_file", r.str(tls.key_file, "redis.tls.key_file")},
+                       {"server_name", r.str(tls.server_name, "redis.tls.server_name")},
+                       {"verify", r.one_of(tls.verify, "redis.tls.verify", {"full", "ca", "none"})},
+                       {"min_version",
+                        r.one_of(tls.min_version, "redis.tls.min_version", {"1.2", "1.3"})}});
+                  if (t.IsMap() && tls.cert_file.empty() != tls.key_file.empty())
+                    r.error(t,
+                            "redis.tls needs both cert_file and key_file for a client "
+                            "certificate (or neither)");
+                  c.redis.tls = tls;
+                }}});
         }},
        {"rules",
         [&](const YAML::Node& n) {

@@ -13,7 +13,8 @@ namespace pgbust::redis {
 namespace {
 
 constexpr std::string_view kExpected =
-    "expected redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]";
+    "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
+    "unix:///path/to/socket[?db=N]";
 
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
@@ -190,13 +191,16 @@ std::string Endpoint::describe() const {
   } else {
     s = host + ":" + std::to_string(port);
   }
-  return s + " db " + std::to_string(db);
+  return s + " db " + std::to_string(db) + (tls ? " over TLS" : "");
 }
 
 Endpoint parse_url(std::string_view url) {
   UrlParts parts = split_url(url);
-  if (parts.scheme == UrlParts::Tls)
-    bad(url, "TLS not supported by this build (use redis:// or unix://, or a local TLS proxy)");
+  if (parts.scheme == UrlParts::Tls) {
+    Endpoint ep = parse_tcp(url, parts);
+    ep.tls = true;
+    return ep;
+  }
   if (parts.scheme == UrlParts::Tcp) return parse_tcp(url, parts);
   if (parts.scheme == UrlParts::Unix) return parse_unix(url, parts);
   if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
@@ -220,6 +224,10 @@ std::string read_password_file(const std::string& path) {
 Endpoint resolve_endpoint(const Options& options) {
   Endpoint ep = parse_url(options.url);
   if (!options.password_file.empty()) ep.password = read_password_file(options.password_file);
+  if (options.tls.configured && !ep.tls)
+    throw Error("redis URL '" + mask_url(options.url) +
+                "': redis.tls is set but the URL is not rediss:// (write rediss://host:port/db "
+                "for TLS)");
   if (!ep.user.empty() && ep.password.empty())
     throw Error("redis URL '" + mask_url(options.url) + "': user '" + ep.user +
                 "' has no password (give redis://user:password@... or a password_file)");

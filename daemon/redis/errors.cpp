@@ -36,4 +36,33 @@ std::string_view error_hint(std::string_view reply) {
   return "";
 }
 
+bool is_access_error(std::string_view reply) {
+  const std::string_view code = code_of(reply);
+  return code == "NOAUTH" || code == "WRONGPASS" || code == "NOPERM";
+}
+
+std::string access_advice(std::string_view reply, std::string_view user,
+                          std::string_view acl_command) {
+  const std::string_view code = code_of(reply);
+  const std::string name(user.empty() ? "default" : user);
+  if (code == "NOAUTH")
+    return "an authentication problem: the server requires a password (give it in the URL or "
+           "redis.password_file)";
+  if (code == "WRONGPASS")
+    return "an authentication problem: check the password of Redis user '" + name + "'";
+  if (code != "NOPERM") return "";
+  std::string grant;
+  if (reply.find("key") != std::string_view::npos) {
+    grant = "~<the key pattern>";
+  } else if (reply.find("channel") != std::string_view::npos) {
+    grant = "&<the channel>";
+  } else {
+    grant = "+" + std::string(acl_command);
+  }
+  std::string upper(acl_command);
+  for (char& c : upper) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : (c == '|' ? ' ' : c));
+  return "a permission problem: Redis user '" + name + "' may not run " + upper +
+         (grant[0] == '+' ? "" : " on it") + "; grant it: ACL SETUSER " + name + " " + grant;
+}
+
 }  // namespace pgbust::redis

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
 #include <optional>
 
@@ -61,6 +62,15 @@ std::string_view command_name(Kind k) {
       return "PUBLISH";
   }
   return "?";
+}
+
+// The command as ACL rules name it (ACL SETUSER user +<this>).
+std::string acl_name(Kind k) {
+  if (k == Kind::SetName) return "client|setname";
+  if (k == Kind::SetNx) return "set";
+  std::string name(command_name(k));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 // A command sent and not yet answered. `index`: bump / pattern / publish index in the batch.
@@ -170,6 +180,7 @@ struct Target::Impl {
   };
   Options opt;
   Endpoint ep;
+  std::unique_ptr<detail::TlsContext> tls;  // rediss://: loaded once, a session per connection
   Session session;
   bool closed = false;
   bool ever_ready = false;
@@ -192,6 +203,7 @@ struct Target::Impl {
                             opt.log_interval},
                 Session::Labels{"connecting", "handshake", "ready"}) {
     session.set_server(ep.describe());
+    if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::to_string(opt.scan_count);
     argv.reserve(opt.unlink_chunk + 1);
   }
@@ -220,19 +232,23 @@ struct Target::Impl {
   }
 
   // A failure of the connection (`outage`) or of a command: close, back off, retry later.
-  void fail(const std::string& msg, bool is_outage, TimePoint now) {
+  // `access`: the server answered but refused this user (NOAUTH, WRONGPASS, NOPERM in the
+  // handshake): logged as that, not as "unreachable".
+  void fail(const std::string& msg, bool is_outage, TimePoint now, bool access = false) {
     ++stats.errors;
     drop_connection();
     session.fail(msg, now,
-                 is_outage ? " (Redis unreachable; batches stay queued)"
-                           : " (the batch is applied again after reconnecting)");
+                 access      ? " (Redis refuses this user, not an outage; retrying until that is "
+                               "fixed; batches stay queued)"
+                 : is_outage ? " (Redis unreachable; batches stay queued)"
+                             : " (the batch is applied again after reconnecting)");
   }
 
   void start_connect(TimePoint now) {
     session.connecting(now, opt.connect_timeout);
     stats.reconnects = session.reconnects();
     try {
-      conn = std::make_unique<Conn>(ep);
+      conn = std::make_unique<Conn>(ep, tls.get());
       if (!conn->connecting()) on_connected(now);
     } catch (const ConnectionError& e) {
       fail(e.what(), true, now);
@@ -307,13 +323,13 @@ struct Target::Impl {
       case Kind::Auth:
       case Kind::Select:
         if (error || r->type != REDIS_REPLY_STATUS) {
-          fail(std::string(command_name(e.kind)) + " failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         break;
       case Kind::Ping:
         if (error) {
-          fail("PING failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         break;
@@ -322,7 +338,7 @@ struct Target::Impl {
         // clients reached", LOADING) means this connection is not usable.
         if (error && !(text.find("unknown command") != std::string_view::npos ||
                        text.starts_with("NOPERM"))) {
-          fail("CLIENT SETNAME failed: " + reply_text(r.get()), true, now);
+          handshake_failed(e.kind, r.get(), now);
           return false;
         }
         if (error)
@@ -361,6 +377,17 @@ struct Target::Impl {
     return true;
   }
 
+  // AUTH, SELECT, CLIENT SETNAME or PING refused: the connection is not usable. An access
+  // error (NOAUTH, WRONGPASS, NOPERM) says so and names the command, never the password.
+  void handshake_failed(Kind kind, const redisReply* r, TimePoint now) {
+    std::string msg = std::string(command_name(kind)) + " failed: " + reply_text(r);
+    const bool access =
+        r->type == REDIS_REPLY_ERROR && is_access_error(std::string_view(r->str, r->len));
+    if (access)
+      msg += " (" + access_advice(std::string_view(r->str, r->len), ep.user, acl_name(kind)) + ")";
+    fail(msg, true, now, access);
+  }
+
   void note_error(ErrorClass cls, Kind kind) {
     ++stats.errors_by_class[{std::string(to_string(cls)), std::string(command_name(kind))}];
   }
@@ -376,7 +403,10 @@ struct Target::Impl {
     note_error(cls, e.kind);
     std::string msg =
         fmt::format("{} failed: {} ({}", command_text(e), reply_text(r), to_string(cls));
-    if (auto hint = error_hint(text); !hint.empty()) msg += fmt::format("; {}", hint);
+    if (is_access_error(text))
+      msg += "; " + access_advice(text, ep.user, acl_name(e.kind));
+    else if (auto hint = error_hint(text); !hint.empty())
+      msg += fmt::format("; {}", hint);
     msg += ")";
     if (cls == ErrorClass::Transient || !attempt) {  // no batch: a handshake command
       fail(msg, false, now);
@@ -641,7 +671,7 @@ struct Target::Impl {
         if (conn->finish_connect()) on_connected(now);
         return;
       }
-      if (revents & (POLLIN | POLLERR | POLLHUP)) {
+      if ((revents & (POLLIN | POLLERR | POLLHUP)) || conn->read_wants_write()) {
         for (int i = 0; i < 16 && conn && conn->read(); ++i) {
           while (conn) {
             Reply r = conn->next_reply();
@@ -677,7 +707,13 @@ struct Target::Impl {
         break;
       case State::Connecting:
         if (session.expired(now))
-          fail(fmt::format("connect timed out after {}ms", opt.connect_timeout.count()), true, now);
+          fail(conn && conn->handshaking() && !conn->connecting_tcp()
+                   ? fmt::format("TLS handshake timed out after {}ms (wrong protocol on the "
+                                 "port? a plain-text Redis does not answer the TLS hello; then "
+                                 "use redis://)",
+                                 opt.connect_timeout.count())
+                   : fmt::format("connect timed out after {}ms", opt.connect_timeout.count()),
+               true, now);
         break;
       case State::Handshake:
       case State::Ready:
@@ -762,7 +798,7 @@ int Target::fd() const {
 short Target::events() const {
   switch (impl_->state()) {
     case State::Connecting:
-      return POLLOUT;
+      return impl_->conn ? impl_->conn->connect_events() : POLLOUT;
     case State::Handshake:
     case State::Ready:
       return static_cast<short>(POLLIN | (impl_->conn->want_write() ? POLLOUT : 0));

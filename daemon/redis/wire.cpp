@@ -93,7 +93,7 @@ std::string numeric_host(const sockaddr* sa, socklen_t len) {
 
 }  // namespace
 
-Conn::Conn(const Endpoint& endpoint) {
+Conn::Conn(const Endpoint& endpoint, const TlsContext* tls) : tls_(tls) {
   if (endpoint.unix_socket) {
     Addr a;
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
@@ -129,6 +129,7 @@ Conn::Conn(const Endpoint& endpoint) {
     if (addrs_.empty()) throw ConnectionError("'" + endpoint.host + "' has no address");
   }
   connect_next();
+  if (tls_ != nullptr) handshaking_ = true;  // starts once the TCP connect is done
 }
 
 Conn::~Conn() = default;
@@ -166,7 +167,13 @@ void Conn::connect_next() {
 }
 
 bool Conn::finish_connect() {
-  if (!connecting_) return true;
+  if (connecting_ && !finish_tcp_connect()) return false;
+  if (!handshaking_) return true;
+  if (!ssl_) start_tls();
+  return handshake();
+}
+
+bool Conn::finish_tcp_connect() {
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -182,7 +189,17 @@ bool Conn::finish_connect() {
   return !connecting_;
 }
 
+void Conn::feed(const char* data, std::size_t n) {
+  // A TLS record (0x16 handshake, 0x15 alert, then version 3.x) where RESP was expected.
+  if (!got_bytes_ && !ssl_ && n >= 2 && (data[0] == 0x15 || data[0] == 0x16) && data[1] == 0x03)
+    throw ConnectionError(
+        "wrong protocol on the port: the server answered in TLS (use rediss:// and redis.tls)");
+  got_bytes_ = true;
+  reader_.feed(std::string_view(data, n));
+}
+
 void Conn::flush() {
+  if (ssl_) return tls_flush();
   while (out_pos_ < out_.size()) {
     ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -206,17 +223,25 @@ void Conn::flush() {
 
 bool Conn::read() {
   char buf[64 * 1024];
+  if (ssl_) return tls_read(buf, sizeof buf);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
     if (n > 0) {
-      reader_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+      feed(buf, static_cast<std::size_t>(n));
       return true;
     }
-    if (n == 0) throw ConnectionError("connection closed by the server");
+    if (n == 0)
+      throw ConnectionError(got_bytes_ || tls_ != nullptr || addrs_[next_addr_].family == AF_UNIX
+                                ? "connection closed by the server"
+                                : "connection closed by the server before any reply (if the "
+                                  "port expects TLS, use rediss://)");
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     int err = errno;
-    throw ConnectionError(std::string("read failed: ") + std::strerror(err));
+    throw ConnectionError(std::string("read failed: ") + std::strerror(err) +
+                          (got_bytes_ || err != ECONNRESET
+                               ? ""
+                               : " before any reply (if the port expects TLS, use rediss://)"));
   }
 }
 

@@ -234,10 +234,15 @@ using RedisReply = std::unique_ptr<redisReply, RedisReplyDeleter>;
 // A blocking hiredis connection that pipelines: for filling and checking Redis fast.
 class RedisClient {
  public:
-  explicit RedisClient(int port, std::chrono::milliseconds timeout = 10s) : port_(port) {
+  explicit RedisClient(int port, std::chrono::milliseconds timeout = 10s)
+      : RedisClient(port, "", timeout) {}
+  // Through the server's unix socket when `unix_socket` is not empty (a TLS-only server).
+  RedisClient(int port, const std::string& unix_socket, std::chrono::milliseconds timeout = 10s)
+      : port_(port) {
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
                static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-    c_.reset(redisConnectWithTimeout("127.0.0.1", port, tv));
+    c_.reset(unix_socket.empty() ? redisConnectWithTimeout("127.0.0.1", port, tv)
+                                 : redisConnectUnixWithTimeout(unix_socket.c_str(), tv));
     if (!c_ || c_->err) throw std::runtime_error("redis connect: " + error());
     redisSetTimeout(c_.get(), tv);
   }

@@ -5,8 +5,10 @@
 // copy of the table. Prints medians; never fails on time (only on wrong results).
 //
 // Usage: bench_catchup [--runs N] [--rows N] [--txns N] [--rows-per-txn N] [--variant N]
-//                      [--attach "COMMAND"]
+//                      [--attach "COMMAND"] [--tls]
 //   --variant N   only the N-th variant (1: DEFAULT all columns, 2: column list, 3: FULL)
+//   --tls         also run pgbust against a TLS-only redis-server (rediss://, verify: full)
+//                 for each variant, and print its rate as a ratio of plain TCP in the same run
 //   --attach C    for each pgbust run, start `C -p PID` once pgbust runs and stop it (SIGINT)
 //                 when it has caught up: e.g. --attach "perf record -g -o /tmp/pgbust.data"
 //                 or --attach "strace -c -f -o /tmp/pgbust.strace"
@@ -40,6 +42,14 @@ struct Sample {
 struct Bench {
   Postgres pg{pg_settings()};
   Redis redis;
+  std::unique_ptr<pgbust::test::TlsCerts> certs;  // --tls
+  std::unique_ptr<Redis> tls_redis;
+  Redis* target = &redis;  // the Redis the next pgbust run applies to
+
+  RedisClient client() const {
+    bool tls = target == tls_redis.get() && tls_redis;
+    return RedisClient(target->port(), tls ? target->unix_socket() : std::string());
+  }
   TempDir dir;
   PgSession mon{pg.conninfo()};
   ServerCpu server{mon};
@@ -108,7 +118,7 @@ struct Bench {
   }
 
   void fill_redis() {
-    RedisClient r(redis.port());
+    RedisClient r = client();
     r.command({"FLUSHALL"});
     r.fill("task:", 1, table_rows + 1);
     r.fill("group:", 0, 50);
@@ -118,7 +128,7 @@ struct Bench {
   // Every key the rule should have removed is gone, every group's revision was bumped, and
   // an unrelated key survived.
   void verify_redis(const std::string& what) {
-    RedisClient r(redis.port());
+    RedisClient r = client();
     long tasks = r.count("task:*"), groups = r.count("group:*"), revs = r.count("rev:group:*");
     bool keep = r.command({"EXISTS", "other:keep"})->integer == 1;
     long expect_tasks = changes() >= table_rows ? 0 : table_rows - changes();
@@ -133,8 +143,13 @@ struct Bench {
   Sample pgbust(const Variant& v) {
     fill_redis();
     std::string slot = copy_slot(v);
-    auto config = dir.write("pgbust-" + slot + ".yaml",
-                            pgbust_config(pg, redis, slot, v.publication, v.rules));
+    std::string text = pgbust_config(pg, *target, slot, v.publication, v.rules);
+    if (target == tls_redis.get() && tls_redis) {
+      std::string url = "url: \"" + target->url() + "\"";
+      text.replace(text.find(url), url.size(),
+                   url + ", tls: {ca_file: \"" + certs->file("ca.crt") + "\"}");
+    }
+    auto config = dir.write("pgbust-" + slot + ".yaml", text);
     double server0 = server.exited_backends();
     auto t0 = Clock::now();
     auto d = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config.string()});
@@ -188,6 +203,11 @@ int main(int argc, char** argv) try {
   b.txns = static_cast<int>(arg_long(argc, argv, "--txns", 2000));
   b.rows_per_txn = static_cast<int>(arg_long(argc, argv, "--rows-per-txn", 100));
   const long only = arg_long(argc, argv, "--variant", 0);
+  if (arg_flag(argc, argv, "--tls")) {
+    b.certs = std::make_unique<pgbust::test::TlsCerts>();
+    b.tls_redis = std::make_unique<Redis>(pgbust::test::RedisOptions{
+        b.certs->file("server.crt"), b.certs->file("server.key"), b.certs->file("ca.crt")});
+  }
   for (int i = 1; i + 1 < argc; ++i)
     if (std::string(argv[i]) == "--attach") b.attach = argv[i + 1];
   std::printf(
@@ -229,7 +249,7 @@ int main(int argc, char** argv) try {
   };
   if (only > 0 && only <= static_cast<long>(variants.size()))
     variants = {variants[static_cast<std::size_t>(only - 1)]};
-  std::map<std::string, std::vector<Sample>> recv, bust;
+  std::map<std::string, std::vector<Sample>> recv, bust, bust_tls;
   const long n = b.changes();
   for (int r = 1; r <= runs; ++r) {
     for (const Variant& v : variants) {
@@ -242,6 +262,14 @@ int main(int argc, char** argv) try {
           "%.2f us CPU/row, peak RSS %ld MB | ratio %.2f\n",
           r, v.label.c_str(), n / a.wall, n / p.wall, per_row_us(p.cpu, n), p.peak_kb / 1024,
           a.wall / p.wall);
+      if (b.tls_redis) {
+        b.target = b.tls_redis.get();
+        Sample t = b.pgbust(v);
+        b.target = &b.redis;
+        bust_tls[v.label].push_back(t);
+        std::printf("  run %d %-22s pgbust over TLS %7.0f rows/s, %.2f us CPU/row | TLS/TCP %.2f\n",
+                    r, v.label.c_str(), n / t.wall, per_row_us(t.cpu, n), p.wall / t.wall);
+      }
       std::fflush(stdout);
     }
   }
@@ -289,6 +317,19 @@ int main(int argc, char** argv) try {
     worst_rss = std::max(worst_rss, rss);
     std::printf("  %-22s pgbust / pg_recvlogical = %.2f (median of per-run ratios)\n",
                 v.label.c_str(), ratio);
+  }
+  for (const Variant& v : variants) {
+    if (!bust_tls.count(v.label)) continue;
+    std::vector<double> ratios;
+    for (std::size_t i = 0; i < bust_tls[v.label].size(); ++i)
+      ratios.push_back(bust[v.label][i].wall / bust_tls[v.label][i].wall);
+    double cpu_tcp = per_row_us(med(bust[v.label], [](const Sample& s) { return s.cpu; }), n);
+    double cpu_tls = per_row_us(med(bust_tls[v.label], [](const Sample& s) { return s.cpu; }), n);
+    std::printf(
+        "  %-22s pgbust over TLS / plain TCP = %.2f (goal >= 0.80: %s), CPU %.2f vs %.2f us/row "
+        "(TLS adds %.2f)\n",
+        v.label.c_str(), median(ratios), median(ratios) >= 0.8 ? "met" : "NOT MET", cpu_tls,
+        cpu_tcp, cpu_tls - cpu_tcp);
   }
   if (recv.count("DEFAULT, all columns") && recv.count("DEFAULT, column list")) {
     double cols_gain = med(recv["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /

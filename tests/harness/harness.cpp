@@ -387,10 +387,12 @@ struct ReplyDeleter {
 using Context = std::unique_ptr<redisContext, ContextDeleter>;
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-Context redis_connect(int port, std::chrono::milliseconds timeout) {
+// A TLS server is reached through its plain unix socket (`unix` not empty).
+Context redis_connect(int port, std::chrono::milliseconds timeout, const std::string& unix = "") {
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  Context c(redisConnectWithTimeout("127.0.0.1", port, tv));
+  Context c(unix.empty() ? redisConnectWithTimeout("127.0.0.1", port, tv)
+                         : redisConnectUnixWithTimeout(unix.c_str(), tv));
   if (!c) throw std::runtime_error("redis 127.0.0.1:" + std::to_string(port) + ": out of memory");
   if (c->err)
     throw std::runtime_error("connecting to redis 127.0.0.1:" + std::to_string(port) + ": " +
@@ -445,25 +447,49 @@ struct Redis::Impl {
   TempDir dir;
   int port = 0;
   pid_t pid = -1;
+  RedisOptions options;
+
+  bool tls() const { return !options.tls_cert.empty(); }
+  std::string via() const { return tls() ? socket().string() : std::string(); }
 
   fs::path logfile() const { return dir.path() / "redis.log"; }
   fs::path socket() const { return dir.path() / "redis.sock"; }
 
   void start() {
     Fd out = open_log(dir.path() / "redis.stdout");
-    pid = spawn(
-        {{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-          "--appendonly", "no", "--daemonize", "no", "--dir", dir.path().string(), "--logfile",
-          logfile().string(), "--unixsocket", socket().string(), "--unixsocketperm", "700"},
-         {},
-         -1,
-         out.fd,
-         std::nullopt});
+    std::vector<std::string> argv{"redis-server",
+                                  "--port",
+                                  std::to_string(port),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--daemonize",
+                                  "no",
+                                  "--dir",
+                                  dir.path().string(),
+                                  "--logfile",
+                                  logfile().string(),
+                                  "--unixsocket",
+                                  socket().string(),
+                                  "--unixsocketperm",
+                                  "700"};
+    if (tls()) {
+      argv[2] = "0";
+      for (std::string a : std::initializer_list<std::string>{
+               "--tls-port", std::to_string(port), "--tls-cert-file", options.tls_cert,
+               "--tls-key-file", options.tls_key, "--tls-ca-cert-file", options.tls_ca,
+               "--tls-auth-clients", options.tls_auth_clients ? "yes" : "no"})
+        argv.push_back(a);
+    }
+    pid = spawn({argv, {}, -1, out.fd, std::nullopt});
     auto deadline = std::chrono::steady_clock::now() + 30s;
     std::string last;
     for (;;) {
       try {
-        Context c = redis_connect(port, 500ms);
+        Context c = redis_connect(port, 500ms, via());
         Reply r = redis_command(c.get(), {"PING"}, port);
         return;
       } catch (const std::exception& e) {
@@ -489,7 +515,10 @@ struct Redis::Impl {
   ~Impl() { stop(); }
 };
 
-Redis::Redis() : impl_(std::make_unique<Impl>()) {
+Redis::Redis() : Redis(RedisOptions{}) {}
+
+Redis::Redis(RedisOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
   impl_->port = free_port();
   impl_->start();
 }
@@ -500,14 +529,15 @@ int Redis::port() const {
   return impl_->port;
 }
 std::string Redis::url(int db) const {
-  return "redis://127.0.0.1:" + std::to_string(impl_->port) + "/" + std::to_string(db);
+  return (impl_->tls() ? "rediss://127.0.0.1:" : "redis://127.0.0.1:") +
+         std::to_string(impl_->port) + "/" + std::to_string(db);
 }
 std::string Redis::unix_socket() const {
   return impl_->socket().string();
 }
 
 std::optional<std::string> Redis::command(const std::vector<std::string>& argv) const {
-  Context c = redis_connect(impl_->port, 5s);
+  Context c = redis_connect(impl_->port, 5s, impl_->via());
   Reply r = redis_command(c.get(), argv, impl_->port);
   return render(r.get());
 }
@@ -521,7 +551,7 @@ void Redis::set(const std::string& key, const std::string& value) const {
 }
 
 std::vector<std::string> Redis::keys(const std::string& pattern) const {
-  Context c = redis_connect(impl_->port, 5s);
+  Context c = redis_connect(impl_->port, 5s, impl_->via());
   Reply r = redis_command(c.get(), {"KEYS", pattern}, impl_->port);
   std::vector<std::string> out;
   for (size_t i = 0; i < r->elements; ++i) out.emplace_back(r->element[i]->str, r->element[i]->len);
@@ -543,6 +573,75 @@ void Redis::start() {
 }
 std::string Redis::log() const {
   return read_file(impl_->logfile());
+}
+
+// ---- TlsCerts --------------------------------------------------------------------------
+
+namespace {
+
+void openssl(const std::vector<std::string>& args, const fs::path& dir) {
+  std::vector<std::string> argv{"openssl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Fd out = open_log(dir / "openssl.log");
+  pid_t pid = spawn({argv, {}, -1, out.fd, std::nullopt});
+  auto status = wait_pid(pid, 60s);
+  if (!status || *status != 0)
+    throw std::runtime_error("openssl " + args.front() +
+                             " failed: " + read_file(dir / "openssl.log"));
+}
+
+}  // namespace
+
+TlsCerts::TlsCerts() {
+  const fs::path& d = dir_.path();
+  auto f = [&](const std::string& name) { return (d / name).string(); };
+  auto ca = [&](const std::string& name, const std::string& cn) {
+    openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(name + ".key"), "-out",
+             f(name + ".crt"), "-days", "30", "-subj", "/CN=" + cn},
+            d);
+  };
+  auto leaf = [&](const std::string& name, const std::string& cn, const std::string& san,
+                  const std::string& issuer, const std::string& days) {
+    openssl({"req", "-newkey", "rsa:2048", "-nodes", "-keyout", f(name + ".key"), "-out",
+             f(name + ".csr"), "-subj", "/CN=" + cn},
+            d);
+    std::vector<std::string> args{"x509",
+                                  "-req",
+                                  "-in",
+                                  f(name + ".csr"),
+                                  "-CA",
+                                  f(issuer + ".crt"),
+                                  "-CAkey",
+                                  f(issuer + ".key"),
+                                  "-CAcreateserial",
+                                  "-out",
+                                  f(name + ".crt"),
+                                  "-days",
+                                  days};
+    if (!san.empty()) {
+      dir_.write(name + ".ext", "subjectAltName=" + san + "\n");
+      args.push_back("-extfile");
+      args.push_back(f(name + ".ext"));
+    }
+    openssl(args, d);
+  };
+  ca("ca", "pgbust test CA");
+  ca("otherca", "a CA nobody trusts");
+  leaf("server", "127.0.0.1", "IP:127.0.0.1,DNS:localhost", "ca", "30");
+  leaf("client", "pgbust client", "", "ca", "30");
+  leaf("expired", "127.0.0.1", "IP:127.0.0.1,DNS:localhost", "ca", "-1");  // notAfter < now
+  leaf("wronghost", "cache.example.com", "DNS:cache.example.com", "ca", "30");
+  leaf("untrusted", "127.0.0.1", "IP:127.0.0.1,DNS:localhost", "otherca", "30");
+  // redis-server may run as another user than the test's files' owner: readable by all.
+  for (const auto& e : fs::directory_iterator(d))
+    fs::permissions(e.path(), fs::perms::owner_read | fs::perms::group_read |
+                                  fs::perms::others_read | fs::perms::owner_write);
+}
+
+TlsCerts::~TlsCerts() = default;
+
+std::string TlsCerts::file(const std::string& name) const {
+  return (dir_.path() / name).string();
 }
 
 // ---- Daemon ----------------------------------------------------------------------------

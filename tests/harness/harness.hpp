@@ -44,13 +44,37 @@ class Postgres {
   std::unique_ptr<Impl> impl_;
 };
 
+// Certificates for TLS tests, made with the openssl tool in a temp dir: a CA; server
+// certificates signed by it (valid for 127.0.0.1 and localhost; an expired one; one for
+// another host name); a client certificate; and a server certificate from a CA nobody
+// trusts. file("ca.crt"), file("server.crt"), file("server.key"), file("client.crt"),
+// file("client.key"), file("expired.crt"), file("wronghost.crt"), file("untrusted.crt")
+// (each .crt with its .key).
+class TlsCerts {
+ public:
+  TlsCerts();
+  ~TlsCerts();
+  std::string file(const std::string& name) const;
+
+ private:
+  TempDir dir_;
+};
+
+// How to start a test Redis. With tls_cert set it speaks TLS only on its TCP port
+// (--port 0 --tls-port P); the harness's own commands then use the plain unix socket.
+struct RedisOptions {
+  std::string tls_cert, tls_key, tls_ca;  // server certificate, its key, CA for clients
+  bool tls_auth_clients = false;          // require a client certificate (mutual TLS)
+};
+
 // A redis-server with no persistence on a free loopback port.
 class Redis {
  public:
   Redis();
+  explicit Redis(RedisOptions options);
   ~Redis();
   int port() const;
-  std::string url(int db = 0) const;  // redis://127.0.0.1:PORT/DB
+  std::string url(int db = 0) const;  // redis://127.0.0.1:PORT/DB (rediss:// with TLS)
   std::string unix_socket() const;    // path of its unix socket (mode 700)
   // One short-lived connection (5 s timeout) per call: fine for checks, not for benchmarks.
   // Run a command (argv form) and return the reply rendered as text: strings as is, integers

@@ -359,7 +359,7 @@ TEST_CASE("check: --config refuses a Redis URL that run refuses, with the same w
   const char* bad_redis[] = {
       "redis: {url: \"redis://:pw@tail@127.0.0.1:1/x\"}\n",
       "redis: {url: \"redis://127.0.0.1:99999/0\"}\n",
-      "redis: {url: \"rediss://127.0.0.1/0\"}\n",
+      "redis: {url: \"rediss://127.0.0.1/0\", tls: {ca_file: /nonexistent/pgbust-ca.pem}}\n",
       "redis: {url: \"redis://app@127.0.0.1/0\"}\n",
       "redis: {url: \"redis://127.0.0.1/0\", password_file: /nonexistent/pgbust-pw}\n",
       "redis: {url: \"redis://127.0.0.1/0\", command_timeout: 0s}\n",

@@ -76,6 +76,26 @@ TEST_CASE("defaults: metrics on loopback, not postgres_exporter's 9187; text log
                        doctest::Contains("x.yaml:2:15"), pgbust::config::ConfigError);
 }
 
+TEST_CASE("redis.tls: every setting read; absent means no TLS settings") {
+  auto c = parse(
+      "rules: r\nredis:\n  url: rediss://cache:6380/0\n  tls:\n    ca_file: /etc/ca.pem\n"
+      "    ca_path: /etc/ssl/certs\n    cert_file: /c.pem\n    key_file: /c.key\n"
+      "    server_name: cache.internal\n    verify: ca\n    min_version: \"1.3\"\n",
+      "x.yaml");
+  REQUIRE(c.redis.tls);
+  CHECK(c.redis.tls->ca_file == "/etc/ca.pem");
+  CHECK(c.redis.tls->ca_path == "/etc/ssl/certs");
+  CHECK(c.redis.tls->cert_file == "/c.pem");
+  CHECK(c.redis.tls->key_file == "/c.key");
+  CHECK(c.redis.tls->server_name == "cache.internal");
+  CHECK(c.redis.tls->verify == "ca");
+  CHECK(c.redis.tls->min_version == "1.3");
+  auto d = parse("rules: r\nredis: {url: rediss://cache/0, tls: {}}\n", "x.yaml");
+  REQUIRE(d.redis.tls);
+  CHECK(d.redis.tls->verify == "full");
+  CHECK_FALSE(parse("rules: r\n", "x.yaml").redis.tls);
+}
+
 TEST_CASE("every problem is reported with its position, all at once") {
   struct Case {
     std::string text;
@@ -84,7 +104,19 @@ TEST_CASE("every problem is reported with its position, all at once") {
   std::vector<Case> cases = {
       {"rules: r\nredis: {urll: x}\n",
        "/etc/pgbust/pgbust.yaml:2:9: error: unknown key 'urll' in redis; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout"},
+       "password_file, key_prefix, connect_timeout, command_timeout, tls"},
+      {"rules: r\nredis:\n  tls: {ca_file: /ca.pem, verfy: full}\n",
+       "/etc/pgbust/pgbust.yaml:3:27: error: unknown key 'verfy' in redis.tls; expected one of: "
+       "ca_file, ca_path, cert_file, key_file, server_name, verify, min_version"},
+      {"rules: r\nredis: {tls: {verify: maybe}}\n",
+       "/etc/pgbust/pgbust.yaml:2:23: error: redis.tls.verify is 'maybe'; expected one of: full, "
+       "ca, none"},
+      {"rules: r\nredis: {tls: {min_version: 1.1}}\n",
+       "/etc/pgbust/pgbust.yaml:2:28: error: redis.tls.min_version is '1.1'; expected one of: "
+       "1.2, 1.3"},
+      {"rules: r\nredis: {tls: {cert_file: /c.pem}}\n",
+       "/etc/pgbust/pgbust.yaml:2:14: error: redis.tls needs both cert_file and key_file for a "
+       "client certificate (or neither)"},
       {"rules: r\nstatus: {interval: soon}\n",
        "/etc/pgbust/pgbust.yaml:2:20: error: status.interval must be a duration like 500ms, 2s, "
        "5m or 1h"},

@@ -48,6 +48,9 @@ TEST_CASE("valid redis URLs") {
       {"unix:///tmp/r.sock?db=4", true, "/tmp/r.sock", 6379, 4, "", "", "/tmp/r.sock db 4"},
       {"unix://:pw@/tmp/r.sock", true, "/tmp/r.sock", 6379, 0, "", "pw", "/tmp/r.sock db 0"},
       {"unix://u:pw@/tmp/r.sock?db=1", true, "/tmp/r.sock", 6379, 1, "u", "pw", "/tmp/r.sock db 1"},
+      {"rediss://app:pw@cache.example.com:6380/1", false, "cache.example.com", 6380, 1, "app", "pw",
+       "cache.example.com:6380 db 1 over TLS"},
+      {"REDISS://[::1]", false, "::1", 6379, 0, "", "", "[::1]:6379 db 0 over TLS"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.url);
@@ -59,6 +62,7 @@ TEST_CASE("valid redis URLs") {
     CHECK(ep.user == c.user);
     CHECK(ep.password == c.password);
     CHECK(ep.describe() == c.describe);
+    CHECK(ep.tls == (c.url.starts_with("rediss") || c.url.starts_with("REDISS")));
   }
 }
 
@@ -67,8 +71,10 @@ TEST_CASE("bad redis URLs say what was expected, and never show the password") {
     std::string url, expected;
   };
   const Case cases[] = {
-      {"rediss://:pw@host:6379", "TLS not supported by this build"},
-      {"http://host", "expected redis://[[user]:password@]host[:port][/db] or unix:///path"},
+      {"rediss://:pw@host:6379/x", "database 'x' is not a number"},
+      {"rediss://:pw@:6379", "missing host"},
+      {"http://host",
+       "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path"},
       {"", "expected redis://"},
       {"/tmp/redis.sock", "a bare path; write unix:///tmp/redis.sock"},
       {"redis://", "missing host"},
@@ -144,7 +150,7 @@ TEST_CASE("a password holding '@' is masked exactly where it is read (no tail in
   // "tail" (the password's end) was printed.
   for (std::string url :
        {"redis://:pw@tail@host/x", "redis://app:pw@tail@host:0", "redis://pw@tail@host/x",
-        "unix://:pw@tail@relative.sock", "unix://u:pw@tail@/tmp/s?db=x", "rediss://:pw@tail@host",
+        "unix://:pw@tail@relative.sock", "unix://u:pw@tail@/tmp/s?db=x", "rediss://:pw@tail@host:99999",
         "http://:pw@tail@host"}) {
     CAPTURE(url);
     std::string err = error_of(url);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pgbust/core/config.hpp"
+#include "pgbust/redis/redis.hpp"
 
 namespace pgbust::cli {
 

@@ -52,9 +52,22 @@ struct Poll {
   std::vector<PollTable> tables;
 };
 
+// redis.tls: settings for a rediss:// URL.
+struct RedisTls {
+  std::string ca_file;  // none (and no ca_path): the system CA store
+  std::string ca_path;
+  std::string cert_file;  // client certificate for mutual TLS, with key_file
+  std::string key_file;
+  std::string server_name;      // SNI and the name verified; default: the URL's host
+  std::string verify = "full";  // full | ca | none
+  std::string min_version;      // "" | 1.2 | 1.3
+  bool operator==(const RedisTls&) const = default;
+};
+
 struct Redis {
   std::string url = "redis://127.0.0.1:6379/0";
   std::string password_file;
+  std::optional<RedisTls> tls;
   std::string key_prefix;
   milliseconds connect_timeout{2000};
   milliseconds command_timeout{5000};

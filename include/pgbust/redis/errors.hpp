@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace pgbust::redis {
@@ -22,5 +23,13 @@ ErrorClass classify_error(std::string_view reply);
 std::string_view to_string(ErrorClass c);  // "transient", "persistent"
 // What an operator can do about it, for the log ("" when nothing specific is known).
 std::string_view error_hint(std::string_view reply);
+
+// NOAUTH, WRONGPASS, NOPERM: the server answers, but not to this user; an operator must act.
+bool is_access_error(std::string_view reply);
+// For an access error: "an authentication problem: ..." or "a permission problem: Redis user
+// 'app' may not run UNLINK; grant it: ACL SETUSER app +unlink" (`acl_command` as ACL names it:
+// "unlink", "client|setname"); never the password. "" for other errors.
+std::string access_advice(std::string_view reply, std::string_view user,
+                          std::string_view acl_command);
 
 }  // namespace pgbust::redis

@@ -19,13 +19,30 @@
 
 struct redisReader;  // hiredis (read.h / hiredis.h), kept out of this header
 struct redisReply;
+struct ssl_st;  // OpenSSL's SSL and SSL_CTX, kept out of this header
+struct ssl_ctx_st;
 
 namespace pgbust::redis {
 
+// TLS settings for a rediss:// URL (redis.tls in the config).
+struct TlsOptions {
+  bool configured = false;  // redis.tls was given: then the URL must be rediss://
+  std::string ca_file;      // PEM bundle of trusted CAs; none with ca_path: the system store
+  std::string ca_path;      // a c_rehash'ed directory of CA certificates
+  std::string cert_file;    // client certificate (mutual TLS), PEM; needs key_file
+  std::string key_file;
+  std::string server_name;  // SNI and the name checked; default: the URL's host
+  // full: chain and host name; ca: chain only; none: no verification (encryption only).
+  std::string verify = "full";
+  std::string min_version;  // "1.2" or "1.3"; "" is OpenSSL's default
+};
+
 struct Options {
-  // redis://[[user]:password@]host[:port][/db]  or  unix:///path/to/socket[?db=N]
+  // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
+  // unix:///path/to/socket[?db=N]
   std::string url = "redis://127.0.0.1:6379/0";
   std::string password_file;  // first line is the password; overrides a password in the URL
+  TlsOptions tls;
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{5000};
   // An idle connection is PINGed this often, so an outage is noticed (and /healthz degrades)
@@ -44,19 +61,20 @@ struct Options {
 // Where to connect, parsed from Options::url (+ password_file).
 struct Endpoint {
   bool unix_socket = false;
+  bool tls = false;  // rediss://
   std::string host;  // TCP: name or address (IPv6 without brackets)
   int port = 6379;
   std::string path;  // unix socket path
   int db = 0;
   std::string user;      // ACL user for AUTH (empty: AUTH password only)
   std::string password;  // empty: no AUTH. Never logged.
-  // "127.0.0.1:6379 db 0", "[::1]:6379 db 2", "/run/redis.sock db 0": never the password.
+  // "127.0.0.1:6379 db 0", "[::1]:6379 db 2 (TLS)", "/run/redis.sock db 0": never the password.
   std::string describe() const;
 };
 
-// Parses redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]
-// (user and password may be %-encoded). Throws pgbust::Error naming the (masked) URL and what
-// was expected; rediss:// is refused ("TLS not supported by this build").
+// Parses redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or
+// unix://[[user]:password@]/path[?db=N] (user and password may be %-encoded). Throws
+// pgbust::Error naming the (masked) URL and what was expected.
 Endpoint parse_url(std::string_view url);
 
 // The password in a password file: its first line without the line ending. Throws
@@ -64,9 +82,9 @@ Endpoint parse_url(std::string_view url);
 std::string read_password_file(const std::string& path);
 
 // The endpoint for `options`: parse_url(options.url), with the password_file's password
-// (when set) replacing any password in the URL. Throws pgbust::Error for a bad URL, an
-// unreadable password_file or unusable options. This is all the validation a Target does,
-// so `pgbust check --config` calls it too.
+// (when set) replacing any password in the URL; checks that TLS settings go with rediss://
+// and that the options are usable. Throws pgbust::Error. This is all the validation a Target
+// does, so `pgbust run` and `pgbust check --config` both validate with it.
 Endpoint resolve_endpoint(const Options& options);
 
 // A URL split where the userinfo ends; parse_url and mask_url both use it, so a password is
@@ -106,8 +124,9 @@ struct Stats {
 // Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
 // Plugs into the event loop as a Pollable.
 //
-// Connection phases: Disconnected -> Connecting (non-blocking connect, connect_timeout) ->
-// Handshake (AUTH, SELECT, CLIENT SETNAME pgbust, pipelined) -> Ready; any failure ->
+// Connection phases: Disconnected -> Connecting (non-blocking connect and, for rediss://, the
+// TLS handshake, within connect_timeout) -> Handshake (AUTH, SELECT, CLIENT SETNAME pgbust,
+// pipelined) -> Ready; any failure ->
 // BackingOff (exponential from backoff_min to backoff_max, with jitter) -> Connecting.
 //
 // Failure semantics (promise 2): a broken connection, a command unanswered for
@@ -169,6 +188,25 @@ class Target : public Pollable, public Applier {
   std::unique_ptr<Impl> impl_;
 };
 
+// What `pgbust check --redis` found: whether the configured user may run what pgbust sends.
+struct AccessReport {
+  std::string server;                // Endpoint::describe()
+  std::string user;                  // the ACL user ("default" when the URL names none)
+  std::string method;                // "ACL DRYRUN" or "probes"
+  std::vector<std::string> allowed;  // commands as given ("UNLINK", "PUBLISH to inval")
+  std::vector<std::string> refused;  // "UNLINK: <the server's reason>"
+  std::vector<std::string> grants;   // what ACL SETUSER needs to add: "+unlink", "&inval"
+};
+
+// Connects as `run` would (TLS, AUTH, SELECT; blocking, within connect_timeout and
+// command_timeout per step) and checks that the user may run each command (an argv with
+// sample arguments): with ACL DRYRUN where the server offers it to this user, else by
+// running harmless probes (UNLINK/SCAN/INCR of a key that does not exist, ...). Throws
+// pgbust::Error naming the server and what failed (connect, TLS, AUTH as an authentication
+// problem, SELECT), never the password.
+AccessReport check_access(const Options& options,
+                          const std::vector<std::vector<std::string>>& commands);
+
 // The protocol and socket layer under Target, exposed for tests. Not for other subsystems.
 namespace detail {
 
@@ -223,36 +261,83 @@ class Fd {
   int fd_ = -1;
 };
 
-// A non-blocking client socket to one endpoint, with its output buffer and reply reader.
-// Every failure throws ConnectionError("<what failed>: <system text>"); the caller (Target)
-// prefixes the server's name and its phase.
+// The TLS settings of one target, loaded once (CA store, client certificate); every
+// connection starts a fresh session from it (no session resumption).
+class TlsContext {
+ public:
+  // Throws pgbust::Error naming the file or setting that cannot be used.
+  TlsContext(const TlsOptions& options, const Endpoint& endpoint);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  ssl_ctx_st* get() const { return ctx_; }
+  const std::string& server_name() const { return server_name_; }
+  const std::string& verify() const { return verify_; }
+
+ private:
+  ssl_ctx_st* ctx_ = nullptr;
+  std::string server_name_;
+  std::string verify_;
+};
+
+// A non-blocking client socket to one endpoint, with its output buffer and reply reader;
+// with a TlsContext the bytes go through a TLS session (handshake while connecting()).
+// Every failure throws ConnectionError("<what failed>: <system or TLS text>"); the caller
+// (Target) prefixes the server's name and its phase.
 class Conn {
  public:
   // Resolves (getaddrinfo for TCP; may block on DNS for a host name) and starts a
   // non-blocking connect to the first address that does not fail at once.
-  explicit Conn(const Endpoint& endpoint);
+  explicit Conn(const Endpoint& endpoint, const TlsContext* tls = nullptr);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
   int fd() const;
-  bool connecting() const { return connecting_; }
-  // Call when the socket is writable (or errored) while connecting. True once connected;
-  // false while a connect to a further address is under way.
+  // The TCP connect or the TLS handshake is under way.
+  bool connecting() const { return connecting_ || handshaking_; }
+  bool handshaking() const { return handshaking_; }  // TLS handshake not finished
+  bool connecting_tcp() const { return connecting_; }
+  short connect_events() const;  // poll events finish_connect() waits for
+  // Call when connect_events() are ready (or errored) while connecting. True once connected
+  // (and the TLS handshake is done); false while still under way.
   bool finish_connect();
 
   std::string& out() { return out_; }  // append commands here
-  bool want_write() const { return out_pos_ < out_.size(); }
+  // Poll for POLLOUT: output waits for the socket, or a TLS read waits to write.
+  bool want_write() const {
+    return (out_pos_ < out_.size() && !write_wants_read_) || read_wants_write_;
+  }
+  // A TLS read stopped until the socket is writable: call read() on POLLOUT too.
+  bool read_wants_write() const { return read_wants_write_; }
   void flush();  // sends what the socket takes now
-  bool read();   // reads what is there into the reader; false: nothing (EAGAIN)
+  // Reads what is there into the reader (for TLS every decrypted byte OpenSSL holds, so
+  // nothing waits unseen by poll); false: nothing (EAGAIN).
+  bool read();
   Reply next_reply() { return reader_.next(); }
 
  private:
   struct Addr;
+  struct SslDeleter {
+    void operator()(ssl_st* s) const noexcept;
+  };
   void connect_next();
+  bool finish_tcp_connect();
+  void start_tls();
+  bool handshake();
+  bool tls_read(char* buf, std::size_t size);
+  void tls_flush();
+  void feed(const char* data, std::size_t n);
 
   Fd fd_;
   bool connecting_ = false;
+  const TlsContext* tls_ = nullptr;
+  std::unique_ptr<ssl_st, SslDeleter> ssl_;
+  bool handshaking_ = false;
+  short handshake_events_ = 0;
+  bool read_wants_write_ = false;
+  bool write_wants_read_ = false;
+  bool got_bytes_ = false;  // the server has sent something on this connection
   std::vector<Addr> addrs_;
   std::size_t next_addr_ = 0;
   std::string first_error_;

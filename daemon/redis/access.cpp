@@ -1,0 +1,157 @@
+// `pgbust check --redis`: connect and authenticate exactly as the target does, then ask the
+// server whether the ACL user may run each command pgbust sends (ACL DRYRUN on Redis 7,
+// harmless probes where DRYRUN is not offered to the user).
+#include <hiredis/hiredis.h>
+#include <poll.h>
+
+#include <cctype>
+#include <chrono>
+
+#include "pgbust/core/error.hpp"
+#include "pgbust/redis/errors.hpp"
+#include "pgbust/redis/redis.hpp"
+
+namespace pgbust::redis {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string text_of(const redisReply* r) {
+  if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
+      r->type == REDIS_REPLY_ERROR)
+    return std::string(r->str, r->len);
+  if (r->type == REDIS_REPLY_INTEGER) return std::to_string(r->integer);
+  return "";
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class Session {
+ public:
+  Session(const Options& o, const Endpoint& ep, const detail::TlsContext* tls)
+      : opt_(o), conn_(ep, tls) {
+    const auto deadline = Clock::now() + o.connect_timeout;
+    while (conn_.connecting()) {
+      wait(conn_.connect_events(), deadline, "connect");
+      if (conn_.finish_connect()) break;
+    }
+  }
+
+  detail::Reply call(std::initializer_list<std::string_view> argv) {
+    return call(std::vector<std::string_view>(argv));
+  }
+  detail::Reply call(const std::vector<std::string_view>& argv) {
+    detail::append_command(conn_.out(), std::span<const std::string_view>(argv));
+    const auto deadline = Clock::now() + opt_.command_timeout;
+    const std::string what(argv.empty() ? "" : argv[0]);
+    for (;;) {
+      if (conn_.want_write()) conn_.flush();
+      if (auto r = conn_.next_reply()) return r;
+      short events = static_cast<short>(POLLIN | (conn_.want_write() ? POLLOUT : 0));
+      short got = wait(events, deadline, "reply to " + what);
+      if ((got & (POLLIN | POLLERR | POLLHUP)) || conn_.read_wants_write()) conn_.read();
+    }
+  }
+
+ private:
+  short wait(short events, Clock::time_point deadline, const std::string& what) {
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0)
+        throw ConnectionError(what + " timed out" +
+                              (conn_.handshaking() && !conn_.connecting_tcp()
+                                   ? " in the TLS handshake (wrong protocol on the port?)"
+                                   : ""));
+      pollfd p{conn_.fd(), events, 0};
+      int n = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (n > 0) return p.revents;
+    }
+  }
+
+  const Options& opt_;
+  detail::Conn conn_;
+};
+
+}  // namespace
+
+AccessReport check_access(const Options& options,
+                          const std::vector<std::vector<std::string>>& commands) {
+  const Endpoint ep = resolve_endpoint(options);
+  std::unique_ptr<detail::TlsContext> tls;
+  if (ep.tls) tls = std::make_unique<detail::TlsContext>(options.tls, ep);
+  AccessReport report;
+  report.server = ep.describe();
+  report.user = ep.user.empty() ? "default" : ep.user;
+  auto fail = [&](const std::string& what) -> Error {
+    return Error("redis " + report.server + ": " + what);
+  };
+  try {
+    Session s(options, ep, tls.get());
+    if (!ep.password.empty()) {
+      auto r =
+          ep.user.empty() ? s.call({"AUTH", ep.password}) : s.call({"AUTH", ep.user, ep.password});
+      if (r->type == REDIS_REPLY_ERROR)
+        throw fail("AUTH failed: " + text_of(r.get()) + " (" +
+                   access_advice(text_of(r.get()), ep.user, "auth") + ")");
+    }
+    if (ep.db != 0) {
+      auto r = s.call({"SELECT", std::to_string(ep.db)});
+      if (r->type == REDIS_REPLY_ERROR) {
+        std::string t = text_of(r.get());
+        throw fail("SELECT " + std::to_string(ep.db) + " failed: " + t +
+                   (is_access_error(t) ? " (" + access_advice(t, ep.user, "select") + ")" : ""));
+      }
+    }
+    // ACL DRYRUN (Redis 7) when this user may run it; else probes.
+    bool dryrun = true;
+    for (const auto& argv : commands) {
+      std::string label = argv[0];
+      if (argv[0] == "PUBLISH") label += " to " + argv[1];
+      std::string refusal;
+      if (dryrun) {
+        std::vector<std::string_view> a{"ACL", "DRYRUN", report.user};
+        a.insert(a.end(), argv.begin(), argv.end());
+        auto r = s.call(a);
+        std::string t = text_of(r.get());
+        if (r->type == REDIS_REPLY_ERROR) {
+          dryrun = false;  // not offered (Redis 6) or not to this user: probe instead
+        } else if (t != "OK") {
+          refusal = t;
+        }
+      }
+      if (!dryrun && argv[0] == "PUBLISH") {
+        report.allowed.push_back(label + " (not probed: a probe would reach subscribers)");
+        continue;
+      }
+      if (!dryrun) {
+        std::vector<std::string_view> a(argv.begin(), argv.end());
+        auto r = s.call(a);
+        std::string t = text_of(r.get());
+        if (r->type == REDIS_REPLY_ERROR && is_access_error(t)) refusal = t;
+      }
+      if (refusal.empty()) {
+        report.allowed.push_back(label);
+        continue;
+      }
+      report.refused.push_back(label + ": " + refusal);
+      std::string grant;
+      if (lower(refusal).find("channel") != std::string::npos)
+        grant = "&" + argv[1];
+      else if (lower(refusal).find("key") != std::string::npos)
+        grant = "~" + argv[1];
+      else
+        grant = "+" + lower(argv[0]);
+      report.grants.push_back(grant);
+    }
+    report.method = dryrun ? "ACL DRYRUN" : "probes";
+  } catch (const ConnectionError& e) {
+    throw fail(e.what());
+  }
+  return report;
+}
+
+}  // namespace pgbust::redis
