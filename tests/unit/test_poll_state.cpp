@@ -6,8 +6,8 @@
 
 #include <fstream>
 
-#include "test_support.hpp"
 #include "pgbust/sources/poll_state.hpp"
+#include "test_support.hpp"
 
 using namespace pgbust;
 using namespace std::chrono_literals;

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "test_support.hpp"
 #include "pgbust/core/error.hpp"
 #include "pgbust/redis/redis.hpp"
+#include "test_support.hpp"
 
 using pgbust::redis::Endpoint;
 using pgbust::redis::parse_url;
@@ -150,8 +150,8 @@ TEST_CASE("a password holding '@' is masked exactly where it is read (no tail in
   // "tail" (the password's end) was printed.
   for (std::string url :
        {"redis://:pw@tail@host/x", "redis://app:pw@tail@host:0", "redis://pw@tail@host/x",
-        "unix://:pw@tail@relative.sock", "unix://u:pw@tail@/tmp/s?db=x", "rediss://:pw@tail@host:99999",
-        "http://:pw@tail@host"}) {
+        "unix://:pw@tail@relative.sock", "unix://u:pw@tail@/tmp/s?db=x",
+        "rediss://:pw@tail@host:99999", "http://:pw@tail@host"}) {
     CAPTURE(url);
     std::string err = error_of(url);
     CHECK(!err.empty());

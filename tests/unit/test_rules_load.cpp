@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
 #include "test_rules_support.hpp"
+#include "test_support.hpp"
 
 using namespace pgbust;
 using pgbust::rules::RuleSet;
