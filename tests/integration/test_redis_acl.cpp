@@ -10,6 +10,7 @@
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/redis/redis.hpp"
+#include "target_rig.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::redis::Batch;
@@ -40,20 +41,7 @@ std::string config(const TempDir& dir, const Redis& redis, const std::string& us
       .string();
 }
 
-struct Rig {
-  pgbust::Loop loop;
-  Target target;
-  explicit Rig(const Options& o) : target(o) { loop.add(&target); }
-  ~Rig() { loop.remove(&target); }
-  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      loop.run_once(20ms);
-    }
-    return true;
-  }
-};
+using Rig = pgbust::test::TargetRig;
 
 Options fast(const std::string& url) {
   Options o;

@@ -15,6 +15,7 @@
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/redis/redis.hpp"
+#include "target_rig.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::redis::Batch;
@@ -105,31 +106,7 @@ Options fast(const std::string& url) {
   return o;
 }
 
-// A Target plugged into its own Loop, driven by hand.
-struct Rig {
-  pgbust::Loop loop;
-  Target target;
-  explicit Rig(const Options& o) : target(o) { loop.add(&target); }
-  ~Rig() { loop.remove(&target); }
-  // Runs loop rounds until `pred` or `timeout`; returns pred().
-  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      loop.run_once(20ms);
-    }
-    return true;
-  }
-  void run_for(std::chrono::milliseconds d) {
-    run_until([] { return false; }, d);
-  }
-  // Applies one batch and runs until it is done.
-  bool apply(Batch b, std::chrono::milliseconds timeout = 20s) {
-    bool done = false;
-    target.apply(std::move(b), [&] { done = true; });
-    return run_until([&] { return done; }, timeout);
-  }
-};
+using Rig = pgbust::test::TargetRig;
 
 // Creates `n` keys prefix0..prefix{n-1} in one round trip.
 void fill(pgbust::test::Redis& redis, const std::string& prefix, int n, int db = 0) {

@@ -11,6 +11,7 @@
 #include "pgbust/core/error.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/redis/redis.hpp"
+#include "target_rig.hpp"
 
 using namespace std::chrono_literals;
 using pgbust::redis::Batch;
@@ -46,24 +47,8 @@ Options fast(const std::string& url) {
   return o;
 }
 
-struct Rig {
-  pgbust::Loop loop;
-  Target target;
-  explicit Rig(const Options& o) : target(o) { loop.add(&target); }
-  ~Rig() { loop.remove(&target); }
-  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      loop.run_once(20ms);
-    }
-    return true;
-  }
-  bool apply(Batch b, std::chrono::milliseconds timeout = 20s) {
-    bool done = false;
-    target.apply(std::move(b), [&] { done = true; });
-    return run_until([&] { return done; }, timeout);
-  }
+struct Rig : pgbust::test::TargetRig {
+  using TargetRig::TargetRig;
   // Runs until the target has failed twice; its last error.
   std::string failure() {
     bool done = false;
