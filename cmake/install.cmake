@@ -18,15 +18,26 @@ set(PGBUST_CONFIG_DIR "${CMAKE_INSTALL_FULL_SYSCONFDIR}/pgbust")
 
 # systemd/pgbust.service names /usr/bin/pgbust and /etc/pgbust (the package's paths); the
 # installed copy names this install's.
-file(READ ${CMAKE_SOURCE_DIR}/systemd/pgbust.service unit)
-string(REPLACE "/usr/bin/pgbust" "${CMAKE_INSTALL_FULL_BINDIR}/pgbust" unit "${unit}")
-string(REPLACE "/etc/pgbust/" "${PGBUST_CONFIG_DIR}/" unit "${unit}")
-string(REPLACE "/usr/share/doc/pgbust/" "${CMAKE_INSTALL_FULL_DOCDIR}/" unit "${unit}")
-file(WRITE ${CMAKE_BINARY_DIR}/generated/pgbust.service "${unit}")
+file(READ ${CMAKE_SOURCE_DIR}/systemd/pgbust.service pgbust_service)
+include(${CMAKE_SOURCE_DIR}/cmake/instance_unit.cmake)
+pgbust_instance_unit("${pgbust_service}" pgbust_instance_service)  # pgbust@.service
+foreach(name pgbust.service pgbust@.service)
+  if(name STREQUAL "pgbust.service")
+    set(unit "${pgbust_service}")
+  else()
+    set(unit "${pgbust_instance_service}")
+  endif()
+  string(REPLACE "/usr/bin/pgbust" "${CMAKE_INSTALL_FULL_BINDIR}/pgbust" unit "${unit}")
+  string(REPLACE "/etc/pgbust/" "${PGBUST_CONFIG_DIR}/" unit "${unit}")
+  string(REPLACE "/usr/share/doc/pgbust/" "${CMAKE_INSTALL_FULL_DOCDIR}/" unit "${unit}")
+  file(WRITE ${CMAKE_BINARY_DIR}/generated/${name} "${unit}")
+endforeach()
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-             ${CMAKE_SOURCE_DIR}/systemd/pgbust.service)
+             ${CMAKE_SOURCE_DIR}/systemd/pgbust.service ${CMAKE_SOURCE_DIR}/cmake/instance_unit.cmake)
 
-install(FILES ${CMAKE_BINARY_DIR}/generated/pgbust.service DESTINATION ${PGBUST_SYSTEMD_UNITDIR})
+install(FILES ${CMAKE_BINARY_DIR}/generated/pgbust.service
+              ${CMAKE_BINARY_DIR}/generated/pgbust@.service
+        DESTINATION ${PGBUST_SYSTEMD_UNITDIR})
 install(FILES systemd/pgbust.sysusers.conf DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/sysusers.d
         RENAME pgbust.conf)
 install(DIRECTORY DESTINATION ${PGBUST_CONFIG_DIR}/rules.d)

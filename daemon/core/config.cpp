@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -22,6 +23,13 @@ ConfigError::ConfigError(std::vector<std::string> problems)
         return all;
       }()),
       problems_(std::move(problems)) {}
+
+std::string default_state_dir() {
+  const char* env = std::getenv("STATE_DIRECTORY");
+  if (env == nullptr || *env == '\0') return "/var/lib/pgbust";
+  std::string_view dirs(env);
+  return std::string(dirs.substr(0, dirs.find(':')));  // systemd separates several with ':'
+}
 
 std::optional<milliseconds> parse_duration(std::string_view text) {
   std::size_t i = 0;

@@ -58,6 +58,11 @@ TEST_CASE("install: the unit's paths follow the prefix; an edited config survive
   CHECK(unit.find("\nExecStart=" + prefix + "/bin/pgbust run --config " + etc +
                   "/pgbust/pgbust.yaml\n") != std::string::npos);
   CHECK(unit.find("\nRestartPreventExitStatus=78\n") != std::string::npos);
+  // The template for one daemon per database: /etc/pgbust/NAME.yaml under the same prefix.
+  std::string instance = read_text(unit_path + "/systemd/system/pgbust@.service");
+  CHECK(instance.find("\nExecStart=" + prefix + "/bin/pgbust run --config " + etc +
+                      "/pgbust/%i.yaml\n") != std::string::npos);
+  CHECK(instance.find("\nStateDirectory=pgbust/%i\n") != std::string::npos);
   auto config = under(etc + "/pgbust/pgbust.yaml");
   REQUIRE(std::filesystem::exists(config));
   CHECK(std::filesystem::is_directory(under(etc + "/pgbust/rules.d")));

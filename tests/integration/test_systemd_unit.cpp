@@ -36,11 +36,11 @@ bool have(const char* program) {
 }
 
 // Lines of `output` that talk about the unit file.
-std::string unit_lines(const std::string& output) {
+std::string unit_lines(const std::string& output, const std::string& name = "pgbust.service") {
   std::istringstream in(output);
   std::string line, found;
   while (std::getline(in, line))
-    if (line.find("pgbust.service") != std::string::npos) found += line + "\n";
+    if (line.find(name) != std::string::npos) found += line + "\n";
   return found;
 }
 
@@ -107,6 +107,54 @@ TEST_CASE("systemd unit: the settings the daemon relies on") {
     CAPTURE(k);
     CHECK(value(k) == v);
   }
+}
+
+namespace {
+// pgbust@.service as the build derives it (cmake/instance_unit.cmake), from `unit`.
+std::string instance_unit(const TempDir& dir, const std::string& unit) {
+  auto in = dir.write("base.service", unit);
+  auto out = dir.path() / "derived@.service";
+  RunResult r = run({"cmake", "-DUNIT=" + in.string(), "-DOUT=" + out.string(), "-P",
+                     (source_dir() / "cmake/instance_unit.cmake").string()});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  return read_text(out);
+}
+}  // namespace
+
+TEST_CASE("systemd unit: pgbust@.service runs /etc/pgbust/NAME.yaml in its own directories") {
+  TempDir dir;
+  std::string unit = instance_unit(dir, read_text(source_dir() / "systemd/pgbust.service"));
+  for (const char* line :
+       {"ExecStart=/usr/bin/pgbust run --config /etc/pgbust/%i.yaml\n",
+        "StateDirectory=pgbust/%i\n", "RuntimeDirectory=pgbust/%i\n",
+        "EnvironmentFile=-/etc/default/pgbust-%i\n", "RestartPreventExitStatus=78\n",
+        "Type=notify\n", "ProtectSystem=strict\n"}) {
+    CAPTURE(line);
+    CHECK(unit.find(line) != std::string::npos);
+  }
+  CHECK(unit.find("pgbust.yaml\n") == std::string::npos);
+  CHECK(unit.find("StateDirectory=pgbust\n") == std::string::npos);
+
+  if (have("systemd-analyze")) {
+    auto path =
+        dir.write("units/pgbust@main.service", instance_unit(dir, unit_with_built_binary()));
+    RunResult r = run({"systemd-analyze", "verify", "--man=no", path.string()});
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(unit_lines(r.output, "pgbust@main.service") == "");
+  }
+
+  // A base unit without an anchor the template needs fails the build, naming it.
+  auto base = read_text(source_dir() / "systemd/pgbust.service");
+  auto pos = base.find("RuntimeDirectory=pgbust\n");
+  REQUIRE(pos != std::string::npos);
+  base.erase(pos, std::string("RuntimeDirectory=pgbust\n").size());
+  auto in = dir.write("moved.service", base);
+  RunResult bad = run({"cmake", "-DUNIT=" + in.string(), "-DOUT=" + (dir.path() / "x").string(),
+                       "-P", (source_dir() / "cmake/instance_unit.cmake").string()});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("RuntimeDirectory=pgbust") != std::string::npos);
 }
 
 TEST_CASE("systemd unit: the sysusers snippet creates the pgbust user") {

@@ -33,7 +33,8 @@ fi
 
 # Contents.
 dpkg-deb -c "$deb" >"$work/contents"
-for path in ./usr/bin/pgbust ./lib/systemd/system/pgbust.service ./usr/lib/sysusers.d/pgbust.conf \
+for path in ./usr/bin/pgbust ./lib/systemd/system/pgbust.service ./lib/systemd/system/pgbust@.service \
+            ./usr/lib/sysusers.d/pgbust.conf \
             ./etc/pgbust/pgbust.yaml ./etc/pgbust/rules.d/ ./usr/share/doc/pgbust/README.md \
             ./usr/share/doc/pgbust/examples/work-orders/rules.yaml \
             ./usr/share/doc/pgbust/monitoring/pgbust-alerts.yml; do

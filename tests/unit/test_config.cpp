@@ -1,6 +1,8 @@
 // Config file loading: defaults, every section, and errors with file:line:column.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+
 #include "pgbust/core/config.hpp"
 
 using namespace pgbust::config;
@@ -168,4 +170,33 @@ TEST_CASE("durations and sizes") {
   CHECK(parse_size("1GB") == (1LL << 30));
   CHECK(parse_size("4096") == 4096);
   CHECK_FALSE(parse_size("lots"));
+}
+
+TEST_CASE(
+    "state_dir defaults to systemd's $STATE_DIRECTORY, so each pgbust@ instance has its own") {
+  const char* saved = std::getenv("STATE_DIRECTORY");
+  std::string saved_value = saved ? saved : "";
+  ::setenv("STATE_DIRECTORY", "/var/lib/pgbust/main:/var/lib/other", 1);
+  auto c = parse(R"(
+postgres: {conninfo: "dbname=app"}
+sources:
+  logical: {slot: s1}
+  poll: {tables: [{table: public.act, watermark: [id]}]}
+rules: rules.d
+)",
+                 "/etc/pgbust/main.yaml");
+  ::unsetenv("STATE_DIRECTORY");
+  auto plain = parse(R"(
+postgres: {conninfo: "dbname=app"}
+sources: {logical: {slot: s1}}
+rules: rules.d
+)",
+                     "/etc/pgbust/pgbust.yaml");
+  if (saved) ::setenv("STATE_DIRECTORY", saved_value.c_str(), 1);
+  REQUIRE(c.logical);
+  CHECK(c.logical->state_dir == "/var/lib/pgbust/main");
+  REQUIRE(c.poll);
+  CHECK(c.poll->state_dir == "/var/lib/pgbust/main");
+  REQUIRE(plain.logical);
+  CHECK(plain.logical->state_dir == "/var/lib/pgbust");
 }

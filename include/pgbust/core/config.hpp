@@ -15,13 +15,19 @@ namespace pgbust::config {
 
 using std::chrono::milliseconds;
 
+// The default state directory: $STATE_DIRECTORY (the first of its paths; systemd sets it from
+// the unit's StateDirectory=, so each pgbust@NAME instance gets /var/lib/pgbust/NAME), else
+// /var/lib/pgbust.
+std::string default_state_dir();
+
 struct Logical {
   std::string slot = "pgbust";
   std::string publication = "pgbust";
   bool create_slot = true;
   milliseconds status_interval{10000};  // standby status updates
-  // Where the slot record lives (which system and slot pgbust streamed from).
-  std::string state_dir = "/var/lib/pgbust";
+  // Where the slot record lives (which system and slot pgbust streamed from); default:
+  // default_state_dir().
+  std::string state_dir = default_state_dir();
   // A slot that vanished or belongs to another system: widen every rule once, or refuse;
   // widen_at_start also widens at the very first start.
   std::string on_gap = "widen";  // widen | fail | widen_at_start
@@ -47,7 +53,7 @@ struct PollTable {
 
 struct Poll {
   milliseconds interval{2000};
-  std::string state_dir = "/var/lib/pgbust";
+  std::string state_dir = default_state_dir();  // watermarks
   std::size_t page_size = 1000;
   std::vector<PollTable> tables;
 };
