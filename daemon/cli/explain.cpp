@@ -32,6 +32,14 @@ constexpr const char* kAbout =
     "  index:COLUMNS  the same with the index's columns\n"
     "Without --identity, --old is taken as given, and an update without --old is DEFAULT.\n"
     "\n"
+    "With --db (and --config), the rows come from the database:\n"
+    "  pgbust explain --config pgbust.yaml --db --table work_order_task --where 'id = 5' \\\n"
+    "      --set 'assigned_department_id = 20'\n"
+    "reads the rows WHERE selects and evaluates the --set expressions on them in a READ ONLY\n"
+    "transaction, with the daemon's connection settings (so values render as the daemon sees\n"
+    "them), and explains each row's UPDATE (or --op delete) under the table's replica\n"
+    "identity from the catalog. Triggers and generated columns are not run.\n"
+    "\n"
     "Output, one command per line in the order the rules produce them (deduplicated):\n"
     "  UNLINK key           exact delete\n"
     "  SCAN-DELETE pattern  SCAN MATCH pattern, UNLINK what it finds\n"
@@ -43,8 +51,8 @@ constexpr const char* kAbout =
 
 struct Options {
   std::filesystem::path rules;
-  std::string table, op, old_json, new_json, key_prefix, identity;
-  std::vector<std::string> keys;
+  std::string table, op, old_json, new_json, key_prefix, identity, conninfo, where;
+  std::vector<std::string> keys, sets;
   bool has_old = false, has_new = false;
 };
 
@@ -68,6 +76,36 @@ int explain_change(const Options& o, const std::shared_ptr<const rules::RuleSet>
   return 0;
 }
 
+// --db: the rows WHERE selects, each explained as the daemon would see its update/delete.
+int explain_db(const Options& o, const std::shared_ptr<const rules::RuleSet>& rules) {
+  DbQuery q;
+  q.conninfo = o.conninfo;
+  q.table = o.table;
+  q.where = o.where;
+  q.sets = o.sets;
+  q.key_prefix = o.key_prefix;
+  if (!o.op.empty()) {
+    auto op = parse_op(o.op);
+    if (!op) throw BadChange{"--op '" + o.op + "': expected update or delete"};
+    q.op = *op;
+  }
+  DbRows rows = read_db_rows(rules, q);
+  std::cout << "# " << rows.identity << "\n";
+  if (rows.rows.empty()) {
+    std::cout << "# no row matches WHERE " << o.where << "\n";
+    return 0;
+  }
+  std::size_t i = 0;
+  for (const auto& row : rows.rows) {
+    std::cout << "# row " << ++i << " of " << rows.rows.size() << (rows.truncated ? "+" : "")
+              << (row.label.empty() ? "" : ": " + row.label) << "\n";
+    for (const auto& line : explain(rules, row.change).lines) std::cout << line << "\n";
+  }
+  if (rows.truncated)
+    std::cout << "# only the first " << kMaxDbRows << " rows are explained; narrow --where\n";
+  return 0;
+}
+
 }  // namespace
 
 int explain(int argc, char** argv) {
@@ -88,11 +126,29 @@ int explain(int argc, char** argv) {
     ("identity", po::value(&o.identity), "the table's replica identity: default (the primary "
                                          "key, --key), full, or index:COLUMNS; it decides which "
                                          "old values an update or delete carries in the WAL")
-    ("key-prefix", po::value(&o.key_prefix), "prefix for every key, e.g. :1: (Django)");
+    ("key-prefix", po::value(&o.key_prefix), "prefix for every key, e.g. :1: (Django)")
+    ("db", "read the rows from the database of --config (postgres.conninfo, the daemon's "
+           "session settings) in a READ ONLY transaction, with the table's real replica "
+           "identity; nothing is written")
+    ("where", po::value(&o.where), "--db: the rows to explain, an SQL condition (\"id = 5\")")
+    ("set", po::value(&o.sets)->composing(), "--db: an assignment of the UPDATE, COLUMN = "
+                                             "EXPRESSION, evaluated by PostgreSQL on each row; "
+                                             "repeat for several columns");
   // clang-format on
   if (auto exit = cl.parse(argc, argv)) return *exit;
-  if ((rules_path.empty() && config_file.empty()) || o.table.empty() || o.op.empty())
+  bool db = cl.set("db");
+  if (db) {
+    if (config_file.empty() || o.table.empty() || o.where.empty())
+      return cl.usage_error("--db needs --config FILE, --table and --where");
+    if (cl.set("old") || cl.set("new") || cl.set("identity") || cl.set("key"))
+      return cl.usage_error(
+          "--db reads the rows and the replica identity from the database; "
+          "drop --old, --new, --identity and --key");
+  } else if ((rules_path.empty() && config_file.empty()) || o.table.empty() || o.op.empty()) {
     return cl.usage_error("give --rules PATH (or --config FILE), --table and --op");
+  } else if (cl.set("where") || cl.set("set")) {
+    return cl.usage_error("--where and --set need --db");
+  }
   o.has_old = cl.set("old");
   o.has_new = cl.set("new");
   std::vector<std::string> keys;
@@ -109,6 +165,7 @@ int explain(int argc, char** argv) {
       config::Config cfg = config::load(config_file);
       if (o.rules.empty()) o.rules = cfg.rules;
       if (!cl.set("key-prefix")) o.key_prefix = cfg.redis.key_prefix;
+      o.conninfo = cfg.conninfo;
     } catch (const config::ConfigError& e) {
       for (const auto& p : e.problems()) std::cerr << p << "\n";
       return 1;
@@ -124,9 +181,12 @@ int explain(int argc, char** argv) {
     return 1;
   }
   try {
-    return explain_change(o, loaded.rules);
+    return db ? explain_db(o, loaded.rules) : explain_change(o, loaded.rules);
   } catch (const BadChange& e) {
     std::cerr << "pgbust explain: " << e.message << "\n";
+    return 1;
+  } catch (const Error& e) {
+    std::cerr << "pgbust explain: " << e.what() << "\n";
     return 1;
   }
 }

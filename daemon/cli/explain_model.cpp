@@ -196,7 +196,10 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
       throw BadChange{flag + ": no rule of " + qualified + " reads column '" + c +
                       "'; did you mean '" + near + "'?"};
     table.columns.push_back(c);
-    if (flag != "--key")
+    auto in = [&](const std::vector<std::string>& v) {
+      return std::find(v.begin(), v.end(), c) != v.end();
+    };
+    if (flag != "--key" && !in(change.key) && !in(change.identity.columns))
       out.lines.push_back("# note: no rule of " + qualified + " reads column '" + c + "'");
   };
   for (const auto& [c, v] : old_values) add_column(c, "--old", old_values);

@@ -64,3 +64,37 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
 std::string redis_cli_arg(std::string_view s);
 
 }  // namespace pgbust::cli
+
+namespace pgbust::cli {
+
+// `explain --db`: the rows a WHERE clause selects, read with the daemon's connection
+// settings (so values render as the daemon sees them) in a READ ONLY transaction, and the
+// same rows with SET assignments applied, evaluated by PostgreSQL (never written).
+struct DbQuery {
+  std::string conninfo;
+  std::string table;              // schema.table or table
+  std::string where;              // SQL condition, e.g. "id = 5"
+  std::vector<std::string> sets;  // "col = expr", one assignment each (update)
+  Op op = Op::Update;             // update or delete
+  std::string key_prefix;
+};
+
+struct DbRow {
+  std::string label;  // the row's replica identity values, e.g. "id = 5"
+  Change change;      // identity from the catalog, old and new rows from the database
+};
+
+struct DbRows {
+  std::vector<DbRow> rows;
+  std::string identity;  // e.g. "REPLICA IDENTITY DEFAULT (primary key id)"
+  bool truncated = false;
+};
+
+// At most this many rows are explained.
+constexpr int kMaxDbRows = 100;
+
+// Throws BadChange for bad input (an unknown column, a table without a replica identity) and
+// pgbust::Error for database errors (the server's text, e.g. a syntax error in --where).
+DbRows read_db_rows(const std::shared_ptr<const rules::RuleSet>& rules, const DbQuery& q);
+
+}  // namespace pgbust::cli
