@@ -11,6 +11,9 @@ namespace pgbust::cli {
 
 namespace {
 
+// TOAST_TUPLE_THRESHOLD with 8 kB pages: rows larger than this have values moved out of line.
+constexpr int kToastThreshold = 2032;
+
 std::string trim(std::string_view s) {
   auto b = s.find_first_not_of(" \t\n");
   if (b == std::string_view::npos) return "";
@@ -116,6 +119,31 @@ DbRows read_db_rows(const std::shared_ptr<const rules::RuleSet>& rules, const Db
                            [&, &name = col](const auto& x) { return x.name == name; });
     items.push_back("CAST((" + expr + ") AS " + it->type + ")");
   }
+  // Unchanged values stored out of line are not in the WAL's new row ('u'). Whether a value
+  // is out of line is not visible in SQL; a TOAST-able value stored larger than the TOAST
+  // threshold (about 2 kB) is, and that is what is assumed.
+  std::vector<std::size_t> toast_checked;  // indexes into `read`
+  if (t.replica_identity != 'f' && q.op == Op::Update) {
+    std::string regclass = pgcatalog::regclass_name(name->schema, name->table);
+    const char* params[] = {regclass.c_str()};
+    pg::Result st(PQexecParams(
+        c,
+        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = "
+        "pg_catalog.to_regclass($1) AND attnum > 0 AND attlen = -1 AND attstorage IN ('x', 'e')",
+        1, nullptr, params, nullptr, nullptr, 0));
+    if (!st || PQresultStatus(st.get()) != PGRES_TUPLES_OK)
+      throw Error("reading the storage of the columns of " + qualified + " on " + pg::describe(c) +
+                  ": " + pg::error_text(c));
+    for (int r = 0; r < PQntuples(st.get()); ++r)
+      for (std::size_t i = 0; i < read.size(); ++i)
+        if (read[i]->name == PQgetvalue(st.get(), r, 0) &&
+            std::none_of(sets.begin(), sets.end(),
+                         [&](const auto& a) { return a.first == read[i]->name; })) {
+          toast_checked.push_back(i);
+          items.push_back("pg_catalog.pg_column_size(" + pg::quote_ident(c, read[i]->name) +
+                          ") > " + std::to_string(kToastThreshold));
+        }
+  }
   std::string sql = "SELECT " + join(items);
   sql += " FROM " + t.sql_name + " WHERE (" + q.where + ") LIMIT " + std::to_string(kMaxDbRows + 1);
   pg::Result res(PQexecParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0));
@@ -151,6 +179,9 @@ DbRows read_db_rows(const std::shared_ptr<const rules::RuleSet>& rules, const Db
         if (it != new_row.end()) it->second = v;
       }
       row.change.new_row = std::move(new_row);
+      for (std::size_t k = 0; k < toast_checked.size(); ++k)
+        if (value(r, static_cast<int>(read.size() + sets.size() + k)) == "t")
+          row.change.unchanged_toast.push_back(read[toast_checked[k]]->name);
     }
     row.change.old_row = std::move(old_row);
     out.rows.push_back(std::move(row));

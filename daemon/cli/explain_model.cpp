@@ -286,6 +286,14 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
                           ") and no other value: old " + join(dropped) + " unknown");
   }
   RowImage new_row = image(new_values, false, Unknown::Explicit);
+  for (const auto& c : change.unchanged_toast) {
+    int i = table.column_index(c);
+    if (i < 0 || op != Op::Update) continue;
+    new_row.values[static_cast<std::size_t>(i)] = Datum::unknown(Unknown::UnchangedToast);
+    out.lines.push_back("# " + c +
+                        " is stored out of line (TOAST) and unchanged: the WAL does "
+                        "not carry its new value");
+  }
   if (op == Op::Delete && !old_row) old_row = image({}, false, Unknown::Explicit);
   ChangeEvent ev;
   ev.source = SourceKind::Explain;

@@ -3,7 +3,9 @@
 // what explain said, under REPLICA IDENTITY DEFAULT (widening) and FULL (exact keys).
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "e2e.hpp"
 #include "pgbust/rules/rules.hpp"
@@ -154,4 +156,62 @@ TEST_CASE("explain --db agrees with the daemon under the table's real replica id
   CHECK(r.err.find("cannot execute nextval() in a read-only transaction") != std::string::npos);
   CHECK(e.pg.scalar("SELECT last_value::text FROM s") == std::optional<std::string>("1"));
   CHECK(e.pg.scalar("SELECT is_called::text FROM s") == std::optional<std::string>("false"));
+}
+
+// An unchanged value stored out of line is not in the WAL's new row ('u'): with DEFAULT
+// identity the daemon widens for it too. explain --db says so, and its PUBLISH lists exactly
+// what the daemon's does.
+TEST_CASE("explain --db: an unchanged TOAST value, compared with the daemon's message") {
+  E2E e;
+  e.pg.exec(
+      "CREATE TABLE doc (id int PRIMARY KEY, dept int, body text);"
+      "ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL;"
+      "INSERT INTO doc VALUES (1, 5, repeat('x', 5000)), (2, 5, 'short')");
+  e.start(R"(version: 1
+rules:
+  - name: doc
+    table: doc
+    changed: [dept]
+    delete: ["doc:${body|md5:8}", "dept:${dept}"]
+    publish: ch
+)",
+          "doc");
+  auto messages = e.dir.path() / "messages";
+  run({"sh", "-c",
+       "timeout 60 redis-cli -p " + std::to_string(e.redis.port()) + " subscribe ch > " +
+           messages.string() + " 2>&1 &"});
+  REQUIRE(eventually([&] {
+    return e.redis.command({"PUBSUB", "NUMSUB", "ch"}) == std::optional<std::string>("ch\n1");
+  }));
+  auto config = (e.dir.path() / "pgbust.yaml").string();
+  auto published = [&](const std::string& where) {
+    std::string text;
+    eventually([&] {
+      std::ifstream in(messages);
+      std::stringstream s;
+      s << in.rdbuf();
+      text = s.str();
+      return text.find(where) != std::string::npos;
+    });
+    return text;
+  };
+  for (const char* id : {"1", "2"}) {
+    CAPTURE(id);
+    auto r = run_pgbust({"explain", "-c", config, "--db", "-t", "doc", "--where",
+                         std::string("id = ") + id, "--set", "dept = dept + 1"});
+    REQUIRE(r.exit_code == 0);
+    bool toast = std::string(id) == "1";
+    CHECK((r.out.find("# body is stored out of line (TOAST) and unchanged: the WAL does not "
+                      "carry its new value\n") != std::string::npos) == toast);
+    CHECK((r.out.find("new.body unknown (unchanged TOAST value not sent)") != std::string::npos) ==
+          toast);
+    auto at = r.out.find(",\"tables\":");
+    REQUIRE(at != std::string::npos);
+    std::string tail = r.out.substr(at, r.out.find('}', at) - at);
+    e.pg.exec(std::string("UPDATE doc SET dept = dept + 1 WHERE id = ") + id);
+    e.sync();
+    INFO(r.out);
+    INFO(e.logs());
+    CHECK(published(tail).find(tail) != std::string::npos);
+  }
 }

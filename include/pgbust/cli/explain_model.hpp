@@ -43,6 +43,9 @@ struct Change {
   Identity identity;
   std::vector<std::string> key;  // --key: the primary key columns (DEFAULT identity)
   std::string key_prefix;
+  // Columns of the new row stored out of line (TOAST) and not changed by the update: the WAL
+  // does not carry them ('u'), as the logical source sees it.
+  std::vector<std::string> unchanged_toast;
 };
 
 // One command as the daemon sends it. verb: UNLINK, SCAN-DELETE, INCR, PUBLISH.
