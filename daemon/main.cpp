@@ -19,6 +19,8 @@ constexpr const char* kUsage =
     "  explain   print the Redis commands the rules would send for one row change\n"
     "  setup     print (or --apply) the SQL for the publication, slot and NOTIFY triggers\n"
     "  status    ask the running daemon how it is doing\n"
+    "  test      run table-driven tests of the rules (expected commands per row change)\n"
+    "  flush     invalidate everything some rules could have produced, once (recovery)\n"
     "\n"
     "`pgbust COMMAND --help` lists each command's options.\n";
 
@@ -44,6 +46,8 @@ int main(int argc, char** argv) {
   if (cmd == "explain") return pgbust::cli::explain(argc - 1, argv + 1);
   if (cmd == "setup") return pgbust::cli::setup(argc - 1, argv + 1);
   if (cmd == "status") return pgbust::cli::status(argc - 1, argv + 1);
+  if (cmd == "test") return pgbust::cli::test(argc - 1, argv + 1);
+  if (cmd == "flush") return pgbust::cli::flush(argc - 1, argv + 1);
   if (cmd == "help") {
     std::cout << kUsage;
     return 0;

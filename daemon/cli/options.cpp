@@ -14,7 +14,14 @@ std::optional<int> CommandLine::parse(int argc, char** argv) {
   try {
     po::parsed_options parsed = po::command_line_parser(argc, argv).options(options_).run();
     auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
-    if (!extra.empty()) return usage_error("unexpected argument '" + extra.front() + "'");
+    if (positional_) {
+      for (const auto& e : extra) {
+        if (e.size() > 1 && e[0] == '-') return usage_error("unrecognised option '" + e + "'");
+        positional_->push_back(e);
+      }
+    } else if (!extra.empty()) {
+      return usage_error("unexpected argument '" + extra.front() + "'");
+    }
     po::store(parsed, values_);
     po::notify(values_);
   } catch (const po::error& e) {

@@ -32,6 +32,7 @@ std::string publish_message(std::string_view source, std::string_view position,
   append_list(msg, "revisions", content.revisions);
   msg += std::string(",\"truncated\":") + (content.truncated ? "true" : "false");
   if (content.gap) msg += ",\"gap\":true";
+  if (content.flush) msg += ",\"flush\":true";
   msg += "}";
   return msg;
 }

@@ -383,3 +383,97 @@ TEST_CASE("check: --config refuses a Redis URL that run refuses, with the same w
     CHECK(run.err.find("tail") == std::string::npos);
   }
 }
+
+// Defect (issue 15, part 5): an update without --old printed a widening of the primary key
+// the daemon never does: with REPLICA IDENTITY DEFAULT an absent old tuple means the key did
+// not change, so old id = new id; only the other old values are unknown.
+TEST_CASE("explain: the replica identity decides what the old row carries, as in the daemon") {
+  auto r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op",
+                       "update", "--new",
+                       R"({"id": 1, "status": "open", "assigned_department_id": 7,
+                           "assigned_operator_id": 9})"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+  const std::vector<std::string> default_identity = {
+      "# rule task-stats matched",
+      "# widened: rule task-stats: old.assigned_department_id, old.assigned_operator_id unknown "
+      "(old value not in the WAL (REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+      "UNLINK task_stats:7",
+      "UNLINK operator_stats:9",
+      "SCAN-DELETE task_stats:*",
+      "SCAN-DELETE operator_stats:*",
+      "SCAN-DELETE dashboard:*",
+      "SCAN-DELETE rev:dept:*",
+      "INCR rev:dept:7",
+  };
+  auto commands = [](const std::string& out) {
+    std::vector<std::string> v;
+    for (const auto& l : lines(out))
+      if (l.rfind("# rule", 0) == 0 || l.rfind("# widened", 0) == 0 ||
+          (l[0] != '#' && l.rfind("PUBLISH", 0) != 0))
+        v.push_back(l);
+    if (!v.empty() && v.back().rfind("# rule task-stats: its deletes", 0) == 0) v.pop_back();
+    return v;
+  };
+  CHECK(commands(r.out) == default_identity);
+  // The primary key (id) carried over: a rule keyed by it renders exactly.
+  r = run_pgbust({"explain", "-r", data("rules.d"), "-t", "auth.users", "--op", "update", "--new",
+                  R"({"id": 3, "email": "ann@example.com"})"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# assuming the primary key is (id); give --key or --db to say "
+                            "otherwise",
+                            "# rule user-profile matched",
+                            "# widened: rule user-profile: old.email unknown (old value not in "
+                            "the WAL (REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+                            "UNLINK profile:3",
+                            "UNLINK avatar:257c57037d38",
+                            "SCAN-DELETE avatar:*",
+                            "SCAN-DELETE feed:3:*",
+                        });
+  // --identity default with both rows: the key did not change, so the WAL has no old row and
+  // the given old values are not what the daemon sees.
+  r = run_pgbust(
+      {"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op", "update",
+       "--identity", "default", "--key", "id", "--old",
+       R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})",
+       "--new",
+       R"({"id": 1, "status": "open", "assigned_department_id": 7, "assigned_operator_id": 9})"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out).at(0) ==
+        "# REPLICA IDENTITY DEFAULT: the key (id) did not change, so the WAL carries no old "
+        "row: old status, assigned_department_id, assigned_operator_id unknown");
+  CHECK(commands(r.out) == default_identity);
+  // full: every old value; index:COLUMNS: the index's columns.
+  r = run_pgbust(
+      {"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op", "update",
+       "--identity", "full", "--old",
+       R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})",
+       "--new",
+       R"({"id": 1, "status": "open", "assigned_department_id": 7, "assigned_operator_id": 9})"});
+  CHECK(r.exit_code == 0);
+  CHECK(commands(r.out) ==
+        std::vector<std::string>{"# rule task-stats matched", "UNLINK task_stats:5",
+                                 "UNLINK task_stats:7", "UNLINK operator_stats:9",
+                                 "SCAN-DELETE dashboard:*", "INCR rev:dept:5", "INCR rev:dept:7"});
+  r = run_pgbust(
+      {"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op", "delete",
+       "--identity", "index:assigned_department_id", "--old",
+       R"({"id": 1, "status": "open", "assigned_department_id": 5, "assigned_operator_id": 9})"});
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out).at(1) ==
+        "# REPLICA IDENTITY USING INDEX: the WAL carries the deleted row's key "
+        "(assigned_department_id) and no other value: old id, status, assigned_operator_id "
+        "unknown");
+  CHECK(r.out.find("UNLINK task_stats:5\nSCAN-DELETE operator_stats:*\n") != std::string::npos);
+  r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op", "update",
+                  "--identity", "full", "--new", "{}"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err ==
+        "pgbust explain: --identity full: the WAL carries the whole old row of an update; give "
+        "--old\n");
+  r = run_pgbust({"explain", "-r", data("design.yaml"), "-t", "work_order_task", "--op", "update",
+                  "--identity", "nothing", "--new", "{}"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.rfind("pgbust explain: --identity 'nothing': REPLICA IDENTITY NOTHING: ", 0) == 0);
+}

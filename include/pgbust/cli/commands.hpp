@@ -9,5 +9,9 @@ int check(int argc, char** argv);    // validate config and rules (and the datab
 int explain(int argc, char** argv);  // the Redis commands one change would cause
 int setup(int argc, char** argv);    // SQL for publication, slot, NOTIFY triggers
 int status(int argc, char** argv);   // ask the running daemon how it is doing
+int test(int argc, char** argv);
+int flush(
+    int argc,
+    char** argv);  // one-shot widening of rules, for recovery     // table-driven rule tests (YAML)
 
 }  // namespace pgbust::cli

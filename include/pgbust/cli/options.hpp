@@ -1,11 +1,12 @@
-// The command line of the five commands (run, check, explain, setup, status), parsed one way:
-// the same wording for a bad flag, a stray argument and a usage error, the same help hint,
-// --help on stdout with exit 0, usage errors on stderr with exit 2.
+// The command line of every command (run, check, explain, setup, status, test, flush), parsed
+// one way: the same wording for a bad flag, a stray argument and a usage error, the same help
+// hint, --help on stdout with exit 0, usage errors on stderr with exit 2.
 #pragma once
 
 #include <boost/program_options.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pgbust::cli {
 
@@ -25,8 +26,12 @@ class CommandLine {
   // Parses argv (argv[0] is the command's own name). nullopt: go on. Otherwise the exit code:
   // 0 after printing the help to stdout (--help), 2 after printing one line
   // "pgbust CMD: WHAT (see pgbust CMD --help)" to stderr (an unknown flag, a missing or
-  // bad value, a positional argument: no command takes any).
+  // bad value, a positional argument unless positional() asked for them).
   std::optional<int> parse(int argc, char** argv);
+
+  // The command takes positional arguments (`pgbust test RULES TESTS...`): parse() stores
+  // them in `out`, in order.
+  void positional(std::vector<std::string>* out) { positional_ = out; }
 
   // Whether the option was given on the command line.
   bool set(const char* name) const { return values_.count(name) > 0; }
@@ -41,6 +46,7 @@ class CommandLine {
   std::string command_;
   po::options_description options_;
   po::variables_map values_;
+  std::vector<std::string>* positional_ = nullptr;
 };
 
 }  // namespace pgbust::cli

@@ -15,12 +15,13 @@ struct PublishContent {
   std::vector<std::string> keys, patterns, revisions;
   bool truncated = false;  // more items than publish_max_items: the lists are a prefix
   bool gap = false;        // widened for changes pgbust could not see (a slot or NOTIFY gap)
+  bool flush = false;      // sent by `pgbust flush` (gap is set too): a one-shot widening
 };
 
 // {"source":…,"position":…,"tables":[…],"keys":[…],"patterns":[…],"revisions":[…],
 //  "truncated":false}, plus "gap":true when the transaction widened for a gap (subscribers
-// holding an L1 copy should drop everything the rule covers): compact JSON, strings quoted by
-// json::quote.
+// holding an L1 copy should drop everything the rule covers), and "flush":true when
+// `pgbust flush` sent it: compact JSON, strings quoted by json::quote.
 std::string publish_message(std::string_view source, std::string_view position,
                             const PublishContent& content);
 

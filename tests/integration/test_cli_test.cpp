@@ -1,0 +1,154 @@
+// `pgbust test RULES TESTS...` as a process: passing and failing cases, the diff's exact text
+// at FILE:LINE, includes/excludes against patterns, invalid test files, exit codes.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+using namespace pgbust::test;
+
+namespace {
+
+constexpr const char* kRules = R"(version: 1
+rules:
+  - name: task-stats
+    table: work_order_task
+    changed: [assigned_department_id]
+    delete: "task_stats:${assigned_department_id}"
+    bump: "rev:dept:${assigned_department_id}"
+    publish: inv
+  - name: task-detail
+    table: work_order_task
+    delete: "task:${id}"
+)";
+
+}  // namespace
+
+TEST_CASE("test: passing cases, exit 0") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kRules);
+  auto tests = dir.write("t.yaml", R"(key_prefix: ":1:"
+tests:
+  - name: move
+    table: work_order_task
+    op: update
+    identity: full
+    old: {id: 1, assigned_department_id: 5}
+    new: {id: 1, assigned_department_id: 7}
+    expect:
+      - UNLINK :1:task_stats:5
+      - UNLINK :1:task_stats:7
+      - INCR :1:rev:dept:5
+      - INCR :1:rev:dept:7
+      - UNLINK :1:task:1
+      - PUBLISH inv
+  - name: default identity keeps the key
+    table: work_order_task
+    op: update
+    new: {id: 1, assigned_department_id: 7}
+    includes: [":1:task:1", ":1:task_stats:9"]
+    excludes: [":1:task:2"]
+)");
+  auto r = run_pgbust({"test", rules.string(), tests.string()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "pgbust test: 2 tests passed\n");
+  r = run_pgbust({"test", "-q", rules.string(), tests.string()});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("test: a failing case prints a diff at FILE:LINE, exit 1") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kRules);
+  auto tests = dir.write("t.yaml", R"(tests:
+  - name: passes
+    table: work_order_task
+    op: delete
+    identity: full
+    old: {id: 1, assigned_department_id: 5}
+    includes: [task:1]
+  - name: the app's key changed
+    table: work_order_task
+    op: update
+    identity: full
+    old: {id: 1, assigned_department_id: 5}
+    new: {id: 1, assigned_department_id: 7}
+    expect:
+      - UNLINK task_stats:5
+      - UNLINK dept_stats:7
+      - INCR rev:dept:5
+      - INCR rev:dept:7
+      - UNLINK task:1
+  - name: a pattern covers what must stay
+    table: work_order_task
+    op: update
+    identity: default
+    key: [id]
+    new: {id: 1, assigned_department_id: 7}
+    includes: [task:2]
+    excludes: [task_stats:9, task:1]
+)");
+  auto r = run_pgbust({"test", rules.string(), tests.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.empty());
+  const std::string f = tests.string();
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            f + ":8: test 'the app's key changed' failed",
+            "  expect (- expected, + sent):",
+            "    UNLINK task_stats:5",
+            "  - UNLINK dept_stats:7",
+            "  + UNLINK task_stats:7",
+            "    INCR rev:dept:5",
+            "    INCR rev:dept:7",
+            "    UNLINK task:1",
+            "  + PUBLISH inv '{\"source\":\"explain\",\"position\":\"\",\"tables\":[\"public."
+            "work_order_task\"],\"keys\":[\"task_stats:5\",\"task_stats:7\"],\"patterns\":[],"
+            "\"revisions\":[\"rev:dept:5\",\"rev:dept:7\"],\"truncated\":false}'",
+            "  (rules that fired: task-stats, task-detail)",
+            f + ":20: test 'a pattern covers what must stay' failed",
+            "  includes: task:2 is not invalidated",
+            "  excludes: task_stats:9 is invalidated by SCAN-DELETE task_stats:*",
+            "  excludes: task:1 is invalidated by UNLINK task:1",
+            "  (rules that fired: task-stats, task-detail)",
+            "  # widened: rule task-stats: old.assigned_department_id unknown (old value not in "
+            "the WAL (REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+            "pgbust test: 2 of 3 tests failed",
+        });
+}
+
+TEST_CASE("test: invalid test files and usage") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kRules);
+  auto bad = dir.write("bad.yaml", R"(tests:
+  - name: typo
+    table: work_order_task
+    op: insert
+    expct: []
+)");
+  auto r = run_pgbust({"test", rules.string(), bad.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(lines(r.err) ==
+        std::vector<std::string>{
+            bad.string() +
+                ":5:5: error: unknown key 'expct' in a test case; did you mean 'expect'? expected "
+                "name, table, op, identity, key, old, new, expect, includes or excludes",
+            "pgbust test: 1 invalid test file",
+        });
+  auto nothing = dir.write("nothing.yaml", "tests:\n  - {name: n, table: t, op: insert}\n");
+  r = run_pgbust({"test", rules.string(), nothing.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(lines(r.err).at(0) == nothing.string() +
+                                  ":2:5: error: test 'n' checks nothing; give expect, includes "
+                                  "or excludes");
+  r = run_pgbust({"test", rules.string()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err ==
+        "pgbust test: give the rules (file or rules.d) and test files (see pgbust test --help)\n");
+  r = run_pgbust({"test", "--help"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("pgbust test: run table-driven tests of the rules\n", 0) == 0);
+}
