@@ -5,6 +5,8 @@
 // when coverage returns (the changes in between were never sent).
 #include <doctest/doctest.h>
 
+#include <csignal>
+
 #include "e2e.hpp"
 
 using namespace pgbust::test;
@@ -149,4 +151,22 @@ TEST_CASE("a table swap (rename old away, new into place): by relation, not by n
       "ALTER PUBLICATION pgbust_e2e ADD TABLE items; COMMIT");
   env.set_keys({"item:1", "grp:7", "grp:8"});
   env.expect_widened(2);
+}
+
+TEST_CASE("a reload checks coverage at once, for the new rules' tables") {
+  Fixture env;
+  env.logical_options = ", coverage_interval: 1h";  // only connects and reloads check
+  env.pg.exec("CREATE TABLE orders (id int PRIMARY KEY)");
+  env.begin();
+  INFO(env.logs());
+  std::size_t mark = env.daemon->output().size();
+  env.write_rules(std::string(kRules) +
+                  "  - name: orders\n    table: orders\n    delete: [\"order:${id}\"]\n");
+  env.daemon->signal(SIGHUP);
+  env.expect_degraded(mark, "ALTER PUBLICATION \"pgbust_e2e\" ADD TABLE \"public\".\"orders\";");
+  // The rule goes again: nothing is uncovered, healthy.
+  env.write_rules(kRules);
+  env.daemon->signal(SIGHUP);
+  CHECK(eventually([&] { return env.health().find("HTTP 200") != std::string::npos; }, 15s));
+  CHECK(env.uncovered() == 0);
 }
