@@ -305,7 +305,10 @@ struct Daemon::Impl : Pollable {
     loop.add(signals.get());
     loop.add(&target);
     loop.add(&pipeline);
-    for (auto& s : sources) loop.add(s.get());
+    for (auto& s : sources) {
+      loop.add(s.get());
+      if (Pollable* side = s->side()) loop.add(side);
+    }
     loop.add(this);
     telemetry->attach(loop);
     spdlog::info("pgbust starting: rules {} from {}, redis {}{}", describe_rules(*rules),

@@ -71,12 +71,14 @@ std::string_view label(Unknown why) {
       return "explicit";
     case Unknown::SlotGap:
       return "slot_gap";
+    case Unknown::PublicationGap:
+      return "publication_gap";
   }
   return "unknown";
 }
 
 bool is_gap(Unknown why) {
-  return why == Unknown::SlotGap || why == Unknown::NotifyGap;
+  return why == Unknown::SlotGap || why == Unknown::NotifyGap || why == Unknown::PublicationGap;
 }
 
 std::string_view to_string(Unknown why) {
@@ -105,6 +107,8 @@ std::string_view to_string(Unknown why) {
       return "value not given";
     case Unknown::SlotGap:
       return "replication slot gap (changes while it was missing are unknown)";
+    case Unknown::PublicationGap:
+      return "publication gap (changes while the table was not published are unknown)";
   }
   return "?";
 }

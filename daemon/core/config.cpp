@@ -291,6 +291,8 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                        {"status_interval",
                         r.duration(l.status_interval, "sources.logical.status_interval")},
                        {"state_dir", r.str(l.state_dir, "sources.logical.state_dir")},
+                       {"coverage_interval",
+                        r.duration(l.coverage_interval, "sources.logical.coverage_interval")},
                        {"on_gap", r.one_of(l.on_gap, "sources.logical.on_gap",
                                            {"widen", "fail", "widen_at_start"})}});
                   c.logical = l;

@@ -167,6 +167,12 @@ void Telemetry::refresh() {
                   {{"upstream", s->name()}}),
         st.reconnects);
     set(r.counter("pgbust_source_errors_total", "Errors, by source", l), st.errors);
+    if (st.uncovered_tables >= 0)
+      r.gauge("pgbust_publication_uncovered_tables",
+              "Rule tables of the logical source its publication does not cover (the verdict "
+              "is degraded while any is)",
+              l)
+          .set(static_cast<double>(st.uncovered_tables));
     if (st.lag_bytes >= 0)
       r.gauge("pgbust_replication_lag_bytes",
               "WAL the slot holds back: server WAL end minus the confirmed position", l)

@@ -176,6 +176,59 @@ Publication read_publication(PGconn* conn, const std::string& name) {
   return p;
 }
 
+std::string coverage_sql(const std::string& publication, const std::vector<std::string>& tables) {
+  std::string values;
+  int n = 0;
+  for (const auto& t : tables) {
+    auto dot = t.find('.');
+    std::string schema = dot == std::string::npos ? "public" : t.substr(0, dot);
+    std::string name = dot == std::string::npos ? t : t.substr(dot + 1);
+    values += (values.empty() ? "(" : ", (") + std::to_string(++n) + ", " +
+              pg::quote_literal(schema + "." + name) + ", " +
+              pg::quote_literal(regclass_name(schema, name)) + ")";
+  }
+  if (values.empty()) values = "(0, NULL, NULL)";
+  // Rows: one with a NULL name for the publication itself, then one per table.
+  return "WITH pub AS (SELECT oid, pubname, pg_catalog.quote_ident(pubname) AS q "
+         "FROM pg_catalog.pg_publication WHERE pubname = " +
+         pg::quote_literal(publication) + "), t(i, name, reg) AS (VALUES " + values +
+         ") "
+         "SELECT NULL::text, (SELECT q FROM pub), false, NULL::text, NULL::text, 0 "
+         "UNION ALL "
+         "SELECT t.name, c.oid::text, EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt "
+         "JOIN pub ON pt.pubname = pub.pubname JOIN pg_catalog.pg_namespace n "
+         "ON n.nspname = pt.schemaname WHERE n.oid = c.relnamespace AND pt.tablename = c.relname), "
+         "'rel ' || c.oid || ' pub ' || COALESCE((SELECT oid::text FROM pub), '-') || ' entry ' || "
+         "COALESCE((SELECT pr.oid::text FROM pg_catalog.pg_publication_rel pr JOIN pub "
+         "ON pr.prpubid = pub.oid WHERE pr.prrelid = c.oid), '-'), "
+         "t.reg, t.i "
+         "FROM t LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.reg) "
+         "WHERE t.name IS NOT NULL "
+         "ORDER BY 6";
+}
+
+Coverage read_coverage(const PGresult* result, const std::string& publication) {
+  auto text = [&](int r, int c) {
+    return PQgetisnull(result, r, c) ? std::string() : std::string(PQgetvalue(result, r, c));
+  };
+  Coverage out;
+  out.publication_sql = pg::quote_ident(publication);
+  for (int r = 0; r < PQntuples(result); ++r) {
+    if (PQgetisnull(result, r, 0)) {
+      out.publication_exists = !PQgetisnull(result, r, 1);
+      continue;
+    }
+    TableCoverage t;
+    t.table = text(r, 0);
+    t.exists = !PQgetisnull(result, r, 1);
+    t.covered = text(r, 2) == "t";
+    t.identity = text(r, 3);
+    t.sql_name = text(r, 4);
+    out.tables.push_back(std::move(t));
+  }
+  return out;
+}
+
 Slot read_slot(PGconn* conn, const std::string& name) {
   auto res = query(conn, kSlotSql, {name}, "reading replication slot \"" + name + "\"");
   Slot s;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <optional>
 
+#include "logical_coverage.hpp"
 #include "logical_handshake.hpp"
 #include "pgbust/core/quote.hpp"
 #include "pgbust/core/session.hpp"
@@ -17,7 +18,9 @@
 #include "pgbust/pg/conninfo.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
+#include "pgbust/rules/rules.hpp"
 #include "pgbust/sources/logical_pacing.hpp"
+#include "pgbust/sources/publication_coverage.hpp"
 #include "pgbust/sources/slot_record.hpp"
 #include "source_impl.hpp"
 
@@ -81,6 +84,13 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       throw Error(
           "logical source: status_interval, receive_timeout and setup_timeout must be "
           "positive");
+    if (opt_.coverage_interval > milliseconds::zero()) {
+      check_ = std::make_unique<detail::CoverageCheck>(
+          opt_.name, opt_.conninfo, opt_.publication, opt_.coverage_interval, opt_.setup_timeout,
+          [this](const pgcatalog::Coverage& c) { on_coverage(c); });
+      check_->set_tables(opt_.tables);
+      check_->check_soon();
+    }
   }
 
   ~Impl() override { close(); }
@@ -190,6 +200,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   void confirm(Position pos) override {
     if (open_gap_ && pos >= gap_at_) close_gap();
+    if (pub_widen_at_ && pos >= *pub_widen_at_) close_publication_gap();
     if (ledger_.confirm(pos)) reported_moved();
   }
 
@@ -215,6 +226,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       s.degraded = "gap: " + *open_gap_;
     else if (!record_error_.empty())
       s.degraded = record_error_;
+    else
+      s.degraded = coverage_.degraded();
+    s.uncovered_tables = static_cast<std::int64_t>(coverage_.uncovered().size());
     return s;
   }
 
@@ -223,7 +237,17 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     stop_reading_ = true;
   }
 
+  void rules_changed(const rules::RuleSet& rules) override {
+    opt_.tables = opt_.tables_of ? opt_.tables_of(rules) : rules.tables();
+    coverage_.retain(opt_.tables);
+    if (check_) {
+      check_->set_tables(opt_.tables);
+      check_->check_soon();
+    }
+  }
+
   void close() noexcept override {
+    if (check_) check_->stop();
     if (session_.phase() == Phase::Stopped) return;
     try {
       if (conn_ && session_.phase() == Phase::Up) end_stream();
@@ -238,7 +262,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   Position reported() const { return ledger_.reported(); }
   Position server_wal_end() const { return server_wal_end_; }
-  std::vector<std::string> uncovered_tables() const { return setup_.uncovered(); }
+  std::vector<std::string> uncovered_tables() const { return coverage_.uncovered_tables(); }
+  Pollable* side() { return check_.get(); }
 
  private:
   // ---- helpers --------------------------------------------------------------------------
@@ -353,6 +378,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       if (ledger_.resume(setup_.slot_confirmed())) reported_moved();
       enter_streaming();
       widen_gap_or_record();
+      if (!opt_.tables.empty()) on_coverage(setup_.coverage());
+      deliver_publication_widening();
       return;
     }
     if (setup_.command() != before) session_.expect(Clock::now() + opt_.setup_timeout);
@@ -368,12 +395,14 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     if (opt_.state_dir.empty()) return;
     const auto& gap = setup_.gap();
     if (!gap) {
-      if (!open_gap_) save_record("");
+      if (!open_gap_) save_record(open_gap_text());
       return;
     }
     if (open_gap_) return;  // widened already, not yet applied (this is a reconnect)
     open_gap_ = *gap;
     gap_at_ = setup_.start_from();
+    // Positions start afresh; this widening covers every table a publication gap widened.
+    if (pub_widen_at_) pub_widen_at_ = gap_at_;
     ++gaps_;
     log(spdlog::level::err, "gap: {}; every rule widens once", *gap);
     sink_.begin(self_);
@@ -390,7 +419,77 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   void close_gap() {
     log(spdlog::level::warn, "gap closed: the widening for \"{}\" is applied", *open_gap_);
     open_gap_.reset();
-    save_record("");
+    save_record(open_gap_text());
+  }
+
+  // What the slot record says is open: a slot gap, or a publication gap whose widening is
+  // not applied (a restart before it is then widens every rule: the check after the restart
+  // would see the table covered and not know it was not).
+  std::string open_gap_text() const {
+    if (open_gap_) return *open_gap_;
+    if (coverage_.has_pending() || pub_widen_at_)
+      return "publication " + opt_.publication +
+             " did not cover a rule table for a while, and its widening was not applied";
+    return {};
+  }
+
+  // ---- publication coverage (issue 10, part 3) ----------------------------------------------
+
+  // A coverage check's result (at connect, and every coverage_interval on the side
+  // connection): tables the publication lost are logged once and keep the verdict degraded;
+  // tables it covers again (or under another identity: a swapped table, a re-created
+  // publication) widen once, because their changes in between were never sent.
+  void on_coverage(const pgcatalog::Coverage& c) {
+    const auto ch = coverage_.observe(c, opt_.publication);
+    for (const auto& u : ch.lost)
+      log(spdlog::level::err,
+          "publication {} {} rule table {}: its changes are not streamed and its cache keys "
+          "can go stale; the verdict is degraded until it is covered again, then its rules "
+          "widen once. Fix: {}",
+          quote_for_log(opt_.publication),
+          c.publication_exists ? "does not cover" : "does not exist, so it does not cover",
+          quote_for_log(u.table), u.fix);
+    for (const auto& t : ch.widen) {
+      const bool gained = std::find(ch.gained.begin(), ch.gained.end(), t) != ch.gained.end();
+      log(spdlog::level::warn,
+          "publication {} {}: the rules of {} widen once (changes in between were never sent)",
+          quote_for_log(opt_.publication),
+          gained ? "covers " + quote_for_log(t) + " again"
+                 : "covers " + quote_for_log(t) +
+                       " under another identity than at the last check (a swapped table, a "
+                       "re-created publication, or the table dropped from it and added back)",
+          quote_for_log(t));
+    }
+    if (!ch.widen.empty() && !opt_.state_dir.empty()) save_record(open_gap_text());
+    deliver_publication_widening();
+  }
+
+  // The pending widenings as one transaction of pgbust's own at the current stream position
+  // (just past the last delivered commit, before any later one), so the pipeline applies and
+  // confirms it in order like any other. Only between transactions of a running stream.
+  void deliver_publication_widening() {
+    if (!coverage_.has_pending() || in_txn_ || session_.phase() != Phase::Up) return;
+    const Position at = ledger_.resume_from() + 1;
+    const std::int64_t now_us = pgoutput::pg_now_us() + pgoutput::kPgEpochOffsetUs;
+    const auto tables = coverage_.take_pending();
+    // Book-keeping first: the sink may confirm() from inside commit().
+    ledger_.delivered(at, now_us);
+    coverage_.delivered();
+    pub_widen_at_ = at;
+    sink_.begin(self_);
+    for (const auto& t : tables) {
+      auto dot = t.find('.');
+      sink_.widen_table(self_, dot == std::string::npos ? "public" : t.substr(0, dot),
+                        dot == std::string::npos ? t : t.substr(dot + 1), Unknown::PublicationGap);
+    }
+    sink_.commit(self_, at, now_us);
+  }
+
+  void close_publication_gap() {
+    pub_widen_at_.reset();
+    if (!coverage_.applied()) return;
+    log(spdlog::level::warn, "publication gap closed: the widening is applied");
+    if (!opt_.state_dir.empty() && !coverage_.widening_open()) save_record(open_gap_text());
   }
 
   void save_record(const std::string& open_gap) {
@@ -557,6 +656,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         session_.progress(now_if(session_.recovering()));  // the stream works
         ledger_.delivered(end, t);
         sink_.commit(self_, end, t);
+        deliver_publication_widening();
         break;
       }
       case Kind::Insert:
@@ -684,6 +784,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   Position gap_at_ = 0;                  // the position of that widening
   std::uint64_t gaps_ = 0;
   std::string record_error_;  // the slot record could not be saved
+  logical::CoverageTracker coverage_;
+  std::unique_ptr<detail::CoverageCheck> check_;  // null: coverage_interval is zero
+  std::optional<Position> pub_widen_at_;          // a publication gap's widening, unconfirmed
   logical::AckLedger ledger_;
   Position sent_flush_ = 0;  // last flush position sent on this connection
   Position server_wal_end_ = 0;
@@ -709,6 +812,10 @@ Position LogicalSource::server_wal_end() const {
 }
 std::vector<std::string> LogicalSource::uncovered_tables() const {
   return impl().uncovered_tables();
+}
+
+Pollable* LogicalSource::side() {
+  return static_cast<Impl&>(*impl_).side();
 }
 
 std::string LogicalSource::format_position(Position position) const {

@@ -29,6 +29,7 @@ void LogicalSetup::begin(PGconn* conn, Position resume_from, bool settled) {
   settled_ = settled;
   slot_confirmed_ = start_from_ = 0;
   gap_.reset();
+  coverage_ = {};
   result_.reset();
   error_.reset();
   send(Step::IdentifySystem);
@@ -46,10 +47,7 @@ void LogicalSetup::send(Step step) {
                  sql_literal(opt_.publication);
       break;
     case Step::CheckTables:
-      command_ =
-          "SELECT schemaname || '.' || tablename FROM pg_catalog.pg_publication_tables "
-          "WHERE pubname = " +
-          sql_literal(opt_.publication);
+      command_ = pgcatalog::coverage_sql(opt_.publication, opt_.tables);
       break;
     case Step::CheckSlot:
       command_ =
@@ -126,9 +124,8 @@ void LogicalSetup::finish() {
       send(opt_.tables.empty() ? Step::CheckSlot : Step::CheckTables);
       break;
     case Step::CheckTables:
-      published_.clear();
-      for (int i = 0; i < rows; ++i) published_.push_back(cell(i, 0));
-      report_uncovered();
+      // Reported by the source (CoverageTracker), like every later check's.
+      coverage_ = pgcatalog::read_coverage(result_.get(), opt_.publication);
       send(Step::CheckSlot);
       break;
     case Step::CheckSlot:
@@ -190,25 +187,6 @@ void LogicalSetup::decide_gap(bool exists, const std::string& wal_status) {
 
 slot::Record LogicalSetup::record() const {
   return {system_, db_, opt_.slot, pg::format_lsn(slot_confirmed_), ""};
-}
-
-void LogicalSetup::report_uncovered() {
-  std::vector<std::string> missing;
-  for (const auto& t : opt_.tables) {
-    std::string q = t.find('.') == std::string::npos ? "public." + t : t;
-    if (std::find(published_.begin(), published_.end(), q) == published_.end() &&
-        std::find(missing.begin(), missing.end(), q) == missing.end())
-      missing.push_back(q);
-  }
-  if (!missing.empty() && missing != uncovered_) {
-    std::string list;
-    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    spdlog::warn(
-        "{} [identifying]: publication \"{}\" does not cover rule tables {}: their changes will "
-        "not be seen (ALTER PUBLICATION {} ADD TABLE ...)",
-        opt_.name, opt_.publication, list, sql_ident(opt_.publication));
-  }
-  uncovered_ = std::move(missing);
 }
 
 }  // namespace pgbust::detail

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "pgbust/pg/catalog.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/sources/logical.hpp"
 #include "pgbust/sources/slot_record.hpp"
@@ -32,8 +33,9 @@ class LogicalSetup {
   Position slot_confirmed() const { return slot_confirmed_; }
   Position start_from() const { return start_from_; }
   Position server_wal_end() const { return wal_end_; }  // IDENTIFY_SYSTEM's xlogpos
-  // Rule tables the publication did not cover at the last check (warned when it changes).
-  const std::vector<std::string>& uncovered() const { return uncovered_; }
+  // The publication's coverage of the rule tables as this connect found it (no tables when
+  // the rules name none).
+  const pgcatalog::Coverage& coverage() const { return coverage_; }
   // Whether this stream may have missed changes (slot_record.hpp), decided before the slot
   // is created or streamed; and what the slot record should say once it is closed.
   const std::optional<std::string>& gap() const { return gap_; }
@@ -45,7 +47,6 @@ class LogicalSetup {
   void finish();  // the current command's results are all in
   void check_slot(int rows);
   void decide_gap(bool exists, const std::string& wal_status);
-  void report_uncovered();
   std::string cell(int row, int col) const;
   std::string server() const { return pg::describe(conn_); }
 
@@ -59,8 +60,7 @@ class LogicalSetup {
   std::optional<std::string> gap_;
   bool settled_ = true;
   Position resume_from_ = 0, slot_confirmed_ = 0, start_from_ = 0, wal_end_ = 0;
-  std::vector<std::string> published_;
-  std::vector<std::string> uncovered_;
+  pgbust::pgcatalog::Coverage coverage_;
 };
 
 }  // namespace pgbust::detail

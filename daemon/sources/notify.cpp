@@ -57,6 +57,11 @@ struct NotifySource::Impl final : detail::AsyncCore {
   bool keepalive_in_flight = false;
   bool ever_streaming = false;
   bool gap_pending = false;
+  // A gap (notifications lost while not listening) is open from LISTEN until its widening is
+  // applied: the verdict is degraded meanwhile (promise 8). gap_at: the widening's position,
+  // 0 until it is delivered.
+  bool gap_open = false;
+  Position gap_at = 0;
   bool drain_pending = false;  // libpq may hold notifications not handled yet
   std::deque<std::pair<std::string, std::string>> backlog;  // read before a failure
 
@@ -177,6 +182,7 @@ struct NotifySource::Impl final : detail::AsyncCore {
                    server(), why);
     } else {
       gap_pending = true;
+      gap_open = true;
       session_.log(spdlog::level::warn,
                    "listening on {} ({}); notifications sent while not listening are lost, so "
                    "every rule of {} table(s) widens once (on_gap: widen)",
@@ -192,6 +198,7 @@ struct NotifySource::Impl final : detail::AsyncCore {
         backlog.emplace_back(n->relname ? n->relname : "", n->extra ? n->extra : "");
       }
     keepalive_in_flight = gap_pending = drain_pending = false;
+    gap_at = 0;  // the next connection's widening closes the gap (it stays open until then)
     deadline_at = kNever;
   }
 
@@ -218,6 +225,7 @@ struct NotifySource::Impl final : detail::AsyncCore {
     gap_pending = false;
     sink_.begin(self_);
     for (const auto& [schema, table] : rule_tables) widen(schema, table, Unknown::NotifyGap);
+    gap_at = seq + 1;  // commit()'s position; set first: the sink may confirm from inside it
     commit(now);
   }
 
@@ -397,10 +405,16 @@ struct NotifySource::Impl final : detail::AsyncCore {
     s.transactions = transactions;
     s.position = self_.format_position(confirmed);
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
+    if (gap_open) s.degraded = "NOTIFY gap: the widening after LISTEN is not applied yet";
   }
 
   void confirm(Position p) override {
     confirmed = std::max(confirmed, p);
+    if (gap_open && gap_at != 0 && p >= gap_at) {
+      gap_open = false;
+      gap_at = 0;
+      session_.log(spdlog::level::info, "NOTIFY gap closed: the widening is applied");
+    }
     while (!unconfirmed.empty() && unconfirmed.front().first <= p) unconfirmed.pop_front();
   }
 };

@@ -301,3 +301,26 @@ TEST_CASE("schema and table names from a payload are quoted in log lines (no for
   CHECK(log.find("\"public.nope\\ncritical: forged\"") != std::string::npos);
   CHECK(f.src->status().last_error.find('\n') == std::string::npos);
 }
+
+TEST_CASE("a NOTIFY gap keeps the status degraded until its widening is applied") {
+  Fixture f;
+  RecordingSink sink;
+  sink.auto_confirm = false;  // as if Redis had not applied anything yet
+  NotifySource src(f.options(), *f.rules, sink);
+  f.loop.add(&src);
+  REQUIRE(drive(f.loop, [&] { return sink.txns.size() >= 1; }));
+  CHECK(src.status().state == SourceState::Streaming);
+  CHECK(src.status().degraded.find("NOTIFY gap") != std::string::npos);
+  src.confirm(sink.txns[0].position);
+  CHECK(src.status().degraded.empty());
+  // A lost listener is a gap again, open until the new widening is applied.
+  f.pg.exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE application_name = 'pgbust-notify'");
+  REQUIRE(drive(f.loop, [&] { return sink.txns.size() >= 2; }));
+  CHECK(src.status().degraded.find("NOTIFY gap") != std::string::npos);
+  src.confirm(sink.txns[1].position);
+  CHECK(src.status().degraded.empty());
+  f.loop.remove(&src);
+  src.close();
+}

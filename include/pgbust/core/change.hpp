@@ -34,6 +34,7 @@ enum class Unknown : std::uint8_t {
   TooManyKeys,      // a transaction exceeded the per-transaction key limit
   Explicit,         // explain / tests asked for it
   SlotGap,          // the replication slot vanished or belongs to another system
+  PublicationGap,   // a rule table was out of the publication (or swapped) for a while
 };
 
 std::string_view to_string(Unknown why);  // for people: "NOTIFY gap after (re)connect"

@@ -31,6 +31,8 @@ struct Logical {
   // A slot that vanished or belongs to another system: widen every rule once, or refuse;
   // widen_at_start also widens at the very first start.
   std::string on_gap = "widen";  // widen | fail | widen_at_start
+  // How often a side connection checks that the publication covers the rule tables.
+  milliseconds coverage_interval{30000};
 };
 
 struct Notify {

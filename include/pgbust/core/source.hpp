@@ -58,6 +58,9 @@ struct SourceStatus {
   // (changes may have been missed and the widening that covers them is not applied yet), a
   // record that could not be saved. Non-empty makes the verdict degraded (promise 8).
   std::string degraded;
+  // Rule tables this source should see and cannot (the logical source: not in the
+  // publication); -1 when the source does not check.
+  std::int64_t uncovered_tables = -1;
 };
 
 class Source : public Pollable {
@@ -72,6 +75,9 @@ class Source : public Pollable {
   // The rules were reloaded: a source that reads only what rules need (columns, tables)
   // adjusts. Called between transactions. Default: nothing to do.
   virtual void rules_changed(const rules::RuleSet&) {}
+  // A second connection of the source's that the loop must watch too (the logical source's
+  // publication coverage check), or null. Valid as long as the source.
+  virtual Pollable* side() { return nullptr; }
   // Stop reading new transactions (SIGTERM drain); confirm() keeps working.
   virtual void stop_reading() = 0;
   // Close connections. Idempotent, never throws.

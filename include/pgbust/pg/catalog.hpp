@@ -70,6 +70,32 @@ struct Publication {
 };
 Publication read_publication(PGconn* conn, const std::string& name);
 
+// Whether the publication carries each rule table's changes now, and under which identity:
+// the one coverage check of the logical source (at every connect, on its replication
+// connection, and periodically on a side connection). Covered means pg_publication_tables
+// lists the table under its own name, which also holds for FOR ALL TABLES, FOR TABLES IN
+// SCHEMA and a partitioned table published via its root (without publish_via_partition_root
+// its partitions are listed instead, and its rules never fire).
+struct TableCoverage {
+  std::string table;  // "schema.table" as the rules name it
+  bool exists = false;
+  bool covered = false;
+  // The relation's OID, the publication's and its pg_publication_rel entry's: a table swap
+  // (another relation under the name), a re-created publication or a table dropped from it
+  // and added back all change it, even when a check sees it covered before and after.
+  std::string identity;
+  std::string sql_name;  // "schema"."table", for the ALTER PUBLICATION hint
+};
+struct Coverage {
+  bool publication_exists = false;
+  std::string publication_sql;  // quote_ident(pubname)
+  std::vector<TableCoverage> tables;
+};
+// One query (simple protocol: literals inlined, so a replication connection can run it too)
+// returning a row per "schema.table" (a bare name is in public); read by read_coverage().
+std::string coverage_sql(const std::string& publication, const std::vector<std::string>& tables);
+Coverage read_coverage(const PGresult* result, const std::string& publication);
+
 struct Slot {
   bool exists = false;
   std::string plugin, type, database;  // pg_replication_slots: plugin, slot_type, database

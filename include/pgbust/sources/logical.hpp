@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,9 +23,14 @@ struct LogicalSourceOptions {
   // The slot record's directory (slot_record.hpp); empty: no record, no gap detection.
   std::string state_dir;
   std::string on_gap = "widen";  // widen | fail | widen_at_start
-  // "schema.table" (or "table" for public) the rules name: the ones the publication does not
-  // cover are reported at every connect.
+  // "schema.table" (or "table" for public) of the rules this source serves: the ones the
+  // publication does not cover are reported at every connect and every coverage_interval.
   std::vector<std::string> tables;
+  // After a reload: the tables of the new rules this source serves (default: all they name).
+  std::function<std::vector<std::string>(const rules::RuleSet&)> tables_of;
+  // How often a side connection checks that the publication covers every rule table
+  // (table swaps included); zero: only at connect.
+  std::chrono::milliseconds coverage_interval{30'000};
   // Standby status updates at least this often (and soon after confirm() moves).
   std::chrono::milliseconds status_interval{10'000};
   // Server silence: ask for a reply at half of it, reconnect at all of it.
@@ -53,6 +59,8 @@ class LogicalSource final : public SessionSource {
   Position server_wal_end() const;
   // Rule tables the publication did not cover at the last check (empty: all covered).
   std::vector<std::string> uncovered_tables() const;
+  // The coverage check's connection (null when coverage_interval is zero).
+  Pollable* side() override;
 
  private:
   class Impl;
