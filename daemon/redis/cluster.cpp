@@ -444,6 +444,7 @@ struct ClusterTarget::Impl {
     Batch work;
     (r.what == Redirected::Delete ? work.deletes : work.bumps) = r.keys;
     const std::string_view code = r.error.substr(0, r.error.find(' '));
+    spdlog::debug("redis cluster: {} for {} key(s); following it", r.error, r.keys.size());
     if (code == "MOVED" || code == "ASK") {
       // "MOVED <slot> <host>:<port>"
       auto rest = r.error.substr(code.size() + 1);
@@ -586,12 +587,23 @@ struct ClusterTarget::Impl {
 
   void apply_topology(Topology t) {
     auto describe = [](const Topology& x) {
+      std::vector<std::string> addrs;
+      for (const auto& m : x.masters) addrs.push_back(m.addr());
+      std::sort(addrs.begin(), addrs.end());
       std::string s;
-      for (const auto& m : x.masters) s += (s.empty() ? "" : ", ") + m.addr();
+      for (const auto& a : addrs) s += (s.empty() ? "" : ", ") + a;
       return s;
     };
-    const bool changed = !have_map || t.slot != topo.slot || describe(t) != describe(topo);
-    if (changed)
+    auto same_owners = [](const Topology& x, const Topology& y) {
+      for (std::size_t i = 0; i < kSlots; ++i) {
+        if ((x.slot[i] < 0) != (y.slot[i] < 0)) return false;
+        if (x.slot[i] >= 0 && x.masters[static_cast<std::size_t>(x.slot[i])].addr() !=
+                                  y.masters[static_cast<std::size_t>(y.slot[i])].addr())
+          return false;
+      }
+      return true;
+    };
+    if (!have_map || !same_owners(t, topo))
       spdlog::info("redis cluster: {} masters ({}), {} of {} slots served", t.masters.size(),
                    describe(t), t.covered(), kSlots);
     topo = std::move(t);
