@@ -127,6 +127,39 @@ TEST_CASE("pgbust's slot computation agrees with the server's CLUSTER KEYSLOT") 
   }
 }
 
+TEST_CASE("check --redis against a cluster checks the ACL user on every master") {
+  RedisCluster cluster(3, 0);
+  TempDir dir;
+  auto user = [&](std::size_t node, const std::string& unlink) {
+    cluster.command(node, {"ACL", "SETUSER", "app", "reset", "on", ">pw-app", "~*", "&*", unlink,
+                           "+scan", "+set", "+incr", "+publish", "+ping", "+client|setname",
+                           "+cluster|shards", "+cluster|slots", "+acl|dryrun"});
+  };
+  for (std::size_t i = 0; i < cluster.size(); ++i) user(i, "+unlink");
+  dir.write(
+      "rules.yaml",
+      "version: 1\nrules:\n  - name: users\n    table: users\n    delete: [\"user:${id}\"]\n");
+  const std::string config =
+      dir.write("pgbust.yaml",
+                "rules: rules.yaml\nredis:\n  url: redis+cluster://app:pw-app@127.0.0.1:" +
+                    std::to_string(cluster.port(0)) + "\n")
+          .string();
+  auto r = run({pgbust_binary(), "check", "--config", config, "--redis"});
+  CHECK_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("cluster of 3 masters") != std::string::npos);
+  CHECK(r.output.find("pw-app") == std::string::npos);
+
+  user(2, "-unlink");  // one master configured differently
+  r = run({pgbust_binary(), "check", "--config", config, "--redis"});
+  CHECK(r.exit_code == 1);
+  CHECK_MESSAGE(r.output.find("UNLINK") != std::string::npos, r.output);
+  CHECK_MESSAGE(
+      r.output.find("(on 127.0.0.1:" + std::to_string(cluster.port(2)) + ")") != std::string::npos,
+      r.output);
+  CHECK(r.output.find("+unlink") != std::string::npos);
+  CHECK(r.output.find("pw-app") == std::string::npos);
+}
+
 TEST_CASE("cluster: a live workload over every master through a reshard, a failover, a crash") {
   ClusterE2E t;
   RedisCluster& c = t.cluster;
