@@ -186,13 +186,15 @@ AccessReport check_access(const Options& options,
   if (!options.cluster && !detail::is_cluster_url(options.url))
     return check_node(options, resolve_endpoint(options), commands, nullptr);
   const std::vector<Endpoint> seeds = detail::cluster_seeds(options);
+  std::vector<std::vector<std::string>> with_asking = commands;  // ASK redirections need it
+  with_asking.push_back({"ASKING"});
   Topology topo;
   AccessReport report;
   std::optional<Error> failed;
   std::string asked;
   for (const auto& seed : seeds) {
     try {
-      report = check_node(options, seed, commands, &topo);
+      report = check_node(options, seed, with_asking, &topo);
       asked = Topology::Node{seed.host, seed.port}.addr();
       failed.reset();
       break;
@@ -208,7 +210,7 @@ AccessReport check_access(const Options& options,
     Endpoint ep = seeds.front();
     ep.host = m.host;
     ep.port = m.port;
-    AccessReport r = check_node(options, ep, commands, nullptr);
+    AccessReport r = check_node(options, ep, with_asking, nullptr);
     for (const auto& refused : r.refused)
       report.refused.push_back(refused + " (on " + m.addr() + ")");
     for (const auto& g : r.grants)

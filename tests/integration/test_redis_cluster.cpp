@@ -133,7 +133,7 @@ TEST_CASE("check --redis against a cluster checks the ACL user on every master")
   auto user = [&](std::size_t node, const std::string& unlink) {
     cluster.command(node, {"ACL", "SETUSER", "app", "reset", "on", ">pw-app", "~*", "&*", unlink,
                            "+scan", "+set", "+incr", "+publish", "+ping", "+client|setname",
-                           "+cluster|shards", "+cluster|slots", "+acl|dryrun"});
+                           "+cluster|shards", "+cluster|slots", "+asking", "+acl|dryrun"});
   };
   for (std::size_t i = 0; i < cluster.size(); ++i) user(i, "+unlink");
   dir.write(
