@@ -611,10 +611,11 @@ struct ClusterTarget::Impl {
     ++refreshes;
     for (const auto& m : topo.masters) node(m.addr()).master = true;
     std::vector<std::string> gone;
-    for (auto& [addr, n] : nodes) {
+    for (auto& entry : nodes) {  // not a structured binding: clang 14 cannot capture one
+      const std::string& addr = entry.first;
       const bool serves = std::any_of(topo.masters.begin(), topo.masters.end(),
                                       [&](const Topology::Node& m) { return m.addr() == addr; });
-      n.master = serves;
+      entry.second.master = serves;
       if (!serves) gone.push_back(addr);
     }
     for (const auto& addr : gone) {
