@@ -699,6 +699,10 @@ ClusterTarget::~ClusterTarget() {
 }
 
 void ClusterTarget::apply(Batch batch, std::function<void()> done) {
+  if (batch.empty()) {  // completes on the next round, even before the map is known
+    impl_->completions.push_back(std::move(done));
+    return;
+  }
   const std::uint64_t id = impl_->next_batch++;
   auto& cb = impl_->batches[id];
   cb.batch = std::move(batch);
