@@ -4,7 +4,6 @@
 // keys, resharding a slot by hand and failing masters over.
 #pragma once
 
-#include <doctest/doctest.h>
 #include <hiredis/hiredis.h>
 
 #include <map>
