@@ -66,7 +66,7 @@ struct RedisOptions {
   std::string tls_cert, tls_key, tls_ca;  // server certificate, its key, CA for clients
   bool tls_auth_clients = false;          // require a client certificate (mutual TLS)
   std::vector<std::string> extra_args{};  // more redis-server arguments ("--cluster-enabled", ..)
-  bool cluster_bus = false;  // a free --cluster-port too (port + 10000 may not exist)
+  bool cluster_bus = false;               // a free --cluster-port too (port + 10000 may not exist)
 };
 
 // A redis-server with no persistence on a free loopback port.
