@@ -11,6 +11,7 @@
 #include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/pg/libpq.hpp"
+#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
@@ -197,7 +198,7 @@ int check(int argc, char** argv) {
       cfg = config::load(config_file);
       if (path.empty()) path = cfg.rules;
       // The URL, options and TLS files, exactly as run (it connects only inside the loop).
-      redis::Target validate(redis_options(cfg));
+      auto validate = redis::make_target(redis_options(cfg));
     } catch (const config::ConfigError& e) {
       for (const auto& p : e.problems()) std::cerr << p << "\n";
       std::cerr << "pgbust check: " << config_file << ": " << plural(e.problems().size(), "error")

@@ -16,6 +16,7 @@
 #include "pgbust/ops/status_line.hpp"
 #include "pgbust/ops/telemetry.hpp"
 #include "pgbust/pipeline/pipeline.hpp"
+#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
@@ -66,7 +67,8 @@ PipelineOptions pipeline_options(const config::Config& c) {
 struct Daemon::Impl : Pollable {
   config::Config cfg;
   std::shared_ptr<const rules::RuleSet> rules;
-  redis::Target target;
+  std::unique_ptr<redis::AnyTarget> target_ptr;
+  redis::AnyTarget& target;
   Pipeline pipeline;
   std::vector<std::unique_ptr<Source>> sources;
   Loop loop;
@@ -89,7 +91,8 @@ struct Daemon::Impl : Pollable {
   Impl(config::Config c)
       : cfg(std::move(c)),
         rules(load_rules(cfg.rules)),
-        target(validating([this] { return redis::Target(redis_options(cfg)); })),
+        target_ptr(validating([this] { return redis::make_target(redis_options(cfg)); })),
+        target(*target_ptr),
         pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
     sources = validating([this] { return make_sources(cfg, *rules, pipeline); });
     if (sources.empty())
@@ -252,7 +255,8 @@ struct Daemon::Impl : Pollable {
     std::vector<std::string> restart;
     if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
     if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
-        next.redis.password_file != cfg.redis.password_file || next.redis.tls != cfg.redis.tls)
+        next.redis.password_file != cfg.redis.password_file || next.redis.tls != cfg.redis.tls ||
+        next.redis.cluster != cfg.redis.cluster)
       restart.push_back("redis");
     if (next.logical.has_value() != cfg.logical.has_value() ||
         next.notify.has_value() != cfg.notify.has_value() ||
@@ -303,7 +307,7 @@ struct Daemon::Impl : Pollable {
   int run() {
     signals = std::make_unique<Signals>([this](int sig) { on_signal(sig); });
     loop.add(signals.get());
-    loop.add(&target);
+    target.attach(loop);
     loop.add(&pipeline);
     for (auto& s : sources) {
       loop.add(s.get());

@@ -163,9 +163,9 @@ int flush(int argc, char** argv) {
   Plan plan;
   for (const rules::Rule* r : selected) engine.widen_rule(*r, Unknown::Explicit, plan);
 
-  std::unique_ptr<redis::Target> target;
+  std::unique_ptr<redis::AnyTarget> target;  // a single node or a cluster
   try {
-    target = std::make_unique<redis::Target>(redis_options(cfg));
+    target = redis::make_target(redis_options(cfg));
   } catch (const Error& e) {
     std::cerr << cl.prefix() << e.what() << "\n";
     return 1;
@@ -202,7 +202,7 @@ int flush(int argc, char** argv) {
   // The progress lines say what happens; the target's log only what goes wrong.
   spdlog::set_level(spdlog::level::warn);
   Loop loop;
-  loop.add(target.get());
+  target->attach(loop);
   const TimePoint start = Clock::now(), deadline = start + *timeout;
   std::size_t next = 0, total_deleted = 0;
   bool busy = false;
@@ -228,12 +228,12 @@ int flush(int argc, char** argv) {
       std::cout << "\n";
       std::cerr << cl.prefix() << "not applied within " << timeout_text << " on "
                 << target->describe() << ": " << target->last_error() << "\n";
-      loop.remove(target.get());
+      target->detach(loop);
       target->close();
       return 1;
     }
   }
-  loop.remove(target.get());
+  target->detach(loop);
   target->close();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "

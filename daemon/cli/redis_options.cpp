@@ -9,6 +9,7 @@ redis::Options redis_options(const config::Config& c) {
   o.password_file = c.redis.password_file;
   o.connect_timeout = c.redis.connect_timeout;
   o.command_timeout = c.redis.command_timeout;
+  o.cluster = c.redis.cluster;
   if (c.redis.tls) {
     const config::RedisTls& t = *c.redis.tls;
     o.tls = {true,       t.ca_file,     t.ca_path, t.cert_file,

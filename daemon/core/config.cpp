@@ -339,6 +339,7 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
                {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
                {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
                {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")},
+               {"cluster", r.boolean(c.redis.cluster, "redis.cluster")},
                {"tls", [&](const YAML::Node& t) {
                   RedisTls tls;
                   r.mapping(

@@ -22,7 +22,7 @@ constexpr const char* kRedisErrorsHelp =
     "Redis error replies by class and command, and failed connections (class=\"connection\")";
 }  // namespace
 
-Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Target& target,
+Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTarget& target,
                      const std::vector<std::unique_ptr<Source>>& sources,
                      std::function<StatusInput()> status)
     : pipeline_(pipeline),

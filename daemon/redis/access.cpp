@@ -4,10 +4,13 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <optional>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
@@ -78,9 +81,12 @@ class Session {
 
 }  // namespace
 
-AccessReport check_access(const Options& options,
-                          const std::vector<std::vector<std::string>>& commands) {
-  const Endpoint ep = resolve_endpoint(options);
+namespace {
+
+// One node: connect, AUTH, SELECT, then each command. With `topo`, the node's view of the
+// cluster is read too (CLUSTER SHARDS, else CLUSTER SLOTS).
+AccessReport check_node(const Options& options, const Endpoint& ep,
+                        const std::vector<std::vector<std::string>>& commands, Topology* topo) {
   std::unique_ptr<detail::TlsContext> tls;
   if (ep.tls) tls = std::make_unique<detail::TlsContext>(options.tls, ep);
   AccessReport report;
@@ -105,6 +111,23 @@ AccessReport check_access(const Options& options,
         throw fail("SELECT " + std::to_string(ep.db) + " failed: " + t +
                    (is_access_error(t) ? " (" + access_advice(t, ep.user, "select") + ")" : ""));
       }
+    }
+    if (topo) {
+      auto r = s.call({"CLUSTER", "SHARDS"});
+      if (r->type == REDIS_REPLY_ERROR && text_of(r.get()).find("nknown") != std::string::npos) {
+        r = s.call({"CLUSTER", "SLOTS"});
+        if (r->type != REDIS_REPLY_ERROR) *topo = detail::parse_cluster_slots(r.get(), ep.host);
+      } else if (r->type != REDIS_REPLY_ERROR) {
+        *topo = detail::parse_cluster_shards(r.get(), ep.tls, ep.host);
+      }
+      if (r->type == REDIS_REPLY_ERROR)
+        throw fail("reading the cluster topology failed: " + text_of(r.get()) +
+                   " (is this a Redis Cluster node? without cluster mode drop redis.cluster "
+                   "and the +cluster from the URL)");
+      if (topo->covered() < kSlots)
+        throw fail("only " + std::to_string(topo->covered()) + " of " + std::to_string(kSlots) +
+                   " hash slots are served (cluster_state is not ok); keys in the others "
+                   "cannot be invalidated");
     }
     // ACL DRYRUN (Redis 7) when this user may run it; else probes.
     bool dryrun = true;
@@ -151,6 +174,52 @@ AccessReport check_access(const Options& options,
   } catch (const ConnectionError& e) {
     throw fail(e.what());
   }
+  return report;
+}
+
+}  // namespace
+
+// A cluster: the topology from the first seed that answers, then every master checked
+// (ACL users are configured per node). MOVED answers to probes are not refusals.
+AccessReport check_access(const Options& options,
+                          const std::vector<std::vector<std::string>>& commands) {
+  if (!options.cluster && !detail::is_cluster_url(options.url))
+    return check_node(options, resolve_endpoint(options), commands, nullptr);
+  const std::vector<Endpoint> seeds = detail::cluster_seeds(options);
+  std::vector<std::vector<std::string>> with_asking = commands;  // ASK redirections need it
+  with_asking.push_back({"ASKING"});
+  Topology topo;
+  AccessReport report;
+  std::optional<Error> failed;
+  std::string asked;
+  for (const auto& seed : seeds) {
+    try {
+      report = check_node(options, seed, with_asking, &topo);
+      asked = Topology::Node{seed.host, seed.port}.addr();
+      failed.reset();
+      break;
+    } catch (const Error& e) {
+      if (!failed) failed = e;
+    }
+  }
+  if (failed) throw *failed;
+  std::string masters;
+  for (const auto& m : topo.masters) {
+    masters += (masters.empty() ? "" : ", ") + m.addr();
+    if (m.addr() == asked) continue;  // a seed that is a master: checked already
+    Endpoint ep = seeds.front();
+    ep.host = m.host;
+    ep.port = m.port;
+    AccessReport r = check_node(options, ep, with_asking, nullptr);
+    for (const auto& refused : r.refused)
+      report.refused.push_back(refused + " (on " + m.addr() + ")");
+    for (const auto& g : r.grants)
+      if (std::find(report.grants.begin(), report.grants.end(), g) == report.grants.end())
+        report.grants.push_back(g);
+    if (r.method != report.method) report.method += " / " + r.method;
+  }
+  report.server = "cluster of " + std::to_string(topo.masters.size()) + " masters (" + masters +
+                  ") via " + asked;
   return report;
 }
 

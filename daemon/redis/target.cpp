@@ -12,6 +12,7 @@
 
 #include "pgbust/core/error.hpp"
 #include "pgbust/core/session.hpp"
+#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
@@ -38,7 +39,19 @@ namespace {
 using detail::Conn;
 using detail::Reply;
 
-enum class Kind : std::uint8_t { Auth, Select, SetName, Ping, Unlink, Scan, SetNx, Incr, Publish };
+enum class Kind : std::uint8_t {
+  Auth,
+  Select,
+  SetName,
+  Ping,
+  Unlink,
+  Scan,
+  SetNx,
+  Incr,
+  Publish,
+  Asking,  // cluster: before a command of an ASK redirection
+  Query    // cluster: Target::query()
+};
 
 std::string_view command_name(Kind k) {
   switch (k) {
@@ -60,6 +73,10 @@ std::string_view command_name(Kind k) {
       return "INCR";
     case Kind::Publish:
       return "PUBLISH";
+    case Kind::Asking:
+      return "ASKING";
+    case Kind::Query:
+      return "query";
   }
   return "?";
 }
@@ -79,6 +96,7 @@ struct Expect {
   std::size_t index = 0;
   std::size_t count = 0;  // keys in an UNLINK
   TimePoint sent;
+  std::vector<std::string> keys;  // a cluster node's UNLINK: its keys, for a redirection
 };
 
 constexpr std::size_t kMaxScans = 8;  // pattern SCAN loops running side by side
@@ -161,6 +179,7 @@ struct Attempt {
   std::size_t bump_pos = 0;
   std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
   std::vector<bool> fixed;          // bumps re-seeded once already
+  std::vector<bool> redirected;     // cluster: bumps handed to another node
   bool publishing = false;
   std::size_t pub_pos = 0;
   bool deletes_failed = false;  // an UNLINK or SCAN of this attempt was refused
@@ -177,6 +196,7 @@ struct Target::Impl {
     int failures = 0;
     TimePoint retry_at{};
     bool deletes_applied = false;  // an earlier attempt applied every delete and pattern
+    PartFlags flags;               // cluster: ASKING, one key per UNLINK, the part's tag
   };
   Options opt;
   Endpoint ep;
@@ -194,10 +214,16 @@ struct Target::Impl {
   Streak deferred;                     // batches set aside after persistent errors
   std::vector<std::string_view> argv;  // scratch for UNLINK chunks
   std::string scan_count;
+  // Cluster node: UNLINKs never mix hash slots, redirections go to the hook, queries.
+  bool cluster_node = false;
+  std::function<bool(const Redirected&)> redirect_hook;
+  std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
+  std::deque<std::function<void(const redisReply*)>> queries_sent;
 
-  explicit Impl(Options o)
+  explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
+  Impl(Options o, Endpoint e)
       : opt(std::move(o)),
-        ep(resolve_endpoint(opt)),  // also checks the options (as check --config does)
+        ep(std::move(e)),
         session("redis",
                 RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
                             opt.log_interval},
@@ -229,6 +255,28 @@ struct Target::Impl {
     conn.reset();
     in_flight.clear();
     attempt.reset();
+    fail_queries();
+  }
+
+  // Queries not answered get nullptr (the caller asks elsewhere or again).
+  void fail_queries() noexcept {
+    auto sent = std::move(queries_sent);
+    auto unsent = std::move(queries);
+    queries_sent.clear();
+    queries.clear();
+    for (auto& cb : sent) cb(nullptr);
+    for (auto& q : unsent) q.second(nullptr);
+  }
+
+  void send_queries(TimePoint now) {
+    while (!queries.empty() && in_flight.size() < opt.max_in_flight) {
+      std::vector<std::string_view> args(queries.front().first.begin(),
+                                         queries.front().first.end());
+      detail::append_command(conn->out(), args);
+      in_flight.push_back({Kind::Query, 0, 0, now, {}});
+      queries_sent.push_back(std::move(queries.front().second));
+      queries.pop_front();
+    }
   }
 
   // A failure of the connection (`outage`) or of a command: close, back off, retry later.
@@ -257,8 +305,17 @@ struct Target::Impl {
 
   void send(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
             std::size_t index = 0) {
+    asking(kind, now);
     detail::append_command(conn->out(), args);
-    in_flight.push_back({kind, index, 0, now});
+    in_flight.push_back({kind, index, 0, now, {}});
+  }
+
+  // An ASK redirection's command is preceded by ASKING (it admits one command).
+  void asking(Kind kind, TimePoint now) {
+    if (!attempt || !current().flags.asking) return;
+    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
+    detail::append_command(conn->out(), {"ASKING"});
+    in_flight.push_back({Kind::Asking, 0, 0, now, {}});
   }
 
   void on_connected(TimePoint now) {
@@ -313,12 +370,20 @@ struct Target::Impl {
       fail("a reply nobody asked for: " + reply_text(r.get()), true, now);
       return false;
     }
-    Expect e = in_flight.front();
+    Expect e = std::move(in_flight.front());
     in_flight.pop_front();
     ++stats.commands;
     last_reply = now;
     const bool error = r->type == REDIS_REPLY_ERROR;
     std::string_view text = error ? std::string_view(r->str, r->len) : std::string_view();
+    if (e.kind == Kind::Query) {
+      auto cb = std::move(queries_sent.front());
+      queries_sent.pop_front();
+      cb(r.get());
+      return true;
+    }
+    if (attempt && e.kind == Kind::Incr && attempt->redirected[e.index]) return true;
+    if (error && redirect_hook && attempt && is_redirection(text) && redirect(e, text)) return true;
     switch (e.kind) {
       case Kind::Auth:
       case Kind::Select:
@@ -370,10 +435,28 @@ struct Target::Impl {
         if (!error) ++stats.publishes;
         break;
       case Kind::SetNx:
+      case Kind::Asking:
+      case Kind::Query:
         break;
     }
     if (error) return command_failed(e, r.get(), now);
     if (state() == State::Handshake && in_flight.empty()) become_ready(now);
+    return true;
+  }
+
+  // A cluster redirection of a batch command: the hook takes its keys over (true) or not.
+  bool redirect(Expect& e, std::string_view text) {
+    Redirected r{Redirected::Delete, text, {}, current().flags.tag};
+    if (e.kind == Kind::Unlink) {
+      r.keys = std::move(e.keys);
+    } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
+      r.what = Redirected::Bump;
+      r.keys.push_back(current().batch.bumps[e.index]);
+    } else {
+      return false;
+    }
+    if (!redirect_hook(r)) return false;
+    if (r.what == Redirected::Bump) attempt->redirected[e.index] = true;
     return true;
   }
 
@@ -432,6 +515,13 @@ struct Target::Impl {
       fail(command_text(e) + ": unexpected reply " + reply_text(r.get()), false, now);
       return false;
     }
+    if (cluster_node) {  // UNLINK one slot at a time: sort the page's keys by slot
+      redisReply** k = r->element[1]->element;
+      std::stable_sort(k, k + r->element[1]->elements,
+                       [](const redisReply* x, const redisReply* y) {
+                         return key_slot({x->str, x->len}) < key_slot({y->str, y->len});
+                       });
+    }
     slot->scanning = false;
     slot->cursor.assign(r->element[0]->str, r->element[0]->len);
     slot->last_page = slot->cursor == "0";
@@ -445,12 +535,28 @@ struct Target::Impl {
   // UNLINK keys [begin, end) of a range given by an accessor; one command.
   template <typename KeyAt>
   void send_unlink(std::size_t begin, std::size_t end, KeyAt key_at, TimePoint now) {
+    asking(Kind::Unlink, now);
     argv.clear();
     argv.push_back("UNLINK");
     for (std::size_t i = begin; i < end; ++i) argv.push_back(key_at(i));
     detail::append_command(conn->out(), argv);
-    in_flight.push_back({Kind::Unlink, 0, end - begin, now});
+    in_flight.push_back({Kind::Unlink, 0, end - begin, now, {}});
+    if (cluster_node) in_flight.back().keys.assign(argv.begin() + 1, argv.end());
   }
+
+  // Where an UNLINK chunk from `begin` ends: at most unlink_chunk keys; on a cluster node
+  // one hash slot (the keys come sorted by slot) or one key for a part that asks for that.
+  template <typename KeyAt>
+  std::size_t chunk_end(std::size_t begin, std::size_t size, KeyAt key_at) const {
+    if (attempt && current_flags().single_keys) return begin + 1;
+    std::size_t end = std::min(size, begin + opt.unlink_chunk);
+    if (!cluster_node) return end;
+    const std::uint16_t slot = key_slot(key_at(begin));
+    for (std::size_t i = begin + 1; i < end; ++i)
+      if (key_slot(key_at(i)) != slot) return i;
+    return end;
+  }
+  const PartFlags& current_flags() const { return queue[attempt->batch].flags; }
 
   // Sends the next command of one pattern loop; false when no pattern has one to send.
   bool pattern_step(const Batch& b, TimePoint now) {
@@ -461,14 +567,12 @@ struct Target::Impl {
       for (ScanSlot& s : a.scans) {
         if (s.scanning) continue;
         if (s.key_pos < s.page_keys()) {
-          std::size_t end = std::min(s.page_keys(), s.key_pos + opt.unlink_chunk);
           redisReply* keys = s.page->element[1];
-          send_unlink(
-              s.key_pos, end,
-              [&](std::size_t i) {
-                return std::string_view(keys->element[i]->str, keys->element[i]->len);
-              },
-              now);
+          auto key_at = [&](std::size_t i) {
+            return std::string_view(keys->element[i]->str, keys->element[i]->len);
+          };
+          std::size_t end = chunk_end(s.key_pos, s.page_keys(), key_at);
+          send_unlink(s.key_pos, end, key_at, now);
           s.key_pos = end;
           return true;
         }
@@ -525,6 +629,7 @@ struct Target::Impl {
     Attempt& a = *attempt;
     a.batch = i;
     a.fixed.assign(p.batch.bumps.size(), false);
+    a.redirected.assign(p.batch.bumps.size(), false);
     if (p.deletes_applied) {  // retried for its bumps or publishes: do not delete again
       a.del_pos = p.batch.deletes.size();
       a.next_pattern = p.batch.patterns.size();
@@ -592,9 +697,9 @@ struct Target::Impl {
         continue;
       }
       if (a.del_pos < b.deletes.size()) {
-        std::size_t end = std::min(b.deletes.size(), a.del_pos + opt.unlink_chunk);
-        send_unlink(
-            a.del_pos, end, [&](std::size_t i) { return std::string_view(b.deletes[i]); }, now);
+        auto key_at = [&](std::size_t i) { return std::string_view(b.deletes[i]); };
+        std::size_t end = chunk_end(a.del_pos, b.deletes.size(), key_at);
+        send_unlink(a.del_pos, end, key_at, now);
         a.del_pos = end;
         continue;
       }
@@ -654,6 +759,7 @@ struct Target::Impl {
   void drive(TimePoint now) {
     for (int round = 0; round < 1000 && !closed && pump(now); ++round) {
     }
+    if (conn && state() == State::Ready && !queries.empty()) send_queries(now);
     if (conn && state() == State::Ready && conn->want_write()) {
       try {
         conn->flush();
@@ -737,6 +843,7 @@ struct Target::Impl {
 
   TimePoint deadline() const {
     if (closed) return kNever;
+    if (!queries.empty() && state() == State::Ready) return TimePoint{};
     const TimePoint work = attempt ? kNever : next_batch_time();
     return std::min(work, connection_deadline());
   }
@@ -760,12 +867,37 @@ struct Target::Impl {
 
 Target::Target(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
+Target::Target(Options options, Endpoint endpoint)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(endpoint))) {
+  impl_->cluster_node = true;
+}
+
+void Target::on_redirect(std::function<bool(const Redirected&)> hook) {
+  impl_->redirect_hook = std::move(hook);
+}
+
+void Target::apply(Batch batch, std::function<void()> done, PartFlags flags) {
+  Impl::Pending p;
+  p.batch = std::move(batch);
+  p.done = std::move(done);
+  p.flags = flags;
+  impl_->queue.push_back(std::move(p));
+}
+
+void Target::query(std::vector<std::string> argv, std::function<void(const redisReply*)> reply) {
+  if (impl_->closed) {
+    reply(nullptr);
+    return;
+  }
+  impl_->queries.emplace_back(std::move(argv), std::move(reply));
+}
+
 Target::~Target() {
   close();
 }
 
 void Target::apply(Batch batch, std::function<void()> done) {
-  impl_->queue.push_back({std::move(batch), std::move(done)});
+  apply(std::move(batch), std::move(done), PartFlags{});
 }
 
 std::size_t Target::queued() const {

@@ -9,6 +9,8 @@
 //   --variant N   only the N-th variant (1: DEFAULT all columns, 2: column list, 3: FULL)
 //   --tls         also run pgbust against a TLS-only redis-server (rediss://, verify: full)
 //                 for each variant, and print its rate as a ratio of plain TCP in the same run
+//   --cluster     also run pgbust against a 3-master Redis Cluster (redis+cluster://) for
+//                 each variant, and print its rate as a ratio of the single node
 //   --attach C    for each pgbust run, start `C -p PID` once pgbust runs and stop it (SIGINT)
 //                 when it has caught up: e.g. --attach "perf record -g -o /tmp/pgbust.data"
 //                 or --attach "strace -c -f -o /tmp/pgbust.strace"
@@ -16,7 +18,9 @@
 #include <cstdio>
 #include <map>
 
+#include "../integration/redis_cluster.hpp"
 #include "bench.hpp"
+#include "pgbust/redis/cluster.hpp"
 
 using namespace pgbust::bench;
 
@@ -44,7 +48,29 @@ struct Bench {
   Redis redis;
   std::unique_ptr<pgbust::test::TlsCerts> certs;  // --tls
   std::unique_ptr<Redis> tls_redis;
-  Redis* target = &redis;  // the Redis the next pgbust run applies to
+  Redis* target = &redis;                               // the Redis the next pgbust run applies to
+  std::unique_ptr<pgbust::test::RedisCluster> cluster;  // --cluster
+  bool on_cluster = false;  // the next pgbust run applies to the cluster
+
+  // The cluster's masters, each with the keys of `prefix`from..to it serves.
+  void cluster_fill(const std::string& prefix, long from, long to) {
+    std::map<int, RedisClient> per;
+    for (long i = from; i < to; ++i) {
+      std::string key = prefix + std::to_string(i);
+      int m = cluster->owner(pgbust::redis::key_slot(key));
+      auto it = per.find(m);
+      if (it == per.end())
+        it = per.emplace(m, RedisClient(cluster->port(static_cast<std::size_t>(m)))).first;
+      it->second.append({"SET", key, "cached"});
+      if (i % 64 == 0) it->second.drain();
+    }
+    for (auto& [m, c] : per) c.drain();
+  }
+  long cluster_count(const std::string& pattern) {
+    long n = 0;
+    for (std::size_t m : cluster->masters()) n += RedisClient(cluster->port(m)).count(pattern);
+    return n;
+  }
 
   RedisClient client() const {
     bool tls = target == tls_redis.get() && tls_redis;
@@ -118,6 +144,13 @@ struct Bench {
   }
 
   void fill_redis() {
+    if (on_cluster) {
+      for (std::size_t m : cluster->masters()) RedisClient(cluster->port(m)).command({"FLUSHALL"});
+      cluster_fill("task:", 1, table_rows + 1);
+      cluster_fill("group:", 0, 50);
+      cluster->set("other:keep", "1");
+      return;
+    }
     RedisClient r = client();
     r.command({"FLUSHALL"});
     r.fill("task:", 1, table_rows + 1);
@@ -128,9 +161,20 @@ struct Bench {
   // Every key the rule should have removed is gone, every group's revision was bumped, and
   // an unrelated key survived.
   void verify_redis(const std::string& what) {
-    RedisClient r = client();
-    long tasks = r.count("task:*"), groups = r.count("group:*"), revs = r.count("rev:group:*");
-    bool keep = r.command({"EXISTS", "other:keep"})->integer == 1;
+    long tasks = 0, groups = 0, revs = 0;
+    bool keep = false;
+    if (on_cluster) {
+      tasks = cluster_count("task:*");
+      groups = cluster_count("group:*");
+      revs = cluster_count("rev:group:*");
+      keep = cluster->exists("other:keep");
+    } else {
+      RedisClient r = client();
+      tasks = r.count("task:*");
+      groups = r.count("group:*");
+      revs = r.count("rev:group:*");
+      keep = r.command({"EXISTS", "other:keep"})->integer == 1;
+    }
     long expect_tasks = changes() >= table_rows ? 0 : table_rows - changes();
     if (tasks != expect_tasks || groups != 0 || revs != 50 || !keep)
       throw std::runtime_error(
@@ -144,6 +188,10 @@ struct Bench {
     fill_redis();
     std::string slot = copy_slot(v);
     std::string text = pgbust_config(pg, *target, slot, v.publication, v.rules);
+    if (on_cluster) {
+      std::string url = "url: \"" + target->url() + "\"";
+      text.replace(text.find(url), url.size(), "url: \"" + cluster->url() + "\"");
+    }
     if (target == tls_redis.get() && tls_redis) {
       std::string url = "url: \"" + target->url() + "\"";
       text.replace(text.find(url), url.size(),
@@ -210,6 +258,8 @@ int main(int argc, char** argv) try {
   }
   for (int i = 1; i + 1 < argc; ++i)
     if (std::string(argv[i]) == "--attach") b.attach = argv[i + 1];
+  if (arg_flag(argc, argv, "--cluster"))
+    b.cluster = std::make_unique<pgbust::test::RedisCluster>(3, 0);
   std::printf(
       "catch-up benchmark: %ld-row tables, %d transactions x %d row UPDATEs, %d runs "
       "each (medians)\n",
@@ -249,7 +299,7 @@ int main(int argc, char** argv) try {
   };
   if (only > 0 && only <= static_cast<long>(variants.size()))
     variants = {variants[static_cast<std::size_t>(only - 1)]};
-  std::map<std::string, std::vector<Sample>> recv, bust, bust_tls;
+  std::map<std::string, std::vector<Sample>> recv, bust, bust_tls, bust_cluster;
   const long n = b.changes();
   for (int r = 1; r <= runs; ++r) {
     for (const Variant& v : variants) {
@@ -269,6 +319,16 @@ int main(int argc, char** argv) try {
         bust_tls[v.label].push_back(t);
         std::printf("  run %d %-22s pgbust over TLS %7.0f rows/s, %.2f us CPU/row | TLS/TCP %.2f\n",
                     r, v.label.c_str(), n / t.wall, per_row_us(t.cpu, n), p.wall / t.wall);
+      }
+      if (b.cluster) {
+        b.on_cluster = true;
+        Sample c = b.pgbust(v);
+        b.on_cluster = false;
+        bust_cluster[v.label].push_back(c);
+        std::printf(
+            "  run %d %-22s pgbust on a 3-master cluster %7.0f rows/s, %.2f us CPU/row | "
+            "cluster/single %.2f\n",
+            r, v.label.c_str(), n / c.wall, per_row_us(c.cpu, n), p.wall / c.wall);
       }
       std::fflush(stdout);
     }
@@ -330,6 +390,20 @@ int main(int argc, char** argv) try {
         "(TLS adds %.2f)\n",
         v.label.c_str(), median(ratios), median(ratios) >= 0.8 ? "met" : "NOT MET", cpu_tls,
         cpu_tcp, cpu_tls - cpu_tcp);
+  }
+  for (const Variant& v : variants) {
+    if (!bust_cluster.count(v.label)) continue;
+    std::vector<double> ratios;
+    for (std::size_t i = 0; i < bust_cluster[v.label].size(); ++i)
+      ratios.push_back(bust[v.label][i].wall / bust_cluster[v.label][i].wall);
+    std::printf(
+        "  %-22s pgbust on a 3-master cluster / single node = %.2f (%.0f vs %.0f rows/s), CPU "
+        "%.2f vs %.2f us/row\n",
+        v.label.c_str(), median(ratios),
+        n / med(bust_cluster[v.label], [](const Sample& s) { return s.wall; }),
+        n / med(bust[v.label], [](const Sample& s) { return s.wall; }),
+        per_row_us(med(bust_cluster[v.label], [](const Sample& s) { return s.cpu; }), n),
+        per_row_us(med(bust[v.label], [](const Sample& s) { return s.cpu; }), n));
   }
   if (recv.count("DEFAULT, all columns") && recv.count("DEFAULT, column list")) {
     double cols_gain = med(recv["DEFAULT, all columns"], [](const Sample& s) { return s.wall; }) /

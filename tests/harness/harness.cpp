@@ -447,6 +447,7 @@ struct Redis::Impl {
   TempDir dir;
   int port = 0;
   pid_t pid = -1;
+  int bus_port = 0;
   RedisOptions options;
 
   bool tls() const { return !options.tls_cert.empty(); }
@@ -483,6 +484,12 @@ struct Redis::Impl {
                "--tls-key-file", options.tls_key, "--tls-ca-cert-file", options.tls_ca,
                "--tls-auth-clients", options.tls_auth_clients ? "yes" : "no"})
         argv.push_back(a);
+    }
+    argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+    if (options.cluster_bus) {
+      if (bus_port == 0) bus_port = free_port();
+      argv.push_back("--cluster-port");
+      argv.push_back(std::to_string(bus_port));
     }
     pid = spawn({argv, {}, -1, out.fd, std::nullopt});
     auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -567,6 +574,9 @@ void Redis::resume() {
 }
 void Redis::stop() {
   impl_->stop();
+}
+void Redis::kill() {
+  terminate(impl_->pid, SIGKILL, 30s);
 }
 void Redis::start() {
   if (impl_->pid <= 0) impl_->start();

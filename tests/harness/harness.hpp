@@ -65,6 +65,8 @@ class TlsCerts {
 struct RedisOptions {
   std::string tls_cert, tls_key, tls_ca;  // server certificate, its key, CA for clients
   bool tls_auth_clients = false;          // require a client certificate (mutual TLS)
+  std::vector<std::string> extra_args{};  // more redis-server arguments ("--cluster-enabled", ..)
+  bool cluster_bus = false;               // a free --cluster-port too (port + 10000 may not exist)
 };
 
 // A redis-server with no persistence on a free loopback port.
@@ -85,6 +87,7 @@ class Redis {
   std::vector<std::string> keys(const std::string& pattern = "*") const;  // sorted
   void pause();   // SIGSTOP: the server stops answering
   void resume();  // SIGCONT
+  void kill();    // SIGKILL (a crash), same port kept for start()
   void stop();    // shutdown, same port kept for start()
   void start();
   std::string log() const;

@@ -106,7 +106,7 @@ TEST_CASE("every problem is reported with its position, all at once") {
   std::vector<Case> cases = {
       {"rules: r\nredis: {urll: x}\n",
        "/etc/pgbust/pgbust.yaml:2:9: error: unknown key 'urll' in redis; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout, tls"},
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls"},
       {"rules: r\nredis:\n  tls: {ca_file: /ca.pem, verfy: full}\n",
        "/etc/pgbust/pgbust.yaml:3:27: error: unknown key 'verfy' in redis.tls; expected one of: "
        "ca_file, ca_path, cert_file, key_file, server_name, verify, min_version"},

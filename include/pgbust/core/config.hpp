@@ -79,6 +79,7 @@ struct Redis {
   std::string key_prefix;
   milliseconds connect_timeout{2000};
   milliseconds command_timeout{5000};
+  bool cluster = false;  // Redis Cluster (also implied by a redis+cluster:// URL)
 };
 
 struct Status {

@@ -21,7 +21,7 @@ namespace pgbust {
 class Telemetry {
  public:
   // Binds the metrics address (throws Error naming it when it cannot) unless listen is "".
-  Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::Target& target,
+  Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTarget& target,
             const std::vector<std::unique_ptr<Source>>& sources,
             std::function<StatusInput()> status);
   ~Telemetry();
@@ -50,7 +50,7 @@ class Telemetry {
   }
 
   Pipeline& pipeline_;
-  redis::Target& target_;
+  redis::AnyTarget& target_;
   const std::vector<std::unique_ptr<Source>>& sources_;
   std::function<StatusInput()> status_;
   metrics::Registry registry_;

@@ -53,6 +53,9 @@ struct Options {
   std::size_t max_in_flight = 1024;  // commands sent and not yet answered
   std::size_t scan_count = 1000;     // SCAN ... COUNT
   std::size_t unlink_chunk = 512;    // keys per UNLINK
+  // Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL, which may
+  // list several seed nodes: redis+cluster://host:port,host:port). See ClusterTarget.
+  bool cluster = false;
   // While Redis is unreachable (or a batch keeps failing), the error is logged when it starts
   // and then at most once per this interval, with how long it has lasted.
   std::chrono::milliseconds log_interval{30000};
@@ -121,6 +124,39 @@ struct Stats {
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
 
+// What a Redis target looks like to the daemon, telemetry and check: a single node (Target) or
+// a cluster (ClusterTarget, cluster.hpp). attach() registers every socket it needs with the loop
+// (a cluster adds and removes node connections as the topology changes).
+class AnyTarget : public Pollable, public Applier {
+ public:
+  virtual State state() const = 0;
+  bool connected() const { return state() == State::Ready; }
+  virtual const Stats& stats() const = 0;
+  virtual std::string last_error() const = 0;
+  virtual std::string describe() const = 0;
+  virtual void attach(Loop& loop) = 0;
+  virtual void detach(Loop& loop) = 0;
+  virtual void close() noexcept = 0;
+};
+
+// A single Target, or a ClusterTarget when options.cluster is set or the URL is
+// redis+cluster:// / rediss+cluster://. Throws pgbust::Error as their constructors do.
+std::unique_ptr<AnyTarget> make_target(const Options& options);
+
+// Hooks a cluster client uses to run one Target per node (see ClusterTarget).
+struct Redirected {
+  enum What : std::uint8_t { Delete, Bump } what;
+  std::string_view error;         // "MOVED 3999 127.0.0.1:6381", "ASK ...", "TRYAGAIN ..."
+  std::vector<std::string> keys;  // the command's keys (UNLINK) or the bump's key
+  std::uint64_t tag = 0;          // PartFlags::tag of the batch the command belonged to
+};
+struct PartFlags {
+  bool asking = false;       // send ASKING before each command (an ASK redirection)
+  bool single_keys = false;  // one key per UNLINK (a slot being migrated answers TRYAGAIN to
+                             // a multi-key command that finds only some of its keys)
+  std::uint64_t tag = 0;     // handed back in Redirected
+};
+
 // Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
 // Plugs into the event loop as a Pollable.
 //
@@ -149,12 +185,24 @@ struct Stats {
 // that is not a counter (WRONGTYPE, "not an integer", overflow) that command can never
 // succeed: the key is UNLINKed and re-seeded (SET NX + INCR) once within the attempt, with a
 // warning naming the key. This still invalidates (the value changes to one never used).
-class Target : public Pollable, public Applier {
+class Target : public AnyTarget {
  public:
   // Throws pgbust::Error for a bad URL, an unreadable password_file or unusable options.
   // Connects on the first loop round (so state() says early whether Redis is there).
   explicit Target(Options options);
+  // One node of a cluster: `endpoint` instead of options.url (TLS and AUTH as in options).
+  Target(Options options, Endpoint endpoint);
   ~Target() override;
+
+  // --- cluster hooks (ClusterTarget) ---
+  // Called for an UNLINK, SET NX or INCR answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN; true:
+  // the caller takes the command's keys over, and the command counts as done here.
+  void on_redirect(std::function<bool(const Redirected&)> hook);
+  // apply() with cluster flags.
+  void apply(Batch batch, std::function<void()> done, PartFlags flags);
+  // Sends `argv` once the connection is ready (outside any batch); `reply` gets the reply, or
+  // nullptr when the connection is lost (or closed) first.
+  void query(std::vector<std::string> argv, std::function<void(const redisReply*)> reply);
 
   // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
   // has succeeded. Batches are started in the order they were queued and complete in that
@@ -164,11 +212,12 @@ class Target : public Pollable, public Applier {
   std::size_t queued() const;  // batches not yet completed
   // Every queued batch is set aside after a persistent error and not yet due (or none is).
   bool idle() const override;
-  State state() const;
-  bool connected() const { return state() == State::Ready; }
-  const Stats& stats() const;
-  std::string last_error() const;  // the latest failure ("" if none), worded as in the log
-  std::string describe() const;    // "127.0.0.1:6379 db 0" (never the password)
+  State state() const override;
+  const Stats& stats() const override;
+  std::string last_error() const override;  // the latest failure ("" if none), as in the log
+  std::string describe() const override;    // "127.0.0.1:6379 db 0" (never the password)
+  void attach(Loop& loop) override { loop.add(this); }
+  void detach(Loop& loop) override { loop.remove(this); }
 
   const Endpoint& endpoint() const;  // holds the password: never log it
 
@@ -181,7 +230,7 @@ class Target : public Pollable, public Applier {
 
   // Closes the connection and stops reconnecting (shutdown); idempotent. Batches still
   // queued stay queued and their done() is never called.
-  void close() noexcept;
+  void close() noexcept override;
 
  private:
   struct Impl;
