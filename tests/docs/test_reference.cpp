@@ -105,7 +105,7 @@ TEST_CASE("every pgbust.yaml key the parser accepts is documented, and only thos
   try {
     pgbust::config::parse(doc, "maximal.yaml");
   } catch (const pgbust::config::ConfigError& e) {
-    FAIL("a documented key (or its example) is not accepted:\n" << e.what());
+    FAIL_CHECK("a documented key (or its example) is not accepted:\n" << e.what());
   }
   auto accepted = pgbust::config::accepted_keys(doc);
   std::set<std::string> documented = paths(pgbust::config::keys());
@@ -145,9 +145,9 @@ TEST_CASE("every rules-file key the loader accepts is documented, and only those
     REQUIRE_MESSAGE(!message.empty(), "the loader did not refuse an unknown key");
     auto expected = expected_list(message), documented = paths(pgbust::rules::keys(), l.under);
     for (const auto& k : expected)
-      CHECK_MESSAGE(documented.count(k), "accepted but undocumented: " << l.under << k);
+      CHECK_MESSAGE(documented.count(k), "accepted but undocumented: " << std::string(l.under) << k);
     for (const auto& k : documented)
-      CHECK_MESSAGE(expected.count(k), "documented but not accepted: " << l.under << k);
+      CHECK_MESSAGE(expected.count(k), "documented but not accepted: " << std::string(l.under) << k);
   }
 }
 
