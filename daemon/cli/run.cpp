@@ -15,14 +15,16 @@ namespace pgbust::cli {
 
 namespace {
 
-// stderr logging: "<N>" journald priorities when stderr is the journal (JOURNAL_STREAM) or
-// log.journal says so; text or JSON lines (log.format).
+// Logging: to the journal (native protocol) when stderr is the journal (JOURNAL_STREAM), else
+// stderr with "<N>" journald priorities when log.journal says so; text or JSON (log.format).
 void setup_logging(const config::Config& cfg) {
   logging::Options o;
   o.level = cfg.log_level;
   o.format = cfg.log_format == "json" ? logging::Format::Json : logging::Format::Text;
-  o.journal = cfg.log_journal == "yes" ||
-              (cfg.log_journal == "auto" && logging::journal_stream_is_stderr());
+  // Detected: the native protocol with structured fields, "<N>" lines when it fails.
+  // log.journal: yes: "<N>" lines (a stderr that is a journal stream without JOURNAL_STREAM).
+  o.journal_native = cfg.log_journal == "auto" && logging::journal_stream_is_stderr();
+  o.journal = cfg.log_journal == "yes" || o.journal_native;
   logging::setup(o);
 }
 

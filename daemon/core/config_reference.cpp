@@ -111,8 +111,9 @@ constexpr KeyDoc kKeys[] = {
   {"log.format", "one of: text, json", "text",
    "Text lines, or one {\"time\",\"level\",\"message\"} JSON object per line.", "text"},
   {"log.journal", "one of: auto, yes, no", "auto",
-   "Prefix lines with <N> syslog priorities for journald: when stderr is the journal, always "
-   "or never.", "auto"},
+   "auto: when stderr is the journal, log through the journal's native protocol with "
+   "priorities and PGBUST_SOURCE, PGBUST_RULE and PGBUST_TARGET fields (<N>-prefixed stderr "
+   "lines when it is unreachable); yes: <N>-prefixed stderr lines; no: plain lines.", "auto"},
 };
 // clang-format on
 
