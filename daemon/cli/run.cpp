@@ -23,8 +23,9 @@ void setup_logging(const config::Config& cfg) {
   o.format = cfg.log_format == "json" ? logging::Format::Json : logging::Format::Text;
   // Detected: the native protocol with structured fields, "<N>" lines when it fails.
   // log.journal: yes: "<N>" lines (a stderr that is a journal stream without JOURNAL_STREAM).
-  o.journal_native = cfg.log_journal == "auto" && logging::journal_stream_is_stderr();
-  o.journal = cfg.log_journal == "yes" || o.journal_native;
+  bool detected = cfg.log_journal == "auto" && logging::journal_stream_is_stderr();
+  o.journal_native = detected && logging::journal_socket_exists();
+  o.journal = cfg.log_journal == "yes" || detected;
   logging::setup(o);
 }
 

@@ -112,6 +112,11 @@ bool journal_stream_is_stderr() {
          static_cast<unsigned long long>(st.st_ino) == ino;
 }
 
+bool journal_socket_exists() {
+  struct stat st {};
+  return ::stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 int journal_priority(spdlog::level::level_enum level) {
   switch (level) {
     case spdlog::level::critical:

@@ -39,6 +39,10 @@ struct Options {
 // with another stderr, so the variable alone is not enough.
 bool journal_stream_is_stderr();
 
+// True when journald's native socket (/run/systemd/journal/socket) exists: sd_journal_sendv
+// silently drops records when it does not, so the native protocol is used only then.
+bool journal_socket_exists();
+
 // The sd-daemon priority of a spdlog level: critical 2, error 3, warn 4, info 6, debug and
 // trace 7.
 int journal_priority(spdlog::level::level_enum level);
