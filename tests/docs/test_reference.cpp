@@ -24,21 +24,22 @@ using pgbust::KeyDoc;
 // A YAML document (flow style) that sets every documented key to its example: "a.b[].c"
 // becomes {a: {b: [{c: EXAMPLE}]}}.
 struct Tree {
-  std::vector<std::pair<std::string, Tree>> children;
+  std::string name;
+  std::vector<Tree> children;  // a vector of the incomplete type is allowed; a pair is not
   std::string value;
   bool list = false;
 
-  Tree& child(const std::string& name) {
-    for (auto& [n, t] : children)
-      if (n == name) return t;
-    children.emplace_back(name, Tree{});
-    return children.back().second;
+  Tree& child(const std::string& n) {
+    for (auto& t : children)
+      if (t.name == n) return t;
+    children.push_back(Tree{n, {}, {}, false});
+    return children.back();
   }
   std::string yaml() const {
     if (children.empty()) return value;
     std::string out = "{";
     for (std::size_t i = 0; i < children.size(); ++i)
-      out += (i ? ", " : "") + children[i].first + ": " + children[i].second.yaml();
+      out += (i ? ", " : "") + children[i].name + ": " + children[i].yaml();
     out += "}";
     return list ? "[" + out + "]" : out;
   }
@@ -145,9 +146,11 @@ TEST_CASE("every rules-file key the loader accepts is documented, and only those
     REQUIRE_MESSAGE(!message.empty(), "the loader did not refuse an unknown key");
     auto expected = expected_list(message), documented = paths(pgbust::rules::keys(), l.under);
     for (const auto& k : expected)
-      CHECK_MESSAGE(documented.count(k), "accepted but undocumented: " << std::string(l.under) << k);
+      CHECK_MESSAGE(documented.count(k),
+                    "accepted but undocumented: " << std::string(l.under) << k);
     for (const auto& k : documented)
-      CHECK_MESSAGE(expected.count(k), "documented but not accepted: " << std::string(l.under) << k);
+      CHECK_MESSAGE(expected.count(k),
+                    "documented but not accepted: " << std::string(l.under) << k);
   }
 }
 
