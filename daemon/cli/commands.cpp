@@ -5,7 +5,7 @@ namespace pgbust::cli {
 
 namespace {
 
-constexpr Command kCommands[] = {
+constexpr Subcommand kCommands[] = {
     {"run", "run the daemon (the default command)", run},
     {"check", "validate the config and rules (--db: also against the live database)", check},
     {"explain", "print the Redis commands the rules would send for one row change", explain},
@@ -18,7 +18,7 @@ constexpr Command kCommands[] = {
 
 }  // namespace
 
-std::span<const Command> commands() {
+std::span<const Subcommand> commands() {
   return kCommands;
 }
 

@@ -19,11 +19,11 @@ int help(int argc, char** argv);     // the overview, or man pages, README and c
 // reference and the bash completion list it. A new command is one line here (commands.cpp).
 // A command's function must declare its options with CommandLine and call parse() before
 // doing anything else (Describing runs it with no arguments to read them).
-struct Command {
+struct Subcommand {
   const char* name;
   const char* summary;  // one line, lower case, no final period
   int (*main)(int argc, char** argv);
 };
-std::span<const Command> commands();
+std::span<const Subcommand> commands();
 
 }  // namespace pgbust::cli
