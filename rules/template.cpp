@@ -553,6 +553,12 @@ std::optional<ParseError> parse_template(std::string_view s, Slots& slots, Templ
   return parse_parts(s, i, slots, t, t.parts, 0, local);
 }
 
+std::vector<std::string_view> filter_names() {
+  std::vector<std::string_view> out;
+  for (const auto& f : kFilters) out.push_back(f.name);
+  return out;
+}
+
 std::string_view filter_name(FilterKind k) {
   for (const auto& f : kFilters)
     if (f.kind == k) return f.name;

@@ -172,5 +172,7 @@ FilterResult apply_filters(const std::vector<Filter>& filters, const std::string
 std::string closest(std::string_view word, const std::vector<std::string_view>& candidates);
 
 std::string_view filter_name(FilterKind k);
+// Every filter name the parser accepts (for the reference check).
+std::vector<std::string_view> filter_names();
 
 }  // namespace pgbust::rules::detail

@@ -11,6 +11,7 @@ packages=(
   systemd curl procps openssl  # openssl: the TLS tests make their certificates with it
   tzdata                      # zone files for tz:ZONE / timezone: (rules and unit tests)
   prometheus                  # promtool: checks and unit-tests monitoring/pgbust-alerts.yml
+  groff-base man-db           # the docs.pages test checks the man pages with groff and man
 )
 
 missing=()

@@ -10,6 +10,7 @@
 #include "pgbust/cli/build_sources.hpp"
 #include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/error.hpp"
+#include "pgbust/core/log_fields.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/source.hpp"
 #include "pgbust/ops/signals.hpp"
@@ -132,6 +133,8 @@ struct Daemon::Impl : Pollable {
       auto st = s->status();
       auto it = last_states.find(s->name());
       if (it == last_states.end() || it->second != st.state) {
+        std::string name = s->name();
+        LogScope scope(LogFields::of_source(name));
         if (st.state == SourceState::BackingOff && !st.last_error.empty())
           spdlog::warn("{}: {} ({})", s->name(), to_string(st.state), st.last_error);
         else

@@ -15,14 +15,17 @@ namespace pgbust::cli {
 
 namespace {
 
-// stderr logging: "<N>" journald priorities when stderr is the journal (JOURNAL_STREAM) or
-// log.journal says so; text or JSON lines (log.format).
+// Logging: to the journal (native protocol) when stderr is the journal (JOURNAL_STREAM), else
+// stderr with "<N>" journald priorities when log.journal says so; text or JSON (log.format).
 void setup_logging(const config::Config& cfg) {
   logging::Options o;
   o.level = cfg.log_level;
   o.format = cfg.log_format == "json" ? logging::Format::Json : logging::Format::Text;
-  o.journal = cfg.log_journal == "yes" ||
-              (cfg.log_journal == "auto" && logging::journal_stream_is_stderr());
+  // Detected: the native protocol with structured fields, "<N>" lines when it fails.
+  // log.journal: yes: "<N>" lines (a stderr that is a journal stream without JOURNAL_STREAM).
+  bool detected = cfg.log_journal == "auto" && logging::journal_stream_is_stderr();
+  o.journal_native = detected && logging::journal_socket_exists();
+  o.journal = cfg.log_journal == "yes" || detected;
   logging::setup(o);
 }
 

@@ -4,6 +4,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "pgbust/core/reference.hpp"
+
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -86,7 +89,10 @@ namespace {
 // Collects problems with positions while walking the document.
 class Reader {
  public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
+  // `seen`: when given, every key each walked mapping accepts ("redis.tls.verify"), for
+  // accepted_keys().
+  explicit Reader(std::string file, std::vector<std::string>* seen = nullptr)
+      : file_(std::move(file)), seen_(seen) {}
 
   void error(const YAML::Node& at, const std::string& msg) { error(at.Mark(), msg); }
   void error(const YAML::Mark& m, const std::string& msg) {
@@ -98,6 +104,8 @@ class Reader {
   }
   std::vector<std::string>& problems() { return problems_; }
 
+  static constexpr const char* kRoot = "the config file";
+
   using Handler = std::function<void(const YAML::Node&)>;
   struct Key {
     const char* name;
@@ -106,6 +114,8 @@ class Reader {
 
   // Walks a mapping: each known key goes to its handler, unknown keys are errors.
   void mapping(const YAML::Node& node, const std::string& where, const std::vector<Key>& keys) {
+    if (seen_ != nullptr)
+      for (const auto& k : keys) seen_->push_back((where == kRoot ? "" : where + ".") + k.name);
     if (!node.IsMap()) {
       error(node, where + " must be a mapping of keys to values");
       return;
@@ -209,6 +219,7 @@ class Reader {
 
  private:
   std::string file_;
+  std::vector<std::string>* seen_;
   std::vector<std::string> problems_;
 };
 
@@ -250,8 +261,11 @@ void read_poll_tables(Reader& r, const YAML::Node& n, Poll& poll) {
 
 }  // namespace
 
-Config parse(const std::string& text, const std::filesystem::path& file) {
-  Reader r(file.string());
+namespace {
+
+Config parse(const std::string& text, const std::filesystem::path& file,
+             std::vector<std::string>* seen) {
+  Reader r(file.string(), seen);
   Config c;
   c.file = file;
   YAML::Node root;
@@ -270,7 +284,7 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
   std::string rules_path;
   bool have_rules = false, have_sources = false;
   r.mapping(
-      root, "the config file",
+      root, Reader::kRoot,
       {{"postgres",
         [&](const YAML::Node& n) {
           r.mapping(n, "postgres", {{"conninfo", r.str(c.conninfo, "postgres.conninfo")}});
@@ -399,6 +413,23 @@ Config parse(const std::string& text, const std::filesystem::path& file) {
     c.rules = p.is_relative() && file.has_parent_path() ? file.parent_path() / p : p;
   }
   return c;
+}
+
+}  // namespace
+
+Config parse(const std::string& text, const std::filesystem::path& file) {
+  return parse(text, file, nullptr);
+}
+
+std::vector<std::string> accepted_keys(const std::string& text) {
+  std::vector<std::string> seen;
+  try {
+    parse(text, "accepted_keys", &seen);
+  } catch (const ConfigError&) {
+  }
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  return seen;
 }
 
 Config load(const std::filesystem::path& file) {

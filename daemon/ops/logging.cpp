@@ -1,9 +1,12 @@
-// The daemon's log output on stderr: text, journald priority prefixes, or JSON lines.
+// The daemon's log output: the journal's native protocol, or stderr (text, journald priority
+// prefixes, or JSON lines).
 #include "pgbust/ops/logging.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,6 +67,8 @@ class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
   void sink_it_(const spdlog::details::log_msg& msg) override {
     std::string_view text(msg.payload.data(), msg.payload.size());
     bool json = opt_.format == Format::Json;
+    if (opt_.journal_native && !json && send(journal_fields(msg.level, text, log_fields())) >= 0)
+      return;
     std::string time = opt_.journal && !json ? "" : format_time(msg.time, json);
     std::string out = json ? format_json(msg.level, text, time, opt_.journal)
                            : format_text(msg.level, text, time, opt_.journal);
@@ -82,6 +87,14 @@ class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
   void flush_() override {}
 
  private:
+  int send(const std::vector<std::string>& fields) {
+    if (opt_.journal_send) return opt_.journal_send(fields);
+    std::vector<iovec> iov;
+    iov.reserve(fields.size());
+    for (const auto& f : fields) iov.push_back({const_cast<char*>(f.data()), f.size()});
+    return sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+  }
+
   Options opt_;
 };
 
@@ -97,6 +110,11 @@ bool journal_stream_is_stderr() {
   if (::fstat(STDERR_FILENO, &st) != 0) return false;
   return static_cast<unsigned long long>(st.st_dev) == dev &&
          static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+bool journal_socket_exists() {
+  struct stat st {};
+  return ::stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 int journal_priority(spdlog::level::level_enum level) {
@@ -143,6 +161,16 @@ std::string format_json(spdlog::level::level_enum level, std::string_view messag
   out += ",\"message\":";
   json::append_quoted(out, message);
   out += "}\n";
+  return out;
+}
+
+std::vector<std::string> journal_fields(spdlog::level::level_enum level, std::string_view message,
+                                        const LogFields& fields) {
+  std::vector<std::string> out{"PRIORITY=" + std::to_string(journal_priority(level)),
+                               "MESSAGE=" + std::string(message), "SYSLOG_IDENTIFIER=pgbust"};
+  if (!fields.source.empty()) out.push_back("PGBUST_SOURCE=" + std::string(fields.source));
+  if (!fields.rule.empty()) out.push_back("PGBUST_RULE=" + std::string(fields.rule));
+  if (!fields.target.empty()) out.push_back("PGBUST_TARGET=" + std::string(fields.target));
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 
+#include "pgbust/core/log_fields.hpp"
 #include "pgbust/pipeline/key_set.hpp"
 #include "pgbust/pipeline/publish.hpp"
 
@@ -153,6 +154,7 @@ class Pipeline::TxnSink : public rules::Sink {
     ++s.widenings_by_reason[why];
     if (!rule.publish.empty() && is_gap(why)) publish_info(rule).content.gap = true;
     ++p_.rule_stats_for(rule).widenings;
+    LogScope scope(LogFields::of_rule(rule.name));
     spdlog::debug("rule {}: widened: {}", rule.name, detail);
   }
 

@@ -227,7 +227,7 @@ struct Target::Impl {
         session("redis",
                 RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
                             opt.log_interval},
-                Session::Labels{"connecting", "handshake", "ready"}) {
+                Session::Labels{"connecting", "handshake", "ready", true}) {
     session.set_server(ep.describe());
     if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::to_string(opt.scan_count);

@@ -1,16 +1,20 @@
 // What operators' tools expect of the running binary: `--version` and pgbust_build_info from
-// the build, journald priority prefixes under systemd, JSON log lines, process_* and
-// config-reload metrics. No PostgreSQL or Redis is needed: the daemon serves /metrics while
-// its source backs off from a port nobody listens on.
+// the build, journald (native protocol and priority prefixes) under systemd, JSON log lines,
+// process_* and config-reload metrics. No PostgreSQL or Redis is needed: the daemon serves /metrics
+// while its source backs off from a port nobody listens on.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -53,8 +57,9 @@ std::string config(const std::string& log = "") {
 // systemd sets it for a service whose stderr is the journal. Killed on destruction.
 class JournalDaemon {
  public:
+  // `wrapper`: a command line pgbust's runs under (unshare ...).
   JournalDaemon(const std::vector<std::string>& args, const std::filesystem::path& log,
-                bool matching_stream = true)
+                bool matching_stream = true, const std::vector<std::string>& wrapper = {})
       : log_(log) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     REQUIRE(fd >= 0);
@@ -65,7 +70,8 @@ class JournalDaemon {
     std::vector<std::string> env{"JOURNAL_STREAM=" + stream};
     for (char** e = environ; *e; ++e)
       if (std::string_view(*e).rfind("JOURNAL_STREAM=", 0) != 0) env.emplace_back(*e);
-    std::vector<std::string> argv{pgbust_binary()};
+    std::vector<std::string> argv = wrapper;
+    argv.push_back(pgbust_binary());
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv, cenv;
     for (auto& a : argv) cargv.push_back(a.data());
@@ -76,7 +82,7 @@ class JournalDaemon {
     ::posix_spawn_file_actions_init(&fa);
     ::posix_spawn_file_actions_adddup2(&fa, fd, STDERR_FILENO);
     ::posix_spawn_file_actions_adddup2(&fa, fd, STDOUT_FILENO);
-    int rc = ::posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
+    int rc = ::posix_spawnp(&pid_, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
     ::posix_spawn_file_actions_destroy(&fa);
     ::close(fd);
     REQUIRE(rc == 0);
@@ -181,6 +187,99 @@ TEST_CASE("journald: every line carries its priority, so journalctl -p filters")
     CAPTURE(line);
     CHECK(std::regex_match(line, std::regex("<[2-7]>[a-z]+: .*")));
   }
+}
+
+// A journald stand-in: a datagram socket at DIR/systemd/journal/socket, which a process that
+// bind-mounts DIR over /run in its own mount namespace sees as the journal's socket.
+class FakeJournal {
+ public:
+  explicit FakeJournal(const std::filesystem::path& run_dir) {
+    std::filesystem::create_directories(run_dir / "systemd/journal");
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string path = (run_dir / "systemd/journal/socket").string();
+    REQUIRE(path.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~FakeJournal() { ::close(fd_); }
+  // The records received so far, each as its KEY=value fields (the native protocol: one
+  // "KEY=value\n" per field, or "KEY\n", a 64-bit little-endian length and the value).
+  const std::vector<std::vector<std::string>>& records() {
+    char buf[65536];
+    for (ssize_t n; (n = ::recv(fd_, buf, sizeof buf, 0)) > 0;) {
+      std::string d(buf, static_cast<std::size_t>(n));
+      std::vector<std::string> fields;
+      for (std::size_t i = 0; i < d.size();) {
+        auto nl = d.find('\n', i);
+        if (nl == std::string::npos) break;
+        std::string line = d.substr(i, nl - i);
+        if (line.find('=') != std::string::npos) {
+          fields.push_back(line);
+          i = nl + 1;
+        } else {
+          std::uint64_t len = 0;
+          std::memcpy(&len, d.data() + nl + 1, 8);  // little-endian, as on x86-64 and arm64
+          fields.push_back(line + "=" + d.substr(nl + 9, len));
+          i = nl + 9 + len + 1;
+        }
+      }
+      records_.push_back(std::move(fields));
+    }
+    return records_;
+  }
+  // The first record that has every one of `fields`, or nullptr.
+  const std::vector<std::string>* find(const std::vector<std::string>& fields) {
+    for (const auto& r : records()) {
+      bool all = true;
+      for (const auto& f : fields) all = all && std::find(r.begin(), r.end(), f) != r.end();
+      if (all) return &r;
+    }
+    return nullptr;
+  }
+
+ private:
+  int fd_ = -1;
+  std::vector<std::vector<std::string>> records_;
+};
+
+TEST_CASE("journald: under systemd, records go through the native protocol with their fields") {
+  if (::geteuid() != 0 || run({"unshare", "-m", "true"}).exit_code != 0) {
+    MESSAGE("skipped: needs root and mount namespaces (unshare -m) for a stand-in journal");
+    return;
+  }
+  TempDir dir, run_dir;
+  FakeJournal journal(run_dir.path());
+  dir.write("rules.yaml", kRules);
+  auto cfg = dir.write("pgbust.yaml", config());
+  // pgbust sees run_dir as /run, so sd_journal_sendv reaches the stand-in.
+  JournalDaemon d({"run", "--config", cfg.string()}, dir.path() / "stderr", true,
+                  {"unshare", "-m", "sh", "-c", "mount --bind \"$0\" /run && exec \"$@\"",
+                   run_dir.path().string()});
+  const std::vector<std::string>* warning = nullptr;
+  CHECK(eventually(
+      [&] {
+        for (const auto& r : journal.records())
+          for (const auto& f : r)
+            if (f.starts_with("MESSAGE=logical: backing off") &&
+                std::find(r.begin(), r.end(), "PRIORITY=4") != r.end())
+              warning = &r;
+        return warning != nullptr;
+      },
+      30s));
+  INFO("stderr: " << d.output());
+  REQUIRE(warning != nullptr);
+  CHECK(std::find(warning->begin(), warning->end(), "PGBUST_SOURCE=logical") != warning->end());
+  CHECK(std::find(warning->begin(), warning->end(), "SYSLOG_IDENTIFIER=pgbust") != warning->end());
+  CHECK(journal.find({"PRIORITY=6", "SYSLOG_IDENTIFIER=pgbust"}) != nullptr);  // the start line
+  // The source's own failure line (its session): an error, with the source's name.
+  CHECK(journal.find({"PRIORITY=3", "PGBUST_SOURCE=logical"}) != nullptr);
+  d.signal(SIGTERM);
+  CHECK(d.wait() >= 0);
+  // The journal took every record: nothing on stderr.
+  CHECK(d.output().empty());
 }
 
 TEST_CASE("journald: an invalid config is logged at LOG_ERR and exits 78") {

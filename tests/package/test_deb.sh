@@ -2,7 +2,8 @@
 # Builds the .deb from a copy of the source tree (`dpkg-buildpackage -us -uc -b`), checks it
 # with lintian (no errors), unpacks it into a throwaway root and runs `pgbust --version` and
 # `pgbust check` from the installed paths, and checks the package's contents: the unit with
-# RestartPreventExitStatus=78, the sysusers snippet, /etc/pgbust/pgbust.yaml as a conffile.
+# RestartPreventExitStatus=78, the sysusers snippet, /etc/pgbust/pgbust.yaml as a conffile,
+# the man pages and the bash completion.
 set -euo pipefail
 src=${1:?usage: test_deb.sh SOURCE_DIR}
 work=$(mktemp -d)
@@ -37,7 +38,9 @@ for path in ./usr/bin/pgbust ./lib/systemd/system/pgbust.service ./lib/systemd/s
             ./usr/lib/sysusers.d/pgbust.conf \
             ./etc/pgbust/pgbust.yaml ./etc/pgbust/rules.d/ ./usr/share/doc/pgbust/README.md \
             ./usr/share/doc/pgbust/examples/work-orders/rules.yaml \
-            ./usr/share/doc/pgbust/monitoring/pgbust-alerts.yml; do
+            ./usr/share/doc/pgbust/monitoring/pgbust-alerts.yml \
+            ./usr/share/man/man1/pgbust.1.gz ./usr/share/man/man5/pgbust.yaml.5.gz \
+            ./usr/share/bash-completion/completions/pgbust; do
   grep -q " $path\$" "$work/contents" || grep -q " $path -> " "$work/contents" ||
     fail "the package lacks $path"
 done
@@ -59,4 +62,12 @@ echo "$out"
 # The shipped config names rules.d relative to itself: give it the work-orders rules.
 cp "$root/usr/share/doc/pgbust/examples/work-orders/rules.yaml" "$root/etc/pgbust/rules.d/"
 "$root/usr/bin/pgbust" check --config "$root/etc/pgbust/pgbust.yaml" || fail "pgbust check"
+# The installed man pages render without warnings; the completion completes a command.
+for page in man1/pgbust.1.gz man5/pgbust.yaml.5.gz; do
+  warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$root/usr/share/man/$page" 2>&1 >/dev/null)
+  [ -z "$warnings" ] || fail "man $page: $warnings"
+done
+completed=$(bash -c 'source "$1"; COMP_WORDS=(pgbust ch); COMP_CWORD=1; _pgbust; echo "${COMPREPLY[*]}"' \
+  _ "$root/usr/share/bash-completion/completions/pgbust")
+[ "$completed" = check ] || fail "completing 'pgbust ch': '$completed'"
 echo "OK"

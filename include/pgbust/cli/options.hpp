@@ -12,6 +12,33 @@ namespace pgbust::cli {
 
 namespace po = boost::program_options;
 
+// A command's options as declared, for `pgbust help --format ...` (man page, README,
+// completion): the same declarations --help prints, so the documents cannot drift.
+struct OptionInfo {
+  std::string name;      // long name: "config"
+  char short_name = 0;   // 'c', or 0
+  std::string value;     // "FILE" for an option that takes a value; "" for a flag
+  std::string fallback;  // the default, when declared with default_value()
+  std::string doc;
+};
+struct CommandInfo {
+  std::string name;
+  std::string about;  // the help text above the options
+  std::vector<OptionInfo> options;
+};
+
+// While a Describing is alive (one at a time, main thread), CommandLine::parse() does not
+// parse: it records the command's declarations and returns 0, so running a command's
+// function with no arguments reads its options without running it.
+class Describing {
+ public:
+  Describing();
+  ~Describing();
+  Describing(const Describing&) = delete;
+  Describing& operator=(const Describing&) = delete;
+  std::vector<CommandInfo> commands;
+};
+
 // One command's options. Declare them with add(), then parse(); read them through the
 // variables bound with po::value(&var) and set().
 class CommandLine {
@@ -44,6 +71,7 @@ class CommandLine {
 
  private:
   std::string command_;
+  std::string about_;
   po::options_description options_;
   po::variables_map values_;
   std::vector<std::string>* positional_ = nullptr;

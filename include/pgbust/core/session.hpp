@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "pgbust/core/log_fields.hpp"
 #include "pgbust/core/loop.hpp"
 #include "pgbust/core/retry.hpp"
 #include "pgbust/core/source.hpp"
@@ -29,6 +30,7 @@ class Session {
     const char* connecting = "connecting";
     const char* starting = "starting";
     const char* up = "streaming";
+    bool target = false;  // a Redis target, not a source (the log field it sets)
   };
 
   Session(std::string name, RetryPolicy policy, Labels labels);
@@ -98,6 +100,7 @@ class Session {
   template <typename... A>
   void log(spdlog::level::level_enum level, fmt::format_string<A...> f, A&&... args) const {
     if (!spdlog::should_log(level)) return;
+    LogScope scope(labels_.target ? LogFields::of_target(name_) : LogFields::of_source(name_));
     spdlog::log(level, "{}: {}", prefix(), fmt::format(f, std::forward<A>(args)...));
   }
 
