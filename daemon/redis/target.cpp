@@ -9,10 +9,11 @@
 #include <cctype>
 #include <deque>
 #include <optional>
+#include <set>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/core/glob.hpp"
 #include "pgbust/core/session.hpp"
-#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
@@ -46,11 +47,10 @@ enum class Kind : std::uint8_t {
   Ping,
   Unlink,
   Scan,
+  DbSize,
   SetNx,
   Incr,
-  Publish,
-  Asking,  // cluster: before a command of an ASK redirection
-  Query    // cluster: Target::query()
+  Publish
 };
 
 std::string_view command_name(Kind k) {
@@ -67,16 +67,14 @@ std::string_view command_name(Kind k) {
       return "UNLINK";
     case Kind::Scan:
       return "SCAN";
+    case Kind::DbSize:
+      return "DBSIZE";
     case Kind::SetNx:
       return "SET NX";
     case Kind::Incr:
       return "INCR";
     case Kind::Publish:
       return "PUBLISH";
-    case Kind::Asking:
-      return "ASKING";
-    case Kind::Query:
-      return "query";
   }
   return "?";
 }
@@ -90,19 +88,30 @@ std::string acl_name(Kind k) {
   return name;
 }
 
-// A command sent and not yet answered. `index`: bump / pattern / publish index in the batch.
+// A command sent and not yet answered. `batch`: the id of the batch it belongs to (0: none,
+// e.g. a keyspace pass's or the handshake's); `pass`: the keyspace pass it belongs to (0:
+// none); `index`: bump / publish index in the batch.
 struct Expect {
   Kind kind;
+  std::uint64_t batch = 0;
+  std::uint64_t pass = 0;
   std::size_t index = 0;
   std::size_t count = 0;  // keys in an UNLINK
   TimePoint sent;
-  std::vector<std::string> keys;  // a cluster node's UNLINK: its keys, for a redirection
+  TimePoint queued_behind{};  // when the reply before it arrived, if later than `sent`
 };
 
-constexpr std::size_t kMaxScans = 8;  // pattern SCAN loops running side by side
 // An idle connection closed after being up this long is reopened at once; one closed sooner
 // counts as a failure (backoff), so a server that drops every connection is not hammered.
 constexpr auto kIdleReconnectAfter = std::chrono::seconds(1);
+
+// SCAN COUNT of a keyspace pass adapts so each call stays short on the server (a SCAN blocks
+// every other client while it runs): the time from the reply before it to its own reply
+// (about its time on the server, as commands queued ahead are answered first) is kept near
+// kScanTarget, within [kScanCountMin, kScanCountMax].
+constexpr auto kScanTarget = std::chrono::microseconds(2000);
+constexpr std::size_t kScanCountMin = 16;
+constexpr std::size_t kScanCountMax = 20000;
 
 // A key or pattern for a log line: bounded, non-printable bytes escaped.
 std::string printable(std::string_view s, std::size_t max = 200) {
@@ -158,31 +167,109 @@ struct Streak {
   std::uint64_t count = 0;
 };
 
-// At namespace scope, not nested in Impl: clang 14 cannot default-construct a nested class
-// with member initializers (std::optional<Attempt>::emplace) inside its enclosing class.
-// One pattern's SCAN loop.
-struct ScanSlot {
-  std::size_t pattern = 0;
-  std::string cursor = "0";
-  bool scanning = false;   // a SCAN is in flight
-  bool last_page = false;  // the server said cursor 0
-  Reply page;              // the last SCAN reply; its keys not yet UNLINKed from key_pos
-  std::size_t key_pos = 0;
-  std::size_t page_keys() const { return page ? page->element[1]->elements : 0; }
+// Glob-escapes a literal so SCAN MATCH matches only it.
+std::string escape_glob(std::string_view literal) {
+  std::string out;
+  for (char ch : literal) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out.push_back('\\');
+    out.push_back(ch);
+  }
+  return out;
+}
+
+// The patterns of one keyspace pass, matched client-side against each key scanned. Patterns
+// are grouped by their literal prefix, so a key is glob-matched only against the patterns
+// whose prefix it starts with (a pass may carry thousands of patterns of one table).
+class PatternSet {
+ public:
+  void add(const std::string& pattern) {
+    std::string prefix = glob_literal_prefix(pattern);
+    if (std::find(lengths_.begin(), lengths_.end(), prefix.size()) == lengths_.end())
+      lengths_.push_back(prefix.size());
+    by_prefix_[std::move(prefix)].push_back(pattern);
+    ++size_;
+  }
+  std::size_t size() const { return size_; }
+  bool matches(std::string_view key) const {
+    for (std::size_t len : lengths_) {
+      if (key.size() < len) continue;
+      auto it = by_prefix_.find(key.substr(0, len));
+      if (it == by_prefix_.end()) continue;
+      for (const std::string& p : it->second)
+        if (glob_match(p, key)) return true;
+    }
+    return false;
+  }
+  // The longest literal prefix of every pattern: SCAN MATCH <it>* lets the server skip the
+  // keys no pattern can match ("" when the patterns share none).
+  std::string common_prefix() const {
+    std::optional<std::string> common;
+    for (const auto& [prefix, patterns] : by_prefix_) {
+      if (!common) {
+        common = prefix;
+        continue;
+      }
+      std::size_t n = 0;
+      while (n < common->size() && n < prefix.size() && (*common)[n] == prefix[n]) ++n;
+      common->resize(n);
+    }
+    return common.value_or("");
+  }
+  std::string describe() const {
+    std::string out;
+    std::size_t shown = 0;
+    for (const auto& [prefix, patterns] : by_prefix_)
+      for (const std::string& p : patterns) {
+        if (shown == 3) return out + ", ...";
+        out += (shown++ ? ", " : "") + printable(p, 80);
+      }
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::vector<std::string>, std::less<>> by_prefix_;
+  std::vector<std::size_t> lengths_;
+  std::size_t size_ = 0;
 };
-// The current batch's progress on the current connection; dropped on any failure.
-struct Attempt {
-  std::size_t batch = 0;  // its index in the queue
+
+// One keyspace pass: a single SCAN cursor stream over the whole keyspace (or the patterns'
+// common prefix), every key matched client-side against all the patterns that were pending
+// when it started, and the matches UNLINKed as pages arrive.
+//
+// Why one stream matched client-side rather than one SCAN MATCH stream per pattern: the cost
+// of a pass on the server is walking the keyspace, which MATCH does not reduce (the server
+// still visits every key and only filters the reply). N patterns as N MATCH streams walk it
+// N times; one stream walks it once however many patterns are pending, and the matching
+// (rules' linear glob matcher, Redis's stringmatchlen semantics) runs in pgbust instead of
+// on the server. The price is that every key scanned crosses the network once per pass.
+struct Pass {
+  std::uint64_t id = 0;
+  PatternSet patterns;
+  std::string match;  // SCAN MATCH argument ("" for none)
+  std::string cursor = "0";
+  bool scanning = false;            // a SCAN is in flight
+  bool last_page = false;           // the server said cursor 0
+  std::vector<std::string> doomed;  // matching keys not yet UNLINKed from doomed_pos
+  std::size_t doomed_pos = 0;
+  std::size_t outstanding = 0;  // its commands in flight
+  TimePoint started;
+  std::uint64_t scanned = 0;
+  std::uint64_t dbsize = 0;  // DBSIZE at its start (0: unknown)
+};
+
+// One batch's progress on the current connection; reset when the connection drops.
+struct Progress {
+  bool started = false;
   std::size_t del_pos = 0;
-  std::size_t next_pattern = 0;
-  std::vector<ScanSlot> scans;
+  bool joined = false;     // its patterns were handed to a keyspace pass (or it has none)
+  std::uint64_t pass = 0;  // the pass its patterns are in (0: none to wait for)
   std::size_t bump_pos = 0;
   std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
   std::vector<bool> fixed;          // bumps re-seeded once already
-  std::vector<bool> redirected;     // cluster: bumps handed to another node
   bool publishing = false;
   std::size_t pub_pos = 0;
-  bool deletes_failed = false;  // an UNLINK or SCAN of this attempt was refused
+  std::size_t outstanding = 0;  // its commands sent and not yet answered
+  bool deletes_failed = false;  // an UNLINK or the SCAN of its pass was refused
   std::string failed;           // the first persistent error: send nothing more, set aside
 };
 
@@ -196,7 +283,8 @@ struct Target::Impl {
     int failures = 0;
     TimePoint retry_at{};
     bool deletes_applied = false;  // an earlier attempt applied every delete and pattern
-    PartFlags flags;               // cluster: ASKING, one key per UNLINK, the part's tag
+    std::uint64_t id = 0;          // increasing in queue order
+    Progress prog;                 // on the current connection
   };
   Options opt;
   Endpoint ep;
@@ -209,28 +297,30 @@ struct Target::Impl {
   TimePoint ready_since{};
   TimePoint last_reply{};  // an idle connection is PINGed so an outage shows without traffic
   std::deque<Pending> queue;
-  std::optional<Attempt> attempt;
+  std::uint64_t next_id = 1;
   Stats stats;
   Streak deferred;                     // batches set aside after persistent errors
   std::vector<std::string_view> argv;  // scratch for UNLINK chunks
-  std::string scan_count;
-  // Cluster node: UNLINKs never mix hash slots, redirections go to the hook, queries.
-  bool cluster_node = false;
-  std::function<bool(const Redirected&)> redirect_hook;
-  std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
-  std::deque<std::function<void(const redisReply*)>> queries_sent;
+  // Keyspace passes: the running one, and the patterns waiting for the next (which starts
+  // when the running one ends). Pass ids increase; passes_done is the latest one finished.
+  std::optional<Pass> pass;
+  std::vector<std::string> next_patterns;
+  std::set<std::string, std::less<>> next_set;
+  std::uint64_t pass_counter = 0;
+  std::uint64_t passes_done = 0;
+  std::size_t scan_count = 0;  // adaptive SCAN COUNT
+  std::function<void(double)> on_pass;
 
-  explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
-  Impl(Options o, Endpoint e)
+  explicit Impl(Options o)
       : opt(std::move(o)),
-        ep(std::move(e)),
+        ep(resolve_endpoint(opt)),  // also checks the options (as check --config does)
         session("redis",
                 RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
                             opt.log_interval},
-                Session::Labels{"connecting", "handshake", "ready", true}) {
+                Session::Labels{"connecting", "handshake", "ready"}) {
     session.set_server(ep.describe());
     if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
-    scan_count = std::to_string(opt.scan_count);
+    scan_count = std::clamp(opt.scan_count, kScanCountMin, kScanCountMax);
     argv.reserve(opt.unlink_chunk + 1);
   }
 
@@ -251,32 +341,29 @@ struct Target::Impl {
 
   // --- connection phases ---------------------------------------------------------------
 
+  // Everything sent on the connection is forgotten: every batch starts again from its start
+  // (its commands are idempotent) and a keyspace pass under way restarts from cursor 0 with
+  // the batches that rejoin it, so none waiting on it completes early.
   void drop_connection() noexcept {
     conn.reset();
     in_flight.clear();
-    attempt.reset();
-    fail_queries();
+    for (Pending& p : queue) p.prog = Progress{};
+    end_pass();
+    next_patterns.clear();
+    next_set.clear();
   }
 
-  // Queries not answered get nullptr (the caller asks elsewhere or again).
-  void fail_queries() noexcept {
-    auto sent = std::move(queries_sent);
-    auto unsent = std::move(queries);
-    queries_sent.clear();
-    queries.clear();
-    for (auto& cb : sent) cb(nullptr);
-    for (auto& q : unsent) q.second(nullptr);
+  void end_pass() noexcept {
+    pass.reset();
+    stats.pass_running = false;
+    stats.pass_scanned = 0;
+    stats.pass_dbsize = 0;
   }
 
-  void send_queries(TimePoint now) {
-    while (!queries.empty() && in_flight.size() < opt.max_in_flight) {
-      std::vector<std::string_view> args(queries.front().first.begin(),
-                                         queries.front().first.end());
-      detail::append_command(conn->out(), args);
-      in_flight.push_back({Kind::Query, 0, 0, now, {}});
-      queries_sent.push_back(std::move(queries.front().second));
-      queries.pop_front();
-    }
+  // A batch is being worked on (started and not finished).
+  bool busy() const {
+    return pass ||
+           std::any_of(queue.begin(), queue.end(), [](const Pending& p) { return p.prog.started; });
   }
 
   // A failure of the connection (`outage`) or of a command: close, back off, retry later.
@@ -304,18 +391,10 @@ struct Target::Impl {
   }
 
   void send(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
-            std::size_t index = 0) {
-    asking(kind, now);
+            std::size_t index = 0, Pending* p = nullptr) {
     detail::append_command(conn->out(), args);
-    in_flight.push_back({kind, index, 0, now, {}});
-  }
-
-  // An ASK redirection's command is preceded by ASKING (it admits one command).
-  void asking(Kind kind, TimePoint now) {
-    if (!attempt || !current().flags.asking) return;
-    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
-    detail::append_command(conn->out(), {"ASKING"});
-    in_flight.push_back({Kind::Asking, 0, 0, now, {}});
+    in_flight.push_back({kind, p ? p->id : 0, 0, index, 0, now});
+    if (p) ++p->prog.outstanding;
   }
 
   void on_connected(TimePoint now) {
@@ -344,16 +423,29 @@ struct Target::Impl {
 
   // --- replies -------------------------------------------------------------------------
 
-  Pending& current() { return queue[attempt->batch]; }
+  Pending* find(std::uint64_t id) {
+    auto it = std::lower_bound(queue.begin(), queue.end(), id,
+                               [](const Pending& p, std::uint64_t i) { return p.id < i; });
+    return it != queue.end() && it->id == id ? &*it : nullptr;
+  }
+  const Pending* find(std::uint64_t id) const { return const_cast<Impl*>(this)->find(id); }
 
   std::string command_text(const Expect& e) const {
-    if (!attempt) return std::string(command_name(e.kind));
-    const Batch& b = queue[attempt->batch].batch;
+    if (e.pass != 0) {
+      const std::string of =
+          pass && pass->id == e.pass
+              ? fmt::format("keyspace pass for {} pattern{} ({})", pass->patterns.size(),
+                            pass->patterns.size() == 1 ? "" : "s", pass->patterns.describe())
+              : "keyspace pass";
+      if (e.kind == Kind::Unlink) return fmt::format("UNLINK of {} keys of a {}", e.count, of);
+      return fmt::format("{} of a {}", command_name(e.kind), of);
+    }
+    const Pending* p = find(e.batch);
+    if (!p) return std::string(command_name(e.kind));
+    const Batch& b = p->batch;
     switch (e.kind) {
       case Kind::Unlink:
         return fmt::format("UNLINK of {} keys", e.count);
-      case Kind::Scan:
-        return "SCAN MATCH " + printable(b.patterns[e.index]);
       case Kind::SetNx:
       case Kind::Incr:
         return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
@@ -370,20 +462,19 @@ struct Target::Impl {
       fail("a reply nobody asked for: " + reply_text(r.get()), true, now);
       return false;
     }
-    Expect e = std::move(in_flight.front());
+    Expect e = in_flight.front();
     in_flight.pop_front();
     ++stats.commands;
+    const TimePoint previous_reply = last_reply;
     last_reply = now;
     const bool error = r->type == REDIS_REPLY_ERROR;
     std::string_view text = error ? std::string_view(r->str, r->len) : std::string_view();
-    if (e.kind == Kind::Query) {
-      auto cb = std::move(queries_sent.front());
-      queries_sent.pop_front();
-      cb(r.get());
-      return true;
-    }
-    if (attempt && e.kind == Kind::Incr && attempt->redirected[e.index]) return true;
-    if (error && redirect_hook && attempt && is_redirection(text) && redirect(e, text)) return true;
+    Pending* p = e.batch != 0 ? find(e.batch) : nullptr;
+    if (p) --p->prog.outstanding;
+    // A command of a pass that ended (failed) since: nothing more to do with its reply.
+    const bool stale_pass = e.pass != 0 && !(pass && pass->id == e.pass);
+    if (e.pass != 0 && !stale_pass) --pass->outstanding;
+    if (stale_pass && e.kind != Kind::Unlink) return true;
     switch (e.kind) {
       case Kind::Auth:
       case Kind::Select:
@@ -410,13 +501,13 @@ struct Target::Impl {
           session.log(spdlog::level::debug, "CLIENT SETNAME refused: {}", reply_text(r.get()));
         break;
       case Kind::Incr:
-        if (error && is_counter_error(text) && !attempt->fixed[e.index]) {
-          attempt->fixed[e.index] = true;
-          attempt->fixups.push_back(e.index);
+        if (error && p && is_counter_error(text) && !p->prog.fixed[e.index]) {
+          p->prog.fixed[e.index] = true;
+          p->prog.fixups.push_back(e.index);
           session.log(spdlog::level::warn,
                       "bump key '{}' holds something that is not a counter ({}); "
                       "unlinking it and seeding a new counter",
-                      printable(current().batch.bumps[e.index]), reply_text(r.get()));
+                      printable(p->batch.bumps[e.index]), reply_text(r.get()));
           return true;
         }
         if (!error) ++stats.bumps;
@@ -424,39 +515,29 @@ struct Target::Impl {
       case Kind::Unlink:
         if (!error) {
           stats.unlinks += e.count;
-          if (r->type == REDIS_REPLY_INTEGER)
+          if (r->type == REDIS_REPLY_INTEGER) {
             stats.keys_deleted += static_cast<std::uint64_t>(r->integer);
+            if (e.pass != 0) stats.pass_keys_deleted += static_cast<std::uint64_t>(r->integer);
+          }
         }
+        if (stale_pass) return true;
         break;
       case Kind::Scan:
-        if (!error) return scan_reply(e, std::move(r), now);
+        if (!error) return scan_reply(e, std::move(r), std::max(e.sent, previous_reply), now);
         break;
+      case Kind::DbSize:
+        // Only for the status line: a user not allowed DBSIZE still gets its passes.
+        if (!error && r->type == REDIS_REPLY_INTEGER && pass)
+          pass->dbsize = stats.pass_dbsize = static_cast<std::uint64_t>(r->integer);
+        return true;
       case Kind::Publish:
         if (!error) ++stats.publishes;
         break;
       case Kind::SetNx:
-      case Kind::Asking:
-      case Kind::Query:
         break;
     }
-    if (error) return command_failed(e, r.get(), now);
+    if (error) return command_failed(e, p, r.get(), now);
     if (state() == State::Handshake && in_flight.empty()) become_ready(now);
-    return true;
-  }
-
-  // A cluster redirection of a batch command: the hook takes its keys over (true) or not.
-  bool redirect(Expect& e, std::string_view text) {
-    Redirected r{Redirected::Delete, text, {}, current().flags.tag};
-    if (e.kind == Kind::Unlink) {
-      r.keys = std::move(e.keys);
-    } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
-      r.what = Redirected::Bump;
-      r.keys.push_back(current().batch.bumps[e.index]);
-    } else {
-      return false;
-    }
-    if (!redirect_hook(r)) return false;
-    if (r.what == Redirected::Bump) attempt->redirected[e.index] = true;
     return true;
   }
 
@@ -476,11 +557,13 @@ struct Target::Impl {
   }
 
   // A batch command answered with an error. Transient (the server cannot serve now):
-  // reconnect with backoff and apply the batch again. Persistent (OOM, NOPERM, ...): finish
-  // this attempt without sending more, then set the batch aside and go on with later ones,
-  // so one failing command does not stop every later invalidation. Their done() may then
-  // run first; the pipeline still confirms in order. False when the connection is gone.
-  bool command_failed(const Expect& e, const redisReply* r, TimePoint now) {
+  // reconnect with backoff and apply the batch again. Persistent (OOM, NOPERM, ...): send
+  // nothing more for this batch, and once its replies are in set it aside and go on with
+  // later ones, so one failing command does not stop every later invalidation. Their done()
+  // may then run first; the pipeline still confirms in order. A pass command refused this
+  // way fails every batch whose patterns are in that pass, and the pass ends. False when the
+  // connection is gone.
+  bool command_failed(const Expect& e, Pending* p, const redisReply* r, TimePoint now) {
     const std::string_view text(r->str, r->len);
     const ErrorClass cls = classify_error(text);
     note_error(cls, e.kind);
@@ -491,163 +574,264 @@ struct Target::Impl {
     else if (auto hint = error_hint(text); !hint.empty())
       msg += fmt::format("; {}", hint);
     msg += ")";
-    if (cls == ErrorClass::Transient || !attempt) {  // no batch: a handshake command
+    if (cls == ErrorClass::Transient || (!p && e.pass == 0)) {  // no batch: a handshake command
       fail(msg, false, now);
       return false;
     }
     ++stats.errors;
     session.count_error(msg);
-    if (e.kind == Kind::Unlink || e.kind == Kind::Scan) attempt->deletes_failed = true;
-    if (attempt->failed.empty()) attempt->failed = std::move(msg);
+    auto mark = [&](Progress& g) {
+      if (e.kind == Kind::Unlink || e.kind == Kind::Scan) g.deletes_failed = true;
+      if (g.failed.empty()) g.failed = msg;
+    };
+    if (e.pass != 0) {
+      for (Pending& q : queue)
+        if (q.prog.started && q.prog.pass == e.pass) mark(q.prog);
+      end_pass();
+    } else if (p) {
+      mark(p->prog);
+    }
     return true;
   }
 
-  bool scan_reply(const Expect& e, Reply r, TimePoint now) {
-    if (!attempt->failed.empty()) return true;  // being set aside: the page is not needed
-    auto slot = std::find_if(attempt->scans.begin(), attempt->scans.end(),
-                             [&](const ScanSlot& s) { return s.pattern == e.index; });
+  // A SCAN page of the running pass: its keys matched against the pass's patterns, the
+  // matches queued for UNLINK, and SCAN COUNT adapted to how long the call took.
+  bool scan_reply(const Expect& e, Reply r, TimePoint from, TimePoint now) {
     bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-              r->element[0]->type == REDIS_REPLY_STRING &&
-              r->element[1]->type == REDIS_REPLY_ARRAY && slot != attempt->scans.end();
+              r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY;
     for (std::size_t i = 0; ok && i < r->element[1]->elements; ++i)
       ok = r->element[1]->element[i]->type == REDIS_REPLY_STRING;
     if (!ok) {
       fail(command_text(e) + ": unexpected reply " + reply_text(r.get()), false, now);
       return false;
     }
-    if (cluster_node) {  // UNLINK one slot at a time: sort the page's keys by slot
-      redisReply** k = r->element[1]->element;
-      std::stable_sort(k, k + r->element[1]->elements,
-                       [](const redisReply* x, const redisReply* y) {
-                         return key_slot({x->str, x->len}) < key_slot({y->str, y->len});
-                       });
+    Pass& s = *pass;
+    s.scanning = false;
+    s.cursor.assign(r->element[0]->str, r->element[0]->len);
+    s.last_page = s.cursor == "0";
+    const redisReply* keys = r->element[1];
+    for (std::size_t i = 0; i < keys->elements; ++i) {
+      std::string_view key(keys->element[i]->str, keys->element[i]->len);
+      if (s.patterns.matches(key)) s.doomed.emplace_back(key);
     }
-    slot->scanning = false;
-    slot->cursor.assign(r->element[0]->str, r->element[0]->len);
-    slot->last_page = slot->cursor == "0";
-    slot->page = std::move(r);
-    slot->key_pos = 0;
+    s.scanned += keys->elements;
+    stats.pass_scanned = s.scanned;
+    stats.pass_keys_scanned += keys->elements;
+    const auto took = now - from;
+    if (took > kScanTarget)
+      scan_count = std::max(kScanCountMin, scan_count / 2);
+    else if (took < kScanTarget / 4)
+      scan_count = std::min(kScanCountMax, scan_count + scan_count / 2);
+    stats.scan_count = scan_count;
     return true;
+  }
+
+  // --- keyspace passes -----------------------------------------------------------------
+
+  // Hands a started batch's patterns to the next pass (the running one already walks part of
+  // the keyspace, so a pattern arriving now joins the one after it).
+  void join_pass(Pending& p) {
+    Progress& g = p.prog;
+    g.joined = true;
+    if (p.deletes_applied || p.batch.patterns.empty()) return;
+    for (const std::string& pat : p.batch.patterns)
+      if (next_set.insert(pat).second) next_patterns.push_back(pat);
+    g.pass = pass_counter + 1;
+  }
+
+  bool pass_pending(const Progress& g) const { return g.pass > passes_done; }
+
+  void start_pass(TimePoint now) {
+    pass = Pass{};  // not emplace(): see Progress
+    Pass& s = *pass;
+    s.id = ++pass_counter;
+    for (const std::string& pat : next_patterns) s.patterns.add(pat);
+    next_patterns.clear();
+    next_set.clear();
+    if (std::string prefix = s.patterns.common_prefix(); !prefix.empty())
+      s.match = escape_glob(prefix) + "*";
+    s.started = now;
+    stats.pass_running = true;
+    stats.pass_scanned = 0;
+    stats.pass_dbsize = 0;
+    stats.pass_patterns = s.patterns.size();
+    send_pass(Kind::DbSize, {"DBSIZE"}, now);
+    session.log(spdlog::level::debug, "keyspace pass {} started for {} pattern(s): {}", s.id,
+                s.patterns.size(), s.patterns.describe());
+  }
+
+  void send_pass(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
+                 std::size_t count = 0) {
+    detail::append_command(conn->out(), args);
+    in_flight.push_back({kind, 0, pass->id, 0, count, now});
+    ++pass->outstanding;
+  }
+
+  void finish_pass(TimePoint now) {
+    const Pass& s = *pass;
+    passes_done = s.id;
+    ++stats.passes;
+    for (const Pending& q : queue)
+      if (q.prog.started && q.prog.pass == s.id) stats.patterns += q.batch.patterns.size();
+    const double took = std::chrono::duration<double>(now - s.started).count();
+    session.log(spdlog::level::debug, "keyspace pass {} done: {} keys scanned in {:.3f}s", s.id,
+                s.scanned, took);
+    end_pass();
+    if (on_pass) on_pass(took);
+  }
+
+  // Sends what the running pass allows (its SCAN and the UNLINKs of what it matched), starts
+  // the next one when the running one ends; true when a pass ended (call again).
+  bool pump_pass(TimePoint now) {
+    if (!pass) {
+      if (next_patterns.empty() || state() != State::Ready) return false;
+      start_pass(now);
+    }
+    Pass& s = *pass;
+    while (s.doomed_pos < s.doomed.size() && room(1)) {
+      std::size_t end = std::min(s.doomed.size(), s.doomed_pos + opt.unlink_chunk);
+      send_unlink(
+          s.doomed_pos, end, [&](std::size_t i) { return std::string_view(s.doomed[i]); }, now,
+          nullptr, s.id);
+      s.doomed_pos = end;
+    }
+    if (s.doomed_pos == s.doomed.size()) {
+      s.doomed.clear();
+      s.doomed_pos = 0;
+    }
+    if (!s.scanning && !s.last_page && room(1)) {
+      const std::string count = std::to_string(scan_count);
+      if (s.match.empty())
+        send_pass(Kind::Scan, {"SCAN", s.cursor, "COUNT", count}, now);
+      else
+        send_pass(Kind::Scan, {"SCAN", s.cursor, "MATCH", s.match, "COUNT", count}, now);
+      s.scanning = true;
+    }
+    if (s.last_page && !s.scanning && s.doomed.empty() && s.outstanding == 0) {
+      finish_pass(now);
+      return true;
+    }
+    return false;
   }
 
   // --- the batch applier ---------------------------------------------------------------
 
-  // UNLINK keys [begin, end) of a range given by an accessor; one command.
+  bool room(std::size_t n) const {
+    return in_flight.empty() || in_flight.size() + n <= opt.max_in_flight;
+  }
+
+  // UNLINK keys [begin, end) of a range given by an accessor; one command, of batch `p` or
+  // of pass `pass_id`.
   template <typename KeyAt>
-  void send_unlink(std::size_t begin, std::size_t end, KeyAt key_at, TimePoint now) {
-    asking(Kind::Unlink, now);
+  void send_unlink(std::size_t begin, std::size_t end, KeyAt key_at, TimePoint now, Pending* p,
+                   std::uint64_t pass_id = 0) {
     argv.clear();
     argv.push_back("UNLINK");
     for (std::size_t i = begin; i < end; ++i) argv.push_back(key_at(i));
     detail::append_command(conn->out(), argv);
-    in_flight.push_back({Kind::Unlink, 0, end - begin, now, {}});
-    if (cluster_node) in_flight.back().keys.assign(argv.begin() + 1, argv.end());
+    in_flight.push_back({Kind::Unlink, p ? p->id : 0, pass_id, 0, end - begin, now});
+    if (p) ++p->prog.outstanding;
+    if (pass_id != 0) ++pass->outstanding;
   }
 
-  // Where an UNLINK chunk from `begin` ends: at most unlink_chunk keys; on a cluster node
-  // one hash slot (the keys come sorted by slot) or one key for a part that asks for that.
-  template <typename KeyAt>
-  std::size_t chunk_end(std::size_t begin, std::size_t size, KeyAt key_at) const {
-    if (attempt && current_flags().single_keys) return begin + 1;
-    std::size_t end = std::min(size, begin + opt.unlink_chunk);
-    if (!cluster_node) return end;
-    const std::uint16_t slot = key_slot(key_at(begin));
-    for (std::size_t i = begin + 1; i < end; ++i)
-      if (key_slot(key_at(i)) != slot) return i;
-    return end;
-  }
-  const PartFlags& current_flags() const { return queue[attempt->batch].flags; }
-
-  // Sends the next command of one pattern loop; false when no pattern has one to send.
-  bool pattern_step(const Batch& b, TimePoint now) {
-    Attempt& a = *attempt;
-    for (;;) {
-      while (a.scans.size() < kMaxScans && a.next_pattern < b.patterns.size())
-        a.scans.emplace_back().pattern = a.next_pattern++;
-      for (ScanSlot& s : a.scans) {
-        if (s.scanning) continue;
-        if (s.key_pos < s.page_keys()) {
-          redisReply* keys = s.page->element[1];
-          auto key_at = [&](std::size_t i) {
-            return std::string_view(keys->element[i]->str, keys->element[i]->len);
-          };
-          std::size_t end = chunk_end(s.key_pos, s.page_keys(), key_at);
-          send_unlink(s.key_pos, end, key_at, now);
-          s.key_pos = end;
-          return true;
-        }
-        if (s.last_page) continue;
-        s.page.reset();
-        send(Kind::Scan, {"SCAN", s.cursor, "MATCH", b.patterns[s.pattern], "COUNT", scan_count},
-             now, s.pattern);
-        s.scanning = true;
-        return true;
-      }
-      auto finished = std::erase_if(a.scans, [](const ScanSlot& s) {
-        return !s.scanning && s.last_page && s.key_pos >= s.page_keys();
-      });
-      if (finished == 0) return false;
-      stats.patterns += finished;
+  // A bump of batch `i` must wait while an earlier batch's (or its own) keyspace pass that
+  // may delete its key has not finished: sent before, the pass's UNLINK could land after the
+  // INCR and delete the counter just bumped (issue 14 part 4).
+  bool bump_blocked(std::size_t i, std::string_view key) const {
+    for (std::size_t j = 0; j <= i; ++j) {
+      const Pending& q = queue[j];
+      if (!q.prog.started || !pass_pending(q.prog)) continue;
+      for (const std::string& pat : q.batch.patterns)
+        if (glob_match(pat, key)) return true;
     }
+    return false;
   }
 
-  // The next batch to work on: the first not set aside, when Redis is ready or it is empty
-  // (an empty batch completes even while Redis is down), else a set-aside one whose retry is
-  // due. Batches not set aside go strictly in order.
-  std::optional<std::size_t> next_batch(TimePoint now) const {
-    std::optional<std::size_t> due;
-    for (std::size_t i = 0; i < queue.size(); ++i) {
-      const Pending& p = queue[i];
-      if (p.failures > 0) {  // set aside: never holds later batches back
-        if (!due && state() == State::Ready && p.retry_at <= now) due = i;
-        continue;
-      }
-      if (due) return due;  // earlier than this one
-      if (p.batch.empty() || state() == State::Ready) return i;
-      return std::nullopt;
+  void start_batch(Pending& p) {
+    p.prog = Progress{};
+    p.prog.started = true;
+    p.prog.fixed.assign(p.batch.bumps.size(), false);
+    if (p.deletes_applied) p.prog.del_pos = p.batch.deletes.size();  // retried for the rest
+  }
+
+  // Sends what batch `i` allows now. Its order: exact UNLINKs; its patterns handed to the
+  // next keyspace pass; once that pass has ended, its bumps (deletes before bumps, so a
+  // widened bump deletes rev:...:* first and then INCRs the new counter, as `explain`
+  // prints); once every one of its commands has been answered, its publishes. Its done()
+  // runs once the publishes are answered. True when it completed or was set aside (the
+  // queue changed: call again).
+  bool step(std::size_t i, TimePoint now) {
+    Pending& p = queue[i];
+    Progress& g = p.prog;
+    const Batch& b = p.batch;
+    if (!g.failed.empty()) {
+      if (g.outstanding > 0) return false;  // its replies first
+      set_aside(i, now);
+      return true;
     }
-    return due;
-  }
-
-  // When next_batch() will have one; kNever when only new work or a reconnect can bring one.
-  TimePoint next_batch_time() const {
-    TimePoint t = kNever;
-    for (const Pending& p : queue) {
-      if (p.failures > 0) {
-        if (state() == State::Ready) t = std::min(t, p.retry_at);
-        continue;
-      }
-      if (p.batch.empty() || state() == State::Ready) return TimePoint{};
-      break;
+    const std::string seed = unix_micros();
+    while (!g.fixups.empty() && room(3)) {
+      std::size_t k = g.fixups.back();
+      std::string_view key = b.bumps[k];
+      g.fixups.pop_back();
+      send_unlink(
+          0, 1, [&](std::size_t) { return key; }, now, &p);
+      send(Kind::SetNx, {"SET", key, seed, "NX"}, now, k, &p);
+      send(Kind::Incr, {"INCR", key}, now, k, &p);
     }
-    return t;
+    while (g.del_pos < b.deletes.size() && room(1)) {
+      std::size_t end = std::min(b.deletes.size(), g.del_pos + opt.unlink_chunk);
+      send_unlink(
+          g.del_pos, end, [&](std::size_t k) { return std::string_view(b.deletes[k]); }, now, &p);
+      g.del_pos = end;
+    }
+    if (g.del_pos < b.deletes.size()) return false;
+    if (!g.joined) join_pass(p);
+    if (pass_pending(g)) return false;  // deletes (its pass too) before bumps
+    while (g.bump_pos < b.bumps.size()) {
+      std::string_view key = b.bumps[g.bump_pos];
+      if (!room(2) || bump_blocked(i, key)) return false;
+      send(Kind::SetNx, {"SET", key, seed, "NX"}, now, g.bump_pos, &p);
+      send(Kind::Incr, {"INCR", key}, now, g.bump_pos, &p);
+      ++g.bump_pos;
+    }
+    // Publish only once everything else of the batch has been answered: subscribers re-read
+    // after the message, so its deletes, its pass and its bumps must be in Redis by then.
+    if (!g.publishing) {
+      if (g.outstanding > 0 || !g.fixups.empty()) return false;
+      g.publishing = true;
+    }
+    while (g.pub_pos < b.publishes.size() && room(1)) {
+      const auto& [channel, message] = b.publishes[g.pub_pos];
+      send(Kind::Publish, {"PUBLISH", channel, message}, now, g.pub_pos, &p);
+      ++g.pub_pos;
+    }
+    if (g.pub_pos == b.publishes.size() && g.outstanding == 0) return complete(i, now);
+    return false;
   }
 
-  void start_attempt(std::size_t i) {
+  // A batch waits only for a keyspace pass: nothing of it is in flight or could be sent now.
+  bool waits_for_pass(std::size_t i) const {
     const Pending& p = queue[i];
-    attempt = Attempt{};  // not emplace(): clang 14 rejects it for a nested aggregate
-    Attempt& a = *attempt;
-    a.batch = i;
-    a.fixed.assign(p.batch.bumps.size(), false);
-    a.redirected.assign(p.batch.bumps.size(), false);
-    if (p.deletes_applied) {  // retried for its bumps or publishes: do not delete again
-      a.del_pos = p.batch.deletes.size();
-      a.next_pattern = p.batch.patterns.size();
-    }
+    const Progress& g = p.prog;
+    if (!g.started || !g.failed.empty() || g.outstanding > 0 || !g.fixups.empty()) return false;
+    if (g.del_pos < p.batch.deletes.size() || !g.joined) return false;
+    if (pass_pending(g)) return true;
+    return g.bump_pos < p.batch.bumps.size() && bump_blocked(i, p.batch.bumps[g.bump_pos]);
   }
 
   // The current attempt met a persistent error and every reply of it is in: retry the batch
   // later, with a delay growing per failure, and let later batches go first.
-  void set_aside(TimePoint now) {
-    Pending& p = current();
-    const Attempt& a = *attempt;
+  void set_aside(std::size_t i, TimePoint now) {
+    Pending& p = queue[i];
+    const Progress& g = p.prog;
     p.deletes_applied =
-        p.deletes_applied || (!a.deletes_failed && a.del_pos == p.batch.deletes.size() &&
-                              a.next_pattern == p.batch.patterns.size() && a.scans.empty());
+        p.deletes_applied ||
+        (!g.deletes_failed && g.del_pos == p.batch.deletes.size() && g.joined && !pass_pending(g));
     if (p.failures == 0) ++stats.failing_batches;
     p.failures = std::min(p.failures + 1, 30);
     Clock::duration delay = opt.backoff_min;
-    for (int i = 1; i < p.failures && delay < opt.backoff_max; ++i) delay *= 2;
+    for (int k = 1; k < p.failures && delay < opt.backoff_max; ++k) delay *= 2;
     delay = std::min<Clock::duration>(delay, opt.backoff_max);
     p.retry_at = now + delay;
     ++deferred.count;
@@ -658,82 +842,47 @@ struct Target::Impl {
       session.log(spdlog::level::err,
                   "{}; the batch is retried in {} (attempt {}{}), later batches go on; "
                   "nothing after it is confirmed until it succeeds",
-                  a.failed, seconds(delay), p.failures,
+                  g.failed, seconds(delay), p.failures,
                   first ? "" : fmt::format(", failing for {}", seconds(now - *deferred.since)));
     } else {
-      session.log(spdlog::level::debug, "{}", a.failed);
+      session.log(spdlog::level::debug, "{}", g.failed);
     }
-    attempt.reset();
+    p.prog = Progress{};
   }
 
-  // Sends what the current batch allows; true when it completed a batch (call again).
+  // Sends what the batches and the keyspace pass allow; true when it completed or set aside
+  // a batch, or ended a pass (call again). Batches start in queue order, each as soon as
+  // Redis is ready (a set-aside one once its retry is due), and run side by side: a later
+  // batch's exact deletes, bumps and publishes go while an earlier one waits for its pass.
+  // The pass is served first so it keeps going under a stream of small batches; it has at
+  // most a SCAN and one page's UNLINKs in flight, so later commands queue behind little.
   bool pump(TimePoint now) {
-    if (attempt && !attempt->failed.empty()) {
-      if (!in_flight.empty()) return false;  // its replies first
-      set_aside(now);
+    const bool ready = state() == State::Ready;
+    if (ready && pump_pass(now)) return true;
+    bool earlier_waiting = false;  // an earlier batch not set aside is still queued
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      Pending& p = queue[i];
+      if (!p.prog.started) {
+        if (p.failures > 0) {  // set aside: never holds later batches back
+          if (!ready || p.retry_at > now) continue;
+        } else if (p.batch.empty()) {
+          if (!earlier_waiting) return complete(i, now);  // in order, even while Redis is down
+          continue;
+        } else if (!ready) {
+          break;  // in order: later ones wait too
+        }
+        start_batch(p);
+      }
+      if (p.failures == 0) earlier_waiting = true;
+      if (step(i, now)) return true;
     }
-    if (!attempt) {
-      auto next = next_batch(now);
-      if (!next) return false;
-      if (queue[*next].batch.empty()) return complete(*next, now);
-      start_attempt(*next);
-    }
-    const Batch& b = current().batch;
-    Attempt& a = *attempt;
-    const std::string seed = unix_micros();
-    auto room = [&](std::size_t n) {
-      return in_flight.empty() || in_flight.size() + n <= opt.max_in_flight;
-    };
-    while (in_flight.size() < opt.max_in_flight) {
-      if (!a.fixups.empty()) {
-        if (!room(3)) break;
-        std::string_view key = b.bumps[a.fixups.back()];
-        std::size_t i = a.fixups.back();
-        a.fixups.pop_back();
-        send_unlink(
-            0, 1, [&](std::size_t) { return key; }, now);
-        send(Kind::SetNx, {"SET", key, seed, "NX"}, now, i);
-        send(Kind::Incr, {"INCR", key}, now, i);
-        continue;
-      }
-      if (a.del_pos < b.deletes.size()) {
-        auto key_at = [&](std::size_t i) { return std::string_view(b.deletes[i]); };
-        std::size_t end = chunk_end(a.del_pos, b.deletes.size(), key_at);
-        send_unlink(a.del_pos, end, key_at, now);
-        a.del_pos = end;
-        continue;
-      }
-      if (pattern_step(b, now)) continue;
-      // Deletes first: bumps (which a full Redis refuses) wait for every pattern to finish.
-      if (!a.scans.empty() || a.next_pattern < b.patterns.size()) break;
-      if (a.bump_pos < b.bumps.size()) {
-        if (!room(2)) break;
-        std::string_view key = b.bumps[a.bump_pos];
-        send(Kind::SetNx, {"SET", key, seed, "NX"}, now, a.bump_pos);
-        send(Kind::Incr, {"INCR", key}, now, a.bump_pos);
-        ++a.bump_pos;
-        continue;
-      }
-      // Publish only once everything else of the batch has been answered.
-      if (!a.publishing && !in_flight.empty()) break;
-      a.publishing = true;
-      if (a.pub_pos < b.publishes.size()) {
-        const auto& [channel, message] = b.publishes[a.pub_pos];
-        send(Kind::Publish, {"PUBLISH", channel, message}, now, a.pub_pos);
-        ++a.pub_pos;
-        continue;
-      }
-      break;
-    }
-    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty())
-      return complete(a.batch, now);
-    return false;
+    // Batches may have handed patterns over just now: start the pass without waiting.
+    return ready && !pass && !next_patterns.empty() && pump_pass(now);
   }
 
   bool complete(std::size_t i, TimePoint now) {
     Pending p = std::move(queue[i]);
     queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(i));
-    attempt.reset();
     if (!p.batch.empty()) session.progress(now);
     if (p.failures > 0) --stats.failing_batches;
     if (p.failures > 0 && deferred.since &&
@@ -748,18 +897,25 @@ struct Target::Impl {
     return true;
   }
 
-  // True when every batch still queued is set aside and not yet due (or none is queued).
+  // True when a batch handed over now would start at once and nothing handed over can make
+  // progress without Redis answering a keyspace pass: every batch still queued is set aside
+  // and not yet due, or waits only for a pass (or none is queued). The pipeline then hands
+  // over what it accumulated, so a long pass does not hold later transactions back.
   bool idle(TimePoint now) const {
-    if (attempt) return false;
-    return std::all_of(queue.begin(), queue.end(),
-                       [&](const Pending& p) { return p.failures > 0 && p.retry_at > now; });
+    const bool ready = state() == State::Ready;
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      const Pending& p = queue[i];
+      if (!p.prog.started && p.failures > 0 && p.retry_at > now) continue;
+      if (ready && waits_for_pass(i)) continue;
+      return false;
+    }
+    return true;
   }
 
   // Runs the applier until it waits on Redis, then sends what it queued.
   void drive(TimePoint now) {
     for (int round = 0; round < 1000 && !closed && pump(now); ++round) {
     }
-    if (conn && state() == State::Ready && !queries.empty()) send_queries(now);
     if (conn && state() == State::Ready && conn->want_write()) {
       try {
         conn->flush();
@@ -790,7 +946,7 @@ struct Target::Impl {
       if (conn && (revents & POLLOUT)) conn->flush();
       drive(now);
     } catch (const ConnectionError& e) {
-      if (state() == State::Ready && in_flight.empty() && !attempt &&
+      if (state() == State::Ready && in_flight.empty() && !busy() &&
           now - ready_since >= kIdleReconnectAfter) {
         // An idle connection closed (server timeout, restart): reconnect at once, no outage yet.
         session.log(spdlog::level::info, "{}; reconnecting", e.what());
@@ -827,7 +983,7 @@ struct Target::Impl {
           fail(fmt::format("no reply to {} within {}ms, connection considered broken",
                            command_name(in_flight.front().kind), opt.command_timeout.count()),
                true, now);
-        } else if (state() == State::Ready && in_flight.empty() && !attempt &&
+        } else if (state() == State::Ready && in_flight.empty() && !busy() &&
                    now >= last_reply + opt.ping_interval) {
           send(Kind::Ping, {"PING"}, now);
           try {
@@ -841,10 +997,34 @@ struct Target::Impl {
     drive(now);
   }
 
+  // When pump() will have something new to start; kNever when only new work, a reply or a
+  // reconnect can bring it.
+  TimePoint next_batch_time() const {
+    const bool ready = state() == State::Ready;
+    TimePoint t = kNever;
+    bool earlier_waiting = false;
+    for (const Pending& p : queue) {
+      if (p.prog.started) {
+        if (p.failures == 0) earlier_waiting = true;
+        continue;
+      }
+      if (p.failures > 0) {
+        if (ready) t = std::min(t, p.retry_at);
+        continue;
+      }
+      if (p.batch.empty()) {
+        if (!earlier_waiting) return TimePoint{};
+        continue;
+      }
+      if (ready) return TimePoint{};
+      break;
+    }
+    return t;
+  }
+
   TimePoint deadline() const {
     if (closed) return kNever;
-    if (!queries.empty() && state() == State::Ready) return TimePoint{};
-    const TimePoint work = attempt ? kNever : next_batch_time();
+    const TimePoint work = next_batch_time();
     return std::min(work, connection_deadline());
   }
 
@@ -867,37 +1047,19 @@ struct Target::Impl {
 
 Target::Target(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
-Target::Target(Options options, Endpoint endpoint)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(endpoint))) {
-  impl_->cluster_node = true;
-}
-
-void Target::on_redirect(std::function<bool(const Redirected&)> hook) {
-  impl_->redirect_hook = std::move(hook);
-}
-
-void Target::apply(Batch batch, std::function<void()> done, PartFlags flags) {
-  Impl::Pending p;
-  p.batch = std::move(batch);
-  p.done = std::move(done);
-  p.flags = flags;
-  impl_->queue.push_back(std::move(p));
-}
-
-void Target::query(std::vector<std::string> argv, std::function<void(const redisReply*)> reply) {
-  if (impl_->closed) {
-    reply(nullptr);
-    return;
-  }
-  impl_->queries.emplace_back(std::move(argv), std::move(reply));
-}
-
 Target::~Target() {
   close();
 }
 
 void Target::apply(Batch batch, std::function<void()> done) {
-  apply(std::move(batch), std::move(done), PartFlags{});
+  auto& p = impl_->queue.emplace_back();
+  p.batch = std::move(batch);
+  p.done = std::move(done);
+  p.id = impl_->next_id++;
+}
+
+void Target::on_pass(std::function<void(double seconds)> observe) {
+  impl_->on_pass = std::move(observe);
 }
 
 std::size_t Target::queued() const {

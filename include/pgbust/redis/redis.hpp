@@ -117,7 +117,16 @@ struct Stats {
   std::map<std::pair<std::string, std::string>, std::uint64_t> errors_by_class;
   std::uint64_t keys_deleted = 0;  // sum of UNLINK replies
   std::uint64_t unlinks = 0;       // keys asked to be unlinked (existing or not)
-  std::uint64_t patterns = 0;      // pattern deletes completed
+  std::uint64_t patterns = 0;      // pattern deletes completed (each batch's, as its pass ends)
+  // Keyspace passes: one SCAN stream serves every pattern pending when it starts.
+  std::uint64_t passes = 0;             // passes completed
+  std::uint64_t pass_keys_scanned = 0;  // keys SCAN returned to passes
+  std::uint64_t pass_keys_deleted = 0;  // keys removed by passes' UNLINKs
+  bool pass_running = false;            // now: a pass is under way
+  std::uint64_t pass_scanned = 0;       // now: keys the running pass has scanned
+  std::uint64_t pass_dbsize = 0;        // now: DBSIZE when it started (0: unknown)
+  std::size_t pass_patterns = 0;        // patterns of the running (or last) pass
+  std::size_t scan_count = 0;           // SCAN COUNT now (adapts to the server's speed)
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
   std::uint64_t reconnects = 0;
@@ -137,6 +146,9 @@ class AnyTarget : public Pollable, public Applier {
   virtual void attach(Loop& loop) = 0;
   virtual void detach(Loop& loop) = 0;
   virtual void close() noexcept = 0;
+  // Called with each keyspace pass's duration as it ends (for a histogram; a cluster: every
+  // master's passes).
+  virtual void on_pass(std::function<void(double seconds)> observe) = 0;
 };
 
 // A single Target, or a ClusterTarget when options.cluster is set or the URL is
@@ -157,7 +169,7 @@ struct PartFlags {
   std::uint64_t tag = 0;     // handed back in Redirected
 };
 
-// Applies batches in order, one at a time, pipelined, retrying across reconnects until done.
+// Applies batches pipelined on one connection, retrying across reconnects until done.
 // Plugs into the event loop as a Pollable.
 //
 // Connection phases: Disconnected -> Connecting (non-blocking connect and, for rediss://, the
@@ -165,16 +177,28 @@ struct PartFlags {
 // pipelined) -> Ready; any failure ->
 // BackingOff (exponential from backoff_min to backoff_max, with jitter) -> Connecting.
 //
+// Batches start in the order queued and run side by side. Pattern deletes are off the
+// critical path: a batch's patterns go to a keyspace pass (one SCAN cursor stream, matched
+// client-side against every pattern pending when the pass started; a pattern arriving during
+// a pass joins the next one), while later batches' exact deletes, bumps and publishes go on.
+// SCAN COUNT adapts so each SCAN stays short on the server. Within a batch: exact UNLINKs,
+// then its pass, then bumps (so a widened bump deletes `rev:...:*` before it INCRs the new
+// counter), then, once all of that is answered, publishes; its done() runs after that. A bump
+// whose key an earlier batch's unfinished pass may delete waits for that pass too. done()
+// may thus run for a later batch first (Applier allows it; the pipeline confirms in commit
+// order), and a later batch's message may be published before an earlier one's whose pass
+// is still running: each message still follows everything of its own transaction.
+//
 // Failure semantics (promise 2): a broken connection, a command unanswered for
 // command_timeout, or a transient error reply (LOADING, BUSY, READONLY, ...; see errors.hpp)
-// abandons the current attempt of the batch; the connection is closed and the batch is
-// applied again from its start after reconnecting. A persistent error reply (OOM, NOPERM,
-// unknown command, ...) sets the batch aside instead: it is retried after a delay growing
-// from backoff_min to backoff_max, without its deletes when those all succeeded, while later
-// batches are applied, so one failing command does not stop every later invalidation. So
-// done() may run for a later batch first; it is never called for a batch with a failed
-// command. Within a batch deletes go first: UNLINKs, then every pattern loop, then bumps,
-// then publishes. Errors are logged (with the server, Redis's own text and their class) when
+// abandons what was sent; the connection is closed and every batch not done is applied again
+// from its start after reconnecting (a pass under way restarts from cursor 0, and no batch
+// waiting on it completes before a whole pass has run). A persistent error reply (OOM,
+// NOPERM, unknown command, ...) sets the batch aside instead (a pass command's: every batch
+// in that pass): it is retried after a delay growing from backoff_min to backoff_max, without
+// its deletes when those all succeeded, while later batches are applied, so one failing
+// command does not stop every later invalidation. done() is never called for a batch with a
+// failed command. Errors are logged (with the server, Redis's own text and their class) when
 // they start and then every log_interval while they last, and counted in stats().errors and
 // stats().errors_by_class, so a command that keeps failing never wedges silently.
 //
@@ -205,13 +229,15 @@ class Target : public AnyTarget {
   void query(std::vector<std::string> argv, std::function<void(const redisReply*)> reply);
 
   // Queue a batch; `done` runs (from the loop, never inside apply) once every command of it
-  // has succeeded. Batches are started in the order they were queued and complete in that
-  // order unless one is set aside (see above); an empty batch completes on the next round
-  // even while Redis is down.
+  // has succeeded. Batches are started in the order they were queued; one waiting for a
+  // keyspace pass, or set aside, may complete after later ones (see above); an empty batch
+  // completes once every earlier batch has (or was set aside), even while Redis is down.
   void apply(Batch batch, std::function<void()> done) override;
   std::size_t queued() const;  // batches not yet completed
-  // Every queued batch is set aside after a persistent error and not yet due (or none is).
+  // Every queued batch is set aside after a persistent error and not yet due, or waits only
+  // for a keyspace pass (or none is queued): a batch handed over now starts at once.
   bool idle() const override;
+  void on_pass(std::function<void(double seconds)> observe) override;
   State state() const override;
   const Stats& stats() const override;
   std::string last_error() const override;  // the latest failure ("" if none), as in the log

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pgbust/core/change.hpp"
+#include "pgbust/core/glob.hpp"
 
 namespace pgbust::rules {
 
@@ -184,8 +185,7 @@ std::string suggest(std::string_view word, const std::vector<std::string>& candi
 std::string glob_escape(std::string_view value);
 // Appends glob_escape(value) to `out`.
 void append_glob_escaped(std::string& out, std::string_view value);
-// Redis' glob matching (stringmatchlen semantics: * ? [abc] [^a] [a-z] \x), for tests and
-// `explain`.
-bool glob_match(std::string_view pattern, std::string_view text);
+// Redis' glob matching (stringmatchlen semantics), for tests and `explain`; lives in core.
+using pgbust::glob_match;
 
 }  // namespace pgbust::rules
