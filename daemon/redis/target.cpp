@@ -96,9 +96,8 @@ struct Expect {
   std::uint64_t batch = 0;
   std::uint64_t pass = 0;
   std::size_t index = 0;
-  std::size_t count = 0;  // keys in an UNLINK
+  std::size_t count = 0;  // keys in an UNLINK, COUNT of a SCAN
   TimePoint sent;
-  TimePoint queued_behind{};  // when the reply before it arrived, if later than `sent`
 };
 
 // An idle connection closed after being up this long is reopened at once; one closed sooner
@@ -614,9 +613,13 @@ struct Target::Impl {
       std::string_view key(keys->element[i]->str, keys->element[i]->len);
       if (s.patterns.matches(key)) s.doomed.emplace_back(key);
     }
-    s.scanned += keys->elements;
+    // With MATCH the server visits about COUNT keys per call but returns only the matches:
+    // count what it visited, so progress against DBSIZE means something.
+    const std::size_t visited =
+        s.match.empty() ? keys->elements : std::max(keys->elements, e.count);
+    s.scanned += visited;
     stats.pass_scanned = s.scanned;
-    stats.pass_keys_scanned += keys->elements;
+    stats.pass_keys_scanned += visited;
     const auto took = now - from;
     if (took > kScanTarget)
       scan_count = std::max(kScanCountMin, scan_count / 2);
@@ -702,9 +705,10 @@ struct Target::Impl {
     if (!s.scanning && !s.last_page && room(1)) {
       const std::string count = std::to_string(scan_count);
       if (s.match.empty())
-        send_pass(Kind::Scan, {"SCAN", s.cursor, "COUNT", count}, now);
+        send_pass(Kind::Scan, {"SCAN", s.cursor, "COUNT", count}, now, scan_count);
       else
-        send_pass(Kind::Scan, {"SCAN", s.cursor, "MATCH", s.match, "COUNT", count}, now);
+        send_pass(Kind::Scan, {"SCAN", s.cursor, "MATCH", s.match, "COUNT", count}, now,
+                  scan_count);
       s.scanning = true;
     }
     if (s.last_page && !s.scanning && s.doomed.empty() && s.outstanding == 0) {

@@ -582,3 +582,99 @@ TEST_CASE("a set-aside batch is retried without its deletes once they all succee
   REQUIRE(rig.run_until([&] { return done; }));
   CHECK(redis.exists("rev:1"));
 }
+
+// --- keyspace passes (issue 14 parts 2 and 4) -------------------------------------------
+
+namespace {
+
+// `n` keys prefix:0 .. prefix:n-1 made by the server itself (fast for a million).
+void populate(pgbust::test::Redis& redis, const std::string& prefix, int n) {
+  redis.command({"DEBUG", "POPULATE", std::to_string(n), prefix});
+  REQUIRE(redis.command({"DBSIZE"}).value_or("0") != "0");
+}
+
+}  // namespace
+
+TEST_CASE("head of line: a later batch's exact delete is applied while a pattern pass runs") {
+  // Issue 14: one delete_pattern over a large keyspace held up every later transaction's
+  // exact deletes until its pass ended. Now the later batch's key goes before the pass ends;
+  // the pattern batch's done() still waits for its pass.
+  pgbust::test::Redis redis;
+  populate(redis, "pop", 1000000);  // pop:0 .. pop:999999
+  redis.set("later", "v");
+  Rig rig(fast(redis.url()));
+  REQUIRE(rig.run_until([&] { return rig.target.connected(); }));
+  std::vector<int> order;
+  bool pattern_done_first = false, later_gone_at_done = false;
+  std::uint64_t passes_at_later = 99;
+  // Matches 11 keys (pop:12345, pop:123450 ..) but the pass must walk all million.
+  rig.target.apply(make({}, {"pop:12345*"}), [&] { order.push_back(1); });
+  rig.target.apply(make({"later"}), [&] {
+    order.push_back(2);
+    pattern_done_first = order.front() == 1;
+    passes_at_later = rig.target.stats().passes;
+    later_gone_at_done = !redis.exists("later");
+  });
+  REQUIRE(rig.run_until([&] { return order.size() == 2; }, 120s));
+  CHECK(order == std::vector<int>{2, 1});
+  CHECK_FALSE(pattern_done_first);
+  CHECK(passes_at_later == 0);  // the pass had not ended when the later key was gone
+  CHECK(later_gone_at_done);
+  CHECK(count(redis, "pop:12345*") == 0);
+  CHECK(redis.exists("pop:1234"));
+  CHECK(rig.target.stats().passes == 1);
+  CHECK(rig.target.stats().pass_keys_scanned >= 900000);  // visited, estimated with MATCH
+  CHECK(rig.target.stats().pass_keys_deleted == 11);
+  CHECK(rig.target.stats().patterns == 1);
+  CHECK_FALSE(rig.target.stats().pass_running);
+}
+
+TEST_CASE("patterns queued during a pass share one next pass") {
+  pgbust::test::Redis redis;
+  populate(redis, "pop", 200000);
+  for (int i = 0; i < 10; ++i) fill(redis, "b" + std::to_string(i) + ":", 20);
+  Rig rig(fast(redis.url()));
+  int done = 0;
+  rig.target.apply(make({}, {"pop:777*"}), [&] { ++done; });
+  REQUIRE(rig.run_until([&] { return rig.target.stats().pass_running; }));
+  CHECK(rig.target.stats().pass_patterns == 1);
+  // Handed over while the first pass runs (the loop does not run in between): they join the
+  // next pass, all ten together.
+  for (int i = 0; i < 10; ++i)
+    rig.target.apply(make({}, {"b" + std::to_string(i) + ":*"}), [&] { ++done; });
+  // Once started, every batch waits only for a pass: the pipeline may hand over more.
+  CHECK(rig.run_until([&] { return rig.target.idle(); }));
+  REQUIRE(rig.run_until([&] { return done == 11; }, 60s));
+  CHECK(rig.target.stats().passes == 2);
+  CHECK(rig.target.stats().pass_patterns == 10);
+  CHECK(rig.target.stats().patterns == 11);
+  for (int i = 0; i < 10; ++i) CHECK(count(redis, "b" + std::to_string(i) + ":*") == 0);
+  CHECK(count(redis, "pop:777*") == 0);
+  CHECK(rig.target.stats().pass_keys_deleted == 200 + 111);
+}
+
+TEST_CASE("a widened bump: the pattern pass first, then the bump (get(k) or 0 changes)") {
+  // Issue 14 part 4: a bump whose old value is unknown deletes rev:t:* and bumps the new
+  // counter. The counter must survive: an app reading get(k) or 0 must see it change. A
+  // later batch bumping a counter the running pass may delete waits for that pass too.
+  pgbust::test::Redis redis;
+  populate(redis, "pop", 300000);
+  for (int i = 0; i < 500; ++i) redis.set("rev:t:" + std::to_string(i), "41");
+  Rig rig(fast(redis.url()));
+  std::vector<int> done;
+  rig.target.apply(make({}, {"rev:t:*"}, {"rev:t:5"}), [&] { done.push_back(1); });
+  REQUIRE(rig.run_until([&] { return rig.target.stats().pass_running; }));
+  rig.target.apply(make({}, {}, {"rev:t:7"}), [&] { done.push_back(2); });
+  rig.target.apply(make({}, {}, {"rev:u:1"}), [&] { done.push_back(3); });
+  REQUIRE(rig.run_until([&] { return done.size() == 3; }, 60s));
+  // rev:u:1 is not the pass's: it went at once. rev:t:7 waited for the pass.
+  CHECK(done.front() == 3);
+  auto value = [&](const std::string& k) {
+    auto v = redis.command({"GET", k});
+    return v && *v != "(nil)" ? std::stoll(*v) : 0LL;  // get(k) or 0
+  };
+  CHECK(value("rev:t:5") > 41);
+  CHECK(value("rev:t:7") > 41);
+  CHECK(value("rev:u:1") > 0);
+  CHECK(count(redis, "rev:t:*") == 2);
+}
