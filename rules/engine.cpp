@@ -213,7 +213,7 @@ struct Engine::Impl {
               Action action, bool allow_fallback, Sink& sink);
   Resolved resolve(State& st, const Rule& rule, const EventView& e, const Part& p, Image ctx,
                    std::string& out, std::size_t depth);
-  void emit(State& st, const Rule& rule, Action action, Sink& sink);
+  void emit(State& st, const Rule& rule, Action action, Sink& sink, bool widened_bump = false);
   void report(State& st, const Rule& rule, const EventView& e, Sink& sink);
 };
 
@@ -241,14 +241,17 @@ const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
   return b;
 }
 
-void Engine::Impl::emit(State& st, const Rule& rule, Action action, Sink& sink) {
+void Engine::Impl::emit(State& st, const Rule& rule, Action action, Sink& sink, bool widened_bump) {
   for (std::size_t i = 0; i < st.n_emitted; ++i)
     if (st.emitted[i].first == action && st.emitted[i].second == st.key) return;
   if (st.n_emitted == st.emitted.size()) st.emitted.emplace_back();
   st.emitted[st.n_emitted].first = action;
   st.emitted[st.n_emitted].second.assign(st.key);
   ++st.n_emitted;
-  sink.emit(rule, action, st.key);
+  if (widened_bump)
+    sink.emit_widened_bump(rule, st.key);
+  else
+    sink.emit(rule, action, st.key);
 }
 
 // The value of placeholder `p` (filters applied) into `out`; a group renders its sub-template
@@ -368,7 +371,7 @@ void Engine::Impl::render(State& st, const Rule& rule, const EventView& e, const
     st.widened_pattern = true;
     st.notes.insert(st.notes.end(), st.pending.begin(), st.pending.end());
   }
-  emit(st, rule, unknown ? Action::DeletePattern : action, sink);
+  emit(st, rule, unknown ? Action::DeletePattern : action, sink, unknown && action == Action::Bump);
 }
 
 void Engine::Impl::render_list(State& st, const Rule& rule, const EventView& e,

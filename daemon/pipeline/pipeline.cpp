@@ -81,6 +81,14 @@ class Pipeline::TxnSink : public rules::Sink {
   TxnSink(Pipeline& p, Txn& t) : p_(p), t_(t) {}
 
   void emit(const rules::Rule& rule, rules::Action action, std::string_view key) override {
+    add(rule, action, key, false);
+  }
+  // Deleted like a pattern, but never again after redelete_after (see rules::Sink).
+  void emit_widened_bump(const rules::Rule& rule, std::string_view pattern) override {
+    add(rule, rules::Action::DeletePattern, pattern, true);
+  }
+
+  void add(const rules::Rule& rule, rules::Action action, std::string_view key, bool widened_bump) {
     if (!widening_ && !t_.overflowed.empty() && t_.overflowed.contains(&rule))
       return;  // its widened pattern covers it
     if (!widening_ && t_.total >= p_.options_.max_keys_per_transaction) {
@@ -110,7 +118,7 @@ class Pipeline::TxnSink : public rules::Sink {
     if (added) ++t_.total;
     // A second delete is owed whenever a rule that asks for one names the key, even if an
     // earlier rule already queued the first delete.
-    if (rule.redelete_after.count() > 0 && action != rules::Action::Bump) {
+    if (rule.redelete_after.count() > 0 && action != rules::Action::Bump && !widened_bump) {
       (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(key);
       t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
     }

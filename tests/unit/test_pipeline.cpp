@@ -312,3 +312,38 @@ TEST_CASE("Pipeline: an applier idle behind a failing batch gets later batches a
   CHECK(r.a.confirmed == std::vector<Position>{3});
   CHECK(r.pipeline.idle());
 }
+
+TEST_CASE("Pipeline: a widened bump's pattern is not deleted again after redelete_after") {
+  // Issue 14 part 4: an update whose old g the WAL did not carry bumps rev:g5 and deletes
+  // rev:* (every counter the old g may have named). A second delete of rev:* after 50ms
+  // would remove rev:g5, bumped by this very transaction: an app reading get(k) or 0 would
+  // see the counter go back. Counters have no stale-set race, so only deletes go again.
+  Rig r(R"(
+version: 1
+rules:
+  - name: k
+    table: t
+    delete: "k:${id}"
+    bump: "rev:${g}"
+    redelete_after: 50ms
+)");
+  r.pipeline.begin(r.a);
+  ChangeEvent ev;
+  ev.op = Op::Update;
+  ev.table = &r.table.table;
+  ev.new_row = r.table.row({{"id", val("1")}, {"g", val("g5")}});  // no old row
+  r.pipeline.change(r.a, ev);
+  r.pipeline.commit(r.a, 1, 0);
+  REQUIRE(r.applier.handed.size() == 1);
+  CHECK(r.batch(0).patterns == Keys{"rev:*"});
+  CHECK(r.batch(0).bumps == Keys{"rev:g5"});
+  r.applier.complete(0);
+  const TimePoint due = r.pipeline.deadline();
+  REQUIRE(due != kNever);
+  r.pipeline.on_timer(due);
+  REQUIRE(r.applier.handed.size() == 2);
+  CHECK(r.batch(1).deletes == Keys{"k:1"});
+  CHECK(r.batch(1).patterns.empty());
+  r.applier.complete(1);
+  CHECK(r.a.confirmed == std::vector<Position>{1});
+}

@@ -132,6 +132,14 @@ class Sink {
   // Rules that only `publish` are seen here. Default: nothing.
   virtual void fired(const Rule& rule) { (void)rule; }
   virtual void emit(const Rule& rule, Action action, std::string_view key) = 0;
+  // A bump whose key could not be computed exactly: `pattern` covers every counter it may be
+  // and is deleted like a delete_pattern (and before the transaction's bumps, so it never
+  // removes the counter the same transaction bumps). A counter has no stale-set race, so
+  // unlike a delete it is never deleted again after redelete_after: that would remove
+  // counters bumped since. Default: emit(rule, DeletePattern, pattern).
+  virtual void emit_widened_bump(const Rule& rule, std::string_view pattern) {
+    emit(rule, Action::DeletePattern, pattern);
+  }
   // The rule could not compute a key exactly and widened (promise 3). `detail` names the
   // column(s), e.g. "old.group_id unknown (REPLICA IDENTITY DEFAULT)".
   virtual void widened(const Rule& rule, Unknown why, std::string_view detail) = 0;
