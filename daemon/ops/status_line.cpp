@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace pgbust {
 
 std::string_view to_string(Health h) {
@@ -92,6 +94,16 @@ std::string status_line(const StatusInput& in) {
   if (in.redis && in.redis->failing_batches > 0)
     out += fmt::format(" ({} batch{} failing: {})", in.redis->failing_batches,
                        in.redis->failing_batches == 1 ? "" : "es", in.redis_error);
+  if (in.redis && in.redis->pass_running) {
+    const auto& r = *in.redis;
+    out += fmt::format(" (keyspace pass for {} pattern{}: {} keys scanned", r.pass_patterns,
+                       r.pass_patterns == 1 ? "" : "s", r.pass_scanned);
+    if (r.pass_dbsize > 0)
+      out += fmt::format(" of {} ({:.0f}%)", r.pass_dbsize,
+                         std::min(100.0, 100.0 * static_cast<double>(r.pass_scanned) /
+                                             static_cast<double>(r.pass_dbsize)));
+    out += ")";
+  }
   out += ";";
   out += fmt::format(" {:.1f} changes/s;", in.changes_per_second);
   if (const auto* p = in.pipeline) {

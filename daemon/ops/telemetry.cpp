@@ -34,6 +34,12 @@ Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTa
                                   "Time from a transaction's commit to its invalidations being "
                                   "applied in Redis",
                                   metrics::latency_buckets());
+  // Keyspace passes take from milliseconds (a small keyspace) to minutes (millions of keys).
+  auto* passes = &registry_.histogram(
+      "pgbust_redis_pass_duration_seconds",
+      "Duration of keyspace passes (one SCAN stream serving every pending pattern delete)",
+      {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800});
+  target_.on_pass([passes](double seconds) { passes->observe(seconds); });
   reloads_ok_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
                                    {{"result", "ok"}});
   reloads_failed_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
@@ -148,6 +154,20 @@ void Telemetry::refresh() {
       rs.errors - std::min(rs.errors, replies));
   set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
       rs.keys_deleted);
+  set(r.counter("pgbust_redis_keyspace_passes_total",
+                "Keyspace passes completed (each serves every pattern pending when it starts)"),
+      rs.passes);
+  set(r.counter("pgbust_redis_pass_keys_scanned_total",
+                "Keys keyspace passes scanned (visited by SCAN; estimated as COUNT per call when "
+                "the patterns share a prefix and SCAN MATCHes it)"),
+      rs.pass_keys_scanned);
+  set(r.counter("pgbust_redis_pass_keys_deleted_total",
+                "Keys Redis reported removed by keyspace passes' UNLINKs"),
+      rs.pass_keys_deleted);
+  r.gauge("pgbust_redis_pass_running", "1 while a keyspace pass is running")
+      .set(rs.pass_running ? 1 : 0);
+  r.gauge("pgbust_redis_scan_count", "SCAN COUNT now (adapts to keep each SCAN short)")
+      .set(static_cast<double>(rs.scan_count));
   set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
       rs.reconnects);
   r.gauge("pgbust_redis_up", "1 when the Redis connection is ready")

@@ -72,3 +72,24 @@ TEST_CASE("status: a batch failing on a reachable Redis degrades health and says
   CHECK(status_line(in).find("redis ready (1 batch failing: redis 127.0.0.1:6379 db 0 (ready): "
                              "SET NX rev:1 failed: OOM ...);") != std::string::npos);
 }
+
+TEST_CASE("status line: a running keyspace pass and how far it got") {
+  PipelineStats p;
+  redis::Stats rs;
+  StatusInput in;
+  in.pipeline = &p;
+  in.redis_state = redis::State::Ready;
+  in.redis = &rs;
+  CHECK(status_line(in).find("keyspace pass") == std::string::npos);
+  rs.pass_running = true;
+  rs.pass_patterns = 3;
+  rs.pass_scanned = 250000;
+  rs.pass_dbsize = 1000000;
+  CHECK(status_line(in).find(
+            "redis ready (keyspace pass for 3 patterns: 250000 keys scanned of 1000000 (25%));") !=
+        std::string::npos);
+  rs.pass_dbsize = 0;  // DBSIZE refused or not answered yet
+  rs.pass_patterns = 1;
+  CHECK(status_line(in).find("(keyspace pass for 1 pattern: 250000 keys scanned);") !=
+        std::string::npos);
+}
