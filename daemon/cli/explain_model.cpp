@@ -316,29 +316,42 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
     std::vector<std::string> lists[3];
   };
   std::map<std::string, Message> publish;
+  // The daemon's order (redis::Target): a transaction's deletes, exact and patterns, then its
+  // bumps once every keyspace pass of it has ended, then its messages.
+  auto print = [&](const Recorder::Fired& f, rules::Action action) {
+    for (const auto& [a, k] : f.keys) {
+      if (a != action) continue;
+      auto i = static_cast<std::size_t>(a);
+      if (printed.insert({a, k}).second) {
+        out.commands.push_back(Command{kCommand[i], k, {}});
+        out.lines.push_back(out.commands.back().line());
+      }
+      if (!f.rule->publish.empty()) {
+        auto& list = publish[f.rule->publish].lists[i];
+        if (std::find(list.begin(), list.end(), k) == list.end()) list.push_back(k);
+      }
+    }
+  };
+  bool any_pattern = false, any_bump = false;
   for (const auto& f : rec.fired_rules) {
     out.rules.push_back(f.rule->name);
     out.lines.push_back("# rule " + f.rule->name + " matched");
     for (const auto& w : f.widened)
       out.lines.push_back("# widened: rule " + f.rule->name + ": " + w);
-    for (auto action : {rules::Action::Delete, rules::Action::DeletePattern, rules::Action::Bump})
-      for (const auto& [a, k] : f.keys) {
-        if (a != action) continue;
-        auto i = static_cast<std::size_t>(a);
-        if (printed.insert({a, k}).second) {
-          out.commands.push_back(Command{kCommand[i], k, {}});
-          out.lines.push_back(out.commands.back().line());
-        }
-        if (!f.rule->publish.empty()) {
-          auto& list = publish[f.rule->publish].lists[i];
-          if (std::find(list.begin(), list.end(), k) == list.end()) list.push_back(k);
-        }
-      }
+    print(f, rules::Action::Delete);
+    print(f, rules::Action::DeletePattern);
+    for (const auto& [a, k] : f.keys) {
+      any_pattern = any_pattern || a == rules::Action::DeletePattern;
+      any_bump = any_bump || a == rules::Action::Bump;
+    }
     if (f.rule->redelete_after.count() > 0)
       out.lines.push_back("# rule " + f.rule->name + ": its deletes are sent again after " +
                           std::to_string(f.rule->redelete_after.count()) + "ms");
     if (!f.rule->publish.empty()) publish[f.rule->publish].tables.insert(qualified);
   }
+  if (any_pattern && any_bump)
+    out.lines.push_back("# bumps: once the keyspace passes above have ended");
+  for (const auto& f : rec.fired_rules) print(f, rules::Action::Bump);
   // The daemon's message (publish_message); source and position are the transaction's there.
   for (const auto& [channel, m] : publish) {
     PublishContent content;

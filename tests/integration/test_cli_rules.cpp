@@ -207,7 +207,7 @@ TEST_CASE("every command parses its options one way: the same errors and help hi
   CHECK(r.out.rfind("usage: pgbust [COMMAND] [OPTIONS]\n", 0) == 0);
 }
 
-TEST_CASE("explain: a move invalidates both groups, in rule then action order") {
+TEST_CASE("explain: a move invalidates both groups: deletes, then bumps, as the daemon") {
   auto r = run_pgbust(
       {"explain", "--rules", data("design.yaml"), "--table", "work_order_task", "--op", "update",
        "--old",
@@ -224,9 +224,10 @@ TEST_CASE("explain: a move invalidates both groups, in rule then action order") 
             "UNLINK task_stats:7",
             "UNLINK operator_stats:9",
             "SCAN-DELETE dashboard:*",
+            "# rule task-stats: its deletes are sent again after 500ms",
+            "# bumps: once the keyspace passes above have ended",
             "INCR rev:dept:5",
             "INCR rev:dept:7",
-            "# rule task-stats: its deletes are sent again after 500ms",
             "PUBLISH cache-invalidation '{\"source\":\"explain\",\"position\":\"\",\"tables\":"
             "[\"public.work_order_task\"],\"keys\":[\"task_stats:5\",\"task_stats:7\","
             "\"operator_stats:9\"],\"patterns\":[\"dashboard:*\"],\"revisions\":[\"rev:dept:5\","
@@ -305,6 +306,36 @@ rules:
                         ":5:36: error: delete: filter 'date': unknown time zone 'Europe/Berlim'; "
                         "did you mean 'Europe/Berlin'?",
                     0) == 0);
+}
+
+TEST_CASE("explain: a widened bump deletes rev:...:* first, then bumps (the daemon's order)") {
+  // Issue 14 part 4: explain printed the bump of the first rule before the second rule's
+  // deletes; the daemon bumps only once every delete and keyspace pass has ended.
+  TempDir dir;
+  auto rules = dir.write("bump.yaml", R"(version: 1
+rules:
+  - name: dept-rev
+    table: tasks
+    bump: "rev:dept:${dept}"
+  - name: task
+    table: tasks
+    delete: "task:${id}"
+)");
+  auto r = run_pgbust({"explain", "-r", rules.string(), "-t", "tasks", "--op", "update", "--new",
+                       R"({"id": 1, "dept": 7})", "--key", "id"});
+  CHECK(r.exit_code == 0);
+  CAPTURE(r.err);
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "# rule dept-rev matched",
+            "# widened: rule dept-rev: old.dept unknown (old value not in the WAL (REPLICA "
+            "IDENTITY DEFAULT)); keys widened to patterns",
+            "SCAN-DELETE rev:dept:*",
+            "# rule task matched",
+            "UNLINK task:1",
+            "# bumps: once the keyspace passes above have ended",
+            "INCR rev:dept:7",
+        });
 }
 
 TEST_CASE("explain: bad input is a clear error, exit 1") {
