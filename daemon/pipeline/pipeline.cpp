@@ -201,8 +201,13 @@ void Pipeline::maybe_swap_rules() {
   engine_ = std::make_unique<rules::Engine>(rules_, engine_options_);
 }
 
+// Batches with pattern deletes wait for a keyspace pass (seconds over a large keyspace) while
+// later batches are applied beside them, so they have their own, larger allowance: counting
+// them with the others would stop reading the sources for the length of a pass, which is the
+// head-of-line blocking the target avoids (issue 14). Both counts stay bounded.
 bool Pipeline::accepting() const {
-  return batches_in_target_ < options_.max_queued_batches;
+  return batches_in_target_ - pattern_batches_in_target_ < options_.max_queued_batches &&
+         pattern_batches_in_target_ < kPatternBatchesPerQueued * options_.max_queued_batches;
 }
 
 RuleStats& Pipeline::rule_stats_for(const rules::Rule& rule) {
@@ -320,7 +325,12 @@ void Pipeline::flush() {
   copy(p->bumps, batch.bumps);
   batch.publishes = std::move(p->publishes);
   ++batches_in_target_;
-  target_.apply(std::move(batch), [this, p] { batch_done(p); });
+  const bool patterns = !batch.patterns.empty();
+  if (patterns) ++pattern_batches_in_target_;
+  target_.apply(std::move(batch), [this, p, patterns] {
+    if (patterns) --pattern_batches_in_target_;
+    batch_done(p);
+  });
 }
 
 void Pipeline::batch_done(std::shared_ptr<Pending> p) {
@@ -357,8 +367,11 @@ void Pipeline::on_timer(TimePoint now) {
     Redelete r = std::move(redeletes_.front());
     redeletes_.pop_front();
     ++batches_in_target_;
-    target_.apply(std::move(r.batch), [this, group = r.group] {
+    const bool patterns = !r.batch.patterns.empty();
+    if (patterns) ++pattern_batches_in_target_;
+    target_.apply(std::move(r.batch), [this, group = r.group, patterns] {
       --batches_in_target_;
+      if (patterns) --pattern_batches_in_target_;
       ledger_.applied(group);
       settle();
       if (accumulating_ && batches_in_target_ == 0) flush();

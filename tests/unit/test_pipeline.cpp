@@ -154,6 +154,29 @@ TEST_CASE("Pipeline: back-pressure once max_queued_batches are in the applier") 
   CHECK(r.pipeline.accepting());
 }
 
+TEST_CASE("Pipeline: batches waiting for keyspace passes do not stop the sources early") {
+  // Issue 14: pattern batches wait for a pass (seconds over a large keyspace) while later
+  // batches go on; counted with the others, 4 of them stopped reading the WAL for as long.
+  PipelineOptions o;
+  o.max_batch_keys = 1;
+  o.max_queued_batches = 2;
+  Rig r(R"(
+version: 1
+rules:
+  - name: p
+    table: t
+    delete_pattern: "p:${id}:*"
+)",
+        o);
+  for (int i = 1; i <= 31; ++i) r.txn(r.a, static_cast<Position>(i), {std::to_string(i)});
+  CHECK(r.applier.handed.size() == 31);
+  CHECK(r.pipeline.accepting());  // 31 pattern batches: under 16 x 2
+  r.txn(r.a, 32, {"32"});
+  CHECK_FALSE(r.pipeline.accepting());  // still bounded
+  r.applier.complete(0);
+  CHECK(r.pipeline.accepting());
+}
+
 TEST_CASE("Pipeline: a rule swap waits for the open transaction, then applies to the next") {
   Rig r(kDelete);
   r.pipeline.begin(r.a);

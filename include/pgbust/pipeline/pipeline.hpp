@@ -26,7 +26,8 @@ namespace pgbust {
 struct PipelineOptions {
   std::size_t max_keys_per_transaction = 100000;  // past this a rule widens
   std::size_t max_batch_keys = 50000;             // coalesced entries per Redis batch
-  std::size_t max_queued_batches = 4;             // back-pressure threshold
+  std::size_t max_queued_batches = 4;             // back-pressure threshold (batches with patterns,
+                                                  // which wait for keyspace passes: 16 times this)
   std::size_t publish_max_items = 1000;           // keys listed in one PUBLISH message
 };
 
@@ -134,6 +135,9 @@ class Pipeline : public ChangeSink, public Pollable {
   std::size_t open_txns_ = 0;              // transactions being read
   std::unique_ptr<Pending> accumulating_;  // committed, not yet sent
   std::size_t batches_in_target_ = 0;
+  std::size_t pattern_batches_in_target_ = 0;  // of those, with pattern deletes
+  // Batches with patterns the target may hold per max_queued_batches (see accepting()).
+  static constexpr std::size_t kPatternBatchesPerQueued = 16;
   // Committed transactions not yet confirmed, per source, in commit order.
   AckLedger ledger_;
   struct Redelete {
