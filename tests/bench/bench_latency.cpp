@@ -5,7 +5,15 @@
 // stayed bounded; never fails on time.
 //
 // Usage: bench_latency [--seconds N] [--max-rate N] [--rate N]
+//        bench_latency --pattern-heavy [--keys N] [--rate N] [--seconds N] [--runs N]
 //   --rate N   only that rate (repeated --rate: each in turn), e.g. to look at one load
+//   --pattern-heavy  issue 14: N keys (default 1M, DEBUG POPULATE) in Redis and 1% of the
+//              transactions also update a row whose rule widens to a pattern (old value not
+//              in the WAL), so a keyspace pass over every key runs while the exact keys of
+//              the other transactions are measured; each run is a baseline step (no
+//              widening, same keyspace) then the pattern-heavy step. Prints p50/p99 of both
+//              per run and the medians over the runs. PGBUST_BENCH_BINARY=path measures
+//              another pgbust build (e.g. main's) the same way.
 #include <poll.h>
 
 #include <atomic>
@@ -96,8 +104,9 @@ struct StepResult {
 
 // One step: `rate` single-row UPDATE transactions per second for `seconds`, spread over
 // enough connections to reach it; ids 1..n, whose task:<id> keys are set beforehand.
+// `widen`: every 100th transaction also updates table `wide`, whose rule widens to a pattern.
 StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid, int walsender_pid,
-                double rate, double seconds, long rows) {
+                double rate, double seconds, long rows, bool widen = false) {
   StepResult res;
   res.target_rate = rate;
   // One transaction per row (a key is deleted once): at most `rows` per step.
@@ -120,6 +129,15 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
                                    1, nullptr));
     if (PQresultStatus(p.get()) != PGRES_COMMAND_OK)
       throw std::runtime_error(PQerrorMessage(sessions.back()->get()));
+    if (widen) {
+      pgbust::pg::Result w(PQprepare(sessions.back()->get(), "upd_wide",
+                                     "WITH w AS (UPDATE wide SET grp = grp WHERE id = 1) "
+                                     "UPDATE tasks SET status = 'live', updated_at = now() "
+                                     "WHERE id = $1",
+                                     1, nullptr));
+      if (PQresultStatus(w.get()) != PGRES_COMMAND_OK)
+        throw std::runtime_error(PQerrorMessage(sessions.back()->get()));
+    }
   }
   // Where a backlog sits, sampled every 20 ms: WAL the walsender has not sent yet, and WAL
   // sent but not yet confirmed by pgbust (applied in Redis; confirmations go out at most
@@ -156,7 +174,8 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
         std::this_thread::sleep_until(due);
         std::string v = std::to_string(id);
         const char* params[] = {v.c_str()};
-        pgbust::pg::Result r(PQexecPrepared(conn, "upd", 1, params, nullptr, nullptr, 0));
+        const char* stmt = widen && id % 100 == 0 ? "upd_wide" : "upd";
+        pgbust::pg::Result r(PQexecPrepared(conn, stmt, 1, params, nullptr, nullptr, 0));
         committed[static_cast<std::size_t>(id)] = now_ns();
         if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
           std::fprintf(stderr, "update failed: %s", PQerrorMessage(conn));
@@ -206,7 +225,83 @@ StepResult step(Postgres& pg, Redis& redis, DelWatcher& watcher, int pgbust_pid,
 
 }  // namespace
 
+// Issue 14: exact keys' latency while widened patterns make keyspace passes over many keys.
+int pattern_heavy(int argc, char** argv) {
+  const double seconds = static_cast<double>(arg_long(argc, argv, "--seconds", 5));
+  const double rate = static_cast<double>(arg_long(argc, argv, "--rate", 500));
+  const long keys = arg_long(argc, argv, "--keys", 1000000);
+  const long runs = arg_long(argc, argv, "--runs", 3);
+  Postgres pg(pg_settings());
+  Redis redis;
+  TempDir dir;
+  const long rows = 200000;
+  pg.exec(create_tasks_sql("tasks", rows, false));
+  pg.exec(
+      "CREATE TABLE wide (id int PRIMARY KEY, grp int NOT NULL); INSERT INTO wide VALUES "
+      "(1, 1);");
+  // REPLICA IDENTITY DEFAULT: an update's old grp is not in the WAL, so the rule widens to
+  // the pattern wide:*:x (and deletes wide:1:x exactly).
+  auto rules = dir.write("tasks.yaml", tasks_rule("tasks", "new.") +
+                                           "  - name: wide\n    table: wide\n"
+                                           "    delete: \"wide:${grp}:x\"\n");
+  auto config =
+      dir.write("pgbust.yaml", pgbust_config(pg, redis, "lat", "pub_cols", rules.string()));
+  auto setup = pgbust::test::run(
+      {pgbust::test::pgbust_binary(), "setup", "--config", config.string(), "--apply"});
+  if (setup.exit_code != 0)
+    throw std::runtime_error("pgbust setup --apply failed:\n" + setup.output);
+  {
+    RedisClient r(redis.port());
+    r.command({"CONFIG", "SET", "notify-keyspace-events", "Eg"});
+    r.command({"DEBUG", "POPULATE", std::to_string(keys), "pop"});
+  }
+  DelWatcher watcher(redis.port(), rows);
+  Daemon d({"run", "--config", config.string()});
+  bool streaming = pgbust::test::eventually(
+      [&] {
+        return pg.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'lat'") ==
+               std::optional<std::string>("true");
+      },
+      30s);
+  if (!streaming) throw std::runtime_error("pgbust did not start streaming:\n" + d.output());
+  const int walsender =
+      std::stoi(pg.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'lat'")
+                    .value_or("0"));
+  step(pg, redis, watcher, d.pid(), walsender, 200, 1, rows);  // warm up
+  std::printf(
+      "pattern-heavy live latency (issue 14): %ld keys in Redis, %.0f tx/s for %.0f s; "
+      "COMMIT -> exact key gone; baseline: no widening; heavy: 1%% of transactions also "
+      "widen to a pattern over the whole keyspace\n",
+      keys, rate, seconds);
+  std::printf("  %4s %10s %10s %10s %10s %10s %10s %9s\n", "run", "base p50", "base p99",
+              "heavy p50", "heavy p99", "heavy max", "missing", "dbsize");
+  std::vector<double> base99, heavy99, base50, heavy50;
+  for (long run = 1; run <= runs; ++run) {
+    StepResult b = step(pg, redis, watcher, d.pid(), walsender, rate, seconds, rows, false);
+    StepResult h = step(pg, redis, watcher, d.pid(), walsender, rate, seconds, rows, true);
+    base50.push_back(percentile(b.latencies_ms, 50));
+    base99.push_back(percentile(b.latencies_ms, 99));
+    heavy50.push_back(percentile(h.latencies_ms, 50));
+    heavy99.push_back(percentile(h.latencies_ms, 99));
+    RedisClient r(redis.port());
+    RedisReply size = r.command({"DBSIZE"});
+    std::printf("  %4ld %10.3f %10.3f %10.3f %10.3f %10.3f %10ld %9lld\n", run, base50.back(),
+                base99.back(), heavy50.back(), heavy99.back(),
+                h.latencies_ms.empty() ? 0.0 : h.latencies_ms.back(), b.missing + h.missing,
+                size->integer);
+    std::fflush(stdout);
+  }
+  std::printf(
+      "median over %ld runs: baseline p50 %.3f ms p99 %.3f ms; pattern-heavy p50 %.3f ms "
+      "p99 %.3f ms\n",
+      runs, median(base50), median(base99), median(heavy50), median(heavy99));
+  d.signal(SIGTERM);
+  d.wait(30s);
+  return 0;
+}
+
 int main(int argc, char** argv) try {
+  if (arg_flag(argc, argv, "--pattern-heavy")) return pattern_heavy(argc, argv);
   const double seconds = static_cast<double>(arg_long(argc, argv, "--seconds", 5));
   const double max_rate = static_cast<double>(arg_long(argc, argv, "--max-rate", 32000));
   Postgres pg(pg_settings());

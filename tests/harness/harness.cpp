@@ -212,6 +212,8 @@ RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_
 // ---- The pgbust binary ------------------------------------------------------------------
 
 std::string pgbust_binary() {
+  // A benchmark may compare another build (e.g. main's) in the same run's conditions.
+  if (const char* other = std::getenv("PGBUST_BENCH_BINARY"); other && *other) return other;
   return PGBUST_BINARY;
 }
 
