@@ -268,10 +268,23 @@ void add_stats(Stats& to, const Stats& s) {
   to.keys_deleted += s.keys_deleted;
   to.unlinks += s.unlinks;
   to.patterns += s.patterns;
+  to.passes += s.passes;
+  to.pass_keys_scanned += s.pass_keys_scanned;
+  to.pass_keys_deleted += s.pass_keys_deleted;
   to.bumps += s.bumps;
   to.publishes += s.publishes;
   to.reconnects += s.reconnects;
   to.failing_batches += s.failing_batches;
+}
+
+// What is true now of a node's keyspace passes (each master runs its own): summed, except
+// the patterns of a pass and SCAN COUNT, where the largest is shown.
+void add_now(Stats& to, const Stats& s) {
+  to.pass_running = to.pass_running || s.pass_running;
+  to.pass_scanned += s.pass_scanned;
+  to.pass_dbsize += s.pass_dbsize;
+  to.pass_patterns = std::max(to.pass_patterns, s.pass_patterns);
+  to.scan_count = std::max(to.scan_count, s.scan_count);
 }
 
 }  // namespace
@@ -324,6 +337,7 @@ struct ClusterTarget::Impl {
   std::deque<std::function<void()>> completions;
   Stats closed_stats;
   mutable Stats total;
+  std::function<void(double)> on_pass;  // every node's keyspace passes
 
   explicit Impl(Options o) : opt(std::move(o)), seeds(detail::cluster_seeds(opt)) {}
 
@@ -343,6 +357,7 @@ struct ClusterTarget::Impl {
     Node& n = nodes[addr];
     n.target = std::make_unique<Target>(opt, ep);
     n.target->on_redirect([this](const Redirected& r) { return redirected(r); });
+    if (on_pass) n.target->on_pass(on_pass);
     if (loop) loop->add(n.target.get());
     return n;
   }
@@ -725,7 +740,10 @@ State ClusterTarget::state() const {
 const Stats& ClusterTarget::stats() const {
   Stats& t = impl_->total;
   t = impl_->closed_stats;
-  for (const auto& [addr, n] : impl_->nodes) add_stats(t, n.target->stats());
+  for (const auto& [addr, n] : impl_->nodes) {
+    add_stats(t, n.target->stats());
+    add_now(t, n.target->stats());
+  }
   return t;
 }
 
@@ -759,6 +777,11 @@ void ClusterTarget::close() noexcept {
   if (!impl_ || impl_->closed) return;
   impl_->closed = true;
   for (auto& [addr, n] : impl_->nodes) n.target->close();
+}
+
+void ClusterTarget::on_pass(std::function<void(double seconds)> observe) {
+  impl_->on_pass = std::move(observe);
+  for (auto& [addr, n] : impl_->nodes) n.target->on_pass(impl_->on_pass);
 }
 
 std::size_t ClusterTarget::masters() const {

@@ -14,6 +14,7 @@
 #include "pgbust/core/error.hpp"
 #include "pgbust/core/glob.hpp"
 #include "pgbust/core/session.hpp"
+#include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
 
@@ -50,7 +51,9 @@ enum class Kind : std::uint8_t {
   DbSize,
   SetNx,
   Incr,
-  Publish
+  Publish,
+  Asking,  // cluster: before a command of an ASK redirection
+  Query    // cluster: Target::query()
 };
 
 std::string_view command_name(Kind k) {
@@ -75,6 +78,10 @@ std::string_view command_name(Kind k) {
       return "INCR";
     case Kind::Publish:
       return "PUBLISH";
+    case Kind::Asking:
+      return "ASKING";
+    case Kind::Query:
+      return "query";
   }
   return "?";
 }
@@ -98,6 +105,7 @@ struct Expect {
   std::size_t index = 0;
   std::size_t count = 0;  // keys in an UNLINK, COUNT of a SCAN
   TimePoint sent;
+  std::vector<std::string> keys;  // a cluster node's UNLINK: its keys, for a redirection
 };
 
 // An idle connection closed after being up this long is reopened at once; one closed sooner
@@ -265,6 +273,7 @@ struct Progress {
   std::size_t bump_pos = 0;
   std::vector<std::size_t> fixups;  // bumps to UNLINK and re-seed
   std::vector<bool> fixed;          // bumps re-seeded once already
+  std::vector<bool> redirected;     // cluster: bumps handed to another node
   bool publishing = false;
   std::size_t pub_pos = 0;
   std::size_t outstanding = 0;  // its commands sent and not yet answered
@@ -284,6 +293,7 @@ struct Target::Impl {
     bool deletes_applied = false;  // an earlier attempt applied every delete and pattern
     std::uint64_t id = 0;          // increasing in queue order
     Progress prog;                 // on the current connection
+    PartFlags flags;               // cluster: ASKING, one key per UNLINK, the part's tag
   };
   Options opt;
   Endpoint ep;
@@ -309,10 +319,16 @@ struct Target::Impl {
   std::uint64_t passes_done = 0;
   std::size_t scan_count = 0;  // adaptive SCAN COUNT
   std::function<void(double)> on_pass;
+  // Cluster node: UNLINKs never mix hash slots, redirections go to the hook, queries.
+  bool cluster_node = false;
+  std::function<bool(const Redirected&)> redirect_hook;
+  std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
+  std::deque<std::function<void(const redisReply*)>> queries_sent;
 
-  explicit Impl(Options o)
+  explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
+  Impl(Options o, Endpoint e)
       : opt(std::move(o)),
-        ep(resolve_endpoint(opt)),  // also checks the options (as check --config does)
+        ep(std::move(e)),
         session("redis",
                 RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
                             opt.log_interval},
@@ -350,6 +366,28 @@ struct Target::Impl {
     end_pass();
     next_patterns.clear();
     next_set.clear();
+    fail_queries();
+  }
+
+  // Queries not answered get nullptr (the caller asks elsewhere or again).
+  void fail_queries() noexcept {
+    auto sent = std::move(queries_sent);
+    auto unsent = std::move(queries);
+    queries_sent.clear();
+    queries.clear();
+    for (auto& cb : sent) cb(nullptr);
+    for (auto& q : unsent) q.second(nullptr);
+  }
+
+  void send_queries(TimePoint now) {
+    while (!queries.empty() && room(1)) {
+      std::vector<std::string_view> args(queries.front().first.begin(),
+                                         queries.front().first.end());
+      detail::append_command(conn->out(), args);
+      in_flight.push_back({Kind::Query, 0, 0, 0, 0, now, {}});
+      queries_sent.push_back(std::move(queries.front().second));
+      queries.pop_front();
+    }
   }
 
   void end_pass() noexcept {
@@ -391,9 +429,19 @@ struct Target::Impl {
 
   void send(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
             std::size_t index = 0, Pending* p = nullptr) {
+    asking(kind, p, now);
     detail::append_command(conn->out(), args);
-    in_flight.push_back({kind, p ? p->id : 0, 0, index, 0, now});
+    in_flight.push_back({kind, p ? p->id : 0, 0, index, 0, now, {}});
     if (p) ++p->prog.outstanding;
+  }
+
+  // An ASK redirection's command is preceded by ASKING (it admits one command).
+  void asking(Kind kind, Pending* p, TimePoint now) {
+    if (!p || !p->flags.asking) return;
+    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
+    detail::append_command(conn->out(), {"ASKING"});
+    in_flight.push_back({Kind::Asking, p->id, 0, 0, 0, now, {}});
+    ++p->prog.outstanding;
   }
 
   void on_connected(TimePoint now) {
@@ -461,19 +509,32 @@ struct Target::Impl {
       fail("a reply nobody asked for: " + reply_text(r.get()), true, now);
       return false;
     }
-    Expect e = in_flight.front();
+    Expect e = std::move(in_flight.front());
     in_flight.pop_front();
     ++stats.commands;
     const TimePoint previous_reply = last_reply;
     last_reply = now;
     const bool error = r->type == REDIS_REPLY_ERROR;
     std::string_view text = error ? std::string_view(r->str, r->len) : std::string_view();
+    if (e.kind == Kind::Query) {
+      auto cb = std::move(queries_sent.front());
+      queries_sent.pop_front();
+      cb(r.get());
+      return true;
+    }
     Pending* p = e.batch != 0 ? find(e.batch) : nullptr;
     if (p) --p->prog.outstanding;
     // A command of a pass that ended (failed) since: nothing more to do with its reply.
     const bool stale_pass = e.pass != 0 && !(pass && pass->id == e.pass);
     if (e.pass != 0 && !stale_pass) --pass->outstanding;
     if (stale_pass && e.kind != Kind::Unlink) return true;
+    // Cluster: the INCR after a SET NX that was redirected is redirected too (its key went
+    // with the SET NX), and a redirected command's keys are the hook's now.
+    if (p && e.kind == Kind::Incr && e.index < p->prog.redirected.size() &&
+        p->prog.redirected[e.index])
+      return true;
+    if (error && redirect_hook && !stale_pass && is_redirection(text) && redirect(e, p, text))
+      return true;
     switch (e.kind) {
       case Kind::Auth:
       case Kind::Select:
@@ -533,10 +594,48 @@ struct Target::Impl {
         if (!error) ++stats.publishes;
         break;
       case Kind::SetNx:
+      case Kind::Asking:
+      case Kind::Query:
         break;
     }
     if (error) return command_failed(e, p, r.get(), now);
     if (state() == State::Handshake && in_flight.empty()) become_ready(now);
+    return true;
+  }
+
+  // A cluster redirection of a command: the hook takes its keys over (true) or not. A batch's
+  // UNLINK, SET NX or INCR goes to the hook with its part's tag. A keyspace pass's UNLINK
+  // (its slot moved while the pass ran) goes to it once per batch of the pass whose patterns
+  // match some of the keys, with that batch's tag, so each of those batches' bumps still come
+  // after the keys it deletes.
+  bool redirect(Expect& e, Pending* p, std::string_view text) {
+    if (e.kind == Kind::Unlink && e.pass != 0) {
+      bool any = false;
+      for (Pending& q : queue) {
+        if (!q.prog.started || q.prog.pass != e.pass) continue;
+        Redirected r{Redirected::Delete, text, {}, q.flags.tag};
+        for (const std::string& key : e.keys)
+          if (std::any_of(q.batch.patterns.begin(), q.batch.patterns.end(),
+                          [&](const std::string& pat) { return glob_match(pat, key); }))
+            r.keys.push_back(key);
+        if (r.keys.empty()) continue;
+        if (!redirect_hook(r)) return false;
+        any = true;
+      }
+      return any;
+    }
+    if (!p) return false;
+    Redirected r{Redirected::Delete, text, {}, p->flags.tag};
+    if (e.kind == Kind::Unlink) {
+      r.keys = std::move(e.keys);
+    } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
+      r.what = Redirected::Bump;
+      r.keys.push_back(p->batch.bumps[e.index]);
+    } else {
+      return false;
+    }
+    if (!redirect_hook(r)) return false;
+    if (r.what == Redirected::Bump) p->prog.redirected[e.index] = true;
     return true;
   }
 
@@ -609,10 +708,15 @@ struct Target::Impl {
     s.cursor.assign(r->element[0]->str, r->element[0]->len);
     s.last_page = s.cursor == "0";
     const redisReply* keys = r->element[1];
+    const std::size_t before = s.doomed.size();
     for (std::size_t i = 0; i < keys->elements; ++i) {
       std::string_view key(keys->element[i]->str, keys->element[i]->len);
       if (s.patterns.matches(key)) s.doomed.emplace_back(key);
     }
+    if (cluster_node)  // UNLINK one slot at a time: the page's matches sorted by slot
+      std::stable_sort(
+          s.doomed.begin() + static_cast<std::ptrdiff_t>(before), s.doomed.end(),
+          [](const std::string& x, const std::string& y) { return key_slot(x) < key_slot(y); });
     // With MATCH the server visits about COUNT keys per call but returns only the matches:
     // count what it visited, so progress against DBSIZE means something.
     const std::size_t visited =
@@ -666,7 +770,7 @@ struct Target::Impl {
   void send_pass(Kind kind, std::initializer_list<std::string_view> args, TimePoint now,
                  std::size_t count = 0) {
     detail::append_command(conn->out(), args);
-    in_flight.push_back({kind, 0, pass->id, 0, count, now});
+    in_flight.push_back({kind, 0, pass->id, 0, count, now, {}});
     ++pass->outstanding;
   }
 
@@ -691,11 +795,10 @@ struct Target::Impl {
       start_pass(now);
     }
     Pass& s = *pass;
+    auto doomed_at = [&](std::size_t i) { return std::string_view(s.doomed[i]); };
     while (s.doomed_pos < s.doomed.size() && room(1)) {
-      std::size_t end = std::min(s.doomed.size(), s.doomed_pos + opt.unlink_chunk);
-      send_unlink(
-          s.doomed_pos, end, [&](std::size_t i) { return std::string_view(s.doomed[i]); }, now,
-          nullptr, s.id);
+      std::size_t end = chunk_end(s.doomed_pos, s.doomed.size(), doomed_at, nullptr);
+      send_unlink(s.doomed_pos, end, doomed_at, now, nullptr, s.id);
       s.doomed_pos = end;
     }
     if (s.doomed_pos == s.doomed.size()) {
@@ -729,13 +832,28 @@ struct Target::Impl {
   template <typename KeyAt>
   void send_unlink(std::size_t begin, std::size_t end, KeyAt key_at, TimePoint now, Pending* p,
                    std::uint64_t pass_id = 0) {
+    asking(Kind::Unlink, p, now);
     argv.clear();
     argv.push_back("UNLINK");
     for (std::size_t i = begin; i < end; ++i) argv.push_back(key_at(i));
     detail::append_command(conn->out(), argv);
-    in_flight.push_back({Kind::Unlink, p ? p->id : 0, pass_id, 0, end - begin, now});
+    in_flight.push_back({Kind::Unlink, p ? p->id : 0, pass_id, 0, end - begin, now, {}});
+    if (cluster_node) in_flight.back().keys.assign(argv.begin() + 1, argv.end());
     if (p) ++p->prog.outstanding;
     if (pass_id != 0) ++pass->outstanding;
+  }
+
+  // Where an UNLINK chunk from `begin` ends: at most unlink_chunk keys; on a cluster node
+  // one hash slot (the keys come sorted by slot) or one key for a part that asks for that.
+  template <typename KeyAt>
+  std::size_t chunk_end(std::size_t begin, std::size_t size, KeyAt key_at, const Pending* p) const {
+    if (p && p->flags.single_keys) return begin + 1;
+    std::size_t end = std::min(size, begin + opt.unlink_chunk);
+    if (!cluster_node) return end;
+    const std::uint16_t slot = key_slot(key_at(begin));
+    for (std::size_t i = begin + 1; i < end; ++i)
+      if (key_slot(key_at(i)) != slot) return i;
+    return end;
   }
 
   // A bump of batch `i` must wait while an earlier batch's (or its own) keyspace pass that
@@ -755,6 +873,7 @@ struct Target::Impl {
     p.prog = Progress{};
     p.prog.started = true;
     p.prog.fixed.assign(p.batch.bumps.size(), false);
+    p.prog.redirected.assign(p.batch.bumps.size(), false);
     if (p.deletes_applied) p.prog.del_pos = p.batch.deletes.size();  // retried for the rest
   }
 
@@ -783,10 +902,10 @@ struct Target::Impl {
       send(Kind::SetNx, {"SET", key, seed, "NX"}, now, k, &p);
       send(Kind::Incr, {"INCR", key}, now, k, &p);
     }
+    auto delete_at = [&](std::size_t k) { return std::string_view(b.deletes[k]); };
     while (g.del_pos < b.deletes.size() && room(1)) {
-      std::size_t end = std::min(b.deletes.size(), g.del_pos + opt.unlink_chunk);
-      send_unlink(
-          g.del_pos, end, [&](std::size_t k) { return std::string_view(b.deletes[k]); }, now, &p);
+      std::size_t end = chunk_end(g.del_pos, b.deletes.size(), delete_at, &p);
+      send_unlink(g.del_pos, end, delete_at, now, &p);
       g.del_pos = end;
     }
     if (g.del_pos < b.deletes.size()) return false;
@@ -920,6 +1039,7 @@ struct Target::Impl {
   void drive(TimePoint now) {
     for (int round = 0; round < 1000 && !closed && pump(now); ++round) {
     }
+    if (conn && state() == State::Ready && !queries.empty()) send_queries(now);
     if (conn && state() == State::Ready && conn->want_write()) {
       try {
         conn->flush();
@@ -1028,6 +1148,7 @@ struct Target::Impl {
 
   TimePoint deadline() const {
     if (closed) return kNever;
+    if (!queries.empty() && state() == State::Ready) return TimePoint{};
     const TimePoint work = next_batch_time();
     return std::min(work, connection_deadline());
   }
@@ -1051,15 +1172,37 @@ struct Target::Impl {
 
 Target::Target(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
+Target::Target(Options options, Endpoint endpoint)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(endpoint))) {
+  impl_->cluster_node = true;
+}
+
 Target::~Target() {
   close();
 }
 
+void Target::on_redirect(std::function<bool(const Redirected&)> hook) {
+  impl_->redirect_hook = std::move(hook);
+}
+
 void Target::apply(Batch batch, std::function<void()> done) {
+  apply(std::move(batch), std::move(done), PartFlags{});
+}
+
+void Target::apply(Batch batch, std::function<void()> done, PartFlags flags) {
   auto& p = impl_->queue.emplace_back();
   p.batch = std::move(batch);
   p.done = std::move(done);
   p.id = impl_->next_id++;
+  p.flags = flags;
+}
+
+void Target::query(std::vector<std::string> argv, std::function<void(const redisReply*)> reply) {
+  if (impl_->closed) {
+    reply(nullptr);
+    return;
+  }
+  impl_->queries.emplace_back(std::move(argv), std::move(reply));
 }
 
 void Target::on_pass(std::function<void(double seconds)> observe) {

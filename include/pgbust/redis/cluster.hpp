@@ -61,7 +61,9 @@ bool is_cluster_url(std::string_view url);
 // CLUSTERDOWN retry them after a short backoff. A master that stops answering, or stops
 // being a master, triggers re-discovery; its unfinished parts are applied again by the
 // masters that now serve its slots (every command is idempotent). Patterns are SCANned on
-// every master. Batches run side by side on the nodes, so done() may run out of order (as
+// every master: each master's Target runs its own keyspace passes (UNLINKs of one slot at a
+// time; a MOVED or ASK for a pass's UNLINK sends its keys on for the batches whose patterns
+// match them). Batches run side by side on the nodes, so done() may run out of order (as
 // Applier allows); the pipeline still confirms in commit order.
 class ClusterTarget : public AnyTarget {
  public:
@@ -77,6 +79,7 @@ class ClusterTarget : public AnyTarget {
   void attach(Loop& loop) override;
   void detach(Loop& loop) override;
   void close() noexcept override;
+  void on_pass(std::function<void(double seconds)> observe) override;  // each master's passes
   std::size_t masters() const;      // masters in the current map (0 before discovery)
   std::uint64_t refreshes() const;  // topology discoveries applied
 
