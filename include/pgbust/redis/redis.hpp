@@ -220,7 +220,9 @@ class Target : public AnyTarget {
 
   // --- cluster hooks (ClusterTarget) ---
   // Called for an UNLINK, SET NX or INCR answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN; true:
-  // the caller takes the command's keys over, and the command counts as done here.
+  // the caller takes the command's keys over, and the command counts as done here. A keyspace
+  // pass's UNLINK is handed over once per batch of the pass whose patterns match some of its
+  // keys (those keys, that batch's tag).
   void on_redirect(std::function<bool(const Redirected&)> hook);
   // apply() with cluster flags.
   void apply(Batch batch, std::function<void()> done, PartFlags flags);
