@@ -167,6 +167,11 @@ void Telemetry::refresh() {
                   {{"upstream", s->name()}}),
         st.reconnects);
     set(r.counter("pgbust_source_errors_total", "Errors, by source", l), st.errors);
+    for (const auto& [reason, n] : st.rejected)
+      set(r.counter("pgbust_" + s->name() + "_rejected_total",
+                    "Payloads refused (unsigned, forged, signed with an unknown key), by reason",
+                    {{"reason", reason}}),
+          n);
     if (st.lag_bytes >= 0)
       r.gauge("pgbust_replication_lag_bytes",
               "WAL the slot holds back: server WAL end minus the confirmed position", l)

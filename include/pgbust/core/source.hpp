@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "pgbust/core/change.hpp"
 #include "pgbust/core/loop.hpp"
@@ -58,6 +60,9 @@ struct SourceStatus {
   // (changes may have been missed and the widening that covers them is not applied yet), a
   // record that could not be saved. Non-empty makes the verdict degraded (promise 8).
   std::string degraded;
+  // Payloads refused, by reason (the NOTIFY source's signature checks): metric
+  // pgbust_<source>_rejected_total{reason}.
+  std::vector<std::pair<std::string, std::uint64_t>> rejected = {};
 };
 
 class Source : public Pollable {
