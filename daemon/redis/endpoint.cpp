@@ -1,6 +1,7 @@
 // Redis endpoints: parsing redis:// and unix:// URLs, password files, and naming the server.
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -208,7 +209,21 @@ Endpoint parse_url(std::string_view url) {
   bad(url, kExpected);
 }
 
-std::string read_password_file(const std::string& path) {
+std::string credentials_path(const std::string& path) {
+  for (std::string_view var : {"${CREDENTIALS_DIRECTORY}/", "$CREDENTIALS_DIRECTORY/"}) {
+    if (path.compare(0, var.size(), var) != 0) continue;
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0')
+      throw Error("redis password_file '" + path +
+                  "': $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with "
+                  "LoadCredential=; outside the unit, name the file itself)");
+    return std::string(dir) + "/" + path.substr(var.size());
+  }
+  return path;
+}
+
+std::string read_password_file(const std::string& configured) {
+  std::string path = credentials_path(configured);
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
