@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <memory>
 #include <sstream>
 
@@ -445,4 +446,54 @@ TEST_CASE("verify on, but pgbust's role cannot read the key: the error says what
   REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::Streaming; }));
   f.loop.remove(&src);
   src.close();
+}
+
+TEST_CASE("the daemon end to end: a forged NOTIFY is logged quoted and counted in /metrics") {
+  Fixture f;
+  test::Redis redis;
+  auto cfg = f.dir.write("daemon.yaml", "postgres: {conninfo: \"" + f.pg.conninfo() +
+                                            "\"}\nsources: {notify: {channels: [inval]}}\n"
+                                            "redis: {url: \"" +
+                                            redis.url() +
+                                            "\"}\nrules: rules.yaml\n"
+                                            "status: {interval: 1s, listen: \"127.0.0.1:0\"}\n");
+  test::Daemon daemon({"run", "--config", cfg.string()});
+  REQUIRE(daemon.wait_for_output("notify [streaming]", 30s));
+  std::string out = daemon.output();
+  auto at = out.find("metrics on http://");
+  REQUIRE(at != std::string::npos);
+  at += std::string("metrics on http://").size();
+  std::string addr = out.substr(at, out.find_first_of(" \n", at) - at);
+  auto metric = [&](const std::string& name) {
+    auto r = test::run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
+    auto pos = r.output.find("\n" + name + " ");
+    return pos == std::string::npos ? -1.0 : std::stod(r.output.substr(pos + name.size() + 2));
+  };
+  REQUIRE(test::eventually([&] { return metric("pgbust_transactions_applied_total") >= 1; }));
+  CHECK(metric("pgbust_notify_rejected_total{reason=\"unsigned\"}") == 0);
+
+  redis.set("order:1", "cached");
+  redis.set("item:2", "cached");
+  pg::Conn intruder = connect_as(f.pg, "intruder");
+  pg::exec(intruder.get(),
+           R"(NOTIFY inval, '{"table": "orders", "op": "delete", "old": {"id": "1"}}')"
+           "\n"
+           R"(; NOTIFY inval, E'{"table": "orders\ncritical: forged line"}')",
+           "a forged NOTIFY");
+  f.pg.exec("INSERT INTO items VALUES (2, 'real')");
+  REQUIRE(test::eventually([&] { return !redis.exists("item:2"); }, 30s));
+  CHECK(redis.exists("order:1"));
+  REQUIRE(test::eventually(
+      [&] { return metric("pgbust_notify_rejected_total{reason=\"unsigned\"}") == 2; }, 10s));
+  CHECK(metric("pgbust_notify_rejected_total{reason=\"bad_signature\"}") == 0);
+  out = daemon.output();
+  INFO(out);
+  CHECK(out.find("rejected payload on channel \"inval\" (unsigned)") != std::string::npos);
+  CHECK(out.find("\ncritical: forged line") == std::string::npos);
+  // The key itself never reaches a log line (only its id).
+  std::string secret = f.pg.scalar("SELECT encode(secret, 'hex') FROM pgbust.notify_key").value();
+  CHECK(out.find(secret) == std::string::npos);
+  CHECK(out.find("NOTIFY signing keys read from") != std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait(30s) == 0);
 }
