@@ -103,6 +103,7 @@ struct Verified {
 };
 
 // Checks the envelope against `keys` (compared in constant time). Never looks at the JSON.
+// The views in the result point into `text`.
 Verified verify_payload(std::string_view text, const std::vector<SigningKey>& keys);
 
 // The envelope for `json` signed with `key` (what the triggers produce; for tests).
