@@ -205,7 +205,7 @@ Endpoint parse_url(std::string_view url) {
   if (parts.scheme == UrlParts::Tcp) return parse_tcp(url, parts);
   if (parts.scheme == UrlParts::Unix) return parse_unix(url, parts);
   if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
-    bad(url, "a bare path; write unix://" + std::string(url));
+    bad(url, "a bare path; write unix://" + mask_url(url));
   bad(url, kExpected);
 }
 

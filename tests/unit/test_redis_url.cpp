@@ -105,6 +105,14 @@ TEST_CASE("bad redis URLs say what was expected, and never show the password") {
   }
 }
 
+TEST_CASE("a bare path's hint does not echo what the splitter reads as a password") {
+  // Found by fuzz_redis_url (corpus: crash_bare_path_hint): the "write unix://..." hint
+  // repeated the whole URL, password included, after the masked copy.
+  std::string err = error_of("/run/redis:hunter2secret@/redis.sock");
+  CHECK(err.find("a bare path") != std::string::npos);
+  CHECK(err.find("hunter2secret") == std::string::npos);
+}
+
 TEST_CASE("password file: first line without its line ending; overrides the URL's password") {
   pgbust::test::TempDir dir;
   auto crlf = dir.write("crlf", "hunter2\r\nsecond line\n");
