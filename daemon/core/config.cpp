@@ -318,6 +318,7 @@ Config parse(const std::string& text, const std::filesystem::path& file,
                             {{"channels", r.strings(nt.channels, "sources.notify.channels")},
                              {"on_gap",
                               r.one_of(nt.on_gap, "sources.notify.on_gap", {"widen", "ignore"})},
+                             {"verify", r.boolean(nt.verify, "sources.notify.verify")},
                              {"tables", [&](const YAML::Node& t) {
                                 r.strings(nt.tables, "sources.notify.tables")(t);
                                 for (auto& q : nt.tables) {

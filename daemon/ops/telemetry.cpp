@@ -173,6 +173,11 @@ void Telemetry::refresh() {
               "is degraded while any is)",
               l)
           .set(static_cast<double>(st.uncovered_tables));
+    for (const auto& [reason, n] : st.rejected)
+      set(r.counter("pgbust_" + s->name() + "_rejected_total",
+                    "Payloads refused (unsigned, forged, signed with an unknown key), by reason",
+                    {{"reason", reason}}),
+          n);
     if (st.lag_bytes >= 0)
       r.gauge("pgbust_replication_lag_bytes",
               "WAL the slot holds back: server WAL end minus the confirmed position", l)

@@ -41,6 +41,10 @@ struct Notify {
   // "schema.table" of the tables whose triggers notify (the gap policy widens these, `setup
   // --notify` creates triggers for these); empty: every table the rules name.
   std::vector<std::string> tables;
+  // Accept only payloads signed by the triggers of `pgbust setup --notify` (HMAC-SHA256 with a
+  // key read from pgbust.notify_key); false accepts unsigned payloads (hand-written triggers),
+  // and then any role that can connect can make pgbust delete keys.
+  bool verify = true;
 };
 
 struct PollTable {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "pgbust/core/change.hpp"
 #include "pgbust/core/loop.hpp"
@@ -61,6 +63,9 @@ struct SourceStatus {
   // Rule tables this source should see and cannot (the logical source: not in the
   // publication); -1 when the source does not check.
   std::int64_t uncovered_tables = -1;
+  // Payloads refused, by reason (the NOTIFY source's signature checks): metric
+  // pgbust_<source>_rejected_total{reason}.
+  std::vector<std::pair<std::string, std::uint64_t>> rejected = {};
 };
 
 class Source : public Pollable {

@@ -82,7 +82,13 @@ Endpoint parse_url(std::string_view url);
 
 // The password in a password file: its first line without the line ending. Throws
 // pgbust::Error naming the file when it cannot be read or is empty.
+// "${CREDENTIALS_DIRECTORY}/name" (or "$CREDENTIALS_DIRECTORY/name") is a credential that
+// systemd's LoadCredential= put in that directory.
 std::string read_password_file(const std::string& path);
+
+// `path` with a leading ${CREDENTIALS_DIRECTORY}/ replaced by the environment's value; throws
+// pgbust::Error when it is named but not set.
+std::string credentials_path(const std::string& path);
 
 // The endpoint for `options`: parse_url(options.url), with the password_file's password
 // (when set) replacing any password in the URL; checks that TLS settings go with rediss://
