@@ -31,6 +31,10 @@ constexpr KeyDoc kKeys[] = {
   {"sources.logical.on_gap", "one of: widen, fail, widen_at_start", "widen",
    "A slot that vanished or belongs to another system: re-create it and widen every rule "
    "once, refuse to stream, or also widen at the very first start.", "widen"},
+  {"sources.logical.coverage_interval", "duration", "30s",
+   "How often a side connection checks that the publication covers every rule table (also at "
+   "connect and on reload); an uncovered table makes the verdict degraded and widens its rules "
+   "once when covered again.", "30s"},
   {"sources.notify", "mapping", "",
    "LISTEN/NOTIFY, fed by the triggers pgbust setup --notify generates.", ""},
   {"sources.notify.channels", "list of strings", "[pgbust]",
@@ -38,6 +42,10 @@ constexpr KeyDoc kKeys[] = {
   {"sources.notify.on_gap", "one of: widen, ignore", "widen",
    "After every (re)connect, whose missed notifications are unknown: widen every rule once, "
    "or ignore the gap.", "widen"},
+  {"sources.notify.verify", "boolean", "true",
+   "Accept only payloads signed by the triggers pgbust setup --notify generates (HMAC-SHA256 "
+   "with a key from pgbust.notify_key); false lets any role that can connect delete keys.",
+   "true"},
   {"sources.notify.tables", "list of strings", "[] (every table the rules name)",
    "The schema.table names whose triggers notify: what a gap widens and what setup --notify "
    "creates triggers for.", "[public.orders]"},
@@ -64,8 +72,12 @@ constexpr KeyDoc kKeys[] = {
    "all.", "count"},
   {"redis", "mapping", "", "The Redis target.", ""},
   {"redis.url", "string", "redis://127.0.0.1:6379/0",
-   "redis://[user@]host:port/db, rediss:// for TLS, or unix:///path?db=N.",
+   "redis://[user@]host:port/db, rediss:// for TLS, unix:///path?db=N, or "
+   "redis+cluster://host:port,host:port (rediss+cluster:// with TLS) for Redis Cluster.",
    "\"redis://127.0.0.1:6379/0\""},
+  {"redis.cluster", "boolean", "false (true for a redis+cluster:// URL)",
+   "Redis Cluster: discover the masters from the URL's seed nodes, route each key by its hash "
+   "slot, SCAN every master for pattern deletes.", "false"},
   {"redis.password_file", "string", "\"\" (no AUTH)",
    "A file whose first line is the password (never logged).", "/etc/pgbust/redis-password"},
   {"redis.key_prefix", "string", "\"\"",
