@@ -128,6 +128,15 @@ void Telemetry::refresh() {
         rs.publishes);
     set(r.counter("pgbust_rule_widenings_total", "Widenings, by rule", l), rs.widenings);
   }
+  set(r.counter("pgbust_emitted_messages_total",
+                "Application messages (pg_logical_emit_message, prefix pgbust) taken into "
+                "their transaction's invalidations"),
+      p.emitted_messages);
+  for (const auto& [reason, n] : p.emitted_rejected)
+    set(r.counter("pgbust_emitted_messages_rejected_total",
+                  "Application messages ignored (malformed, non-transactional), by reason",
+                  {{"reason", reason}}),
+        n);
   for (const auto& [reason, n] : p.widenings_by_reason)
     set(r.counter("pgbust_widenings_total",
                   "Keys that could not be computed exactly and were widened, by reason",

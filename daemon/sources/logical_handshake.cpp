@@ -63,7 +63,9 @@ void LogicalSetup::send(Step step) {
       start_from_ = std::max(resume_from_, slot_confirmed_);
       command_ = "START_REPLICATION SLOT " + opt_.slot + " LOGICAL " + pg::format_lsn(start_from_) +
                  " (proto_version '1', publication_names " +
-                 sql_literal(sql_ident(opt_.publication)) + ")";
+                 sql_literal(sql_ident(opt_.publication)) +
+                 // pg_logical_emit_message() invalidations (README); the option is 14+.
+                 (PQserverVersion(conn_) >= 140000 ? ", messages 'true')" : ")");
       break;
   }
   spdlog::debug("{} [identifying]: sending {}", opt_.name, command_);
