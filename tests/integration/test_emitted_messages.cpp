@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "e2e.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 using namespace pgbust::test;
 
@@ -20,6 +21,12 @@ rules:
 std::string emit(const std::string& json, bool transactional = true) {
   return std::string("SELECT pg_logical_emit_message(") + (transactional ? "true" : "false") +
          ", 'pgbust', '" + json + "')";
+}
+
+std::uint64_t lsn(const std::string& text) {
+  std::uint64_t v = 0;
+  REQUIRE(pgbust::pg::parse_lsn(text, v));
+  return v;
 }
 
 }  // namespace
@@ -77,4 +84,31 @@ TEST_CASE("emitted messages: applied after commit, not after rollback; bad ones 
   CHECK(out.find("(json): line 1 column") != std::string::npos);
   // The daemon is still streaming from the same slot: nothing was fatal.
   CHECK(e.daemon->running());
+}
+
+TEST_CASE("emitted messages: the position is confirmed only once Redis applied them") {
+  E2E e;
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, v text)");
+  e.start(kRules, "items");
+  INFO(e.logs());
+  e.set_keys({"agg:9"});
+  e.redis.pause();
+  const std::uint64_t before = lsn(e.pg.scalar("SELECT pg_current_wal_insert_lsn()::text").value());
+  e.pg.exec("BEGIN; " + emit(R"({"delete": ["agg:9"]})") + "; COMMIT");
+  const std::uint64_t after = lsn(e.pg.scalar("SELECT pg_current_wal_flush_lsn()::text").value());
+  // Wait until the walsender sent the transaction and then heard a status update from
+  // pgbust: that update must not confirm it while Redis does not answer.
+  REQUIRE(eventually([&] {
+    return e.pg.scalar("SELECT (sent_lsn >= '" + pgbust::pg::format_lsn(after) +
+                       "')::text FROM pg_stat_replication") == std::optional<std::string>("true");
+  }));
+  const std::string sent_at = e.pg.scalar("SELECT clock_timestamp()::text").value();
+  REQUIRE(eventually([&] {
+    return e.pg.scalar("SELECT (reply_time > '" + sent_at + "')::text FROM pg_stat_replication") ==
+           std::optional<std::string>("true");
+  }));
+  CHECK(lsn(e.confirmed_lsn()) <= before);
+  e.redis.resume();
+  CHECK(eventually([&] { return !e.redis.exists("agg:9"); }, 30s));
+  CHECK(eventually([&] { return lsn(e.confirmed_lsn()) >= after; }, 30s));
 }
