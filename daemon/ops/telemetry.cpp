@@ -9,6 +9,7 @@
 
 #include "pgbust/core/version.hpp"
 #include "pgbust/ops/process_metrics.hpp"
+#include "pgbust/redis/dry_run.hpp"
 
 namespace pgbust {
 
@@ -142,6 +143,11 @@ void Telemetry::refresh() {
                   "Keys that could not be computed exactly and were widened, by reason",
                   {{"reason", std::string(label(reason))}}),
         n);
+  if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(&target_))
+    for (const auto& [command, n] : dry->commands())
+      set(r.counter("pgbust_dry_run_commands_total",
+                    "Redis commands a dry run would have sent, by command", {{"command", command}}),
+          n);
   const auto& rs = target_.stats();
   set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
   // Error replies by class (transient, persistent) and command; failed connections as

@@ -697,7 +697,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   void send_status(TimePoint now, bool request_reply) {
-    const Position acked = ledger_.reported();
+    // 0 (InvalidXLogRecPtr) moves nothing: a dry run leaves a slot it does not own alone.
+    const Position acked = opt_.never_confirm ? 0 : ledger_.reported();
     auto msg = pgoutput::status_update(acked, pgoutput::pg_now_us(), request_reply);
     if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
       pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);
