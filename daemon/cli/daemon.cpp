@@ -18,6 +18,7 @@
 #include "pgbust/ops/telemetry.hpp"
 #include "pgbust/pipeline/pipeline.hpp"
 #include "pgbust/redis/cluster.hpp"
+#include "pgbust/redis/dry_run.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
@@ -92,7 +93,10 @@ struct Daemon::Impl : Pollable {
   Impl(config::Config c)
       : cfg(std::move(c)),
         rules(load_rules(cfg.rules)),
-        target_ptr(validating([this] { return redis::make_target(redis_options(cfg)); })),
+        target_ptr(validating([this]() -> std::unique_ptr<redis::AnyTarget> {
+          if (cfg.dry_run) return std::make_unique<redis::DryRunTarget>(cfg.dry_run_trace);
+          return redis::make_target(redis_options(cfg));
+        })),
         target(*target_ptr),
         pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
     sources = validating([this] { return make_sources(cfg, *rules, pipeline); });

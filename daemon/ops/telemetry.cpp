@@ -9,6 +9,7 @@
 
 #include "pgbust/core/version.hpp"
 #include "pgbust/ops/process_metrics.hpp"
+#include "pgbust/redis/dry_run.hpp"
 
 namespace pgbust {
 
@@ -128,11 +129,25 @@ void Telemetry::refresh() {
         rs.publishes);
     set(r.counter("pgbust_rule_widenings_total", "Widenings, by rule", l), rs.widenings);
   }
+  set(r.counter("pgbust_emitted_messages_total",
+                "Application messages (pg_logical_emit_message, prefix pgbust) taken into "
+                "their transaction's invalidations"),
+      p.emitted_messages);
+  for (const auto& [reason, n] : p.emitted_rejected)
+    set(r.counter("pgbust_emitted_messages_rejected_total",
+                  "Application messages ignored (malformed, non-transactional), by reason",
+                  {{"reason", reason}}),
+        n);
   for (const auto& [reason, n] : p.widenings_by_reason)
     set(r.counter("pgbust_widenings_total",
                   "Keys that could not be computed exactly and were widened, by reason",
                   {{"reason", std::string(label(reason))}}),
         n);
+  if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(&target_))
+    for (const auto& [command, n] : dry->commands())
+      set(r.counter("pgbust_dry_run_commands_total",
+                    "Redis commands a dry run would have sent, by command", {{"command", command}}),
+          n);
   const auto& rs = target_.stats();
   set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
   // Error replies by class (transient, persistent) and command; failed connections as

@@ -5,9 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
+#include "pgbust/core/emitted.hpp"
 #include "pgbust/core/log_fields.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pipeline/key_set.hpp"
 #include "pgbust/pipeline/publish.hpp"
 
@@ -253,6 +256,66 @@ void Pipeline::widen_table(Source& source, std::string_view schema, std::string_
 void Pipeline::abort(Source& source) {
   if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) close_txn(*it->second);
   maybe_swap_rules();
+}
+
+// The application's own invalidations join its transaction: they are applied after its
+// commit, in commit order, and confirmed like the rules' (README, "Invalidations from the
+// application"). The key prefix is applied; patterns keep their wildcards (the prefix is
+// glob-escaped). A message pgbust cannot use is counted and logged, never fatal.
+void Pipeline::message(Source& source, Position lsn, bool transactional, std::string_view content) {
+  EmittedRejection why;
+  std::optional<EmittedInvalidation> inv;
+  if (!transactional)
+    why = {"non_transactional",
+           "pg_logical_emit_message(false, ...) is not tied to a commit; emit it with "
+           "transactional = true inside the transaction"};
+  else
+    inv = parse_emitted(content, why);
+  if (!inv) {
+    ++stats_.emitted_rejected[why.reason];
+    constexpr std::size_t kShown = 200;
+    spdlog::warn("{}: ignored the application message at {} ({}): {}; content {}{}", source.name(),
+                 source.format_position(lsn), why.reason, why.message,
+                 quote_for_log(content.substr(0, kShown)),
+                 content.size() > kShown
+                     ? fmt::format(" (first {} of {} bytes)", kShown, content.size())
+                     : "");
+    return;
+  }
+  ++stats_.emitted_messages;
+  Txn& txn = txn_for(source);
+  const std::string& prefix = engine_options_.key_prefix;
+  const std::string prefix_glob = rules::glob_escape(prefix);
+  std::string key;
+  PublishContent listed;
+  auto add = [&](KeySet& set, const std::string& pre, const std::string& k,
+                 std::vector<std::string>& list) {
+    key.assign(pre).append(k);
+    if (set.insert(key)) ++txn.total;
+    list.push_back(key);
+  };
+  for (const auto& k : inv->deletes) add(txn.deletes, prefix, k, listed.keys);
+  for (const auto& k : inv->patterns) add(txn.patterns, prefix_glob, k, listed.patterns);
+  for (const auto& k : inv->bumps) add(txn.bumps, prefix, k, listed.revisions);
+  for (const auto& channel : inv->publish) {
+    auto& info = txn.publishes[channel];
+    auto& c = info.content;
+    auto list = [&](const std::vector<std::string>& from, std::vector<std::string>& to) {
+      for (const auto& k : from) {
+        if (info.listed.contains(k)) continue;
+        if (info.items >= options_.publish_max_items) {
+          c.truncated = true;
+          return;
+        }
+        ++info.items;
+        info.listed.insert(k);
+        to.push_back(k);
+      }
+    };
+    list(listed.keys, c.keys);
+    list(listed.patterns, c.patterns);
+    list(listed.revisions, c.revisions);
+  }
 }
 
 void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {

@@ -33,6 +33,10 @@ struct Logical {
   std::string on_gap = "widen";  // widen | fail | widen_at_start
   // How often a side connection checks that the publication covers the rule tables.
   milliseconds coverage_interval{30000};
+  // `pgbust run --dry-run` only (no YAML key): stream from a TEMPORARY slot created for this
+  // connection, or from the given slot without ever confirming a position to it.
+  bool temporary_slot = false;
+  bool never_confirm = false;
 };
 
 struct Notify {
@@ -107,6 +111,9 @@ struct Config {
   std::optional<Poll> poll;
   Redis redis;
   std::filesystem::path rules;  // file or rules.d directory, relative to the config file
+  // `pgbust run --dry-run [--trace FILE]` (no YAML key): count and trace, never write Redis.
+  bool dry_run = false;
+  std::string dry_run_trace;
   Status status;
   Limits limits;
   std::string log_level = "info";

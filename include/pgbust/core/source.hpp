@@ -40,6 +40,13 @@ class ChangeSink {
   virtual void commit(class Source& source, Position position, std::int64_t commit_time_us) = 0;
   // The source lost its connection mid-transaction: drop what it delivered since begin().
   virtual void abort(class Source& source) = 0;
+  // A pg_logical_emit_message() with prefix kEmittedPrefix ("pgbust"), at `lsn`: when
+  // `transactional`, part of the current transaction (applied with it after its commit).
+  // Default: ignored.
+  virtual void message(class Source& source, Position lsn, bool transactional,
+                       std::string_view content) {
+    (void)source, (void)lsn, (void)transactional, (void)content;
+  }
 };
 
 enum class SourceState : std::uint8_t { Connecting, Starting, Streaming, BackingOff, Stopped };

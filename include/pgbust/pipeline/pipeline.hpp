@@ -43,7 +43,9 @@ struct PipelineStats {
   std::uint64_t widenings = 0;
   std::map<Unknown, std::uint64_t> widenings_by_reason;
   std::uint64_t applied_transactions = 0;  // confirmed to their source
-  double last_latency_seconds = -1;        // commit → applied, most recent transaction
+  std::uint64_t emitted_messages = 0;      // application messages taken into a transaction
+  std::map<std::string, std::uint64_t> emitted_rejected;  // by reason (EmittedRejection)
+  double last_latency_seconds = -1;  // commit → applied, most recent transaction
 };
 
 // Row changes by table and operation, for metrics.
@@ -76,6 +78,7 @@ class Pipeline : public ChangeSink, public Pollable {
                    Unknown why) override;
   void commit(Source& source, Position position, std::int64_t commit_time_us) override;
   void abort(Source& source) override;
+  void message(Source& source, Position lsn, bool transactional, std::string_view content) override;
 
   // Pollable: timers only (second deletes); no socket.
   int fd() const override { return -1; }
