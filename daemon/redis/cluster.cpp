@@ -743,6 +743,29 @@ std::string ClusterTarget::describe() const {
   return s;
 }
 
+std::string ClusterTarget::name() const {
+  return impl_->opt.name;
+}
+
+std::string ClusterTarget::role() const {
+  return impl_->have_map ? "cluster" : "";
+}
+
+bool ClusterTarget::tls() const {
+  return impl_->seeds.front().tls;
+}
+
+std::string ClusterTarget::tls_version() const {
+  for (const auto& [addr, n] : impl_->nodes)
+    if (n.target->state() == State::Ready && !n.target->tls_version().empty())
+      return n.target->tls_version();
+  return "";
+}
+
+std::size_t ClusterTarget::queued() const {
+  return impl_->batches.size() + impl_->completions.size();
+}
+
 void ClusterTarget::attach(Loop& loop) {
   impl_->loop = &loop;
   loop.add(this);

@@ -86,6 +86,7 @@ struct Redis {
   milliseconds command_timeout{5000};
   bool cluster = false;               // Redis Cluster (also implied by a redis+cluster:// URL)
   std::size_t stream_maxlen = 10000;  // XADD MAXLEN ~ this, for rules with `stream:`
+  bool operator==(const Redis&) const = default;
 };
 
 struct Status {

@@ -74,6 +74,12 @@ class ClusterTarget : public AnyTarget {
   const Stats& stats() const override;  // summed over the node connections
   std::string last_error() const override;
   std::string describe() const override;
+  std::string name() const override;  // Options::name
+  std::string role() const override;  // "cluster" once the slot map is known
+  bool tls() const override;          // rediss+cluster:// (or rediss:// with cluster)
+  // A ready master's negotiated protocol (every node uses the same TLS options).
+  std::string tls_version() const override;
+  std::size_t queued() const override;  // batches not yet completed
   void attach(Loop& loop) override;
   void detach(Loop& loop) override;
   void close() noexcept override;

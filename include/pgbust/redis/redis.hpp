@@ -38,6 +38,7 @@ struct TlsOptions {
 };
 
 struct Options {
+  std::string name;  // the target's name in status lines and metrics (config: redis.name)
   // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
   // unix:///path/to/socket[?db=N]
   std::string url = "redis://127.0.0.1:6379/0";
@@ -120,6 +121,7 @@ struct Stats {
   std::uint64_t patterns = 0;      // pattern deletes completed
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
+  std::uint64_t stream_entries = 0;  // XADDs applied
   std::uint64_t reconnects = 0;
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
@@ -134,6 +136,16 @@ class AnyTarget : public Pollable, public Applier {
   virtual const Stats& stats() const = 0;
   virtual std::string last_error() const = 0;
   virtual std::string describe() const = 0;
+  // Options::name: the target's name in status lines and metrics.
+  virtual std::string name() const = 0;
+  // What the last handshake saw: ROLE's answer ("master", "replica"; "cluster" for a
+  // cluster; "" before the first connection or when ROLE is refused), whether the target
+  // uses TLS (rediss://) and the negotiated protocol ("TLSv1.3"; "" for plain TCP or before
+  // the handshake).
+  virtual std::string role() const = 0;
+  virtual bool tls() const = 0;
+  virtual std::string tls_version() const = 0;
+  virtual std::size_t queued() const = 0;  // batches not yet completed
   virtual void attach(Loop& loop) = 0;
   virtual void detach(Loop& loop) = 0;
   virtual void close() noexcept = 0;
@@ -209,7 +221,7 @@ class Target : public AnyTarget {
   // order unless one is set aside (see above); an empty batch completes on the next round
   // even while Redis is down.
   void apply(Batch batch, std::function<void()> done) override;
-  std::size_t queued() const;  // batches not yet completed
+  std::size_t queued() const override;  // batches not yet completed
   // Every queued batch is set aside after a persistent error and not yet due (or none is).
   bool idle() const override;
   State state() const override;
@@ -218,6 +230,10 @@ class Target : public AnyTarget {
   std::string describe() const override;    // "127.0.0.1:6379 db 0" (never the password)
   void attach(Loop& loop) override { loop.add(this); }
   void detach(Loop& loop) override { loop.remove(this); }
+  std::string name() const override;
+  std::string role() const override;
+  bool tls() const override;
+  std::string tls_version() const override;
 
   const Endpoint& endpoint() const;  // holds the password: never log it
 
@@ -353,6 +369,8 @@ class Conn {
   bool finish_connect();
 
   std::string& out() { return out_; }  // append commands here
+  // The negotiated TLS protocol ("TLSv1.3"), "" without TLS or before the handshake.
+  std::string tls_version() const;
   // Poll for POLLOUT: output waits for the socket, or a TLS read waits to write.
   bool want_write() const {
     return (out_pos_ < out_.size() && !write_wants_read_) || read_wants_write_;
