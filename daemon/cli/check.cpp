@@ -143,6 +143,13 @@ int check_redis(const config::Redis& target, const rules::RuleSet& set, bool qui
   for (const auto& rule : set.rules())
     if (!rule.publish.empty()) channels.insert(rule.publish);
   for (const auto& c : channels) commands.push_back({"PUBLISH", c, "{}"});
+  std::set<std::string> streams;
+  for (const auto& rule : set.rules())
+    if (!rule.stream.empty()) streams.insert(rule.stream);
+  // Checked with ACL DRYRUN only: a probe would add an entry subscribers read.
+  for (const auto& s : streams)
+    commands.push_back(
+        {"XADD", s, "MAXLEN", "~", std::to_string(target.stream_maxlen), "*", "message", "{}"});
   redis::AccessReport r;
   try {
     r = redis::check_access(redis_options(target), commands);

@@ -11,6 +11,7 @@ redis::Options redis_options(const config::Redis& r) {
   o.connect_timeout = r.connect_timeout;
   o.command_timeout = r.command_timeout;
   o.cluster = r.cluster;
+  o.stream_maxlen = r.stream_maxlen;
   if (r.tls) {
     const config::RedisTls& t = *r.tls;
     o.tls = {true,       t.ca_file,     t.ca_path, t.cert_file,

@@ -225,6 +225,7 @@ struct Target::Impl {
   std::function<bool(const Redirected&)> redirect_hook;
   std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
   std::deque<std::function<void(const redisReply*)>> queries_sent;
+  std::string stream_maxlen;
   std::string role, tls_version;  // what the last handshake saw
 
   explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
@@ -238,6 +239,7 @@ struct Target::Impl {
     session.set_server(ep.describe());
     if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::to_string(opt.scan_count);
+    stream_maxlen = std::to_string(opt.stream_maxlen);
     argv.reserve(opt.unlink_chunk + 1);
   }
 
@@ -320,7 +322,8 @@ struct Target::Impl {
   // An ASK redirection's command is preceded by ASKING (it admits one command).
   void asking(Kind kind, TimePoint now) {
     if (!attempt || !current().flags.asking) return;
-    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
+    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr && kind != Kind::Xadd)
+      return;
     detail::append_command(conn->out(), {"ASKING"});
     in_flight.push_back({Kind::Asking, 0, 0, now, {}});
   }
@@ -368,6 +371,8 @@ struct Target::Impl {
         return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
       case Kind::Publish:
         return "PUBLISH to " + printable(b.publishes[e.index].first);
+      case Kind::Xadd:
+        return "XADD to " + printable(b.streams[e.index].first);
       default:
         return std::string(command_name(e.kind));
     }
@@ -475,6 +480,10 @@ struct Target::Impl {
     } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
       r.what = Redirected::Bump;
       r.keys.push_back(current().batch.bumps[e.index]);
+    } else if (e.kind == Kind::Xadd) {
+      r.what = Redirected::Stream;
+      const auto& [stream, message] = current().batch.streams[e.index];
+      r.keys = {stream, message};
     } else {
       return false;
     }
@@ -746,9 +755,17 @@ struct Target::Impl {
         ++a.pub_pos;
         continue;
       }
+      if (a.pub_pos < b.publishes.size() + b.streams.size()) {
+        const std::size_t i = a.pub_pos - b.publishes.size();
+        const auto& [stream, message] = b.streams[i];
+        send(Kind::Xadd, {"XADD", stream, "MAXLEN", "~", stream_maxlen, "*", "message", message},
+             now, i);
+        ++a.pub_pos;
+        continue;
+      }
       break;
     }
-    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty())
+    if (a.publishing && a.pub_pos == b.publishes.size() + b.streams.size() && in_flight.empty())
       return complete(a.batch, now);
     return false;
   }

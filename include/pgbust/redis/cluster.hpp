@@ -54,7 +54,8 @@ bool is_cluster_url(std::string_view url);
 // A Redis Cluster as one applier. It discovers the topology from a seed (CLUSTER SHARDS, or
 // CLUSTER SLOTS on servers without it) and keeps one Target per master, registered with the
 // loop given to attach(). Each batch is split per master by hash slot and applied in phases
-// (deletes and pattern deletes on every master; then bumps; then publishes on one node), each
+// (deletes and pattern deletes on every master; then bumps; then publishes on one node;
+// then XADDs, each on the master of its stream key), each
 // phase once every part of the one before has been applied; done() runs once the last phase
 // is applied. MOVED moves the slot in the map (and refreshes it) and sends the keys again to
 // the named node; ASK sends them there after ASKING, one key per UNLINK; TRYAGAIN and

@@ -51,9 +51,10 @@ struct Options {
   std::chrono::milliseconds ping_interval{2000};
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
-  std::size_t max_in_flight = 1024;  // commands sent and not yet answered
-  std::size_t scan_count = 1000;     // SCAN ... COUNT
-  std::size_t unlink_chunk = 512;    // keys per UNLINK
+  std::size_t max_in_flight = 1024;   // commands sent and not yet answered
+  std::size_t scan_count = 1000;      // SCAN ... COUNT
+  std::size_t unlink_chunk = 512;     // keys per UNLINK
+  std::size_t stream_maxlen = 10000;  // XADD stream MAXLEN ~ this
   // Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL, which may
   // list several seed nodes: redis+cluster://host:port,host:port). See ClusterTarget.
   bool cluster = false;
@@ -157,9 +158,10 @@ std::unique_ptr<AnyTarget> make_target(const Options& options);
 
 // Hooks a cluster client uses to run one Target per node (see ClusterTarget).
 struct Redirected {
-  enum What : std::uint8_t { Delete, Bump } what;
+  enum What : std::uint8_t { Delete, Bump, Stream } what;
   std::string_view error;         // "MOVED 3999 127.0.0.1:6381", "ASK ...", "TRYAGAIN ..."
-  std::vector<std::string> keys;  // the command's keys (UNLINK) or the bump's key
+  std::vector<std::string> keys;  // the command's keys (UNLINK), the bump's key, or the
+                                  // stream and its message (XADD)
   std::uint64_t tag = 0;          // PartFlags::tag of the batch the command belonged to
 };
 struct PartFlags {
@@ -186,9 +188,10 @@ struct PartFlags {
 // batches are applied, so one failing command does not stop every later invalidation. So
 // done() may run for a later batch first; it is never called for a batch with a failed
 // command. Within a batch deletes go first: UNLINKs, then every pattern loop, then bumps,
-// then publishes. Errors are logged (with the server, Redis's own text and their class) when
-// they start and then every log_interval while they last, and counted in stats().errors and
-// stats().errors_by_class, so a command that keeps failing never wedges silently.
+// then publishes, then stream entries (XADD). Errors are logged (with the server, Redis's own text
+// and their class) when they start and then every log_interval while they last, and counted in
+// stats().errors and stats().errors_by_class, so a command that keeps failing never wedges
+// silently.
 //
 // Bumps: `SET key <now in µs since the epoch> NX` then `INCR key`. A counter that was evicted
 // (or never existed) restarts from the current time in microseconds, above any value it held
