@@ -36,6 +36,7 @@ std::string two_targets(const E2E& e, const Redis& second, const std::string& ru
 
 TEST_CASE("two targets: one paused holds confirmation, the other keeps deleting") {
   E2E e;
+  e.listen = "127.0.0.1:0";
   Redis right;
   e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, v int)");
   e.pg.exec("INSERT INTO items SELECT g, 0 FROM generate_series(1, 40) g");
@@ -68,6 +69,11 @@ TEST_CASE("two targets: one paused holds confirmation, the other keeps deleting"
     right.set("b:item:" + std::to_string(i), "cached");
   }
 
+  const std::string addr = metrics_address(e);
+  CHECK(metric(addr, "pgbust_redis_up{target=\"left\"}") == 1);
+  CHECK(metric(addr, "pgbust_redis_up{target=\"right\"}") == 1);
+  CHECK(metric(addr, "pgbust_redis_info{target=\"right\",role=\"master\",tls=\"none\"}") == 1);
+
   // Pause the right target; everything before now is applied on both.
   right.pause();
   const std::string held = e.pg.scalar("SELECT pg_current_wal_lsn()::text").value_or("");
@@ -87,6 +93,15 @@ TEST_CASE("two targets: one paused holds confirmation, the other keeps deleting"
                        after_left + "'::timestamptz") == std::optional<std::string>("1");
   });
   CHECK(reported);
+  // It shows as down on its own: metrics and /healthz name it.
+  CHECK(eventually([&] { return metric(addr, "pgbust_redis_up{target=\"right\"}") == 0; }));
+  CHECK(metric(addr, "pgbust_redis_up{target=\"left\"}") == 1);
+  auto health = run({"curl", "-s", "--max-time", "5", "http://" + addr + "/healthz"}).output;
+  const bool named = health.find("; redis right ") != std::string::npos &&
+                     health.find("redis right ready") == std::string::npos &&
+                     health.find("; redis left ready") != std::string::npos;
+  CHECK_MESSAGE(named, health);
+  CHECK(health.starts_with("degraded:"));
   {
     INFO("confirmed " << e.confirmed_lsn() << ", held transactions after " << held);
     CHECK(e.pg.scalar("SELECT confirmed_flush_lsn <= '" + held +
