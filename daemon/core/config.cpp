@@ -261,7 +261,8 @@ void read_poll_tables(Reader& r, const YAML::Node& n, Poll& poll) {
   }
 }
 
-// A target's default name: host:port (or the socket path) from its URL, never the userinfo.
+// A target's default name: host:port (or the socket path) from its URL, never the userinfo;
+// for a cluster URL with several seeds, the first.
 std::string derived_name(const std::string& url) {
   std::string_view rest(url);
   if (auto scheme = rest.find("://"); scheme != std::string_view::npos)
@@ -273,6 +274,7 @@ std::string derived_name(const std::string& url) {
   }
   if (auto slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
   if (auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+  rest = rest.substr(0, rest.find(','));  // a cluster URL's seeds: named after the first
   std::string name(rest.empty() ? "redis" : rest);
   if (name.find(':') == std::string::npos || name.back() == ']') name += ":6379";
   return name;

@@ -239,6 +239,24 @@ redis:
   CHECK(all[2].key_prefix.empty());
 }
 
+TEST_CASE("redis: a list entry may be a Redis Cluster (cluster: true or a cluster URL)") {
+  auto c = parse(R"(rules: r
+redis:
+  - {url: "redis://10.0.0.1:6379/0"}
+  - {url: "redis://10.0.0.2:7000", cluster: true}
+  - {url: "redis+cluster://pgbust@10.0.0.3:7000,10.0.0.4:7000"}
+)",
+                 "x.yaml");
+  auto all = redis_targets(c);
+  REQUIRE(all.size() == 3);
+  CHECK_FALSE(all[0].cluster);
+  CHECK(all[1].cluster);
+  CHECK(all[1].name == "10.0.0.2:7000");
+  CHECK_FALSE(all[2].cluster);  // the URL says it (redis_options passes the URL on)
+  CHECK(all[2].name == "10.0.0.3:7000");
+  CHECK(parse("rules: r\nredis: {cluster: true}\n", "x.yaml").redis.cluster);
+}
+
 TEST_CASE("redis: list errors name the entry, its position and what was expected") {
   struct Case {
     std::string text, expected;
@@ -252,7 +270,8 @@ TEST_CASE("redis: list errors name the entry, its position and what was expected
        "list of targets"},
       {"rules: r\nredis:\n  - {url: \"redis://x\"}\n  - {urll: y}\n",
        "/etc/pgbust/pgbust.yaml:4:6: error: unknown key 'urll' in redis[2]; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout, tls, name, stream_maxlen"},
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, name, "
+       "stream_maxlen"},
       {"rules: r\nredis:\n  - {tls: {cert_file: /c.pem}}\n",
        "/etc/pgbust/pgbust.yaml:3:11: error: redis[1].tls needs both cert_file and key_file for a "
        "client certificate (or neither)"},
