@@ -119,6 +119,13 @@ int flush(int argc, char** argv) {
     std::cerr << cl.prefix() << e.what() << "\n";
     return 1;
   }
+  if (!cfg.more_redis.empty()) {
+    // Flushing only the first target would leave the others stale without saying so.
+    std::cerr << cl.prefix() << config_file << " lists " << 1 + cfg.more_redis.size()
+              << " Redis targets; flush applies to one target only (for now): run it with a "
+                 "config naming each target in turn\n";
+    return 1;
+  }
   auto loaded = rules::RuleSet::load(cfg.rules);
   if (!loaded.rules) {
     for (const auto& e : loaded.errors) std::cerr << e.str() << "\n";

@@ -70,7 +70,12 @@ constexpr KeyDoc kKeys[] = {
   {"sources.poll.tables[].deletes", "one of: count, none", "count",
    "Detect deletes as a fall in the row count (widening every rule of the table), or not at "
    "all.", "count"},
-  {"redis", "mapping", "", "The Redis target.", ""},
+  {"redis", "mapping, or list of mappings", "",
+   "The Redis target, or a list of targets kept in step (each entry takes the keys below).",
+   ""},
+  {"redis.name", "string", "host:port from the url",
+   "The target's name in the status line and metrics (target=\"...\"); unique in a list.",
+   "eu"},
   {"redis.url", "string", "redis://127.0.0.1:6379/0",
    "redis://[user@]host:port/db, rediss:// for TLS, unix:///path?db=N, or "
    "redis+cluster://host:port,host:port (rediss+cluster:// with TLS) for Redis Cluster.",
@@ -86,6 +91,9 @@ constexpr KeyDoc kKeys[] = {
    "to complete the handshake).", "2s"},
   {"redis.command_timeout", "duration", "5s",
    "Time allowed for a reply before the connection counts as lost.", "5s"},
+  {"redis.stream_maxlen", "positive integer", "10000",
+   "Rules with stream: add entries with XADD MAXLEN ~ this (older ones are trimmed).",
+   "10000"},
   {"redis.tls", "mapping", "", "TLS settings for a rediss:// URL.", ""},
   {"redis.tls.ca_file", "string", "\"\" (the system CA store)",
    "The CA bundle that signed the server's certificate.", "/etc/pgbust/redis-ca.pem"},

@@ -23,11 +23,12 @@ constexpr const char* kRedisErrorsHelp =
     "Redis error replies by class and command, and failed connections (class=\"connection\")";
 }  // namespace
 
-Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTarget& target,
+Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline,
+                     std::vector<redis::AnyTarget*> targets,
                      const std::vector<std::unique_ptr<Source>>& sources,
                      std::function<StatusInput()> status)
     : pipeline_(pipeline),
-      target_(target),
+      targets_(std::move(targets)),
       sources_(sources),
       status_(std::move(status)),
       watchdog_(notifier_) {
@@ -143,30 +144,15 @@ void Telemetry::refresh() {
                   "Keys that could not be computed exactly and were widened, by reason",
                   {{"reason", std::string(label(reason))}}),
         n);
-  if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(&target_))
-    for (const auto& [command, n] : dry->commands())
-      set(r.counter("pgbust_dry_run_commands_total",
-                    "Redis commands a dry run would have sent, by command", {{"command", command}}),
-          n);
-  const auto& rs = target_.stats();
-  set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
-  // Error replies by class (transient, persistent) and command; failed connections as
-  // class="connection".
-  std::uint64_t replies = 0;
-  for (const auto& [key, n] : rs.errors_by_class) {
-    set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
-                  {{"class", key.first}, {"command", key.second}}),
-        n);
-    replies += n;
+  for (const redis::AnyTarget* t : targets_) {
+    refresh_target(*t);
+    if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(t))
+      for (const auto& [command, n] : dry->commands())
+        set(r.counter("pgbust_dry_run_commands_total",
+                      "Redis commands a dry run would have sent, by command",
+                      {{"command", command}}),
+            n);
   }
-  set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp, {{"class", "connection"}}),
-      rs.errors - std::min(rs.errors, replies));
-  set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
-      rs.keys_deleted);
-  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
-      rs.reconnects);
-  r.gauge("pgbust_redis_up", "1 when the Redis connection is ready")
-      .set(target_.connected() ? 1 : 0);
   r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")
       .set(static_cast<double>(pipeline_.in_flight()));
   r.gauge("pgbust_ack_records",
@@ -201,6 +187,55 @@ void Telemetry::refresh() {
       r.gauge("pgbust_replication_lag_seconds",
               "Age of the oldest committed change not yet applied in Redis", l)
           .set(st.lag_seconds);
+  }
+}
+
+// One Redis target's series, each labelled target="<name>".
+void Telemetry::refresh_target(const redis::AnyTarget& t) {
+  auto& r = registry_;
+  const auto& rs = t.stats();
+  const std::string& name = t.name();
+  set(r.counter("pgbust_redis_commands_total", "Redis commands answered, by target",
+                {{"target", name}}),
+      rs.commands);
+  // Error replies by class (transient, persistent) and command; failed connections as
+  // class="connection".
+  std::uint64_t replies = 0;
+  for (const auto& [key, n] : rs.errors_by_class) {
+    set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
+                  {{"target", name}, {"class", key.first}, {"command", key.second}}),
+        n);
+    replies += n;
+  }
+  set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
+                {{"target", name}, {"class", "connection"}}),
+      rs.errors - std::min(rs.errors, replies));
+  set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK",
+                {{"target", name}}),
+      rs.keys_deleted);
+  set(r.counter("pgbust_redis_stream_entries_total", "Stream entries added (XADD), by target",
+                {{"target", name}}),
+      rs.stream_entries);
+  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
+                {{"upstream", "redis"}, {"target", name}}),
+      rs.reconnects);
+  r.gauge("pgbust_redis_up", "1 when the Redis connection is ready", {{"target", name}})
+      .set(t.connected() ? 1 : 0);
+  r.gauge("pgbust_redis_queued_batches", "Batches handed to the target and not yet applied",
+          {{"target", name}})
+      .set(static_cast<double>(t.queued()));
+  // The last handshake's view: role (ROLE) and TLS (protocol negotiated, or "none").
+  const std::string role = t.role().empty() ? "unknown" : t.role();
+  const std::string tls = !t.tls() ? "none" : t.tls_version().empty() ? "pending" : t.tls_version();
+  auto& info = r.gauge("pgbust_redis_info",
+                       "A Redis target's role and TLS protocol as last seen (1 for the current "
+                       "pair, 0 for earlier ones)",
+                       {{"target", name}, {"role", role}, {"tls", tls}});
+  metrics::Gauge*& shown = redis_info_[name];  // the pair shown before: now 0
+  if (shown != &info) {
+    if (shown) shown->set(0);
+    info.set(1);
+    shown = &info;
   }
 }
 

@@ -43,6 +43,7 @@ enum class Kind : std::uint8_t {
   Auth,
   Select,
   SetName,
+  Role,
   Ping,
   Unlink,
   Scan,
@@ -50,7 +51,8 @@ enum class Kind : std::uint8_t {
   Incr,
   Publish,
   Asking,  // cluster: before a command of an ASK redirection
-  Query    // cluster: Target::query()
+  Query,   // cluster: Target::query()
+  Xadd
 };
 
 std::string_view command_name(Kind k) {
@@ -61,6 +63,8 @@ std::string_view command_name(Kind k) {
       return "SELECT";
     case Kind::SetName:
       return "CLIENT SETNAME";
+    case Kind::Role:
+      return "ROLE";
     case Kind::Ping:
       return "PING";
     case Kind::Unlink:
@@ -77,6 +81,8 @@ std::string_view command_name(Kind k) {
       return "ASKING";
     case Kind::Query:
       return "query";
+    case Kind::Xadd:
+      return "XADD";
   }
   return "?";
 }
@@ -219,6 +225,8 @@ struct Target::Impl {
   std::function<bool(const Redirected&)> redirect_hook;
   std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
   std::deque<std::function<void(const redisReply*)>> queries_sent;
+  std::string stream_maxlen;
+  std::string role, tls_version;  // what the last handshake saw
 
   explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
   Impl(Options o, Endpoint e)
@@ -231,6 +239,7 @@ struct Target::Impl {
     session.set_server(ep.describe());
     if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::to_string(opt.scan_count);
+    stream_maxlen = std::to_string(opt.stream_maxlen);
     argv.reserve(opt.unlink_chunk + 1);
   }
 
@@ -313,7 +322,8 @@ struct Target::Impl {
   // An ASK redirection's command is preceded by ASKING (it admits one command).
   void asking(Kind kind, TimePoint now) {
     if (!attempt || !current().flags.asking) return;
-    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
+    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr && kind != Kind::Xadd)
+      return;
     detail::append_command(conn->out(), {"ASKING"});
     in_flight.push_back({Kind::Asking, 0, 0, now, {}});
   }
@@ -330,6 +340,8 @@ struct Target::Impl {
     if (ep.db != 0) send(Kind::Select, {"SELECT", db}, now);
     // Always sent: a reply proves the server answers before we call it Ready.
     send(Kind::SetName, {"CLIENT", "SETNAME", "pgbust"}, now);
+    send(Kind::Role, {"ROLE"}, now);  // for the status line; refused is harmless
+    tls_version = conn->tls_version();
     conn->flush();
   }
 
@@ -359,6 +371,8 @@ struct Target::Impl {
         return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
       case Kind::Publish:
         return "PUBLISH to " + printable(b.publishes[e.index].first);
+      case Kind::Xadd:
+        return "XADD to " + printable(b.streams[e.index].first);
       default:
         return std::string(command_name(e.kind));
     }
@@ -384,6 +398,7 @@ struct Target::Impl {
     }
     if (attempt && e.kind == Kind::Incr && attempt->redirected[e.index]) return true;
     if (error && redirect_hook && attempt && is_redirection(text) && redirect(e, text)) return true;
+    bool harmless = false;  // an error reply that does not make the connection unusable
     switch (e.kind) {
       case Kind::Auth:
       case Kind::Select:
@@ -408,6 +423,7 @@ struct Target::Impl {
         }
         if (error)
           session.log(spdlog::level::debug, "CLIENT SETNAME refused: {}", reply_text(r.get()));
+        harmless = error;
         break;
       case Kind::Incr:
         if (error && is_counter_error(text) && !attempt->fixed[e.index]) {
@@ -431,15 +447,27 @@ struct Target::Impl {
       case Kind::Scan:
         if (!error) return scan_reply(e, std::move(r), now);
         break;
+      case Kind::Role:
+        role = !error && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                       r->element[0]->type == REDIS_REPLY_STRING
+                   ? std::string(r->element[0]->str, r->element[0]->len)
+                   : std::string();
+        if (role == "slave") role = "replica";
+        if (error) session.log(spdlog::level::debug, "ROLE refused: {}", reply_text(r.get()));
+        harmless = error;  // only the status line misses it
+        break;
       case Kind::Publish:
         if (!error) ++stats.publishes;
+        break;
+      case Kind::Xadd:
+        if (!error) ++stats.stream_entries;
         break;
       case Kind::SetNx:
       case Kind::Asking:
       case Kind::Query:
         break;
     }
-    if (error) return command_failed(e, r.get(), now);
+    if (error && !harmless) return command_failed(e, r.get(), now);
     if (state() == State::Handshake && in_flight.empty()) become_ready(now);
     return true;
   }
@@ -452,6 +480,10 @@ struct Target::Impl {
     } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
       r.what = Redirected::Bump;
       r.keys.push_back(current().batch.bumps[e.index]);
+    } else if (e.kind == Kind::Xadd) {
+      r.what = Redirected::Stream;
+      const auto& [stream, message] = current().batch.streams[e.index];
+      r.keys = {stream, message};
     } else {
       return false;
     }
@@ -723,9 +755,17 @@ struct Target::Impl {
         ++a.pub_pos;
         continue;
       }
+      if (a.pub_pos < b.publishes.size() + b.streams.size()) {
+        const std::size_t i = a.pub_pos - b.publishes.size();
+        const auto& [stream, message] = b.streams[i];
+        send(Kind::Xadd, {"XADD", stream, "MAXLEN", "~", stream_maxlen, "*", "message", message},
+             now, i);
+        ++a.pub_pos;
+        continue;
+      }
       break;
     }
-    if (a.publishing && a.pub_pos == b.publishes.size() && in_flight.empty())
+    if (a.publishing && a.pub_pos == b.publishes.size() + b.streams.size() && in_flight.empty())
       return complete(a.batch, now);
     return false;
   }
@@ -918,6 +958,18 @@ std::string Target::last_error() const {
 }
 std::string Target::describe() const {
   return impl_->ep.describe();
+}
+std::string Target::name() const {
+  return impl_->opt.name;
+}
+std::string Target::role() const {
+  return impl_->role;
+}
+bool Target::tls() const {
+  return impl_->ep.tls;
+}
+std::string Target::tls_version() const {
+  return impl_->tls_version;
 }
 const Endpoint& Target::endpoint() const {
   return impl_->ep;

@@ -32,14 +32,15 @@ struct PipelineOptions {
 
 // Counters for the status line and metrics.
 struct PipelineStats {
-  std::uint64_t changes = 0;       // row changes seen
-  std::uint64_t matched = 0;       // changes some rule fired for
-  std::uint64_t transactions = 0;  // committed transactions
-  std::uint64_t keys = 0;          // exact keys queued for UNLINK (after per-txn dedup)
-  std::uint64_t patterns = 0;      // patterns queued
-  std::uint64_t bumps = 0;         // bumps queued
-  std::uint64_t publishes = 0;     // messages queued
-  std::uint64_t redeletes = 0;     // second deletes queued
+  std::uint64_t changes = 0;         // row changes seen
+  std::uint64_t matched = 0;         // changes some rule fired for
+  std::uint64_t transactions = 0;    // committed transactions
+  std::uint64_t keys = 0;            // exact keys queued for UNLINK (after per-txn dedup)
+  std::uint64_t patterns = 0;        // patterns queued
+  std::uint64_t bumps = 0;           // bumps queued
+  std::uint64_t publishes = 0;       // messages queued
+  std::uint64_t stream_entries = 0;  // stream entries queued (one per stream per transaction)
+  std::uint64_t redeletes = 0;       // second deletes queued
   std::uint64_t widenings = 0;
   std::map<Unknown, std::uint64_t> widenings_by_reason;
   std::uint64_t applied_transactions = 0;  // confirmed to their source

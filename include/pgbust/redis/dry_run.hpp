@@ -35,6 +35,11 @@ class DryRunTarget final : public AnyTarget {
   const Stats& stats() const override { return stats_; }
   std::string last_error() const override { return {}; }
   std::string describe() const override { return "dry run (no Redis writes)"; }
+  std::string name() const override { return "dry-run"; }
+  std::string role() const override { return {}; }
+  bool tls() const override { return false; }
+  std::string tls_version() const override { return {}; }
+  std::size_t queued() const override { return done_.size(); }
   void attach(Loop& loop) override { loop.add(this); }
   void detach(Loop& loop) override { loop.remove(this); }
   void close() noexcept override;

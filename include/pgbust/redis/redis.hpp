@@ -38,6 +38,7 @@ struct TlsOptions {
 };
 
 struct Options {
+  std::string name;  // the target's name in status lines and metrics (config: redis.name)
   // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
   // unix:///path/to/socket[?db=N]
   std::string url = "redis://127.0.0.1:6379/0";
@@ -50,9 +51,10 @@ struct Options {
   std::chrono::milliseconds ping_interval{2000};
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
-  std::size_t max_in_flight = 1024;  // commands sent and not yet answered
-  std::size_t scan_count = 1000;     // SCAN ... COUNT
-  std::size_t unlink_chunk = 512;    // keys per UNLINK
+  std::size_t max_in_flight = 1024;   // commands sent and not yet answered
+  std::size_t scan_count = 1000;      // SCAN ... COUNT
+  std::size_t unlink_chunk = 512;     // keys per UNLINK
+  std::size_t stream_maxlen = 10000;  // XADD stream MAXLEN ~ this
   // Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL, which may
   // list several seed nodes: redis+cluster://host:port,host:port). See ClusterTarget.
   bool cluster = false;
@@ -126,6 +128,7 @@ struct Stats {
   std::uint64_t patterns = 0;      // pattern deletes completed
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
+  std::uint64_t stream_entries = 0;  // XADDs applied
   std::uint64_t reconnects = 0;
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
@@ -140,6 +143,16 @@ class AnyTarget : public Pollable, public Applier {
   virtual const Stats& stats() const = 0;
   virtual std::string last_error() const = 0;
   virtual std::string describe() const = 0;
+  // Options::name: the target's name in status lines and metrics.
+  virtual std::string name() const = 0;
+  // What the last handshake saw: ROLE's answer ("master", "replica"; "cluster" for a
+  // cluster; "" before the first connection or when ROLE is refused), whether the target
+  // uses TLS (rediss://) and the negotiated protocol ("TLSv1.3"; "" for plain TCP or before
+  // the handshake).
+  virtual std::string role() const = 0;
+  virtual bool tls() const = 0;
+  virtual std::string tls_version() const = 0;
+  virtual std::size_t queued() const = 0;  // batches not yet completed
   virtual void attach(Loop& loop) = 0;
   virtual void detach(Loop& loop) = 0;
   virtual void close() noexcept = 0;
@@ -151,9 +164,10 @@ std::unique_ptr<AnyTarget> make_target(const Options& options);
 
 // Hooks a cluster client uses to run one Target per node (see ClusterTarget).
 struct Redirected {
-  enum What : std::uint8_t { Delete, Bump } what;
+  enum What : std::uint8_t { Delete, Bump, Stream } what;
   std::string_view error;         // "MOVED 3999 127.0.0.1:6381", "ASK ...", "TRYAGAIN ..."
-  std::vector<std::string> keys;  // the command's keys (UNLINK) or the bump's key
+  std::vector<std::string> keys;  // the command's keys (UNLINK), the bump's key, or the
+                                  // stream and its message (XADD)
   std::uint64_t tag = 0;          // PartFlags::tag of the batch the command belonged to
 };
 struct PartFlags {
@@ -180,9 +194,10 @@ struct PartFlags {
 // batches are applied, so one failing command does not stop every later invalidation. So
 // done() may run for a later batch first; it is never called for a batch with a failed
 // command. Within a batch deletes go first: UNLINKs, then every pattern loop, then bumps,
-// then publishes. Errors are logged (with the server, Redis's own text and their class) when
-// they start and then every log_interval while they last, and counted in stats().errors and
-// stats().errors_by_class, so a command that keeps failing never wedges silently.
+// then publishes, then stream entries (XADD). Errors are logged (with the server, Redis's own text
+// and their class) when they start and then every log_interval while they last, and counted in
+// stats().errors and stats().errors_by_class, so a command that keeps failing never wedges
+// silently.
 //
 // Bumps: `SET key <now in µs since the epoch> NX` then `INCR key`. A counter that was evicted
 // (or never existed) restarts from the current time in microseconds, above any value it held
@@ -215,7 +230,7 @@ class Target : public AnyTarget {
   // order unless one is set aside (see above); an empty batch completes on the next round
   // even while Redis is down.
   void apply(Batch batch, std::function<void()> done) override;
-  std::size_t queued() const;  // batches not yet completed
+  std::size_t queued() const override;  // batches not yet completed
   // Every queued batch is set aside after a persistent error and not yet due (or none is).
   bool idle() const override;
   State state() const override;
@@ -224,6 +239,10 @@ class Target : public AnyTarget {
   std::string describe() const override;    // "127.0.0.1:6379 db 0" (never the password)
   void attach(Loop& loop) override { loop.add(this); }
   void detach(Loop& loop) override { loop.remove(this); }
+  std::string name() const override;
+  std::string role() const override;
+  bool tls() const override;
+  std::string tls_version() const override;
 
   const Endpoint& endpoint() const;  // holds the password: never log it
 
@@ -359,6 +378,8 @@ class Conn {
   bool finish_connect();
 
   std::string& out() { return out_; }  // append commands here
+  // The negotiated TLS protocol ("TLSv1.3"), "" without TLS or before the handshake.
+  std::string tls_version() const;
   // Poll for POLLOUT: output waits for the socket, or a TLS read waits to write.
   bool want_write() const {
     return (out_pos_ < out_.size() && !write_wants_read_) || read_wants_write_;
