@@ -82,9 +82,10 @@ std::unique_ptr<FanOut> make_fan_out(
     const config::Config& c, const std::vector<std::unique_ptr<redis::AnyTarget>>& targets) {
   if (targets.size() < 2) return nullptr;
   const auto all = config::redis_targets(c);
+  const bool shared = one_prefix(c);  // the rules apply it; the members add none
   std::vector<FanOut::Member> members;
   for (std::size_t i = 0; i < targets.size(); ++i)
-    members.push_back({targets[i].get(), one_prefix(c) ? "" : all[i].key_prefix});
+    members.push_back({targets[i].get(), shared ? "" : all[i].key_prefix});
   return std::make_unique<FanOut>(std::move(members));
 }
 

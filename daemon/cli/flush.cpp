@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "pgbust/cli/commands.hpp"
@@ -88,6 +89,61 @@ std::string describe(const Batch& b) {
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
   return out.empty() ? "nothing to delete" : out;
+}
+
+// Applies `plan` to `target`, one batch per rule then the messages, one after the other, with a
+// progress line each and a summary (naming the target when `name_it`). When a batch is not
+// applied within `timeout`: the target's last error (the target is closed either way).
+std::optional<std::string> apply(redis::AnyTarget& target, Plan& plan, Clock::duration timeout,
+                                 bool name_it) {
+  std::vector<std::pair<std::string, Batch>> batches;
+  for (auto& step : plan.steps)
+    batches.emplace_back("rule " + step.rule->name, std::move(step.batch));
+  Batch messages;
+  for (const auto& [channel, m] : plan.publish)
+    messages.publishes.emplace_back(channel, publish_message("flush", "", m));
+  if (!messages.empty()) batches.emplace_back("publish", std::move(messages));
+
+  Loop loop;
+  target.attach(loop);
+  const TimePoint start = Clock::now(), deadline = start + timeout;
+  std::size_t next = 0, total_deleted = 0;
+  bool busy = false;
+  std::uint64_t deleted_before = 0;
+  while (next < batches.size() || busy) {
+    if (!busy) {
+      auto& [label, batch] = batches[next];
+      std::cout << "[" << next + 1 << "/" << batches.size() << "] " << label << ": "
+                << (label == "publish" ? count(batch.publishes.size(), "message", "messages")
+                                       : describe(batch))
+                << " ..." << std::flush;
+      busy = true;
+      deleted_before = target.stats().keys_deleted;
+      target.apply(std::move(batch), [&] { busy = false; });
+    }
+    loop.run_once(std::chrono::milliseconds(200));
+    if (!busy) {
+      std::uint64_t deleted = target.stats().keys_deleted - deleted_before;
+      total_deleted += deleted;
+      std::cout << " done, " << count(deleted, "key", "keys") << " deleted\n";
+      ++next;
+    } else if (Clock::now() >= deadline) {
+      std::cout << "\n";
+      break;
+    }
+  }
+  std::optional<std::string> failed;
+  if (busy) failed = target.last_error();
+  target.detach(loop);
+  target.close();
+  if (failed) return failed;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "
+            << count(total_deleted, "key", "keys") << " deleted, "
+            << count(target.stats().bumps, "counter", "counters") << " bumped, "
+            << count(plan.publish.size(), "message", "messages") << " published in " << ms << " ms"
+            << (name_it ? " on " + target.describe() : "") << "\n";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -207,55 +263,11 @@ int flush(int argc, char** argv) {
   // --timeout (named, with its error): exit 1 then says the flush is not complete.
   for (auto& [target, plan] : targets) {
     if (targets.size() > 1) std::cout << "redis " << target->describe() << ":\n";
-    // One batch per rule, then the messages, applied one after the other by the loop.
-    std::vector<std::pair<std::string, Batch>> batches;
-    for (auto& step : plan.steps)
-      batches.emplace_back("rule " + step.rule->name, std::move(step.batch));
-    Batch messages;
-    for (const auto& [channel, m] : plan.publish)
-      messages.publishes.emplace_back(channel, publish_message("flush", "", m));
-    if (!messages.empty()) batches.emplace_back("publish", std::move(messages));
-
-    Loop loop;
-    target->attach(loop);
-    const TimePoint start = Clock::now(), deadline = start + *timeout;
-    std::size_t next = 0, total_deleted = 0;
-    bool busy = false;
-    std::uint64_t deleted_before = 0;
-    while (next < batches.size() || busy) {
-      if (!busy) {
-        auto& [label, batch] = batches[next];
-        std::cout << "[" << next + 1 << "/" << batches.size() << "] " << label << ": "
-                  << (label == "publish" ? count(batch.publishes.size(), "message", "messages")
-                                         : describe(batch))
-                  << " ..." << std::flush;
-        busy = true;
-        deleted_before = target->stats().keys_deleted;
-        target->apply(std::move(batch), [&] { busy = false; });
-      }
-      loop.run_once(std::chrono::milliseconds(200));
-      if (!busy) {
-        std::uint64_t deleted = target->stats().keys_deleted - deleted_before;
-        total_deleted += deleted;
-        std::cout << " done, " << count(deleted, "key", "keys") << " deleted\n";
-        ++next;
-      } else if (Clock::now() >= deadline) {
-        std::cout << "\n";
-        std::cerr << cl.prefix() << "not applied within " << timeout_text << " on "
-                  << target->describe() << ": " << target->last_error() << "\n";
-        target->detach(loop);
-        target->close();
-        return 1;
-      }
+    if (auto error = apply(*target, plan, *timeout, targets.size() > 1)) {
+      std::cerr << cl.prefix() << "not applied within " << timeout_text << " on "
+                << target->describe() << ": " << *error << "\n";
+      return 1;
     }
-    target->detach(loop);
-    target->close();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-    std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "
-              << count(total_deleted, "key", "keys") << " deleted, "
-              << count(target->stats().bumps, "counter", "counters") << " bumped, "
-              << count(plan.publish.size(), "message", "messages") << " published in " << ms
-              << " ms" << (targets.size() > 1 ? " on " + target->describe() : "") << "\n";
   }
   return 0;
 }
