@@ -41,9 +41,9 @@ std::string too_large() {
 }
 
 constexpr std::string_view kRuleKeys[] = {
-    "name",    "table",          "on",      "changed", "when",
-    "delete",  "delete_pattern", "bump",    "publish", "redelete_after",
-    "null_as", "fallback",       "timezone"};
+    "name",    "table",          "on",       "changed", "when",
+    "delete",  "delete_pattern", "bump",     "publish", "redelete_after",
+    "null_as", "fallback",       "timezone", "stream"};
 constexpr std::string_view kFallbackKeys[] = {"delete", "delete_pattern", "bump"};
 
 std::string list_keys(const std::string_view* keys, std::size_t n) {
@@ -400,6 +400,12 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
       if (r.publish.empty()) error(n->Mark(), "publish: empty channel name");
     }
   }
+  if (const YAML::Node* n = get("stream")) {
+    if (scalar(*n, "stream", "a stream key name")) {
+      r.stream = n->Scalar();
+      if (r.stream.empty()) error(n->Mark(), "stream: empty stream name");
+    }
+  }
   if (const YAML::Node* n = get("redelete_after")) {
     if (scalar(*n, "redelete_after", "a duration like 500ms or 2s")) {
       auto d = parse_duration(n->Scalar());
@@ -436,11 +442,12 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
       impl->fallback = std::move(fb);
     }
   }
-  bool has_action = get("delete") || get("delete_pattern") || get("bump") || get("publish");
+  bool has_action =
+      get("delete") || get("delete_pattern") || get("bump") || get("publish") || get("stream");
   if (!has_action)
     error(item.Mark(),
           "rule has no action; expected at least one of delete, delete_pattern, "
-          "bump or publish");
+          "bump, publish or stream");
   if (!impl->timezone.empty() && !uses_rule_zone(*impl))
     warn(k["timezone"].first.Mark(),
          "timezone: no date, month, week_start or tz filter of this rule uses it (a filter "
@@ -569,6 +576,7 @@ std::string canonical(const Rule& r) {
   o << "pub" << r.publish << '\x1f' << "re" << r.redelete_after.count() << '\x1f';
   o << "null" << (impl.null_as ? "=" + *impl.null_as : "\x01");
   if (!impl.timezone.empty()) o << '\x1f' << "tz" << impl.timezone;  // older hashes unchanged
+  if (!r.stream.empty()) o << '\x1f' << "st" << r.stream;
   o << '\x1e';
   return o.str();
 }

@@ -34,6 +34,10 @@ constexpr KeyDoc kKeys[] = {
   {"rules[].publish", "string", "\"\" (none)",
    "A channel that gets one message per transaction listing what was invalidated.",
    "cache-invalidation"},
+  {"rules[].stream", "string", "\"\" (none)",
+   "A stream that gets the same message as one entry per transaction (XADD), for readers "
+   "that must not miss one.",
+   "cache-invalidation-log"},
   {"rules[].redelete_after", "duration", "none",
    "Delete the keys a second time after this delay, for a reader that refills the cache with "
    "a value read before the commit.", "500ms"},

@@ -48,6 +48,8 @@ std::vector<std::unique_ptr<Source>> make_sources(const config::Config& cfg,
     o.publication = cfg.logical->publication;
     o.create_slot = cfg.logical->create_slot;
     o.state_dir = cfg.logical->state_dir;
+    o.temporary_slot = cfg.logical->temporary_slot;
+    o.never_confirm = cfg.logical->never_confirm;
     o.on_gap = cfg.logical->on_gap;
     o.status_interval = cfg.logical->status_interval;
     o.coverage_interval = cfg.logical->coverage_interval;

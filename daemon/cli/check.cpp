@@ -1,6 +1,7 @@
 // `pgbust check`: validate the rules (and the config file), print every error GCC style,
 // warn about rules that will widen, with --db check them against the live database, and
 // gate deploys with the exit code.
+#include <algorithm>
 #include <iostream>
 #include <set>
 
@@ -128,9 +129,10 @@ int check_db(const config::Config& cfg, const rules::RuleSet& set,
   return errors ? 1 : 0;
 }
 
-// --redis: connect, authenticate, and check the ACL user may run what pgbust sends.
-int check_redis(const config::Config& cfg, const rules::RuleSet& set, bool quiet) {
-  const std::string probe = cfg.redis.key_prefix + "pgbust:check:probe";
+// --redis: connect, authenticate, and check the ACL user may run what pgbust sends, on
+// every target.
+int check_redis(const config::Redis& target, const rules::RuleSet& set, bool quiet) {
+  const std::string probe = target.key_prefix + "pgbust:check:probe";
   // Deletes first in probe order so a probe key made by SET NX / INCR is gone at the end.
   std::vector<std::vector<std::string>> commands{{"SET", probe, "1", "NX"},
                                                  {"INCR", probe},
@@ -141,9 +143,16 @@ int check_redis(const config::Config& cfg, const rules::RuleSet& set, bool quiet
   for (const auto& rule : set.rules())
     if (!rule.publish.empty()) channels.insert(rule.publish);
   for (const auto& c : channels) commands.push_back({"PUBLISH", c, "{}"});
+  std::set<std::string> streams;
+  for (const auto& rule : set.rules())
+    if (!rule.stream.empty()) streams.insert(rule.stream);
+  // Checked with ACL DRYRUN only: a probe would add an entry subscribers read.
+  for (const auto& s : streams)
+    commands.push_back(
+        {"XADD", s, "MAXLEN", "~", std::to_string(target.stream_maxlen), "*", "message", "{}"});
   redis::AccessReport r;
   try {
-    r = redis::check_access(redis_options(cfg), commands);
+    r = redis::check_access(redis_options(target), commands);
   } catch (const Error& e) {
     std::cerr << "pgbust check: error: " << e.what() << "\n";
     return 1;
@@ -197,8 +206,6 @@ int check(int argc, char** argv) {
     try {
       cfg = config::load(config_file);
       if (path.empty()) path = cfg.rules;
-      // The URL, options and TLS files, exactly as run (it connects only inside the loop).
-      auto validate = redis::make_target(redis_options(cfg));
     } catch (const config::ConfigError& e) {
       for (const auto& p : e.problems()) std::cerr << p << "\n";
       std::cerr << "pgbust check: " << config_file << ": " << plural(e.problems().size(), "error")
@@ -208,6 +215,22 @@ int check(int argc, char** argv) {
       std::cerr << "pgbust check: " << config_file << ": " << e.what() << "\n";
       return 1;
     }
+  }
+  if (!config_file.empty()) {
+    // Each target's URL, options and TLS files, exactly as run (it connects only in the loop).
+    bool bad = false;
+    const auto targets = config::redis_targets(cfg);
+    for (const auto& t : targets) {
+      try {
+        auto validate = redis::make_target(redis_options(t));
+      } catch (const Error& e) {
+        std::cerr << "pgbust check: " << config_file << ": "
+                  << (targets.size() > 1 ? "redis target '" + t.name + "': " : "") << e.what()
+                  << "\n";
+        bad = true;
+      }
+    }
+    if (bad) return 1;
   }
   if (cl.set("postgres")) cfg.conninfo = conninfo;
   auto result = rules::RuleSet::load(path);
@@ -236,7 +259,10 @@ int check(int argc, char** argv) {
   }
   if (cl.set("redis")) {
     if (config_file.empty()) return cl.usage_error("--redis needs --config FILE");
-    if (int rc = check_redis(cfg, set, quiet); rc != 0 || !db) return rc;
+    int rc = 0;
+    for (const auto& target : config::redis_targets(cfg))
+      rc = std::max(rc, check_redis(target, set, quiet));
+    if (rc != 0 || !db) return rc;
   }
   if (db) return check_db(cfg, set, warnings, config_file, quiet);
   return 0;

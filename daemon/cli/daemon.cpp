@@ -16,8 +16,10 @@
 #include "pgbust/ops/signals.hpp"
 #include "pgbust/ops/status_line.hpp"
 #include "pgbust/ops/telemetry.hpp"
+#include "pgbust/pipeline/fan_out.hpp"
 #include "pgbust/pipeline/pipeline.hpp"
 #include "pgbust/redis/cluster.hpp"
+#include "pgbust/redis/dry_run.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/rules/rules.hpp"
 
@@ -55,6 +57,38 @@ std::string describe_rules(const rules::RuleSet& r) {
   return std::to_string(r.rules().size()) + " (" + r.hash() + ")";
 }
 
+// One Target per configured Redis (validated as `check --config` does).
+std::vector<std::unique_ptr<redis::AnyTarget>> make_targets(const config::Config& c) {
+  std::vector<std::unique_ptr<redis::AnyTarget>> targets;
+  if (c.dry_run) {  // one stand-in for every target: counts and traces, never writes Redis
+    targets.push_back(std::make_unique<redis::DryRunTarget>(c.dry_run_trace));
+    return targets;
+  }
+  for (const auto& r : config::redis_targets(c))
+    targets.push_back(validating([&] { return redis::make_target(redis_options(r)); }));
+  return targets;
+}
+
+// Key prefixes: when every target has the same one the rules apply it (as with one target);
+// otherwise each target's FanOut member puts its own in front.
+bool one_prefix(const config::Config& c) {
+  if (c.dry_run) return true;  // one DryRunTarget stands in for all: it shows the first prefix
+  for (const auto& r : c.more_redis)
+    if (r.key_prefix != c.redis.key_prefix) return false;
+  return true;
+}
+
+std::unique_ptr<FanOut> make_fan_out(
+    const config::Config& c, const std::vector<std::unique_ptr<redis::AnyTarget>>& targets) {
+  if (targets.size() < 2) return nullptr;
+  const auto all = config::redis_targets(c);
+  const bool shared = one_prefix(c);  // the rules apply it; the members add none
+  std::vector<FanOut::Member> members;
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    members.push_back({targets[i].get(), shared ? "" : all[i].key_prefix});
+  return std::make_unique<FanOut>(std::move(members));
+}
+
 PipelineOptions pipeline_options(const config::Config& c) {
   PipelineOptions o;
   o.max_keys_per_transaction = c.limits.max_keys_per_transaction;
@@ -68,8 +102,8 @@ PipelineOptions pipeline_options(const config::Config& c) {
 struct Daemon::Impl : Pollable {
   config::Config cfg;
   std::shared_ptr<const rules::RuleSet> rules;
-  std::unique_ptr<redis::AnyTarget> target_ptr;
-  redis::AnyTarget& target;
+  std::vector<std::unique_ptr<redis::AnyTarget>> targets;
+  std::unique_ptr<FanOut> fan_out;  // with several targets: the pipeline's applier
   Pipeline pipeline;
   std::vector<std::unique_ptr<Source>> sources;
   Loop loop;
@@ -82,23 +116,29 @@ struct Daemon::Impl : Pollable {
   int exit_code = 0;
   TimePoint drain_deadline = kNever;
   TimePoint next_status = kNever;
-  TimePoint redis_down_since = kNever;
+  std::vector<TimePoint> redis_down_since;  // per target
   std::uint64_t changes_at_last_status = 0;
   TimePoint last_status = Clock::now();
   const TimePoint started = Clock::now();
   std::map<std::string, SourceState> last_states;
-  redis::State last_redis = redis::State::Disconnected;
+  std::vector<redis::State> last_redis;  // per target
 
   Impl(config::Config c)
       : cfg(std::move(c)),
         rules(load_rules(cfg.rules)),
-        target_ptr(validating([this] { return redis::make_target(redis_options(cfg)); })),
-        target(*target_ptr),
-        pipeline(rules, rules::EngineOptions{cfg.redis.key_prefix}, target, pipeline_options(cfg)) {
+        targets(make_targets(cfg)),
+        fan_out(make_fan_out(cfg, targets)),
+        pipeline(rules, rules::EngineOptions{one_prefix(cfg) ? cfg.redis.key_prefix : ""},
+                 fan_out ? static_cast<Applier&>(*fan_out) : *targets.front(),
+                 pipeline_options(cfg)),
+        redis_down_since(targets.size(), kNever),
+        last_redis(targets.size(), redis::State::Disconnected) {
     sources = validating([this] { return make_sources(cfg, *rules, pipeline); });
     if (sources.empty())
       throw config::ConfigError({"no source configured: set sources.logical, notify or poll"});
-    telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, target, sources,
+    std::vector<redis::AnyTarget*> all;
+    for (auto& t : targets) all.push_back(t.get());
+    telemetry = std::make_unique<Telemetry>(cfg.status, pipeline, std::move(all), sources,
                                             [this] { return status_input(); });
     pipeline.on_latency = [this](double seconds) { telemetry->observe_latency(seconds); };
   }
@@ -107,14 +147,15 @@ struct Daemon::Impl : Pollable {
     StatusInput in;
     for (const auto& s : sources) in.sources.emplace_back(s->name(), s->status());
     in.pipeline = &pipeline.stats();
-    in.redis_state = target.state();
-    in.redis_server = target.describe();
-    in.redis = &target.stats();
-    in.redis_error = target.last_error();
-    if (redis_down_since != kNever)
-      in.redis_down_seconds =
-          std::chrono::duration<double>(Clock::now() - redis_down_since).count();
     auto now = Clock::now();
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const redis::AnyTarget& t = *targets[i];
+      RedisStatus r{t.name(), t.state(), t.describe(),   0, &t.stats(), t.last_error(),
+                    t.role(), t.tls(),   t.tls_version()};
+      if (redis_down_since[i] != kNever)
+        r.down_seconds = std::chrono::duration<double>(now - redis_down_since[i]).count();
+      in.redis.push_back(std::move(r));
+    }
     double secs = std::chrono::duration<double>(now - last_status).count();
     if (secs > 0)
       in.changes_per_second = (pipeline.stats().changes - changes_at_last_status) / secs;
@@ -146,20 +187,22 @@ struct Daemon::Impl : Pollable {
       if (st.state != SourceState::Streaming) all_streaming = false;
       watch_wal(s->name(), st);
     }
-    auto rs = target.state();
-    if (rs != last_redis) {
+    bool all_ready = true;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      auto rs = targets[i]->state();
+      if (rs != redis::State::Ready) all_ready = false;
+      if (rs == last_redis[i]) continue;
       if (rs == redis::State::Ready) {
-        redis_down_since = kNever;
-      } else if (last_redis == redis::State::Ready || redis_down_since == kNever) {
-        redis_down_since = Clock::now();
+        redis_down_since[i] = kNever;
+      } else if (last_redis[i] == redis::State::Ready || redis_down_since[i] == kNever) {
+        redis_down_since[i] = Clock::now();
       }
-      last_redis = rs;
+      last_redis[i] = rs;
       changed = true;
     }
     if (changed) telemetry->status(status_line(status_input()));
-    // READY=1 once every source streams and Redis answers: systemd's "started".
-    if (all_streaming && rs == redis::State::Ready && !telemetry->announced_ready() &&
-        phase == Phase::Running) {
+    // READY=1 once every source streams and every Redis answers: systemd's "started".
+    if (all_streaming && all_ready && !telemetry->announced_ready() && phase == Phase::Running) {
       telemetry->ready();
       spdlog::info("ready: every source is streaming and Redis is reachable");
     }
@@ -257,10 +300,7 @@ struct Daemon::Impl : Pollable {
     }
     std::vector<std::string> restart;
     if (next.conninfo != cfg.conninfo) restart.push_back("postgres");
-    if (next.redis.url != cfg.redis.url || next.redis.key_prefix != cfg.redis.key_prefix ||
-        next.redis.password_file != cfg.redis.password_file || next.redis.tls != cfg.redis.tls ||
-        next.redis.cluster != cfg.redis.cluster)
-      restart.push_back("redis");
+    if (config::redis_targets(next) != config::redis_targets(cfg)) restart.push_back("redis");
     if (next.logical.has_value() != cfg.logical.has_value() ||
         next.notify.has_value() != cfg.notify.has_value() ||
         next.poll.has_value() != cfg.poll.has_value())
@@ -310,7 +350,7 @@ struct Daemon::Impl : Pollable {
   int run() {
     signals = std::make_unique<Signals>([this](int sig) { on_signal(sig); });
     loop.add(signals.get());
-    target.attach(loop);
+    for (auto& t : targets) t->attach(loop);
     loop.add(&pipeline);
     for (auto& s : sources) {
       loop.add(s.get());
@@ -318,8 +358,12 @@ struct Daemon::Impl : Pollable {
     }
     loop.add(this);
     telemetry->attach(loop);
+    std::string redis;
+    for (const auto& t : targets)
+      redis += (redis.empty() ? "" : ", ") +
+               (targets.size() > 1 ? t->name() + " " + t->describe() : t->describe());
     spdlog::info("pgbust starting: rules {} from {}, redis {}{}", describe_rules(*rules),
-                 cfg.rules.string(), target.describe(),
+                 cfg.rules.string(), redis,
                  telemetry->address().empty() ? "" : ", metrics on http://" + telemetry->address());
     next_status = Clock::now() + cfg.status.interval;
     while (phase != Phase::Done) {
@@ -331,7 +375,7 @@ struct Daemon::Impl : Pollable {
       }
     }
     for (auto& s : sources) s->close();
-    target.close();
+    for (auto& t : targets) t->close();
     log_status();
     telemetry->detach(loop);
     return exit_code;

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "pgbust/core/json.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pipeline/publish.hpp"
 
 namespace pgbust::cli {
@@ -20,36 +21,7 @@ std::string redis_cli_arg(std::string_view s) {
   }
   if (bare) return std::string(s);
   if (printable && s.find('\'') == std::string_view::npos) return "'" + std::string(s) + "'";
-  static const char* hex = "0123456789abcdef";
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7F) {
-          out += "\\x";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
+  return quote_ascii(s);
 }
 
 std::string Command::line() const {

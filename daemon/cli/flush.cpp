@@ -1,13 +1,15 @@
 // `pgbust flush`: a one-shot widening of the named rules (every key they could produce, as a
 // pattern; their bumps; a publish marked "gap" and "flush"), applied to the configured Redis
 // target through the same engine widening and Applier the daemon uses, with progress and a
-// summary. For recovery after events pgbust could not see (a restore, a FLUSHDB of the wrong
-// database, a bulk load with the publication off).
+// summary, on every configured target (each with its own key prefix). For recovery after events
+// pgbust could not see (a restore, a FLUSHDB of the wrong database, a bulk load with the
+// publication off).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "pgbust/cli/commands.hpp"
@@ -32,8 +34,9 @@ constexpr const char* kAbout =
     "publication off, a FLUSHDB of the wrong database): each selected rule widens as for a gap\n"
     "(every key as a pattern with each placeholder unknown, its bumps, its fallback), and each\n"
     "channel gets one PUBLISH marked \"gap\": true, \"flush\": true. Keys of other shapes are\n"
-    "left alone. Without --rule or --table every rule is flushed. The plan is printed and\n"
-    "confirmed (y) before anything is sent, unless --yes.\n"
+    "left alone. Without --rule or --table every rule is flushed, on every configured Redis\n"
+    "target (each with its own key prefix). The plan is printed and confirmed (y) before\n"
+    "anything is sent, unless --yes.\n"
     "Exit status: 0 when applied, 1 when refused, invalid or not applied within --timeout, 2\n"
     "for usage errors.";
 
@@ -86,6 +89,61 @@ std::string describe(const Batch& b) {
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
   return out.empty() ? "nothing to delete" : out;
+}
+
+// Applies `plan` to `target`, one batch per rule then the messages, one after the other, with a
+// progress line each and a summary (naming the target when `name_it`). When a batch is not
+// applied within `timeout`: the target's last error (the target is closed either way).
+std::optional<std::string> apply(redis::AnyTarget& target, Plan& plan, Clock::duration timeout,
+                                 bool name_it) {
+  std::vector<std::pair<std::string, Batch>> batches;
+  for (auto& step : plan.steps)
+    batches.emplace_back("rule " + step.rule->name, std::move(step.batch));
+  Batch messages;
+  for (const auto& [channel, m] : plan.publish)
+    messages.publishes.emplace_back(channel, publish_message("flush", "", m));
+  if (!messages.empty()) batches.emplace_back("publish", std::move(messages));
+
+  Loop loop;
+  target.attach(loop);
+  const TimePoint start = Clock::now(), deadline = start + timeout;
+  std::size_t next = 0, total_deleted = 0;
+  bool busy = false;
+  std::uint64_t deleted_before = 0;
+  while (next < batches.size() || busy) {
+    if (!busy) {
+      auto& [label, batch] = batches[next];
+      std::cout << "[" << next + 1 << "/" << batches.size() << "] " << label << ": "
+                << (label == "publish" ? count(batch.publishes.size(), "message", "messages")
+                                       : describe(batch))
+                << " ..." << std::flush;
+      busy = true;
+      deleted_before = target.stats().keys_deleted;
+      target.apply(std::move(batch), [&] { busy = false; });
+    }
+    loop.run_once(std::chrono::milliseconds(200));
+    if (!busy) {
+      std::uint64_t deleted = target.stats().keys_deleted - deleted_before;
+      total_deleted += deleted;
+      std::cout << " done, " << count(deleted, "key", "keys") << " deleted\n";
+      ++next;
+    } else if (Clock::now() >= deadline) {
+      std::cout << "\n";
+      break;
+    }
+  }
+  std::optional<std::string> failed;
+  if (busy) failed = target.last_error();
+  target.detach(loop);
+  target.close();
+  if (failed) return failed;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "
+            << count(total_deleted, "key", "keys") << " deleted, "
+            << count(target.stats().bumps, "counter", "counters") << " bumped, "
+            << count(plan.publish.size(), "message", "messages") << " published in " << ms << " ms"
+            << (name_it ? " on " + target.describe() : "") << "\n";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -159,27 +217,36 @@ int flush(int argc, char** argv) {
     if (all || by_name || by_table) selected.push_back(&r);
   }
 
-  rules::Engine engine(loaded.rules, rules::EngineOptions{cfg.redis.key_prefix});
-  Plan plan;
-  for (const rules::Rule* r : selected) engine.widen_rule(*r, Unknown::Explicit, plan);
-
-  std::unique_ptr<redis::AnyTarget> target;  // a single node or a cluster
-  try {
-    target = redis::make_target(redis_options(cfg));
-  } catch (const Error& e) {
-    std::cerr << cl.prefix() << e.what() << "\n";
-    return 1;
+  // One plan per target: each renders the rules with its own key prefix.
+  struct PerTarget {
+    std::unique_ptr<redis::AnyTarget> target;  // a single node or a cluster
+    Plan plan;
+  };
+  std::vector<PerTarget> targets;
+  for (const auto& r : config::redis_targets(cfg)) {
+    PerTarget t;
+    try {
+      t.target = redis::make_target(redis_options(r));
+    } catch (const Error& e) {
+      std::cerr << cl.prefix() << e.what() << "\n";
+      return 1;
+    }
+    rules::Engine engine(loaded.rules, rules::EngineOptions{r.key_prefix});
+    for (const rules::Rule* rule : selected) engine.widen_rule(*rule, Unknown::Explicit, t.plan);
+    targets.push_back(std::move(t));
   }
-  std::cout << "pgbust flush: " << count(plan.steps.size(), "rule", "rules") << " on redis "
-            << target->describe() << ":\n";
-  for (const auto& step : plan.steps) {
-    std::cout << "  rule " << step.rule->name << " (" << step.rule->schema << "."
-              << step.rule->table << "):\n";
-    for (const auto& k : step.batch.deletes) std::cout << "    UNLINK " << k << "\n";
-    for (const auto& k : step.batch.patterns) std::cout << "    SCAN-DELETE " << k << "\n";
-    for (const auto& k : step.batch.bumps) std::cout << "    INCR " << k << "\n";
+  for (const auto& [target, plan] : targets) {
+    std::cout << "pgbust flush: " << count(plan.steps.size(), "rule", "rules") << " on redis "
+              << target->describe() << ":\n";
+    for (const auto& step : plan.steps) {
+      std::cout << "  rule " << step.rule->name << " (" << step.rule->schema << "."
+                << step.rule->table << "):\n";
+      for (const auto& k : step.batch.deletes) std::cout << "    UNLINK " << k << "\n";
+      for (const auto& k : step.batch.patterns) std::cout << "    SCAN-DELETE " << k << "\n";
+      for (const auto& k : step.batch.bumps) std::cout << "    INCR " << k << "\n";
+    }
+    for (const auto& [channel, m] : plan.publish) std::cout << "  PUBLISH " << channel << "\n";
   }
-  for (const auto& [channel, m] : plan.publish) std::cout << "  PUBLISH " << channel << "\n";
   if (!yes) {
     std::cout << "Apply? [y/N] " << std::flush;
     std::string answer;
@@ -190,57 +257,18 @@ int flush(int argc, char** argv) {
     }
   }
 
-  // One batch per rule, then the messages, applied one after the other by the loop.
-  std::vector<std::pair<std::string, Batch>> batches;
-  for (auto& step : plan.steps)
-    batches.emplace_back("rule " + step.rule->name, std::move(step.batch));
-  Batch messages;
-  for (const auto& [channel, m] : plan.publish)
-    messages.publishes.emplace_back(channel, publish_message("flush", "", m));
-  if (!messages.empty()) batches.emplace_back("publish", std::move(messages));
-
   // The progress lines say what happens; the target's log only what goes wrong.
   spdlog::set_level(spdlog::level::warn);
-  Loop loop;
-  target->attach(loop);
-  const TimePoint start = Clock::now(), deadline = start + *timeout;
-  std::size_t next = 0, total_deleted = 0;
-  bool busy = false;
-  std::uint64_t deleted_before = 0;
-  while (next < batches.size() || busy) {
-    if (!busy) {
-      auto& [label, batch] = batches[next];
-      std::cout << "[" << next + 1 << "/" << batches.size() << "] " << label << ": "
-                << (label == "publish" ? count(batch.publishes.size(), "message", "messages")
-                                       : describe(batch))
-                << " ..." << std::flush;
-      busy = true;
-      deleted_before = target->stats().keys_deleted;
-      target->apply(std::move(batch), [&] { busy = false; });
-    }
-    loop.run_once(std::chrono::milliseconds(200));
-    if (!busy) {
-      std::uint64_t deleted = target->stats().keys_deleted - deleted_before;
-      total_deleted += deleted;
-      std::cout << " done, " << count(deleted, "key", "keys") << " deleted\n";
-      ++next;
-    } else if (Clock::now() >= deadline) {
-      std::cout << "\n";
+  // Target after target in config order, stopping at the first that is not applied within
+  // --timeout (named, with its error): exit 1 then says the flush is not complete.
+  for (auto& [target, plan] : targets) {
+    if (targets.size() > 1) std::cout << "redis " << target->describe() << ":\n";
+    if (auto error = apply(*target, plan, *timeout, targets.size() > 1)) {
       std::cerr << cl.prefix() << "not applied within " << timeout_text << " on "
-                << target->describe() << ": " << target->last_error() << "\n";
-      target->detach(loop);
-      target->close();
+                << target->describe() << ": " << *error << "\n";
       return 1;
     }
   }
-  target->detach(loop);
-  target->close();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "
-            << count(total_deleted, "key", "keys") << " deleted, "
-            << count(target->stats().bumps, "counter", "counters") << " bumped, "
-            << count(plan.publish.size(), "message", "messages") << " published in " << ms
-            << " ms\n";
   return 0;
 }
 

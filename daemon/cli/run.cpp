@@ -1,6 +1,8 @@
 // `pgbust run`: read the config, apply command-line overrides, set up logging, run the daemon.
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -34,7 +36,8 @@ void setup_logging(const config::Config& cfg) {
 int run(int argc, char** argv) {
   CommandLine cl("run", "pgbust run: keep Redis caches correct by watching PostgreSQL");
   std::string config_file, rules, conninfo, slot, publication, redis_url, key_prefix, log_level,
-      status_interval, listen;
+      status_interval, listen, trace;
+  bool dry_run = false;
   // clang-format off
   cl.add()
     ("config,c", po::value(&config_file), "config file (YAML), e.g. /etc/pgbust/pgbust.yaml")
@@ -47,7 +50,11 @@ int run(int argc, char** argv) {
     ("key-prefix", po::value(&key_prefix), "prefix for every key, e.g. :1: (overrides redis.key_prefix)")
     ("status-interval", po::value(&status_interval), "status log interval, e.g. 30s")
     ("listen", po::value(&listen), "metrics address host:port, \"\" to disable (overrides status.listen)")
-    ("log-level", po::value(&log_level), "trace, debug, info, warn, error or off");
+    ("log-level", po::value(&log_level), "trace, debug, info, warn, error or off")
+    ("dry-run", po::bool_switch(&dry_run), "shadow mode: evaluate the rules on the live stream and "
+                                           "count what would be sent, never write to Redis; streams "
+                                           "from a temporary slot, or from --slot without confirming")
+    ("trace", po::value(&trace), "with --dry-run: append each command as a JSON line to FILE");
   // clang-format on
   if (auto exit = cl.parse(argc, argv)) return *exit;
   config::Config cfg;
@@ -78,6 +85,27 @@ int run(int argc, char** argv) {
                             "' is not a duration like 500ms, 30s or 5m");
     }
     cfg.status.interval = *d;
+  }
+  if (cl.set("trace") && !dry_run) return cl.usage_error("--trace needs --dry-run");
+  if (dry_run && cfg.poll)
+    return cl.usage_error(
+        "--dry-run does not run the poll source: it saves watermarks the live daemon reads "
+        "(remove sources.poll from a copy of the config)");
+  if (dry_run) {
+    cfg.dry_run = true;
+    cfg.dry_run_trace = trace;
+    if (cfg.logical) {
+      // Never touch the live daemon's slot position or slot record.
+      cfg.logical->state_dir.clear();
+      if (cl.set("slot")) {
+        cfg.logical->never_confirm = true;
+        cfg.logical->create_slot = false;
+      } else {
+        cfg.logical->slot = "pgbust_dry_run_" + std::to_string(::getpid());
+        cfg.logical->temporary_slot = true;
+        cfg.logical->create_slot = true;
+      }
+    }
   }
   setup_logging(cfg);
   try {

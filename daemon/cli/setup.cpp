@@ -26,6 +26,18 @@ void run_sql(PGconn* conn, const std::string& sql, const std::string& what) {
   pg::exec(conn, sql, what);
 }
 
+// The user a conninfo names (PQconninfoParse), or "" (libpq then uses the OS user or PGUSER).
+std::string conninfo_user(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err != nullptr) PQfreemem(err);
+  std::string user;
+  for (auto* o = opts; o != nullptr && o->keyword != nullptr; ++o)
+    if (std::string_view(o->keyword) == "user" && o->val != nullptr) user = o->val;
+  if (opts != nullptr) PQconninfoFree(opts);
+  return user;
+}
+
 }  // namespace
 
 int setup(int argc, char** argv) {
@@ -36,14 +48,18 @@ int setup(int argc, char** argv) {
       "Without --notify: the publication (with column lists naming exactly the columns the rules\n"
       "read, PostgreSQL 15+) and the replication slot of the logical source. With --notify: a\n"
       "trigger function and triggers per rule table (or per sources.notify.tables) for the\n"
-      "NOTIFY source, notifying on the first of sources.notify.channels.");
-  std::string config_file, rules_path, conninfo;
+      "NOTIFY source, notifying on the first of sources.notify.channels, each payload signed with\n"
+      "a key in pgbust.notify_key (unless sources.notify.verify is false).");
+  std::string config_file, rules_path, conninfo, grant_to;
   // clang-format off
   cl.add()
     ("config,c", po::value(&config_file), "config file (YAML), e.g. /etc/pgbust/pgbust.yaml")
     ("rules", po::value(&rules_path), "rules file or rules.d directory (overrides `rules`)")
     ("postgres", po::value(&conninfo), "libpq conninfo (overrides postgres.conninfo)")
     ("notify", "NOTIFY triggers instead of the publication and slot")
+    ("grant-to", po::value(&grant_to), "--notify: the role pgbust connects as, granted SELECT on "
+     "the signing key (default: the user of the config's postgres.conninfo)")
+    ("rotate-key", "--notify: a new signing key; the previous one is kept until the next rotation")
     ("apply", "run the SQL against the database instead of printing it")
     ("identity-full", "tables whose replica identity lacks old values the rules read get "
      "REPLICA IDENTITY FULL and publish every column, in the publication's transaction")
@@ -66,6 +82,9 @@ int setup(int argc, char** argv) {
     return 1;
   }
   if (!rules_path.empty()) cfg.rules = rules_path;
+  // The role pgbust runs as: the config's user, before --postgres names another connection.
+  std::string reader = grant_to.empty() ? conninfo_user(cfg.conninfo) : grant_to;
+  bool reader_from_connection = reader.empty() && !cl.set("postgres");
   if (cl.set("postgres")) cfg.conninfo = conninfo;
   auto loaded = rules::RuleSet::load(cfg.rules);
   if (!loaded.errors.empty()) {
@@ -100,6 +119,18 @@ int setup(int argc, char** argv) {
       setup_sql::NotifyOptions o;
       if (cfg.notify && !cfg.notify->channels.empty()) o.channel = cfg.notify->channels.front();
       o.origin = origin;
+      o.sign = !cfg.notify || cfg.notify->verify;
+      o.rotate_key = cl.set("rotate-key");
+      o.reader_role = reader;
+      if (o.reader_role.empty() && reader_from_connection && conn) {
+        // pgbust connects with this same conninfo: as this connection's user.
+        auto res = pg::exec(conn.get(), "SELECT current_user", "reading the current user");
+        o.reader_role = PQgetvalue(res.get(), 0, 0);
+      }
+      if (o.sign && o.reader_role.empty())
+        std::cerr << "pgbust setup: warning: the role pgbust connects as is not known (give "
+                     "--grant-to ROLE): grant it SELECT on pgbust.notify_key, or the NOTIFY "
+                     "source cannot verify payloads\n";
       out = setup_sql::notify_sql(tables, offline ? nullptr : &catalog, o);
     } else {
       setup_sql::LogicalOptions o;
@@ -123,7 +154,11 @@ int setup(int argc, char** argv) {
       return 1;
     }
     if (notify) {
-      run_sql(conn.get(), out.sql, "creating the NOTIFY triggers");
+      run_sql(conn.get(), out.sql,
+              cfg.notify && !cfg.notify->verify
+                  ? "creating the NOTIFY triggers"
+                  : "creating the NOTIFY triggers and their signing key (pgcrypto; the role "
+                    "needs CREATE on the database for schema pgbust)");
       std::cerr << "pgbust setup: NOTIFY triggers created on " << tables.size() << " table(s) on "
                 << pg::describe(conn.get()) << "\n";
     } else {

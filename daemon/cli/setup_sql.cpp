@@ -56,10 +56,86 @@ std::string dollar_tag(const std::string& body) {
   return tag;
 }
 
-// `payload := jsonb_build_object('schema', ..., 'op', ...<extra>)::text;` at an indent.
-std::string assign_payload(const std::string& indent, const std::string& extra) {
-  return indent + "payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', " +
-         "TG_TABLE_NAME,\n" + indent + "  'op', pg_catalog.lower(TG_OP)" + extra + ")::text;\n";
+// `payload := jsonb_build_object('schema', ..., 'op', ...<extra>)::text;` at an indent,
+// through pgbust.notify_sign() when signing.
+std::string assign_payload(const std::string& indent, const std::string& extra, bool sign) {
+  if (!sign)
+    return indent +
+           "payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', "
+           "TG_TABLE_NAME,\n" +
+           indent + "  'op', pg_catalog.lower(TG_OP)" + extra + ")::text;\n";
+  std::string out = indent + "payload := pgbust.notify_sign(pg_catalog.jsonb_build_object(\n" +
+                    indent + "  'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', " +
+                    "pg_catalog.lower(TG_OP)";
+  if (!extra.empty()) out += ",\n" + indent + "  " + extra.substr(2);  // extra starts ", "
+  return out + ")::text);\n";
+}
+
+// The signing key and pgbust.notify_sign(). pgcrypto may live in any schema (IF NOT EXISTS
+// leaves an existing one where it is): its functions are named with that schema, read from
+// the catalog, so the SECURITY DEFINER function resolves nothing through a search_path.
+std::string signing_sql(const NotifyOptions& o) {
+  std::string s;
+  s += "\n-- Signed payloads. PostgreSQL has no permission on NOTIFY channels: any role that can\n"
+       "-- connect can send any payload. Each payload is signed with HMAC-SHA256 and a key in\n"
+       "-- pgbust.notify_key, which only the owner of these objects (and pgbust's role, granted\n"
+       "-- SELECT below) can read; pgbust rejects payloads without a valid signature.\n"
+       "CREATE EXTENSION IF NOT EXISTS pgcrypto;\n"
+       "CREATE SCHEMA IF NOT EXISTS pgbust;\n"
+       "REVOKE ALL ON SCHEMA pgbust FROM PUBLIC;\n"
+       "CREATE TABLE IF NOT EXISTS pgbust.notify_key (\n"
+       "  id text PRIMARY KEY,\n"
+       "  secret bytea NOT NULL,\n"
+       "  created timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp());\n"
+       "REVOKE ALL ON pgbust.notify_key FROM PUBLIC;\n";
+  std::string body =
+      "\nDECLARE\n"
+      "  crypto name := (SELECT n.nspname FROM pg_catalog.pg_extension e\n"
+      "                  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace\n"
+      "                  WHERE e.extname = 'pgcrypto');\n"
+      "BEGIN\n";
+  if (o.rotate_key)
+    body +=
+        "  -- --rotate-key: a new key signs from now on; the previous one stays (payloads already\n"
+        "  -- sent with it still verify), older ones go.\n"
+        "  DELETE FROM pgbust.notify_key WHERE id NOT IN (\n"
+        "    SELECT id FROM pgbust.notify_key ORDER BY created DESC, id LIMIT 1);\n"
+        "  EXECUTE pg_catalog.format('INSERT INTO pgbust.notify_key (id, secret) VALUES (\n"
+        "    pg_catalog.encode(%1$I.gen_random_bytes(4), ''hex''), %1$I.gen_random_bytes(32))',\n"
+        "    crypto);\n";
+  else
+    body +=
+        "  IF NOT EXISTS (SELECT 1 FROM pgbust.notify_key) THEN\n"
+        "    EXECUTE pg_catalog.format('INSERT INTO pgbust.notify_key (id, secret) VALUES (\n"
+        "      pg_catalog.encode(%1$I.gen_random_bytes(4), ''hex''), %1$I.gen_random_bytes(32))',\n"
+        "      crypto);\n"
+        "  END IF;\n";
+  body +=
+      "  -- sig1:<key id>:<HMAC-SHA256 of the payload, hex>:<payload>, with the newest key.\n"
+      "  EXECUTE pg_catalog.format($sign$\n"
+      "    CREATE OR REPLACE FUNCTION pgbust.notify_sign(payload text) RETURNS text\n"
+      "    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
+      "    AS $body$\n"
+      "      SELECT 'sig1:' || k.id || ':' || pg_catalog.encode(%I.hmac(\n"
+      "               pg_catalog.convert_to(payload, 'UTF8'), k.secret, 'sha256'), 'hex') || ':' "
+      "||\n"
+      "             payload\n"
+      "      FROM pgbust.notify_key k ORDER BY k.created DESC, k.id LIMIT 1\n"
+      "    $body$$sign$, crypto);\n"
+      "END\n";
+  std::string tag = dollar_tag(body);
+  s += "DO " + tag + body + tag + ";\n";
+  s += "REVOKE ALL ON FUNCTION pgbust.notify_sign(text) FROM PUBLIC;\n";
+  if (!o.reader_role.empty())
+    s += "-- pgbust reads the key (at each connection, and after a rotation) as this role.\n"
+         "GRANT USAGE ON SCHEMA pgbust TO " +
+         quote_ident(o.reader_role) + ";\nGRANT SELECT ON pgbust.notify_key TO " +
+         quote_ident(o.reader_role) + ";\n";
+  else
+    s += "-- pgbust reads the key as the role it connects as (not known here: --grant-to ROLE):\n"
+         "-- GRANT USAGE ON SCHEMA pgbust TO <role>;\n"
+         "-- GRANT SELECT ON pgbust.notify_key TO <role>;\n";
+  return s;
 }
 
 // The payload renders values as text in the writer's session: pin the settings that text
@@ -74,14 +150,14 @@ std::string render_settings_clause() {
 
 // The whole CREATE FUNCTION for one table.
 std::string notify_function(const TableNeeds& t, const std::vector<std::string>& columns,
-                            const std::vector<std::string>& key, const std::string& channel) {
+                            const std::vector<std::string>& key, const std::string& channel,
+                            bool sign) {
   std::string ch = quote_literal(channel);
   std::string body;
   body += "DECLARE\n  new_row jsonb;\n  old_row jsonb;\n  payload text;\nBEGIN\n";
   body += "  IF TG_OP = 'TRUNCATE' THEN\n";
-  body += "    PERFORM pg_catalog.pg_notify(" + ch + ", pg_catalog.jsonb_build_object(\n" +
-          "      'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', 'truncate')::text);\n" +
-          "    RETURN NULL;\n  END IF;\n";
+  body += assign_payload("    ", "", sign);
+  body += "    PERFORM pg_catalog.pg_notify(" + ch + ", payload);\n    RETURN NULL;\n  END IF;\n";
   auto images = [&](const std::vector<std::string>& cols, const char* indent) {
     std::string s;
     std::string inner = std::string(indent) + "  ";
@@ -92,32 +168,37 @@ std::string notify_function(const TableNeeds& t, const std::vector<std::string>&
     return s;
   };
   body += images(columns, "  ");
-  body += assign_payload("  ", ", 'new', new_row, 'old', old_row");
+  body += assign_payload("  ", ", 'new', new_row, 'old', old_row", sign);
   body += "  IF pg_catalog.octet_length(payload) > 7999 THEN\n";
   if (!key.empty()) {
     body +=
         "    -- Too large for NOTIFY (under 8000 bytes): the key columns only; pgbust widens\n"
         "    -- the rules for the other columns.\n";
     body += images(key, "    ");
-    body += assign_payload("    ", ", 'new', new_row, 'old', old_row, 'oversized', true");
+    body += assign_payload("    ", ", 'new', new_row, 'old', old_row, 'oversized', true", sign);
     body += "    IF pg_catalog.octet_length(payload) > 7999 THEN\n";
     body +=
         "      -- Even the key is too large: no row values; pgbust widens every rule of the "
         "table.\n";
-    body += assign_payload("      ", ", 'oversized', true");
+    body += assign_payload("      ", ", 'oversized', true", sign);
     body += "    END IF;\n";
   } else {
     body +=
         "    -- Too large for NOTIFY and no key columns known: no row values; pgbust widens\n"
         "    -- every rule of the table.\n";
-    body += assign_payload("    ", ", 'oversized', true");
+    body += assign_payload("    ", ", 'oversized', true", sign);
   }
   body += "  END IF;\n";
   body += "  PERFORM pg_catalog.pg_notify(" + ch + ", payload);\n  RETURN NULL;\nEND\n";
   std::string tag = dollar_tag(body);
-  return "CREATE OR REPLACE FUNCTION " + quote_ident(t.schema) + "." +
-         quote_ident(notify_function_name(t.table)) + "() RETURNS trigger\nLANGUAGE plpgsql\n" +
-         render_settings_clause() + "AS " + tag + "\n" + body + tag + ";\n";
+  std::string fn = quote_ident(t.schema) + "." + quote_ident(notify_function_name(t.table));
+  // Signing: SECURITY DEFINER (as the owner, who may run pgbust.notify_sign()) with a pinned
+  // search_path; closed to PUBLIC so nobody attaches it to a table of their own (a trigger
+  // fires whatever the writer's privileges on the function).
+  return "CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger\nLANGUAGE plpgsql\n" +
+         (sign ? "SECURITY DEFINER\nSET search_path = pg_catalog, pg_temp\n" : "") +
+         render_settings_clause() + "AS " + tag + "\n" + body + tag + ";\n" +
+         (sign ? "REVOKE ALL ON FUNCTION " + fn + "() FROM PUBLIC;\n" : "");
 }
 
 std::string header(const std::string& title, const std::string& origin) {
@@ -184,7 +265,7 @@ Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
          (columns.empty() ? "no columns" : join(columns, ", ")) +
          (key.empty() ? "" : " (key: " + join(key, ", ") + ")") + " on channel " +
          quote_literal(options.channel) + ".\n" + note;
-    s += notify_function(t, columns, key, options.channel);
+    s += notify_function(t, columns, key, options.channel, options.sign);
     std::string fn = quote_ident(t.schema) + "." + quote_ident(notify_function_name(t.table));
     s += "DROP TRIGGER IF EXISTS pgbust_notify ON " + sql_name(t) + ";\n";
     s += "CREATE TRIGGER pgbust_notify AFTER INSERT OR UPDATE OR DELETE ON " + sql_name(t) +
@@ -193,6 +274,7 @@ Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
     s += "CREATE TRIGGER pgbust_notify_truncate AFTER TRUNCATE ON " + sql_name(t) +
          "\n  FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "();\n";
   }
+  if (options.sign) s = signing_sql(options) + s;
   out.sql = header("pgbust setup --notify: NOTIFY triggers for the tables the rules read.",
                    options.origin);
   out.sql +=
@@ -200,8 +282,11 @@ Output notify_sql(const std::vector<TableNeeds>& tables, const Catalog* catalog,
       "\"new\",\n"
       "-- \"old\"} with the columns the rules read and the key, as text, on channel " +
       quote_literal(options.channel) +
+      (options.sign ? ", signed (sig1:<key id>:<HMAC>:<JSON>)" : "") +
       ".\n"
-      "-- Safe to run again: functions are replaced and triggers created afresh.\n"
+      "-- Safe to run again: functions are replaced and triggers created afresh" +
+      (options.sign ? "; the key is kept" : "") +
+      ".\n"
       "-- Run with: psql -v ON_ERROR_STOP=1 -f FILE\n\nBEGIN;\n" +
       s + "\nCOMMIT;\n";
   return out;

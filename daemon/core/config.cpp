@@ -15,6 +15,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 #include <sstream>
 
 namespace pgbust::config {
@@ -259,7 +261,115 @@ void read_poll_tables(Reader& r, const YAML::Node& n, Poll& poll) {
   }
 }
 
+// A target's default name: host:port (or the socket path) from its URL, never the userinfo;
+// for a cluster URL with several seeds, the first.
+std::string derived_name(const std::string& url) {
+  std::string_view rest(url);
+  if (auto scheme = rest.find("://"); scheme != std::string_view::npos)
+    rest.remove_prefix(scheme + 3);
+  const bool unix_socket = std::string_view(url).starts_with("unix://");
+  if (unix_socket) {
+    if (auto at = rest.find("@/"); at != std::string_view::npos) rest.remove_prefix(at + 1);
+    return std::string(rest.substr(0, rest.find('?')));
+  }
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+  rest = rest.substr(0, rest.find(','));  // a cluster URL's seeds: named after the first
+  std::string name(rest.empty() ? "redis" : rest);
+  if (name.find(':') == std::string::npos || name.back() == ']') name += ":6379";
+  return name;
+}
+
+// One target's keys (`where`: "redis" or "redis[2]"); the name node's position in *name_at.
+void read_redis(Reader& r, const YAML::Node& n, const std::string& where, Redis& out,
+                std::optional<YAML::Mark>* name_at) {
+  r.mapping(n, where,
+            {{"url", r.str(out.url, where + ".url")},
+             {"password_file", r.str(out.password_file, where + ".password_file")},
+             {"key_prefix", r.str(out.key_prefix, where + ".key_prefix")},
+             {"connect_timeout", r.duration(out.connect_timeout, where + ".connect_timeout")},
+             {"command_timeout", r.duration(out.command_timeout, where + ".command_timeout")},
+             {"cluster", r.boolean(out.cluster, where + ".cluster")},
+             {"tls",
+              [&, where](const YAML::Node& t) {
+                RedisTls tls;
+                const std::string w = where + ".tls";
+                r.mapping(t, w,
+                          {{"ca_file", r.str(tls.ca_file, w + ".ca_file")},
+                           {"ca_path", r.str(tls.ca_path, w + ".ca_path")},
+                           {"cert_file", r.str(tls.cert_file, w + ".cert_file")},
+                           {"key_file", r.str(tls.key_file, w + ".key_file")},
+                           {"server_name", r.str(tls.server_name, w + ".server_name")},
+                           {"verify", r.one_of(tls.verify, w + ".verify", {"full", "ca", "none"})},
+                           {"min_version",
+                            r.one_of(tls.min_version, w + ".min_version", {"1.2", "1.3"})}});
+                if (t.IsMap() && tls.cert_file.empty() != tls.key_file.empty())
+                  r.error(t, w + " needs both cert_file and key_file for a client "
+                                 "certificate (or neither)");
+                out.tls = tls;
+              }},
+             {"name",
+              [&, where](const YAML::Node& v) {
+                r.str(out.name, where + ".name")(v);
+                if (v.IsScalar() && out.name.empty()) r.error(v, where + ".name must not be empty");
+                *name_at = v.Mark();
+              }},
+             {"stream_maxlen", r.count(out.stream_maxlen, where + ".stream_maxlen")}});
+}
+
+// `redis:` is one target (a mapping) or a list of them. Explicit names must be unique;
+// derived ones are made unique.
+void read_redis_targets(Reader& r, const YAML::Node& n, Config& c) {
+  if (!n.IsSequence()) {
+    std::optional<YAML::Mark> name_at;
+    read_redis(r, n, "redis", c.redis, &name_at);
+    if (c.redis.name.empty()) c.redis.name = derived_name(c.redis.url);
+    return;
+  }
+  if (n.size() == 0) {
+    r.error(n, "redis must be a mapping (one target) or a non-empty list of targets");
+    return;
+  }
+  std::vector<Redis> targets;
+  std::vector<std::optional<YAML::Mark>> name_marks;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    Redis t;
+    std::optional<YAML::Mark> name_at;
+    read_redis(r, n[i], "redis[" + std::to_string(i + 1) + "]", t, &name_at);
+    targets.push_back(std::move(t));
+    name_marks.push_back(name_at);
+  }
+  std::map<std::string, std::size_t> named;  // explicit name -> its entry
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i].name.empty()) continue;
+    auto [it, added] = named.emplace(targets[i].name, i);
+    if (!added)
+      r.error(name_marks[i] ? *name_marks[i] : n[i].Mark(),
+              "redis[" + std::to_string(i + 1) + "].name '" + targets[i].name +
+                  "' is already the name of redis[" + std::to_string(it->second + 1) +
+                  "]; every target needs its own name");
+  }
+  std::set<std::string> used;
+  for (const auto& [name, i] : named) used.insert(name);
+  for (auto& t : targets) {
+    if (!t.name.empty()) continue;
+    std::string base = derived_name(t.url), name = base;
+    for (int k = 2; used.contains(name); ++k) name = base + "-" + std::to_string(k);
+    t.name = name;
+    used.insert(name);
+  }
+  c.redis = std::move(targets.front());
+  c.more_redis.assign(std::make_move_iterator(targets.begin() + 1),
+                      std::make_move_iterator(targets.end()));
+}
+
 }  // namespace
+
+std::vector<Redis> redis_targets(const Config& c) {
+  std::vector<Redis> all{c.redis};
+  all.insert(all.end(), c.more_redis.begin(), c.more_redis.end());
+  return all;
+}
 
 namespace {
 
@@ -318,6 +428,7 @@ Config parse(const std::string& text, const std::filesystem::path& file,
                             {{"channels", r.strings(nt.channels, "sources.notify.channels")},
                              {"on_gap",
                               r.one_of(nt.on_gap, "sources.notify.on_gap", {"widen", "ignore"})},
+                             {"verify", r.boolean(nt.verify, "sources.notify.verify")},
                              {"tables", [&](const YAML::Node& t) {
                                 r.strings(nt.tables, "sources.notify.tables")(t);
                                 for (auto& q : nt.tables) {
@@ -344,35 +455,7 @@ Config parse(const std::string& text, const std::filesystem::path& file,
                   c.poll = p;
                 }}});
         }},
-       {"redis",
-        [&](const YAML::Node& n) {
-          r.mapping(
-              n, "redis",
-              {{"url", r.str(c.redis.url, "redis.url")},
-               {"password_file", r.str(c.redis.password_file, "redis.password_file")},
-               {"key_prefix", r.str(c.redis.key_prefix, "redis.key_prefix")},
-               {"connect_timeout", r.duration(c.redis.connect_timeout, "redis.connect_timeout")},
-               {"command_timeout", r.duration(c.redis.command_timeout, "redis.command_timeout")},
-               {"cluster", r.boolean(c.redis.cluster, "redis.cluster")},
-               {"tls", [&](const YAML::Node& t) {
-                  RedisTls tls;
-                  r.mapping(
-                      t, "redis.tls",
-                      {{"ca_file", r.str(tls.ca_file, "redis.tls.ca_file")},
-                       {"ca_path", r.str(tls.ca_path, "redis.tls.ca_path")},
-                       {"cert_file", r.str(tls.cert_file, "redis.tls.cert_file")},
-                       {"key_file", r.str(tls.key_file, "redis.tls.key_file")},
-                       {"server_name", r.str(tls.server_name, "redis.tls.server_name")},
-                       {"verify", r.one_of(tls.verify, "redis.tls.verify", {"full", "ca", "none"})},
-                       {"min_version",
-                        r.one_of(tls.min_version, "redis.tls.min_version", {"1.2", "1.3"})}});
-                  if (t.IsMap() && tls.cert_file.empty() != tls.key_file.empty())
-                    r.error(t,
-                            "redis.tls needs both cert_file and key_file for a client "
-                            "certificate (or neither)");
-                  c.redis.tls = tls;
-                }}});
-        }},
+       {"redis", [&](const YAML::Node& n) { read_redis_targets(r, n, c); }},
        {"rules",
         [&](const YAML::Node& n) {
           have_rules = true;
@@ -407,6 +490,7 @@ Config parse(const std::string& text, const std::filesystem::path& file,
       r.error(root["sources"], "sources must configure at least one of logical, notify, poll");
   }
   if (!r.problems().empty()) throw ConfigError(r.problems());
+  if (c.redis.name.empty()) c.redis.name = derived_name(c.redis.url);
   if (!have_sources) c.logical = Logical{};
   if (!rules_path.empty()) {
     std::filesystem::path p(rules_path);

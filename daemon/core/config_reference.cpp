@@ -31,6 +31,10 @@ constexpr KeyDoc kKeys[] = {
   {"sources.logical.on_gap", "one of: widen, fail, widen_at_start", "widen",
    "A slot that vanished or belongs to another system: re-create it and widen every rule "
    "once, refuse to stream, or also widen at the very first start.", "widen"},
+  {"sources.logical.coverage_interval", "duration", "30s",
+   "How often a side connection checks that the publication covers every rule table (also at "
+   "connect and on reload); an uncovered table makes the verdict degraded and widens its rules "
+   "once when covered again.", "30s"},
   {"sources.notify", "mapping", "",
    "LISTEN/NOTIFY, fed by the triggers pgbust setup --notify generates.", ""},
   {"sources.notify.channels", "list of strings", "[pgbust]",
@@ -38,6 +42,10 @@ constexpr KeyDoc kKeys[] = {
   {"sources.notify.on_gap", "one of: widen, ignore", "widen",
    "After every (re)connect, whose missed notifications are unknown: widen every rule once, "
    "or ignore the gap.", "widen"},
+  {"sources.notify.verify", "boolean", "true",
+   "Accept only payloads signed by the triggers pgbust setup --notify generates (HMAC-SHA256 "
+   "with a key from pgbust.notify_key); false lets any role that can connect delete keys.",
+   "true"},
   {"sources.notify.tables", "list of strings", "[] (every table the rules name)",
    "The schema.table names whose triggers notify: what a gap widens and what setup --notify "
    "creates triggers for.", "[public.orders]"},
@@ -62,10 +70,19 @@ constexpr KeyDoc kKeys[] = {
   {"sources.poll.tables[].deletes", "one of: count, none", "count",
    "Detect deletes as a fall in the row count (widening every rule of the table), or not at "
    "all.", "count"},
-  {"redis", "mapping", "", "The Redis target.", ""},
+  {"redis", "mapping, or list of mappings", "",
+   "The Redis target, or a list of targets kept in step (each entry takes the keys below).",
+   ""},
+  {"redis.name", "string", "host:port from the url",
+   "The target's name in the status line and metrics (target=\"...\"); unique in a list.",
+   "eu"},
   {"redis.url", "string", "redis://127.0.0.1:6379/0",
-   "redis://[user@]host:port/db, rediss:// for TLS, or unix:///path?db=N.",
+   "redis://[user@]host:port/db, rediss:// for TLS, unix:///path?db=N, or "
+   "redis+cluster://host:port,host:port (rediss+cluster:// with TLS) for Redis Cluster.",
    "\"redis://127.0.0.1:6379/0\""},
+  {"redis.cluster", "boolean", "false (true for a redis+cluster:// URL)",
+   "Redis Cluster: discover the masters from the URL's seed nodes, route each key by its hash "
+   "slot, SCAN every master for pattern deletes.", "false"},
   {"redis.password_file", "string", "\"\" (no AUTH)",
    "A file whose first line is the password (never logged).", "/etc/pgbust/redis-password"},
   {"redis.key_prefix", "string", "\"\"",
@@ -74,6 +91,9 @@ constexpr KeyDoc kKeys[] = {
    "to complete the handshake).", "2s"},
   {"redis.command_timeout", "duration", "5s",
    "Time allowed for a reply before the connection counts as lost.", "5s"},
+  {"redis.stream_maxlen", "positive integer", "10000",
+   "Rules with stream: add entries with XADD MAXLEN ~ this (older ones are trimmed).",
+   "10000"},
   {"redis.tls", "mapping", "", "TLS settings for a rediss:// URL.", ""},
   {"redis.tls.ca_file", "string", "\"\" (the system CA store)",
    "The CA bundle that signed the server's certificate.", "/etc/pgbust/redis-ca.pem"},

@@ -3,7 +3,11 @@
 
 namespace pgbust {
 
-std::string quote_for_log(std::string_view value) {
+namespace {
+
+// The double-quoted form both quote_for_log and quote_ascii write: `escape_high` also writes
+// bytes >= 0x80 as \xNN.
+std::string double_quoted(std::string_view value, bool escape_high) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(value.size() + 2);
@@ -27,7 +31,7 @@ std::string quote_for_log(std::string_view value) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20 || c == 0x7f) {
+        if (c < 0x20 || c == 0x7f || (escape_high && c >= 0x80)) {
           out += "\\x";
           out.push_back(kHex[c >> 4]);
           out.push_back(kHex[c & 0xf]);
@@ -38,6 +42,16 @@ std::string quote_for_log(std::string_view value) {
   }
   out.push_back('"');
   return out;
+}
+
+}  // namespace
+
+std::string quote_for_log(std::string_view value) {
+  return double_quoted(value, false);
+}
+
+std::string quote_ascii(std::string_view value) {
+  return double_quoted(value, true);
 }
 
 std::string quote_if_unsafe(std::string_view value) {

@@ -63,10 +63,15 @@ Health health(const StatusInput& in) {
     if (!s.degraded.empty()) return Health::Degraded;
   }
   // Reachable but refusing a batch (OOM, NOPERM, ...) is not fine either: caches go stale.
-  bool redis_ok = in.redis_state == redis::State::Ready &&
-                  (in.redis == nullptr || in.redis->failing_batches == 0);
-  if (!any_started && in.pipeline && in.pipeline->transactions == 0 && in.redis_down_seconds < 5 &&
-      !failed && in.uptime_seconds < kStartupGraceSeconds)
+  bool redis_ok = !in.redis.empty();
+  double redis_down = 0;
+  for (const RedisStatus& r : in.redis) {
+    redis_ok = redis_ok && r.state == redis::State::Ready &&
+               (r.stats == nullptr || r.stats->failing_batches == 0);
+    redis_down = std::max(redis_down, r.down_seconds);
+  }
+  if (!any_started && in.pipeline && in.pipeline->transactions == 0 && redis_down < 5 && !failed &&
+      in.uptime_seconds < kStartupGraceSeconds)
     return Health::Starting;
   if (!all_streaming || !redis_ok) return Health::Degraded;
   if (lagging) return Health::CatchingUp;
@@ -87,31 +92,39 @@ std::string status_line(const StatusInput& in) {
       out += " (" + s.degraded + ")";
     out += ";";
   }
-  out += fmt::format(" redis {}", redis::to_string(in.redis_state));
-  if (!in.redis_server.empty()) out += " " + in.redis_server;
-  if (in.redis_state != redis::State::Ready && in.redis_down_seconds > 0)
-    out += fmt::format(" (down {:.0f}s)", in.redis_down_seconds);
-  if (in.redis && in.redis->failing_batches > 0)
-    out += fmt::format(" ({} batch{} failing: {})", in.redis->failing_batches,
-                       in.redis->failing_batches == 1 ? "" : "es", in.redis_error);
-  if (in.redis && in.redis->pass_running) {
-    const auto& r = *in.redis;
-    out += fmt::format(" (keyspace pass for {} pattern{}: {} keys scanned", r.pass_patterns,
-                       r.pass_patterns == 1 ? "" : "s", r.pass_scanned);
-    if (r.pass_dbsize > 0)
-      out += fmt::format(" of {} ({:.0f}%)", r.pass_dbsize,
-                         std::min(100.0, 100.0 * static_cast<double>(r.pass_scanned) /
-                                             static_cast<double>(r.pass_dbsize)));
-    out += ")";
+  for (const RedisStatus& r : in.redis) {
+    out += " redis";
+    if (in.redis.size() > 1) out += " " + r.name;
+    out += fmt::format(" {}", redis::to_string(r.state));
+    if (!r.server.empty()) out += " " + r.server;
+    if (!r.role.empty() || !r.tls_version.empty())
+      out += fmt::format(" [{}{}{}]", r.role, r.role.empty() ? "" : ", ",
+                         r.tls ? (r.tls_version.empty() ? "TLS" : r.tls_version) : "no TLS");
+    if (r.state != redis::State::Ready && r.down_seconds > 0)
+      out += fmt::format(" (down {:.0f}s)", r.down_seconds);
+    if (r.stats && r.stats->failing_batches > 0)
+      out += fmt::format(" ({} batch{} failing: {})", r.stats->failing_batches,
+                         r.stats->failing_batches == 1 ? "" : "es", r.error);
+    if (r.stats && r.stats->pass_running) {
+      const auto& st = *r.stats;
+      out += fmt::format(" (keyspace pass for {} pattern{}: {} keys scanned", st.pass_patterns,
+                         st.pass_patterns == 1 ? "" : "s", st.pass_scanned);
+      if (st.pass_dbsize > 0)
+        out += fmt::format(" of {} ({:.0f}%)", st.pass_dbsize,
+                           std::min(100.0, 100.0 * static_cast<double>(st.pass_scanned) /
+                                               static_cast<double>(st.pass_dbsize)));
+      out += ")";
+    }
+    out += ";";
   }
-  out += ";";
   out += fmt::format(" {:.1f} changes/s;", in.changes_per_second);
   if (const auto* p = in.pipeline) {
     out += fmt::format(" {} changes {} txns; keys {} patterns {} bumps {} publishes {};",
                        p->changes, p->transactions, p->keys, p->patterns, p->bumps, p->publishes);
     out += fmt::format(" widened {};", p->widenings);
   }
-  std::uint64_t errors = in.redis ? in.redis->errors : 0;
+  std::uint64_t errors = 0;
+  for (const RedisStatus& r : in.redis) errors += r.stats ? r.stats->errors : 0;
   for (const auto& [name, s] : in.sources) errors += s.errors;
   out += fmt::format(" errors {}; in flight {}", errors, in.in_flight);
   if (!in.rules.empty()) out += "; rules " + in.rules;

@@ -9,6 +9,7 @@
 
 #include "pgbust/core/version.hpp"
 #include "pgbust/ops/process_metrics.hpp"
+#include "pgbust/redis/dry_run.hpp"
 
 namespace pgbust {
 
@@ -22,11 +23,12 @@ constexpr const char* kRedisErrorsHelp =
     "Redis error replies by class and command, and failed connections (class=\"connection\")";
 }  // namespace
 
-Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTarget& target,
+Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline,
+                     std::vector<redis::AnyTarget*> targets,
                      const std::vector<std::unique_ptr<Source>>& sources,
                      std::function<StatusInput()> status)
     : pipeline_(pipeline),
-      target_(target),
+      targets_(std::move(targets)),
       sources_(sources),
       status_(std::move(status)),
       watchdog_(notifier_) {
@@ -35,11 +37,14 @@ Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTa
                                   "applied in Redis",
                                   metrics::latency_buckets());
   // Keyspace passes take from milliseconds (a small keyspace) to minutes (millions of keys).
-  auto* passes = &registry_.histogram(
-      "pgbust_redis_pass_duration_seconds",
-      "Duration of keyspace passes (one SCAN stream serving every pending pattern delete)",
-      {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800});
-  target_.on_pass([passes](double seconds) { passes->observe(seconds); });
+  for (redis::AnyTarget* t : targets_) {
+    auto* passes = &registry_.histogram(
+        "pgbust_redis_pass_duration_seconds",
+        "Duration of keyspace passes (one SCAN stream serving every pending pattern delete), "
+        "by target",
+        {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800}, {{"target", t->name()}});
+    t->on_pass([passes](double seconds) { passes->observe(seconds); });
+  }
   reloads_ok_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
                                    {{"result", "ok"}});
   reloads_failed_ = &registry_.counter("pgbust_reloads_total", "Rule reloads (SIGHUP) by result",
@@ -134,44 +139,29 @@ void Telemetry::refresh() {
         rs.publishes);
     set(r.counter("pgbust_rule_widenings_total", "Widenings, by rule", l), rs.widenings);
   }
+  set(r.counter("pgbust_emitted_messages_total",
+                "Application messages (pg_logical_emit_message, prefix pgbust) taken into "
+                "their transaction's invalidations"),
+      p.emitted_messages);
+  for (const auto& [reason, n] : p.emitted_rejected)
+    set(r.counter("pgbust_emitted_messages_rejected_total",
+                  "Application messages ignored (malformed, non-transactional), by reason",
+                  {{"reason", reason}}),
+        n);
   for (const auto& [reason, n] : p.widenings_by_reason)
     set(r.counter("pgbust_widenings_total",
                   "Keys that could not be computed exactly and were widened, by reason",
                   {{"reason", std::string(label(reason))}}),
         n);
-  const auto& rs = target_.stats();
-  set(r.counter("pgbust_redis_commands_total", "Redis commands answered"), rs.commands);
-  // Error replies by class (transient, persistent) and command; failed connections as
-  // class="connection".
-  std::uint64_t replies = 0;
-  for (const auto& [key, n] : rs.errors_by_class) {
-    set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
-                  {{"class", key.first}, {"command", key.second}}),
-        n);
-    replies += n;
+  for (const redis::AnyTarget* t : targets_) {
+    refresh_target(*t);
+    if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(t))
+      for (const auto& [command, n] : dry->commands())
+        set(r.counter("pgbust_dry_run_commands_total",
+                      "Redis commands a dry run would have sent, by command",
+                      {{"command", command}}),
+            n);
   }
-  set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp, {{"class", "connection"}}),
-      rs.errors - std::min(rs.errors, replies));
-  set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK"),
-      rs.keys_deleted);
-  set(r.counter("pgbust_redis_keyspace_passes_total",
-                "Keyspace passes completed (each serves every pattern pending when it starts)"),
-      rs.passes);
-  set(r.counter("pgbust_redis_pass_keys_scanned_total",
-                "Keys keyspace passes scanned (visited by SCAN; estimated as COUNT per call when "
-                "the patterns share a prefix and SCAN MATCHes it)"),
-      rs.pass_keys_scanned);
-  set(r.counter("pgbust_redis_pass_keys_deleted_total",
-                "Keys Redis reported removed by keyspace passes' UNLINKs"),
-      rs.pass_keys_deleted);
-  r.gauge("pgbust_redis_pass_running", "1 while a keyspace pass is running")
-      .set(rs.pass_running ? 1 : 0);
-  r.gauge("pgbust_redis_scan_count", "SCAN COUNT now (adapts to keep each SCAN short)")
-      .set(static_cast<double>(rs.scan_count));
-  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream", {{"upstream", "redis"}}),
-      rs.reconnects);
-  r.gauge("pgbust_redis_up", "1 when the Redis connection is ready")
-      .set(target_.connected() ? 1 : 0);
   r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")
       .set(static_cast<double>(pipeline_.in_flight()));
   r.gauge("pgbust_ack_records",
@@ -193,6 +183,11 @@ void Telemetry::refresh() {
               "is degraded while any is)",
               l)
           .set(static_cast<double>(st.uncovered_tables));
+    for (const auto& [reason, n] : st.rejected)
+      set(r.counter("pgbust_" + s->name() + "_rejected_total",
+                    "Payloads refused (unsigned, forged, signed with an unknown key), by reason",
+                    {{"reason", reason}}),
+          n);
     if (st.lag_bytes >= 0)
       r.gauge("pgbust_replication_lag_bytes",
               "WAL the slot holds back: server WAL end minus the confirmed position", l)
@@ -201,6 +196,75 @@ void Telemetry::refresh() {
       r.gauge("pgbust_replication_lag_seconds",
               "Age of the oldest committed change not yet applied in Redis", l)
           .set(st.lag_seconds);
+  }
+}
+
+// One Redis target's series, each labelled target="<name>".
+void Telemetry::refresh_target(const redis::AnyTarget& t) {
+  auto& r = registry_;
+  const auto& rs = t.stats();
+  const std::string& name = t.name();
+  set(r.counter("pgbust_redis_commands_total", "Redis commands answered, by target",
+                {{"target", name}}),
+      rs.commands);
+  // Error replies by class (transient, persistent) and command; failed connections as
+  // class="connection".
+  std::uint64_t replies = 0;
+  for (const auto& [key, n] : rs.errors_by_class) {
+    set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
+                  {{"target", name}, {"class", key.first}, {"command", key.second}}),
+        n);
+    replies += n;
+  }
+  set(r.counter("pgbust_redis_errors_total", kRedisErrorsHelp,
+                {{"target", name}, {"class", "connection"}}),
+      rs.errors - std::min(rs.errors, replies));
+  set(r.counter("pgbust_redis_keys_unlinked_total", "Keys Redis reported removed by UNLINK",
+                {{"target", name}}),
+      rs.keys_deleted);
+  set(r.counter("pgbust_redis_stream_entries_total", "Stream entries added (XADD), by target",
+                {{"target", name}}),
+      rs.stream_entries);
+  set(r.counter("pgbust_redis_keyspace_passes_total",
+                "Keyspace passes completed (each serves every pattern pending when it starts), "
+                "by target",
+                {{"target", name}}),
+      rs.passes);
+  set(r.counter("pgbust_redis_pass_keys_scanned_total",
+                "Keys keyspace passes scanned (visited by SCAN; estimated as COUNT per call when "
+                "the patterns share a prefix and SCAN MATCHes it), by target",
+                {{"target", name}}),
+      rs.pass_keys_scanned);
+  set(r.counter("pgbust_redis_pass_keys_deleted_total",
+                "Keys Redis reported removed by keyspace passes' UNLINKs, by target",
+                {{"target", name}}),
+      rs.pass_keys_deleted);
+  r.gauge("pgbust_redis_pass_running", "1 while a keyspace pass is running, by target",
+          {{"target", name}})
+      .set(rs.pass_running ? 1 : 0);
+  r.gauge("pgbust_redis_scan_count", "SCAN COUNT now (adapts to keep each SCAN short), by target",
+          {{"target", name}})
+      .set(static_cast<double>(rs.scan_count));
+  set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
+                {{"upstream", "redis"}, {"target", name}}),
+      rs.reconnects);
+  r.gauge("pgbust_redis_up", "1 when the Redis connection is ready", {{"target", name}})
+      .set(t.connected() ? 1 : 0);
+  r.gauge("pgbust_redis_queued_batches", "Batches handed to the target and not yet applied",
+          {{"target", name}})
+      .set(static_cast<double>(t.queued()));
+  // The last handshake's view: role (ROLE) and TLS (protocol negotiated, or "none").
+  const std::string role = t.role().empty() ? "unknown" : t.role();
+  const std::string tls = !t.tls() ? "none" : t.tls_version().empty() ? "pending" : t.tls_version();
+  auto& info = r.gauge("pgbust_redis_info",
+                       "A Redis target's role and TLS protocol as last seen (1 for the current "
+                       "pair, 0 for earlier ones)",
+                       {{"target", name}, {"role", role}, {"tls", tls}});
+  metrics::Gauge*& shown = redis_info_[name];  // the pair shown before: now 0
+  if (shown != &info) {
+    if (shown) shown->set(0);
+    info.set(1);
+    shown = &info;
   }
 }
 

@@ -5,9 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
+#include "pgbust/core/emitted.hpp"
 #include "pgbust/core/log_fields.hpp"
+#include "pgbust/core/quote.hpp"
 #include "pgbust/pipeline/key_set.hpp"
 #include "pgbust/pipeline/publish.hpp"
 
@@ -39,6 +42,7 @@ struct Pipeline::Txn {
   KeySet redelete_keys, redelete_patterns;
   std::chrono::milliseconds redelete_after{0};
   std::map<std::string, PublishInfo> publishes;  // by channel
+  std::map<std::string, PublishInfo> streams;    // by stream key
   std::unordered_set<const rules::Rule*> overflowed;
   std::size_t total = 0;
   // The table of the change being evaluated (valid during that call), for publish messages.
@@ -57,6 +61,7 @@ struct Pipeline::Txn {
     redelete_patterns.clear();
     redelete_after = std::chrono::milliseconds{0};
     publishes.clear();
+    streams.clear();
     overflowed.clear();
     total = 0;
   }
@@ -67,9 +72,10 @@ struct Pipeline::Pending {
   KeySet redelete_keys, redelete_patterns;
   std::chrono::milliseconds redelete_after{0};
   std::vector<std::pair<std::string, std::string>> publishes;
+  std::vector<std::pair<std::string, std::string>> streams;
   AckLedger::Group group = AckLedger::kNothing;  // the transactions it applies
   std::size_t size() const {
-    return deletes.size() + patterns.size() + bumps.size() + publishes.size() +
+    return deletes.size() + patterns.size() + bumps.size() + publishes.size() + streams.size() +
            redelete_keys.size() + redelete_patterns.size();
   }
   bool has_actions() const { return size() != 0; }
@@ -124,32 +130,38 @@ class Pipeline::TxnSink : public rules::Sink {
     }
     // The message lists what this rule invalidated, even when an earlier rule of the same
     // transaction already queued the key.
-    if (!rule.publish.empty()) {
-      auto& info = publish_info(rule);
-      std::string k(key);
-      if (info.listed.contains(k)) return;
-      if (info.items >= p_.options_.publish_max_items) {
-        info.content.truncated = true;
-        return;
-      }
-      ++info.items;
-      auto& c = info.content;
-      auto& list = action == rules::Action::Delete          ? c.keys
-                   : action == rules::Action::DeletePattern ? c.patterns
-                                                            : c.revisions;
-      info.listed.insert(k);
-      list.push_back(std::move(k));
+    if (!rule.publish.empty()) list(publish_info(rule), action, key);
+    if (!rule.stream.empty()) list(stream_info(rule), action, key);
+  }
+
+  void list(PublishInfo& info, rules::Action action, std::string_view key) {
+    std::string k(key);
+    if (info.listed.contains(k)) return;
+    if (info.items >= p_.options_.publish_max_items) {
+      info.content.truncated = true;
+      return;
     }
+    ++info.items;
+    auto& c = info.content;
+    auto& list = action == rules::Action::Delete          ? c.keys
+                 : action == rules::Action::DeletePattern ? c.patterns
+                                                          : c.revisions;
+    info.listed.insert(k);
+    list.push_back(std::move(k));
   }
 
   // A rule that fired publishes even when it has no key to list (publish-only rules).
   void fired(const rules::Rule& rule) override {
     ++p_.rule_stats_for(rule).fired;
     if (!rule.publish.empty()) publish_info(rule);
+    if (!rule.stream.empty()) stream_info(rule);
   }
 
   PublishInfo& publish_info(const rules::Rule& rule) {
-    auto& info = t_.publishes[rule.publish];
+    return info(t_.publishes[rule.publish], rule);
+  }
+  PublishInfo& stream_info(const rules::Rule& rule) { return info(t_.streams[rule.stream], rule); }
+  PublishInfo& info(PublishInfo& info, const rules::Rule& rule) {
     const std::string& table = t_.table_name();
     if (!info.content.tables.contains(table)) info.content.tables.insert(table);
     info.rules.insert(rule.name);
@@ -161,6 +173,7 @@ class Pipeline::TxnSink : public rules::Sink {
     ++s.widenings;
     ++s.widenings_by_reason[why];
     if (!rule.publish.empty() && is_gap(why)) publish_info(rule).content.gap = true;
+    if (!rule.stream.empty() && is_gap(why)) stream_info(rule).content.gap = true;
     ++p_.rule_stats_for(rule).widenings;
     LogScope scope(LogFields::of_rule(rule.name));
     spdlog::debug("rule {}: widened: {}", rule.name, detail);
@@ -268,11 +281,71 @@ void Pipeline::abort(Source& source) {
   maybe_swap_rules();
 }
 
+// The application's own invalidations join its transaction: they are applied after its
+// commit, in commit order, and confirmed like the rules' (README, "Invalidations from the
+// application"). The key prefix is applied; patterns keep their wildcards (the prefix is
+// glob-escaped). A message pgbust cannot use is counted and logged, never fatal.
+void Pipeline::message(Source& source, Position lsn, bool transactional, std::string_view content) {
+  EmittedRejection why;
+  std::optional<EmittedInvalidation> inv;
+  if (!transactional)
+    why = {"non_transactional",
+           "pg_logical_emit_message(false, ...) is not tied to a commit; emit it with "
+           "transactional = true inside the transaction"};
+  else
+    inv = parse_emitted(content, why);
+  if (!inv) {
+    ++stats_.emitted_rejected[why.reason];
+    constexpr std::size_t kShown = 200;
+    spdlog::warn("{}: ignored the application message at {} ({}): {}; content {}{}", source.name(),
+                 source.format_position(lsn), why.reason, why.message,
+                 quote_for_log(content.substr(0, kShown)),
+                 content.size() > kShown
+                     ? fmt::format(" (first {} of {} bytes)", kShown, content.size())
+                     : "");
+    return;
+  }
+  ++stats_.emitted_messages;
+  Txn& txn = txn_for(source);
+  const std::string& prefix = engine_options_.key_prefix;
+  const std::string prefix_glob = rules::glob_escape(prefix);
+  std::string key;
+  PublishContent listed;
+  auto add = [&](KeySet& set, const std::string& pre, const std::string& k,
+                 std::vector<std::string>& list) {
+    key.assign(pre).append(k);
+    if (set.insert(key)) ++txn.total;
+    list.push_back(key);
+  };
+  for (const auto& k : inv->deletes) add(txn.deletes, prefix, k, listed.keys);
+  for (const auto& k : inv->patterns) add(txn.patterns, prefix_glob, k, listed.patterns);
+  for (const auto& k : inv->bumps) add(txn.bumps, prefix, k, listed.revisions);
+  for (const auto& channel : inv->publish) {
+    auto& info = txn.publishes[channel];
+    auto& c = info.content;
+    auto list = [&](const std::vector<std::string>& from, std::vector<std::string>& to) {
+      for (const auto& k : from) {
+        if (info.listed.contains(k)) continue;
+        if (info.items >= options_.publish_max_items) {
+          c.truncated = true;
+          return;
+        }
+        ++info.items;
+        info.listed.insert(k);
+        to.push_back(k);
+      }
+    };
+    list(listed.keys, c.keys);
+    list(listed.patterns, c.patterns);
+    list(listed.revisions, c.revisions);
+  }
+}
+
 void Pipeline::commit(Source& source, Position position, std::int64_t commit_time_us) {
   Txn* txn = nullptr;
   if (auto it = txns_.find(&source); it != txns_.end() && it->second->open) txn = it->second.get();
   ++stats_.transactions;
-  if (!txn || (txn->total == 0 && txn->publishes.empty())) {
+  if (!txn || (txn->total == 0 && txn->publishes.empty() && txn->streams.empty())) {
     // Nothing to invalidate: confirmable as soon as every earlier transaction is.
     if (txn) close_txn(*txn);
     ledger_.add(source, position, commit_time_us, AckLedger::kNothing);
@@ -302,12 +375,16 @@ void Pipeline::commit(Source& source, Position position, std::int64_t commit_tim
 }
 
 void Pipeline::add_publishes(Source& source, Position position, Txn& txn, Pending& p) {
-  if (txn.publishes.empty()) return;
+  if (txn.publishes.empty() && txn.streams.empty()) return;
   const std::string where = source.format_position(position);
   for (auto& [channel, info] : txn.publishes) {
     p.publishes.emplace_back(channel, publish_message(source.name(), where, info.content));
     ++stats_.publishes;
     for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
+  }
+  for (auto& [stream, info] : txn.streams) {
+    p.streams.emplace_back(stream, publish_message(source.name(), where, info.content));
+    ++stats_.stream_entries;
   }
 }
 
@@ -324,6 +401,7 @@ void Pipeline::flush() {
   copy(p->patterns, batch.patterns);
   copy(p->bumps, batch.bumps);
   batch.publishes = std::move(p->publishes);
+  batch.streams = std::move(p->streams);
   ++batches_in_target_;
   const bool patterns = !batch.patterns.empty();
   if (patterns) ++pattern_batches_in_target_;

@@ -133,7 +133,8 @@ AccessReport check_node(const Options& options, const Endpoint& ep,
     bool dryrun = true;
     for (const auto& argv : commands) {
       std::string label = argv[0];
-      if (argv[0] == "PUBLISH") label += " to " + argv[1];
+      const bool message = argv[0] == "PUBLISH" || argv[0] == "XADD";  // reaches subscribers
+      if (message) label += " to " + argv[1];
       std::string refusal;
       if (dryrun) {
         std::vector<std::string_view> a{"ACL", "DRYRUN", report.user};
@@ -146,7 +147,7 @@ AccessReport check_node(const Options& options, const Endpoint& ep,
           refusal = t;
         }
       }
-      if (!dryrun && argv[0] == "PUBLISH") {
+      if (!dryrun && message) {
         report.allowed.push_back(label + " (not probed: a probe would reach subscribers)");
         continue;
       }

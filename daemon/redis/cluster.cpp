@@ -297,7 +297,8 @@ struct ClusterTarget::Impl {
   struct CBatch {
     Batch batch;
     std::function<void()> done;
-    int phase = 0;  // 0: waits for the map; 1 deletes and patterns; 2 bumps; 3 publishes
+    int phase = 0;  // 0: waits for the map; 1 deletes and patterns; 2 bumps; 3 publishes;
+                    // 4 stream entries (XADD)
     std::size_t outstanding = 0;
   };
   struct Part {
@@ -429,6 +430,10 @@ struct ClusterTarget::Impl {
       for (std::size_t m = 0; m < topo.masters.size(); ++m)
         per[static_cast<int>(m)].patterns = work.patterns;
     if (!work.publishes.empty()) per[publisher()].publishes = std::move(work.publishes);
+    for (auto& s : work.streams) {  // XADD: the master of the stream key's slot
+      const int m = topo.slot[key_slot(s.first)];
+      (m < 0 ? orphans : per[m]).streams.push_back(std::move(s));
+    }
     for (auto& [m, part] : per)
       submit(b, topo.masters[static_cast<std::size_t>(m)].addr(), std::move(part),
              PartFlags{false, single_keys, 0}, hops);
@@ -457,7 +462,12 @@ struct ClusterTarget::Impl {
     const bool single = pit->second.flags.single_keys;
     const TimePoint now = Clock::now();
     Batch work;
-    (r.what == Redirected::Delete ? work.deletes : work.bumps) = r.keys;
+    if (r.what == Redirected::Stream) {
+      if (r.keys.size() != 2) return false;
+      work.streams.emplace_back(r.keys[0], r.keys[1]);
+    } else {
+      (r.what == Redirected::Delete ? work.deletes : work.bumps) = r.keys;
+    }
     const std::string_view code = r.error.substr(0, r.error.find(' '));
     spdlog::debug("redis cluster: {} for {} key(s); following it", r.error, r.keys.size());
     if (code == "MOVED" || code == "ASK") {
@@ -524,6 +534,8 @@ struct ClusterTarget::Impl {
         work.bumps = cb.batch.bumps;
       } else if (cb.phase == 3) {
         work.publishes = cb.batch.publishes;
+      } else if (cb.phase == 4) {
+        work.streams = cb.batch.streams;
       } else {
         completions.push_back(std::move(cb.done));
         batches.erase(b);
@@ -759,6 +771,29 @@ std::string ClusterTarget::describe() const {
   if (impl_->seeds.front().tls) s += " over TLS";
   if (impl_->have_map) s += fmt::format(" ({} masters)", impl_->topo.masters.size());
   return s;
+}
+
+std::string ClusterTarget::name() const {
+  return impl_->opt.name;
+}
+
+std::string ClusterTarget::role() const {
+  return impl_->have_map ? "cluster" : "";
+}
+
+bool ClusterTarget::tls() const {
+  return impl_->seeds.front().tls;
+}
+
+std::string ClusterTarget::tls_version() const {
+  for (const auto& [addr, n] : impl_->nodes)
+    if (n.target->state() == State::Ready && !n.target->tls_version().empty())
+      return n.target->tls_version();
+  return "";
+}
+
+std::size_t ClusterTarget::queued() const {
+  return impl_->batches.size() + impl_->completions.size();
 }
 
 void ClusterTarget::attach(Loop& loop) {

@@ -1,6 +1,7 @@
 // Redis endpoints: parsing redis:// and unix:// URLs, password files, and naming the server.
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -204,11 +205,25 @@ Endpoint parse_url(std::string_view url) {
   if (parts.scheme == UrlParts::Tcp) return parse_tcp(url, parts);
   if (parts.scheme == UrlParts::Unix) return parse_unix(url, parts);
   if (url.find("://") == std::string_view::npos && !url.empty() && url[0] == '/')
-    bad(url, "a bare path; write unix://" + std::string(url));
+    bad(url, "a bare path; write unix://" + mask_url(url));
   bad(url, kExpected);
 }
 
-std::string read_password_file(const std::string& path) {
+std::string credentials_path(const std::string& path) {
+  for (std::string_view var : {"${CREDENTIALS_DIRECTORY}/", "$CREDENTIALS_DIRECTORY/"}) {
+    if (path.compare(0, var.size(), var) != 0) continue;
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0')
+      throw Error("redis password_file '" + path +
+                  "': $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with "
+                  "LoadCredential=; outside the unit, name the file itself)");
+    return std::string(dir) + "/" + path.substr(var.size());
+  }
+  return path;
+}
+
+std::string read_password_file(const std::string& configured) {
+  std::string path = credentials_path(configured);
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;

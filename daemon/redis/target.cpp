@@ -45,6 +45,7 @@ enum class Kind : std::uint8_t {
   Auth,
   Select,
   SetName,
+  Role,
   Ping,
   Unlink,
   Scan,
@@ -53,7 +54,8 @@ enum class Kind : std::uint8_t {
   Incr,
   Publish,
   Asking,  // cluster: before a command of an ASK redirection
-  Query    // cluster: Target::query()
+  Query,   // cluster: Target::query()
+  Xadd
 };
 
 std::string_view command_name(Kind k) {
@@ -64,6 +66,8 @@ std::string_view command_name(Kind k) {
       return "SELECT";
     case Kind::SetName:
       return "CLIENT SETNAME";
+    case Kind::Role:
+      return "ROLE";
     case Kind::Ping:
       return "PING";
     case Kind::Unlink:
@@ -82,6 +86,8 @@ std::string_view command_name(Kind k) {
       return "ASKING";
     case Kind::Query:
       return "query";
+    case Kind::Xadd:
+      return "XADD";
   }
   return "?";
 }
@@ -324,6 +330,8 @@ struct Target::Impl {
   std::function<bool(const Redirected&)> redirect_hook;
   std::deque<std::pair<std::vector<std::string>, std::function<void(const redisReply*)>>> queries;
   std::deque<std::function<void(const redisReply*)>> queries_sent;
+  std::string stream_maxlen;
+  std::string role, tls_version;  // what the last handshake saw
 
   explicit Impl(Options o) : Impl(o, resolve_endpoint(o)) {}  // checks as check --config does
   Impl(Options o, Endpoint e)
@@ -332,10 +340,11 @@ struct Target::Impl {
         session("redis",
                 RetryPolicy{opt.backoff_min, opt.backoff_max, 0.5, std::chrono::seconds(30),
                             opt.log_interval},
-                Session::Labels{"connecting", "handshake", "ready"}) {
+                Session::Labels{"connecting", "handshake", "ready", true}) {
     session.set_server(ep.describe());
     if (ep.tls) tls = std::make_unique<detail::TlsContext>(opt.tls, ep);
     scan_count = std::clamp(opt.scan_count, kScanCountMin, kScanCountMax);
+    stream_maxlen = std::to_string(opt.stream_maxlen);
     argv.reserve(opt.unlink_chunk + 1);
   }
 
@@ -438,7 +447,8 @@ struct Target::Impl {
   // An ASK redirection's command is preceded by ASKING (it admits one command).
   void asking(Kind kind, Pending* p, TimePoint now) {
     if (!p || !p->flags.asking) return;
-    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr) return;
+    if (kind != Kind::Unlink && kind != Kind::SetNx && kind != Kind::Incr && kind != Kind::Xadd)
+      return;
     detail::append_command(conn->out(), {"ASKING"});
     in_flight.push_back({Kind::Asking, p->id, 0, 0, 0, now, {}});
     ++p->prog.outstanding;
@@ -456,6 +466,8 @@ struct Target::Impl {
     if (ep.db != 0) send(Kind::Select, {"SELECT", db}, now);
     // Always sent: a reply proves the server answers before we call it Ready.
     send(Kind::SetName, {"CLIENT", "SETNAME", "pgbust"}, now);
+    send(Kind::Role, {"ROLE"}, now);  // for the status line; refused is harmless
+    tls_version = conn->tls_version();
     conn->flush();
   }
 
@@ -498,6 +510,8 @@ struct Target::Impl {
         return std::string(command_name(e.kind)) + " " + printable(b.bumps[e.index]);
       case Kind::Publish:
         return "PUBLISH to " + printable(b.publishes[e.index].first);
+      case Kind::Xadd:
+        return "XADD to " + printable(b.streams[e.index].first);
       default:
         return std::string(command_name(e.kind));
     }
@@ -535,6 +549,7 @@ struct Target::Impl {
       return true;
     if (error && redirect_hook && !stale_pass && is_redirection(text) && redirect(e, p, text))
       return true;
+    bool harmless = false;  // an error reply that does not make the connection unusable
     switch (e.kind) {
       case Kind::Auth:
       case Kind::Select:
@@ -559,6 +574,7 @@ struct Target::Impl {
         }
         if (error)
           session.log(spdlog::level::debug, "CLIENT SETNAME refused: {}", reply_text(r.get()));
+        harmless = error;
         break;
       case Kind::Incr:
         if (error && p && is_counter_error(text) && !p->prog.fixed[e.index]) {
@@ -590,15 +606,27 @@ struct Target::Impl {
         if (!error && r->type == REDIS_REPLY_INTEGER && pass)
           pass->dbsize = stats.pass_dbsize = static_cast<std::uint64_t>(r->integer);
         return true;
+      case Kind::Role:
+        role = !error && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                       r->element[0]->type == REDIS_REPLY_STRING
+                   ? std::string(r->element[0]->str, r->element[0]->len)
+                   : std::string();
+        if (role == "slave") role = "replica";
+        if (error) session.log(spdlog::level::debug, "ROLE refused: {}", reply_text(r.get()));
+        harmless = error;  // only the status line misses it
+        break;
       case Kind::Publish:
         if (!error) ++stats.publishes;
+        break;
+      case Kind::Xadd:
+        if (!error) ++stats.stream_entries;
         break;
       case Kind::SetNx:
       case Kind::Asking:
       case Kind::Query:
         break;
     }
-    if (error) return command_failed(e, p, r.get(), now);
+    if (error && !harmless) return command_failed(e, p, r.get(), now);
     if (state() == State::Handshake && in_flight.empty()) become_ready(now);
     return true;
   }
@@ -631,6 +659,10 @@ struct Target::Impl {
     } else if (e.kind == Kind::SetNx || e.kind == Kind::Incr) {
       r.what = Redirected::Bump;
       r.keys.push_back(p->batch.bumps[e.index]);
+    } else if (e.kind == Kind::Xadd) {
+      r.what = Redirected::Stream;
+      const auto& [stream, message] = p->batch.streams[e.index];
+      r.keys = {stream, message};
     } else {
       return false;
     }
@@ -880,9 +912,9 @@ struct Target::Impl {
   // Sends what batch `i` allows now. Its order: exact UNLINKs; its patterns handed to the
   // next keyspace pass; once that pass has ended, its bumps (deletes before bumps, so a
   // widened bump deletes rev:...:* first and then INCRs the new counter, as `explain`
-  // prints); once every one of its commands has been answered, its publishes. Its done()
-  // runs once the publishes are answered. True when it completed or was set aside (the
-  // queue changed: call again).
+  // prints); once every one of its commands has been answered, its publishes, then its
+  // stream entries. Its done() runs once those are answered. True when it completed or was
+  // set aside (the queue changed: call again).
   bool step(std::size_t i, TimePoint now) {
     Pending& p = queue[i];
     Progress& g = p.prog;
@@ -929,7 +961,17 @@ struct Target::Impl {
       send(Kind::Publish, {"PUBLISH", channel, message}, now, g.pub_pos, &p);
       ++g.pub_pos;
     }
-    if (g.pub_pos == b.publishes.size() && g.outstanding == 0) return complete(i, now);
+    // Then its stream entries (XADD), like the publishes: after everything of its own batch,
+    // never held up by another batch's pass.
+    const std::size_t messages = b.publishes.size() + b.streams.size();
+    while (g.pub_pos < messages && room(1)) {
+      const std::size_t k = g.pub_pos - b.publishes.size();
+      const auto& [stream, message] = b.streams[k];
+      send(Kind::Xadd, {"XADD", stream, "MAXLEN", "~", stream_maxlen, "*", "message", message}, now,
+           k, &p);
+      ++g.pub_pos;
+    }
+    if (g.pub_pos == messages && g.outstanding == 0) return complete(i, now);
     return false;
   }
 
@@ -976,9 +1018,10 @@ struct Target::Impl {
   // Sends what the batches and the keyspace pass allow; true when it completed or set aside
   // a batch, or ended a pass (call again). Batches start in queue order, each as soon as
   // Redis is ready (a set-aside one once its retry is due), and run side by side: a later
-  // batch's exact deletes, bumps and publishes go while an earlier one waits for its pass.
-  // The pass is served first so it keeps going under a stream of small batches; it has at
-  // most a SCAN and one page's UNLINKs in flight, so later commands queue behind little.
+  // batch's exact deletes, bumps, publishes and stream entries go while an earlier one waits
+  // for its pass. The pass is served first so it keeps going under a stream of small
+  // batches; it has at most a SCAN and one page's UNLINKs in flight, so later commands queue
+  // behind little.
   bool pump(TimePoint now) {
     const bool ready = state() == State::Ready;
     if (ready && pump_pass(now)) return true;
@@ -1227,6 +1270,18 @@ std::string Target::last_error() const {
 }
 std::string Target::describe() const {
   return impl_->ep.describe();
+}
+std::string Target::name() const {
+  return impl_->opt.name;
+}
+std::string Target::role() const {
+  return impl_->role;
+}
+bool Target::tls() const {
+  return impl_->ep.tls;
+}
+std::string Target::tls_version() const {
+  return impl_->tls_version;
 }
 const Endpoint& Target::endpoint() const {
   return impl_->ep;

@@ -177,6 +177,10 @@ std::string tls_failure(ssl_st* ssl, const std::string& op, int rc, int err,
 
 }  // namespace
 
+std::string Conn::tls_version() const {
+  return ssl_ && !handshaking_ ? SSL_get_version(ssl_.get()) : "";
+}
+
 bool Conn::handshake() {
   ERR_clear_error();
   errno = 0;

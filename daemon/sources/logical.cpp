@@ -12,6 +12,7 @@
 
 #include "logical_coverage.hpp"
 #include "logical_handshake.hpp"
+#include "pgbust/core/emitted.hpp"
 #include "pgbust/core/quote.hpp"
 #include "pgbust/core/session.hpp"
 #include "pgbust/pg/connect_params.hpp"
@@ -677,9 +678,15 @@ class LogicalSource::Impl final : public detail::SourceImpl {
               quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
               d.relation->table.generation);
         break;
+      case Kind::Message:
+        // Only the application's own invalidations; other prefixes are other consumers'.
+        if (d.message.prefix != kEmittedPrefix) break;
+        if (d.message.transactional && !in_txn_)
+          throw pgoutput::ProtocolError("pgoutput: a transactional Message outside a transaction");
+        sink_.message(self_, d.message.lsn, d.message.transactional, d.message.content);
+        break;
       case Kind::Origin:
       case Kind::Type:
-      case Kind::Message:
         break;
     }
   }
@@ -690,7 +697,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   void send_status(TimePoint now, bool request_reply) {
-    const Position acked = ledger_.reported();
+    // 0 (InvalidXLogRecPtr) moves nothing: a dry run leaves a slot it does not own alone.
+    const Position acked = opt_.never_confirm ? 0 : ledger_.reported();
     auto msg = pgoutput::status_update(acked, pgoutput::pg_now_us(), request_reply);
     if (PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size())) != 1)
       pg::fail(conn_.get(), "sending a status update for slot " + opt_.slot);

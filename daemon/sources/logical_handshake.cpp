@@ -57,13 +57,16 @@ void LogicalSetup::send(Step step) {
       break;
     case Step::CreateSlot:
       // The slot name is validated ([a-z0-9_]) by the source: no quoting needed.
-      command_ = "CREATE_REPLICATION_SLOT " + opt_.slot + " LOGICAL pgoutput NOEXPORT_SNAPSHOT";
+      command_ = "CREATE_REPLICATION_SLOT " + opt_.slot +
+                 (opt_.temporary_slot ? " TEMPORARY" : "") + " LOGICAL pgoutput NOEXPORT_SNAPSHOT";
       break;
     case Step::Start:
       start_from_ = std::max(resume_from_, slot_confirmed_);
       command_ = "START_REPLICATION SLOT " + opt_.slot + " LOGICAL " + pg::format_lsn(start_from_) +
                  " (proto_version '1', publication_names " +
-                 sql_literal(sql_ident(opt_.publication)) + ")";
+                 sql_literal(sql_ident(opt_.publication)) +
+                 // pg_logical_emit_message() invalidations (README); the option is 14+.
+                 (PQserverVersion(conn_) >= 140000 ? ", messages 'true')" : ")");
       break;
   }
   spdlog::debug("{} [identifying]: sending {}", opt_.name, command_);
@@ -152,6 +155,10 @@ void LogicalSetup::check_slot(int rows) {
     send(Step::CreateSlot);
     return;
   }
+  if (opt_.temporary_slot)
+    throw Error("replication slot \"" + opt_.slot + "\" already exists on " + server() +
+                ": a dry run creates its own temporary slot (give --slot to use an existing one "
+                "without confirming to it)");
   std::string plugin = cell(0, 0), type = cell(0, 1), db = cell(0, 2);
   if (type != "logical" || plugin != "pgoutput")
     throw Error("replication slot \"" + opt_.slot + "\" on " + server() + " is a " + type +

@@ -25,6 +25,17 @@ using detail::wall_us;
 constexpr std::size_t kMaxColumns = 1600;  // PostgreSQL's own limit per table
 constexpr std::size_t kMaxTables = 10000;  // tables remembered from payloads
 constexpr std::size_t kMaxLinesPerInterval = 10;
+constexpr std::size_t kMaxHeld = 1000;  // payloads waiting for a read of the keys
+
+// The signing keys, newest first. Read with LISTEN (after it, in the same round trip, so a
+// key created before any payload pgbust can receive is in the answer) and again whenever a
+// payload names a key id not read yet (a rotation).
+constexpr const char* kReadKeys =
+    "SELECT id, pg_catalog.encode(secret, 'hex') FROM pgbust.notify_key ORDER BY created DESC, "
+    "id LIMIT 16";
+constexpr const char* kReadKeysWhat =
+    "reading the NOTIFY signing keys from pgbust.notify_key (sources.notify.verify is on: "
+    "`pgbust setup --notify --apply` creates the table and grants pgbust's role SELECT on it)";
 
 // "schema.table" from a payload, quoted for a log line.
 std::string quoted_table(const std::string& schema, const std::string& table) {
@@ -55,6 +66,12 @@ struct NotifySource::Impl final : detail::AsyncCore {
   TimePoint deadline_at = kNever;  // LISTEN / keepalive answer
   TimePoint last_traffic{};
   bool keepalive_in_flight = false;
+  bool key_read_in_flight = false;
+  bool key_read_wanted = false;
+  std::vector<notify::SigningKey> keys;  // secrets: never logged
+  // Payloads signed with a key id not read yet: `held` waits for the next read of the keys,
+  // `rechecking` for the read in flight (each is verified once more against its answer).
+  std::deque<std::pair<std::string, std::string>> held, rechecking;
   bool ever_streaming = false;
   bool gap_pending = false;
   // A gap (notifications lost while not listening) is open from LISTEN until its widening is
@@ -161,6 +178,7 @@ struct NotifySource::Impl final : detail::AsyncCore {
       sql += "LISTEN " + pg::quote_ident(ch) + ";";
       names += (names.empty() ? "" : ", ") + ch;
     }
+    if (opt.notify.verify) sql += kReadKeys;
     session_.log(spdlog::level::info, "connected to {}; LISTEN {}", server(), names);
     conn_.send(sql);
     deadline_at = now + opt.query_timeout;
@@ -190,8 +208,37 @@ struct NotifySource::Impl final : detail::AsyncCore {
     }
   }
 
+  // The keys from a read of pgbust.notify_key (rows: id, hex of the secret).
+  void take_keys(const pg::Result& res, TimePoint now) {
+    std::vector<notify::SigningKey> read;
+    for (int i = 0; i < PQntuples(res.get()); ++i) {
+      auto secret = notify::from_hex(PQgetvalue(res.get(), i, 1));
+      if (!secret || secret->empty()) continue;
+      read.push_back({PQgetvalue(res.get(), i, 0), std::move(*secret)});
+    }
+    ++counters.key_reads;
+    if (read.empty())
+      throw ConnectionError(
+          "pgbust.notify_key on " + server() +
+          " holds no key: signed payloads cannot be verified; run `pgbust setup --notify "
+          "--apply` (or set sources.notify.verify: false to accept unsigned payloads)");
+    std::string ids;
+    for (const auto& k : read) ids += (ids.empty() ? "" : ", ") + quote_for_log(k.id);
+    if (keys.empty() || keys.size() != read.size() ||
+        !std::equal(keys.begin(), keys.end(), read.begin(),
+                    [](const auto& a, const auto& b) { return a.id == b.id; }))
+      session_.log(spdlog::level::info, "NOTIFY signing keys read from {}: {}", server(), ids);
+    keys = std::move(read);
+    (void)now;
+  }
+
   void on_lost() noexcept override {
     // Keep what libpq already read: the gap policy covers what was not.
+    for (auto* q : {&rechecking, &held})
+      for (auto& n : *q) backlog.push_back(std::move(n));
+    rechecking.clear();
+    held.clear();
+    key_read_in_flight = key_read_wanted = false;
     if (conn_.connected())
       while (PGnotify* n = PQnotifies(conn_.get())) {
         pg::Buffer holder(reinterpret_cast<char*>(n));
@@ -260,8 +307,52 @@ struct NotifySource::Impl final : detail::AsyncCore {
     }
   }
 
-  void handle(const std::string& channel, const std::string& text, TimePoint now) {
-    ++counters.notifications;
+  // Verifies a payload's signature; the JSON to read, or nullopt when it was rejected or is
+  // held until the keys are read again. `last_chance`: the keys were just read for it.
+  std::optional<std::string_view> verified(const std::string& channel, const std::string& text,
+                                           bool last_chance, TimePoint now) {
+    auto v = notify::verify_payload(text, keys);
+    if (!opt.notify.verify) return v.reject == notify::Reject::Unsigned ? text : v.envelope_body;
+    if (v.reject == notify::Reject::None) return v.body;
+    if (v.reject == notify::Reject::UnknownKey && !last_chance && held.size() < kMaxHeld) {
+      // Signed with a key not read yet (a rotation?): read the keys again, then decide.
+      held.emplace_back(channel, text);
+      key_read_wanted = true;
+      return std::nullopt;
+    }
+    ++counters.rejected[static_cast<int>(v.reject)];
+    std::string why;
+    switch (v.reject) {
+      case notify::Reject::Unsigned:
+        why =
+            "it is not signed (a NOTIFY sent by hand, or by a trigger older than the signing "
+            "ones: run `pgbust setup --notify --apply` again)";
+        break;
+      case notify::Reject::Malformed:
+        why = "its signature envelope is not sig1:<key id>:<64 hex digits>:<JSON>";
+        break;
+      case notify::Reject::UnknownKey:
+        why = "it names signing key " + std::string(quote_for_log(v.key_id)) +
+              ", which pgbust.notify_key does not hold";
+        break;
+      default:
+        why = "its signature does not match (forged, or altered)";
+        break;
+    }
+    payload_problem(fmt::format("rejected payload on channel {} ({}): {}; nothing deleted; "
+                                "payload: {}",
+                                quote_for_log(channel), notify::reject_label(v.reject), why,
+                                notify::payload_prefix(text)),
+                    now);
+    return std::nullopt;
+  }
+
+  void handle(const std::string& channel, const std::string& raw, TimePoint now,
+              bool last_chance = false) {
+    if (!last_chance) ++counters.notifications;
+    auto body = verified(channel, raw, last_chance, now);
+    if (!body) return;
+    std::string_view text = *body;
     auto r = notify::parse_payload(text);
     if (!r.payload) {
       ++counters.malformed;
@@ -330,10 +421,26 @@ struct NotifySource::Impl final : detail::AsyncCore {
     commit(now);
   }
 
+  // Sends a read of the keys when a payload named a key id not read yet and the connection
+  // is free (one query at a time: a keepalive may be in flight).
+  void maybe_read_keys(TimePoint now) {
+    if (!key_read_wanted || key_read_in_flight || keepalive_in_flight) return;
+    if (session_.phase() != Phase::Up || stopped()) return;
+    conn_.send(kReadKeys);
+    key_read_in_flight = true;
+    key_read_wanted = false;
+    deadline_at = now + opt.query_timeout;
+    // The read's snapshot is taken after these payloads were committed (they were received
+    // before it was sent): its answer holds their key, or the key does not exist.
+    for (auto& n : held) rechecking.push_back(std::move(n));
+    held.clear();
+  }
+
   // Handles what has been read, while the sink accepts, up to max_per_wakeup.
   void process(TimePoint now) {
     if (session_.phase() != Phase::Up || stopped() || !sink_.accepting()) return;
     if (gap_pending) apply_gap(now);
+    maybe_read_keys(now);
     for (std::size_t handled = 0; handled < opt.max_per_wakeup; ++handled) {
       if (!sink_.accepting()) {
         drain_pending = true;
@@ -343,6 +450,12 @@ struct NotifySource::Impl final : detail::AsyncCore {
         auto [channel, payload] = std::move(backlog.front());
         backlog.pop_front();
         handle(channel, payload, now);
+        continue;
+      }
+      if (!key_read_in_flight && !rechecking.empty()) {
+        auto [channel, payload] = std::move(rechecking.front());
+        rechecking.pop_front();
+        handle(channel, payload, now, true);
         continue;
       }
       PGnotify* n = PQnotifies(conn_.get());
@@ -362,10 +475,17 @@ struct NotifySource::Impl final : detail::AsyncCore {
     if (revents & POLLIN) last_traffic = now;
     pg::Result res;
     if (session_.phase() == Phase::Starting) {
-      if (conn_.take_result(res, "LISTEN")) become_streaming(now);
+      if (conn_.take_result(res, opt.notify.verify ? kReadKeysWhat : "LISTEN")) {
+        if (opt.notify.verify) take_keys(res, now);
+        become_streaming(now);
+      }
     } else if (keepalive_in_flight && conn_.take_result(res, "a keepalive query")) {
       keepalive_in_flight = false;
       deadline_at = kNever;
+    } else if (key_read_in_flight && conn_.take_result(res, kReadKeysWhat)) {
+      key_read_in_flight = false;
+      deadline_at = kNever;
+      take_keys(res, now);
     }
     drain_pending = true;  // PQconsumeInput may have queued notifications
     process(now);
@@ -378,10 +498,13 @@ struct NotifySource::Impl final : detail::AsyncCore {
                                           seconds(opt.query_timeout), server()));
       return;
     }
-    if (keepalive_in_flight && now >= deadline_at)
-      throw ConnectionError(fmt::format("no answer to a keepalive query within {:.0f}s from {}",
-                                        seconds(opt.query_timeout), server()));
-    if (!keepalive_in_flight && reading() && now >= last_traffic + opt.keepalive) {
+    if ((keepalive_in_flight || key_read_in_flight) && now >= deadline_at)
+      throw ConnectionError(
+          fmt::format("no answer to {} within {:.0f}s from {}",
+                      keepalive_in_flight ? "a keepalive query" : "a read of pgbust.notify_key",
+                      seconds(opt.query_timeout), server()));
+    if (!keepalive_in_flight && !key_read_in_flight && reading() &&
+        now >= last_traffic + opt.keepalive) {
       conn_.send("SELECT 1");
       keepalive_in_flight = true;
       deadline_at = now + opt.query_timeout;
@@ -392,9 +515,14 @@ struct NotifySource::Impl final : detail::AsyncCore {
   TimePoint next_tick() const override {
     if (session_.phase() == Phase::Starting) return deadline_at;
     if (stopped()) return kNever;
-    if ((gap_pending || drain_pending || !backlog.empty()) && sink_.accepting()) return TimePoint{};
+    if ((gap_pending || drain_pending || !backlog.empty() ||
+         (!rechecking.empty() && !key_read_in_flight) ||
+         (key_read_wanted && !keepalive_in_flight && !key_read_in_flight)) &&
+        sink_.accepting())
+      return TimePoint{};
     TimePoint t = deadline_at;
-    if (!keepalive_in_flight && reading()) t = std::min(t, last_traffic + opt.keepalive);
+    if (!keepalive_in_flight && !key_read_in_flight && reading())
+      t = std::min(t, last_traffic + opt.keepalive);
     return t;
   }
 
@@ -406,6 +534,10 @@ struct NotifySource::Impl final : detail::AsyncCore {
     s.position = self_.format_position(confirmed);
     s.lag_seconds = unconfirmed.empty() ? 0 : seconds(Clock::now() - unconfirmed.front().second);
     if (gap_open) s.degraded = "NOTIFY gap: the widening after LISTEN is not applied yet";
+    if (opt.notify.verify)
+      for (auto r : {notify::Reject::Unsigned, notify::Reject::Malformed,
+                     notify::Reject::UnknownKey, notify::Reject::BadSignature})
+        s.rejected.emplace_back(notify::reject_label(r), counters.rejected[static_cast<int>(r)]);
   }
 
   void confirm(Position p) override {

@@ -2,6 +2,12 @@
 // or a precise reason why not (pure: no connection, no logging).
 #include "pgbust/sources/notify.hpp"
 
+#include <algorithm>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "pgbust/core/json.hpp"
 #include "pgbust/core/quote.hpp"
 
@@ -136,6 +142,116 @@ std::string payload_prefix(std::string_view text, std::size_t max) {
   for (int i = 0; i < 3 && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80; ++i)
     --cut;
   return json::quote(text.substr(0, cut)) + "...";
+}
+
+namespace {
+
+constexpr std::size_t kMacBytes = 32;  // SHA-256
+constexpr std::size_t kMaxKeyIdBytes = 64;
+
+std::string hmac_sha256(std::string_view secret, std::string_view message) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac,
+           &len) == nullptr ||
+      len != kMacBytes)
+    return {};
+  return std::string(reinterpret_cast<const char*>(mac), len);
+}
+
+bool key_id_char(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         c == '-';
+}
+
+}  // namespace
+
+const char* reject_label(Reject r) {
+  switch (r) {
+    case Reject::None:
+      return "none";
+    case Reject::Unsigned:
+      return "unsigned";
+    case Reject::Malformed:
+      return "malformed_signature";
+    case Reject::UnknownKey:
+      return "unknown_key";
+    case Reject::BadSignature:
+      return "bad_signature";
+  }
+  return "unknown";
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+Verified verify_payload(std::string_view text, const std::vector<SigningKey>& keys) {
+  Verified v;
+  std::string prefix = std::string(kSignatureVersion) + ":";
+  if (text.substr(0, prefix.size()) != prefix) {
+    v.reject = Reject::Unsigned;
+    return v;
+  }
+  std::string_view rest = text.substr(prefix.size());
+  auto colon = rest.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon > kMaxKeyIdBytes ||
+      !std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon), key_id_char)) {
+    v.reject = Reject::Malformed;
+    return v;
+  }
+  v.key_id = std::string(rest.substr(0, colon));
+  rest = rest.substr(colon + 1);
+  if (rest.size() < 2 * kMacBytes + 1 || rest[2 * kMacBytes] != ':') {
+    v.reject = Reject::Malformed;
+    return v;
+  }
+  auto mac = from_hex(rest.substr(0, 2 * kMacBytes));
+  if (!mac) {
+    v.reject = Reject::Malformed;
+    return v;
+  }
+  std::string_view body = rest.substr(2 * kMacBytes + 1);
+  v.envelope_body = body;
+  const SigningKey* key = nullptr;
+  for (const auto& k : keys)
+    if (k.id == v.key_id) key = &k;
+  if (key == nullptr) {
+    v.reject = Reject::UnknownKey;
+    return v;
+  }
+  std::string expected = hmac_sha256(key->secret, body);
+  if (expected.size() != kMacBytes || CRYPTO_memcmp(expected.data(), mac->data(), kMacBytes) != 0) {
+    v.reject = Reject::BadSignature;
+    return v;
+  }
+  v.body = body;
+  return v;
+}
+
+std::string sign_payload(std::string_view json, const SigningKey& key) {
+  static const char* kHex = "0123456789abcdef";
+  std::string mac = hmac_sha256(key.secret, json), hex;
+  for (unsigned char c : mac) {
+    hex.push_back(kHex[c >> 4]);
+    hex.push_back(kHex[c & 15]);
+  }
+  return std::string(kSignatureVersion) + ":" + key.id + ":" + hex + ":" + std::string(json);
 }
 
 }  // namespace pgbust::notify

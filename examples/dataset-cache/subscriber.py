@@ -14,6 +14,12 @@ entries built from any table a message names (each entry records the tables its 
 read). Pub/sub is fire-and-forget, so whenever the subscription is (re)established the whole
 L1 is cleared: a message sent while the worker was not subscribed would otherwise be lost.
 
+The rules also add each message to the stream `dataset-invalidation` (`stream:`, one entry
+per transaction, trimmed to about redis.stream_maxlen entries). `start_stream_reader()`
+follows it with XREAD from the last ID it handled, so a worker whose connection dropped
+catches up on what it missed instead of clearing its L1; it clears only at start and when
+the entries after its ID may have been trimmed away.
+
 Use in a Flask app (redis-py, pandas):
 
     cache = L1Cache(ttl_seconds=900)
@@ -29,6 +35,7 @@ Use in a Flask app (redis-py, pandas):
 Without redis-py, to watch what a worker would drop:
 
     redis-cli --raw SUBSCRIBE dataset-invalidation | python3 subscriber.py --stdin
+    redis-cli --raw XRANGE dataset-invalidation - + | python3 subscriber.py --stdin
 """
 
 import json
@@ -37,6 +44,7 @@ import threading
 import time
 
 CHANNEL = "dataset-invalidation"
+STREAM = "dataset-invalidation"  # a key: the same name as the channel does not clash
 
 
 def tables_in(message):
@@ -129,6 +137,56 @@ def subscribe_forever(redis_url, cache, channel=CHANNEL, log=print):
             time.sleep(1)
 
 
+def stream_id(text):
+    """An entry ID "1700000000000-3" as a comparable (ms, seq)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def follow_stream_forever(redis_url, cache, stream=STREAM, log=print):
+    """Reads the stream from the last ID handled (reconnecting), dropping L1 entries per entry.
+
+    At start the L1 is cleared and reading begins after the newest entry. After a dropped
+    connection it resumes from the last ID handled; if the oldest entry left is newer than
+    that ID, entries in between may have been trimmed (MAXLEN), so the L1 is cleared.
+    """
+    import redis  # redis-py; imported here so --stdin works without it
+
+    last = None
+    while True:
+        try:
+            client = redis.Redis.from_url(redis_url, health_check_interval=30)
+            if last is None:
+                newest = client.xrevrange(stream, count=1)
+                last = newest[0][0] if newest else b"0-0"
+                cache.clear()  # whatever came before now is unknown
+            else:
+                oldest = client.xrange(stream, count=1)
+                if oldest and stream_id(oldest[0][0]) > stream_id(last):
+                    log("pgbust stream reader: entries may have been trimmed; clearing L1")
+                    cache.clear()
+            while True:
+                for _, entries in client.xread({stream: last}, count=100, block=5000) or []:
+                    for entry_id, fields in entries:
+                        tables = tables_in(fields[b"message"])
+                        dropped = cache.drop_tables(tables)
+                        last = entry_id
+                        log(f"pgbust: {sorted(tables)} changed; dropped {dropped} L1 entries")
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            log(f"pgbust stream reader: {e}; resuming after {last!r} in 1s")
+            time.sleep(1)
+
+
+def start_stream_reader(redis_url, cache, stream=STREAM):
+    thread = threading.Thread(
+        target=follow_stream_forever, args=(redis_url, cache, stream), daemon=True,
+        name="pgbust-stream-reader")
+    thread.start()
+    return thread
+
+
 def start_subscriber(redis_url, cache, channel=CHANNEL):
     thread = threading.Thread(
         target=subscribe_forever, args=(redis_url, cache, channel), daemon=True,
@@ -152,7 +210,8 @@ def _demo_cache():
 
 def main(argv):
     if argv[1:2] == ["--stdin"]:
-        # Lines from `redis-cli --raw SUBSCRIBE ...`: the JSON ones are messages.
+        # Lines from `redis-cli --raw SUBSCRIBE ...` or `XRANGE/XREAD ...`: the JSON ones are
+        # messages.
         cache = _demo_cache()
         for line in sys.stdin:
             line = line.strip()
@@ -162,11 +221,15 @@ def main(argv):
                 print(f"{','.join(sorted(tables))}: dropped {dropped}; left: "
                       f"{' '.join(cache.keys()) or '-'}", flush=True)
         return 0
+    if argv[1:2] == ["--stream"] and len(argv) == 3:
+        follow_stream_forever(argv[2], _demo_cache())
+        return 0
     if len(argv) == 2:
         subscribe_forever(argv[1], _demo_cache())
         return 0
     print(__doc__, file=sys.stderr)
-    print("usage: subscriber.py REDIS_URL | subscriber.py --stdin", file=sys.stderr)
+    print("usage: subscriber.py REDIS_URL | subscriber.py --stream REDIS_URL | "
+          "subscriber.py --stdin", file=sys.stderr)
     return 2
 
 

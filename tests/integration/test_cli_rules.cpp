@@ -75,9 +75,9 @@ TEST_CASE("check: every error, GCC style, exit 1") {
       std::vector<std::string>{
           f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
               "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
-              "null_as, fallback or timezone",
+              "null_as, fallback, timezone or stream",
           f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
-              "bump or publish",
+              "bump, publish or stream",
           f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
               "include update",
           f + ":10:28: error: when: expected a column, string, number, TRUE, FALSE or NULL, found "

@@ -244,8 +244,8 @@ TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Re
         .output;
   };
   CHECK(scrape("/metrics")
-            .find("pgbust_redis_errors_total{class=\"persistent\",command=\"SET "
-                  "NX\"}") != std::string::npos);
+            .find("pgbust_redis_errors_total{target=\"127.0.0.1:" + std::to_string(e.redis.port()) +
+                  "\",class=\"persistent\",command=\"SET NX\"}") != std::string::npos);
   CHECK(eventually([&] { return scrape("/healthz").find("HTTP 503") != std::string::npos; }));
   e.redis.command({"CONFIG", "SET", "maxmemory", "0"});
   CHECK(eventually([&] { return e.redis.exists("rev:items:7"); }, 30s));

@@ -213,6 +213,21 @@ TEST_CASE("dataset-cache: L2 blobs by pattern, a second delete, one message per 
   // The second delete publishes nothing more.
   CHECK(!d.worker->next(2s));
 
+  // The stream holds the same messages, one entry each, in commit order (`stream:`), for
+  // workers that resume from their last ID (subscriber.py follow_stream_forever).
+  auto flat = ex.redis.command({"XRANGE", "dataset-invalidation", "-", "+"}).value_or("");
+  std::vector<std::string> lines, streamed;
+  for (std::size_t at = 0; at <= flat.size();) {
+    auto nl = std::min(flat.find('\n', at), flat.size());
+    lines.push_back(flat.substr(at, nl - at));
+    at = nl + 1;
+  }
+  for (std::size_t i = 0; i + 2 < lines.size(); i += 3) {
+    CHECK(lines[i + 1] == "message");
+    streamed.push_back(lines[i + 2]);
+  }
+  CHECK(streamed == d.messages);
+
   // The example's subscriber.py (the L1 side, without redis-py) applied to the real
   // messages drops exactly the entries of the tables they name.
   auto python = run({"python3", "-c", "import json"});

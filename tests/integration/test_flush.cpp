@@ -154,3 +154,40 @@ TEST_CASE("flush --rule with --yes, a rule's fallback, unknown names, Redis down
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("pgbust flush: not applied within 1s on 127.0.0.1:") != std::string::npos);
 }
+
+TEST_CASE("flush reaches every configured target, each with its own key prefix") {
+  // It refused a config with several targets before (flushing only the first would have left
+  // the others stale).
+  Redis eu, us;
+  TempDir dir;
+  dir.write("rules.yaml", kRules);
+  auto cfg = dir.write("pgbust.yaml",
+                       "postgres: {conninfo: \"host=127.0.0.1 dbname=none\"}\n"
+                       "sources: {logical: {slot: s, publication: p}}\n"
+                       "redis:\n"
+                       "  - {name: eu, url: \"" +
+                           eu.url() +
+                           "\", key_prefix: \"eu:\"}\n"
+                           "  - {name: us, url: \"" +
+                           us.url() +
+                           "\", key_prefix: \"us:\"}\n"
+                           "rules: rules.yaml\n");
+  for (Redis* r : {&eu, &us}) {
+    const std::string p = r == &eu ? "eu:" : "us:";
+    r->set(p + "task:5:detail", "cached");
+    r->set(p + "profile:5", "cached");               // another rule: survives
+    r->set("other:" + p + "task:5:detail", "kept");  // another prefix: survives
+  }
+  auto r = run({pgbust_binary(), "flush", "-c", cfg.string(), "--rule", "task-detail", "--yes"});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  for (Redis* redis : {&eu, &us}) {
+    const std::string p = redis == &eu ? "eu:" : "us:";
+    CHECK_FALSE(redis->exists(p + "task:5:detail"));
+    CHECK(redis->exists(p + "profile:5"));
+    CHECK(redis->exists("other:" + p + "task:5:detail"));
+    CHECK(r.output.find("SCAN-DELETE " + p + "task:*:detail") != std::string::npos);
+    CHECK(r.output.find(" on 127.0.0.1:" + std::to_string(redis->port()) + " db 0\n") !=
+          std::string::npos);
+  }
+}

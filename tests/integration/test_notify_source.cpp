@@ -5,9 +5,12 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <memory>
 #include <sstream>
 
+#include "pgbust/pg/async.hpp"
+#include "pgbust/pg/libpq.hpp"
 #include "pgbust/pipeline/pipeline.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "pgbust/sources/notify.hpp"
@@ -52,6 +55,17 @@ struct Fixture {
         {test::pgbust_binary(), "setup", "--notify", "--apply", "--config", cfg.string()});
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
+  }
+
+  // Sends `json` on the channel signed with the newest key in pgbust.notify_key (read as the
+  // superuser), as the generated triggers do: payloads of any shape through verification.
+  void notify_signed(const std::string& json) const {
+    auto rows = pg.rows(
+        "SELECT id, encode(secret, 'hex') FROM pgbust.notify_key ORDER BY created DESC LIMIT 1");
+    REQUIRE(rows.size() == 1);
+    notify::SigningKey key{rows[0][0], *notify::from_hex(rows[0][1])};
+    pg.exec("SELECT pg_notify('inval', " + pg::quote_literal(notify::sign_payload(json, key)) +
+            ")");
   }
 
   NotifyOptions options() const {
@@ -157,10 +171,9 @@ TEST_CASE(
     "malformed payloads sent by hand are counted, logged, and widened when the table is known") {
   SourceFixture f;
   REQUIRE(f.wait_txns(1));
-  f.pg.exec("SELECT pg_notify('inval', 'not json at all')");
-  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "orders", "op": "upsert"}'))");
-  f.pg.exec(
-      R"(SELECT pg_notify('inval', '{"table": "nope", "op": "insert", "new": {"id": "1"}}'))");
+  f.notify_signed("not json at all");
+  f.notify_signed(R"({"table": "orders", "op": "upsert"})");
+  f.notify_signed(R"({"table": "nope", "op": "insert", "new": {"id": "1"}})");
   f.pg.exec("INSERT INTO items VALUES (5, 'after')");
   REQUIRE(f.wait_txns(4));
   CHECK(f.src->counters().malformed == 2);
@@ -286,12 +299,11 @@ TEST_CASE("schema and table names from a payload are quoted in log lines (no for
 
   SourceFixture f;
   REQUIRE(f.wait_txns(1));
-  f.pg.exec(R"(SELECT pg_notify('inval', '{"schema": "public", "table": "nope\ncritical: forged",
-                                          "op": "insert", "new": {"id": "1"}}'))");
-  f.pg.exec(R"(SELECT pg_notify('inval', '{"schema": "s\ncritical: forged", "table": "t",
-                                          "op": "upsert"}'))");
-  f.pg.exec(R"(SELECT pg_notify('inval', '{"table": "orders", "op": "insert",
-                                          "new": {"id": "1", "x\ncritical: forged": [1]}}'))");
+  f.notify_signed(R"({"schema": "public", "table": "nope\ncritical: forged",
+                      "op": "insert", "new": {"id": "1"}})");
+  f.notify_signed(R"({"schema": "s\ncritical: forged", "table": "t", "op": "upsert"})");
+  f.notify_signed(R"({"table": "orders", "op": "insert",
+                      "new": {"id": "1", "x\ncritical: forged": [1]}})");
   REQUIRE(f.wait_txns(4));
   spdlog::default_logger()->flush();
   std::string log = captured.str();
@@ -323,4 +335,194 @@ TEST_CASE("a NOTIFY gap keeps the status degraded until its widening is applied"
   CHECK(src.status().degraded.empty());
   f.loop.remove(&src);
   src.close();
+}
+
+// --- signed payloads (issue 12, part 3) ---------------------------------------------------
+
+namespace {
+
+// A connection as `role` (created LOGIN, without any grant unless the test gives some).
+pg::Conn connect_as(const test::Postgres& pg, const std::string& role) {
+  pg.exec("DO $$BEGIN CREATE ROLE " + role +
+          " LOGIN; EXCEPTION WHEN duplicate_object THEN "
+          "NULL; END$$");
+  return pg::connect(pg.conninfo() + " user=" + role);
+}
+
+}  // namespace
+
+TEST_CASE("a role with no grants sends forged NOTIFYs: nothing is deleted, each is counted") {
+  // Issue 12: PostgreSQL has no permission on NOTIFY channels; before payloads were signed, a
+  // role with no grants deleted a chosen cache key with a plain NOTIFY.
+  Fixture f;
+  RedisPath to_redis(f.loop, f.rules);
+  test::Redis& redis = to_redis.redis;
+  Pipeline& pipeline = to_redis.pipeline;
+  NotifySource src(f.options(), *f.rules, pipeline);
+  f.loop.add(&src);
+  REQUIRE(drive(f.loop, [&] {
+    return src.status().state == SourceState::Streaming && pipeline.idle() &&
+           pipeline.stats().transactions >= 1;
+  }));
+  f.pg.exec("INSERT INTO items VALUES (5, 'x')");
+  REQUIRE(drive(f.loop, [&] { return pipeline.stats().transactions >= 2 && pipeline.idle(); }));
+  for (auto k : {"order:1", "customer_orders:1", "item:5"}) redis.set(k, "cached");
+
+  // The intruder can connect, nothing more: it cannot read the key nor have payloads signed.
+  pg::Conn intruder = connect_as(f.pg, "intruder");
+  CHECK_THROWS(pg::exec(intruder.get(), "SELECT * FROM pgbust.notify_key", "reading the key"));
+  CHECK_THROWS(pg::exec(intruder.get(), "SELECT pgbust.notify_sign('{}')", "signing"));
+  std::string forged = R"({"table": "orders", "op": "delete", "old": {"id": "1", )"
+                       R"("customer_id": "1", "title": "x"}})";
+  std::string key_id = f.pg.scalar("SELECT id FROM pgbust.notify_key").value_or("?");
+  for (const std::string& payload :
+       {forged,                                                        // unsigned
+        "sig1:" + key_id + ":" + std::string(64, 'a') + ":" + forged,  // bad_signature
+        "sig1:ffffffff:" + std::string(64, 'a') + ":" + forged,        // unknown_key
+        "sig1:" + key_id + ":zz:" + forged})                           // malformed_signature
+    pg::exec(intruder.get(), "NOTIFY inval, " + pg::quote_literal(payload), "a forged NOTIFY");
+
+  // A writer with only DELETE and SELECT on items: its change, signed by the trigger (which
+  // runs as its owner), deletes its key.
+  pg::Conn writer = connect_as(f.pg, "writer");
+  f.pg.exec("GRANT SELECT, DELETE ON items TO writer");
+  pg::exec(writer.get(), "DELETE FROM items WHERE id = 5", "a writer's delete");
+  REQUIRE(drive(f.loop, [&] { return !redis.exists("item:5") && pipeline.idle(); }));
+  // The payload with an unknown key id waits for a second read of the keys, which may answer
+  // after the writer's change was handled.
+  REQUIRE(drive(f.loop, [&] {
+    std::uint64_t n = 0;
+    for (auto r : src.counters().rejected) n += r;
+    return n == 4 && pipeline.idle();
+  }));
+  CHECK(redis.exists("order:1"));
+  CHECK(redis.exists("customer_orders:1"));
+  const auto& c = src.counters();
+  CHECK(c.rejected[static_cast<int>(notify::Reject::Unsigned)] == 1);
+  CHECK(c.rejected[static_cast<int>(notify::Reject::BadSignature)] == 1);
+  CHECK(c.rejected[static_cast<int>(notify::Reject::UnknownKey)] == 1);
+  CHECK(c.rejected[static_cast<int>(notify::Reject::Malformed)] == 1);
+  CHECK(c.key_reads == 2);  // at LISTEN, and once more for the unknown key id
+  CHECK(c.malformed == 0);
+  auto st = src.status();
+  CHECK(st.rejected ==
+        std::vector<std::pair<std::string, std::uint64_t>>{
+            {"unsigned", 1}, {"malformed_signature", 1}, {"unknown_key", 1}, {"bad_signature", 1}});
+  CHECK(st.last_error.find("rejected payload") != std::string::npos);
+  CHECK(st.state == SourceState::Streaming);
+  f.loop.remove(&src);
+  src.close();
+  to_redis.target.close();
+}
+
+TEST_CASE("a key rotated while pgbust listens: it reads the keys again, nothing is rejected") {
+  SourceFixture f;
+  REQUIRE(f.wait_txns(1));
+  f.pg.exec("INSERT INTO items VALUES (1, 'old key')");
+  REQUIRE(f.wait_txns(2));
+  auto cfg = f.dir.path() / "pgbust.yaml";
+  auto r = test::run({test::pgbust_binary(), "setup", "--notify", "--apply", "--rotate-key",
+                      "--config", cfg.string()});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(f.pg.scalar("SELECT count(*) FROM pgbust.notify_key") == "2");
+  f.pg.exec("INSERT INTO items VALUES (2, 'new key')");
+  REQUIRE(f.wait_txns(3));
+  CHECK(f.sink.txns[2].lines == std::vector<std::string>{"insert public.items new{id=2}"});
+  CHECK(f.src->counters().key_reads == 2);
+  for (auto n : f.src->counters().rejected) CHECK(n == 0);
+  // A second rotation drops the first key: two are kept.
+  r = test::run({test::pgbust_binary(), "setup", "--notify", "--apply", "--rotate-key", "--config",
+                 cfg.string()});
+  REQUIRE(r.exit_code == 0);
+  CHECK(f.pg.scalar("SELECT count(*) FROM pgbust.notify_key") == "2");
+}
+
+TEST_CASE("sources.notify.verify: false accepts unsigned payloads (hand-written triggers)") {
+  Fixture f;
+  RecordingSink sink;
+  auto o = f.options();
+  o.notify.verify = false;
+  NotifySource src(o, *f.rules, sink);
+  f.loop.add(&src);
+  REQUIRE(drive(f.loop, [&] { return sink.txns.size() >= 1; }));
+  f.pg.exec(R"(NOTIFY inval, '{"table": "items", "op": "insert", "new": {"id": "4"}}')");
+  f.pg.exec("INSERT INTO items VALUES (3, 'signed by the trigger: the envelope is skipped')");
+  REQUIRE(drive(f.loop, [&] { return sink.txns.size() >= 3; }));
+  CHECK(sink.txns[1].lines == std::vector<std::string>{"insert public.items new{id=4}"});
+  CHECK(sink.txns[2].lines == std::vector<std::string>{"insert public.items new{id=3}"});
+  CHECK(src.status().rejected.empty());
+  f.loop.remove(&src);
+  src.close();
+}
+
+TEST_CASE("verify on, but pgbust's role cannot read the key: the error says what to do") {
+  Fixture f;
+  pg::Conn reader = connect_as(f.pg, "nokey");
+  RecordingSink sink;
+  auto o = f.options();
+  o.conninfo = f.pg.conninfo() + " user=nokey";
+  NotifySource src(o, *f.rules, sink);
+  f.loop.add(&src);
+  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::BackingOff; }));
+  auto err = src.status().last_error;
+  CAPTURE(err);
+  CHECK(err.find("pgbust.notify_key") != std::string::npos);
+  CHECK(err.find("permission denied") != std::string::npos);
+  CHECK(sink.txns.empty());
+  // Granted as `pgbust setup --notify --grant-to nokey` does: it streams.
+  f.pg.exec("GRANT USAGE ON SCHEMA pgbust TO nokey; GRANT SELECT ON pgbust.notify_key TO nokey");
+  REQUIRE(drive(f.loop, [&] { return src.status().state == SourceState::Streaming; }));
+  f.loop.remove(&src);
+  src.close();
+}
+
+TEST_CASE("the daemon end to end: a forged NOTIFY is logged quoted and counted in /metrics") {
+  Fixture f;
+  test::Redis redis;
+  auto cfg = f.dir.write("daemon.yaml", "postgres: {conninfo: \"" + f.pg.conninfo() +
+                                            "\"}\nsources: {notify: {channels: [inval]}}\n"
+                                            "redis: {url: \"" +
+                                            redis.url() +
+                                            "\"}\nrules: rules.yaml\n"
+                                            "status: {interval: 1s, listen: \"127.0.0.1:0\"}\n");
+  test::Daemon daemon({"run", "--config", cfg.string()});
+  REQUIRE(daemon.wait_for_output("notify [streaming]", 30s));
+  std::string out = daemon.output();
+  auto at = out.find("metrics on http://");
+  REQUIRE(at != std::string::npos);
+  at += std::string("metrics on http://").size();
+  std::string addr = out.substr(at, out.find_first_of(" \n", at) - at);
+  auto metric = [&](const std::string& name) {
+    auto r = test::run({"curl", "-s", "--max-time", "5", "http://" + addr + "/metrics"});
+    auto pos = r.output.find("\n" + name + " ");
+    return pos == std::string::npos ? -1.0 : std::stod(r.output.substr(pos + name.size() + 2));
+  };
+  REQUIRE(test::eventually([&] { return metric("pgbust_transactions_applied_total") >= 1; }));
+  CHECK(metric("pgbust_notify_rejected_total{reason=\"unsigned\"}") == 0);
+
+  redis.set("order:1", "cached");
+  redis.set("item:2", "cached");
+  pg::Conn intruder = connect_as(f.pg, "intruder");
+  pg::exec(intruder.get(),
+           R"(NOTIFY inval, '{"table": "orders", "op": "delete", "old": {"id": "1"}}')"
+           "\n"
+           R"(; NOTIFY inval, E'{"table": "orders\ncritical: forged line"}')",
+           "a forged NOTIFY");
+  f.pg.exec("INSERT INTO items VALUES (2, 'real')");
+  REQUIRE(test::eventually([&] { return !redis.exists("item:2"); }, 30s));
+  CHECK(redis.exists("order:1"));
+  REQUIRE(test::eventually(
+      [&] { return metric("pgbust_notify_rejected_total{reason=\"unsigned\"}") == 2; }, 10s));
+  CHECK(metric("pgbust_notify_rejected_total{reason=\"bad_signature\"}") == 0);
+  out = daemon.output();
+  INFO(out);
+  CHECK(out.find("rejected payload on channel \"inval\" (unsigned)") != std::string::npos);
+  CHECK(out.find("\ncritical: forged line") == std::string::npos);
+  // The key itself never reaches a log line (only its id).
+  std::string secret = f.pg.scalar("SELECT encode(secret, 'hex') FROM pgbust.notify_key").value();
+  CHECK(out.find(secret) == std::string::npos);
+  CHECK(out.find("NOTIFY signing keys read from") != std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait(30s) == 0);
 }

@@ -80,6 +80,29 @@ TEST_CASE("check --redis: a user with exactly the needed commands passes") {
   CHECK_FALSE(redis.exists("user:1"));
 }
 
+// Regression: a refused CLIENT SETNAME (documented as optional) failed the handshake, so a
+// user without it could never connect. ROLE (for the status line) is optional the same way.
+TEST_CASE("a user without CLIENT SETNAME or ROLE still applies batches; ROLE shows the role") {
+  Redis redis;
+  std::vector<std::string> without_setname(kNeeded.begin(), kNeeded.end() - 1);
+  make_user(redis, "app", without_setname);
+  make_user(redis, "roles", {"+unlink", "+ping", "+client|setname", "+role"});
+  for (const std::string user : {"app", "roles"}) {
+    CAPTURE(user);
+    redis.set("user:1", "x");
+    Rig rig(fast("redis://" + user + ":pw-" + user + "@127.0.0.1:" + std::to_string(redis.port()) +
+                 "/0"));
+    bool done = false;
+    Batch b;
+    b.deletes = {"user:1"};
+    rig.target.apply(std::move(b), [&] { done = true; });
+    REQUIRE_MESSAGE(rig.run_until([&] { return done; }), rig.target.last_error());
+    CHECK_FALSE(redis.exists("user:1"));
+    CHECK(rig.target.role() == (user == "roles" ? "master" : ""));
+    CHECK(rig.target.tls_version().empty());
+  }
+}
+
 TEST_CASE("a user lacking UNLINK: check --redis and the target name it and the grant") {
   Redis redis;
   TempDir dir;

@@ -339,3 +339,57 @@ TEST_CASE("cluster: each master's keyspace pass UNLINKs one slot at a time and f
   target.detach(loop);
   target.close();
 }
+
+TEST_CASE("cluster: one entry of a redis list, beside a single node; XADD on the stream's master") {
+  RedisCluster c(3, 1, 2000);
+  E2E env;
+  env.pg.exec("CREATE TABLE items (id int PRIMARY KEY, v int)");
+  env.pg.exec("INSERT INTO items SELECT g, 0 FROM generate_series(1, 30) g");
+  env.pg.exec("CREATE PUBLICATION pgbust_e2e FOR TABLE items");
+  auto rules = env.dir.write("rules.yaml", R"(version: 1
+rules:
+  - name: items
+    table: public.items
+    delete: ["item:${id}"]
+    stream: "inval:{items}"
+)");
+  auto config = env.dir.write(
+      "pgbust.yaml",
+      "postgres: {conninfo: \"" + env.pg.conninfo() + "\"}\n" +
+          "sources:\n  logical: {slot: pgbust_e2e, publication: pgbust_e2e, create_slot: "
+          "true, status_interval: 1s, state_dir: \"" +
+          (env.dir.path() / "state").string() + "\"}\n" + "redis:\n  - {name: cl, url: \"" +
+          c.url() + "\", command_timeout: 1s}\n  - {name: single, url: \"" + env.redis.url() +
+          "\", command_timeout: 1s}\n" + "rules: " + rules.string() + "\n" +
+          "status: {interval: 1s, listen: \"\"}\n");
+  env.run_daemon(config.string());
+  env.wait_streaming();
+  auto logs = [&] { return env.logs() + "\ncluster logs:\n" + c.logs(); };
+  INFO(logs());
+  for (int id = 1; id <= 30; ++id) {
+    c.set("item:" + std::to_string(id));
+    env.redis.set("item:" + std::to_string(id), "cached");
+  }
+  env.pg.exec("UPDATE items SET v = v + 1 WHERE id <= 10");
+  env.pg.exec("UPDATE items SET v = v + 1 WHERE id > 10");
+  CHECK(eventually([&] {
+    for (int id = 1; id <= 30; ++id)
+      if (c.exists("item:" + std::to_string(id)) || env.redis.exists("item:" + std::to_string(id)))
+        return false;
+    return true;
+  }));
+  // One entry per transaction on each target; on the cluster on the master of its slot.
+  CHECK(eventually([&] {
+    return c.keyed("inval:{items}", {"XLEN", "inval:{items}"})->integer == 2;
+  }));
+  CHECK(eventually([&] {
+    return env.redis.command({"XLEN", "inval:{items}"}) == std::optional<std::string>("2");
+  }));
+  // The status line names both targets; the cluster reports its role as "cluster".
+  CHECK(eventually([&] {
+    const std::string out = env.daemon->output();
+    return out.find("redis cl ready") != std::string::npos &&
+           out.find("redis single ready") != std::string::npos &&
+           out.find("[cluster,") != std::string::npos;
+  }));
+}

@@ -83,6 +83,8 @@ TEST_CASE("TLS with verify: full: deletes, patterns and bumps reach Redis") {
   Rig rig(o);
   REQUIRE(rig.run_until([&] { return rig.target.connected(); }));
   CHECK(rig.target.describe().ends_with("db 0 over TLS"));
+  CHECK(rig.target.tls_version().starts_with("TLSv1."));  // for the status line and metrics
+  CHECK(rig.target.role() == "master");
   Batch b;
   // Big enough that writes are partial and replies span many TLS records.
   for (int i = 0; i < 5000; ++i)
@@ -90,7 +92,10 @@ TEST_CASE("TLS with verify: full: deletes, patterns and bumps reach Redis") {
   for (int i = 0; i < 5000; ++i) b.deletes.push_back("k:" + std::to_string(i));
   b.patterns = {"p:*"};
   b.bumps = {"rev:a", "rev:b"};
+  b.streams = {{"inval:s", "{\"keys\":[]}"}};
   REQUIRE(rig.apply(std::move(b)));
+  CHECK(redis.command({"XLEN", "inval:s"}) == std::optional<std::string>("1"));
+  CHECK(rig.target.stats().stream_entries == 1);
   CHECK(redis.keys("k:*").empty());
   CHECK(redis.keys("p:*").empty());
   CHECK(redis.exists("rev:a"));

@@ -7,6 +7,9 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "harness.hpp"
 
@@ -102,6 +105,14 @@ TEST_CASE("systemd unit: the settings the daemon relies on") {
       {"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
       {"MemoryDenyWriteExecute", "yes"},
       {"SystemCallFilter", "@system-service"},
+      // Issue 12, part 11: past the 1.4 exposure.
+      {"PrivateUsers", "yes"},
+      {"PrivateMounts", "yes"},
+      {"PrivateIPC", "yes"},
+      {"IPAddressDeny", "any"},
+      {"IPAddressAllow", "localhost"},  // the quickstart's local servers
+      {"MemoryMax", "2G"},
+      {"TasksMax", "64"},
   };
   for (const auto& [k, v] : expected) {
     CAPTURE(k);
@@ -168,4 +179,58 @@ TEST_CASE("systemd unit: the sysusers snippet creates the pgbust user") {
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("Creating user 'pgbust'") != std::string::npos);
+}
+
+TEST_CASE("systemd unit: systemd-analyze security rates it SAFE (exposure at most 1.0)") {
+  if (!have("systemd-analyze")) {
+    MESSAGE("SKIPPED: systemd-analyze is not installed");
+    return;
+  }
+  TempDir dir;
+  auto unit = dir.write("pgbust.service", unit_with_built_binary());
+  RunResult r = run({"systemd-analyze", "security", "--offline=true", "--no-pager", unit.string()});
+  if (r.output.find("unrecognized option") != std::string::npos) {
+    MESSAGE("SKIPPED: this systemd-analyze has no --offline");
+    return;
+  }
+  INFO(r.output);
+  const std::string marker = "Overall exposure level for pgbust.service: ";
+  auto at = r.output.find(marker);
+  REQUIRE(at != std::string::npos);
+  double exposure = std::stod(r.output.substr(at + marker.size()));
+  MESSAGE("systemd-analyze security exposure: " << exposure);
+  CHECK(exposure <= 1.0);
+}
+
+TEST_CASE("systemd unit: the commented credentials and address lines verify once enabled") {
+  if (!have("systemd-analyze")) {
+    MESSAGE("SKIPPED: systemd-analyze is not installed");
+    return;
+  }
+  // What an operator does: uncomment LoadCredential= (and PGPASSFILE=%d/...), add addresses.
+  std::string unit = unit_with_built_binary();
+  TempDir dir;
+  auto redis_pw = dir.write("redis-password", "secret\n");
+  auto pgpass = dir.write("pgpass", "*:*:*:*:secret\n");
+  std::size_t enabled = 0;
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"#LoadCredential=redis-password:/etc/pgbust/redis-password",
+            "LoadCredential=redis-password:" + redis_pw.string()},
+           {"#LoadCredential=pgpass:/etc/pgbust/pgpass",
+            "LoadCredential=pgpass:" + pgpass.string()},
+           {"#Environment=PGPASSFILE=%d/pgpass", "Environment=PGPASSFILE=%d/pgpass"},
+           {"#   IPAddressAllow=10.0.4.17/32 10.0.4.18/32",
+            "IPAddressAllow=10.0.4.17/32 10.0.4.18/32"}}) {
+    auto pos = unit.find(from);
+    CAPTURE(from);
+    REQUIRE(pos != std::string::npos);
+    unit.replace(pos, from.size(), to);
+    ++enabled;
+  }
+  CHECK(enabled == 4);
+  auto path = dir.write("enabled/pgbust.service", unit);
+  RunResult r = run({"systemd-analyze", "verify", "--man=no", path.string()});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(unit_lines(r.output) == "");
 }

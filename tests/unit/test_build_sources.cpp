@@ -18,16 +18,17 @@ rules:
 std::vector<std::string> tables(const std::string& sources) {
   auto rules = rules::RuleSet::parse(kRules, "rules.yaml");
   REQUIRE(rules.errors.empty());
-  auto cfg = config::parse("postgres: {conninfo: \"dbname=app\"}\nrules: rules.yaml\nsources:\n" +
-                               sources,
-                           "pgbust.yaml");
+  auto cfg =
+      config::parse("postgres: {conninfo: \"dbname=app\"}\nrules: rules.yaml\nsources:\n" + sources,
+                    "pgbust.yaml");
   return cli::logical_tables(cfg, *rules.rules);
 }
 
 }  // namespace
 
 TEST_CASE("logical_tables: the rule tables no other source serves") {
-  CHECK(tables("  logical: {}\n") == std::vector<std::string>{"app.users", "public.events", "public.orders"});
+  CHECK(tables("  logical: {}\n") ==
+        std::vector<std::string>{"app.users", "public.events", "public.orders"});
   CHECK(tables("  logical: {}\n  poll: {tables: [{table: events, watermark: [id]}]}\n") ==
         std::vector<std::string>{"app.users", "public.orders"});
   CHECK(tables("  logical: {}\n  notify: {tables: [app.users]}\n") ==

@@ -106,7 +106,8 @@ TEST_CASE("every problem is reported with its position, all at once") {
   std::vector<Case> cases = {
       {"rules: r\nredis: {urll: x}\n",
        "/etc/pgbust/pgbust.yaml:2:9: error: unknown key 'urll' in redis; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls"},
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, name, "
+       "stream_maxlen"},
       {"rules: r\nredis:\n  tls: {ca_file: /ca.pem, verfy: full}\n",
        "/etc/pgbust/pgbust.yaml:3:27: error: unknown key 'verfy' in redis.tls; expected one of: "
        "ca_file, ca_path, cert_file, key_file, server_name, verify, min_version"},
@@ -199,4 +200,90 @@ rules: rules.d
   CHECK(c.poll->state_dir == "/var/lib/pgbust/main");
   REQUIRE(plain.logical);
   CHECK(plain.logical->state_dir == "/var/lib/pgbust");
+}
+
+TEST_CASE("redis: one mapping is one target named after its host and port") {
+  auto c = parse("rules: r\nredis: {url: \"redis://u:secret@cache:6380/1\"}\n", "x.yaml");
+  CHECK(c.redis.name == "cache:6380");
+  CHECK(c.more_redis.empty());
+  CHECK(c.redis.stream_maxlen == 10000);
+  CHECK(redis_targets(c).size() == 1);
+  CHECK(parse("rules: r\n", "x.yaml").redis.name == "127.0.0.1:6379");
+  CHECK(parse("rules: r\nredis: {url: \"unix:///run/r.sock?db=2\"}\n", "x.yaml").redis.name ==
+        "/run/r.sock");
+  CHECK(parse("rules: r\nredis: {url: \"redis://cache\"}\n", "x.yaml").redis.name == "cache:6379");
+}
+
+TEST_CASE("redis: a list of targets, each with its own settings; names derived unique") {
+  auto c = parse(R"(rules: r
+redis:
+  - {url: "redis://10.0.0.1:6379/0", key_prefix: "a:"}
+  - name: eu
+    url: "rediss://cache.eu:6380/0"
+    tls: {verify: ca}
+    stream_maxlen: 50
+  - {url: "redis://10.0.0.1:6379/3"}
+)",
+                 "x.yaml");
+  auto all = redis_targets(c);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].name == "10.0.0.1:6379");
+  CHECK(all[0].key_prefix == "a:");
+  CHECK_FALSE(all[0].tls);
+  CHECK(all[1].name == "eu");
+  CHECK(all[1].url == "rediss://cache.eu:6380/0");
+  REQUIRE(all[1].tls);
+  CHECK(all[1].tls->verify == "ca");
+  CHECK(all[1].stream_maxlen == 50);
+  CHECK(all[2].name == "10.0.0.1:6379-2");
+  CHECK(all[2].key_prefix.empty());
+}
+
+TEST_CASE("redis: a list entry may be a Redis Cluster (cluster: true or a cluster URL)") {
+  auto c = parse(R"(rules: r
+redis:
+  - {url: "redis://10.0.0.1:6379/0"}
+  - {url: "redis://10.0.0.2:7000", cluster: true}
+  - {url: "redis+cluster://pgbust@10.0.0.3:7000,10.0.0.4:7000"}
+)",
+                 "x.yaml");
+  auto all = redis_targets(c);
+  REQUIRE(all.size() == 3);
+  CHECK_FALSE(all[0].cluster);
+  CHECK(all[1].cluster);
+  CHECK(all[1].name == "10.0.0.2:7000");
+  CHECK_FALSE(all[2].cluster);  // the URL says it (redis_options passes the URL on)
+  CHECK(all[2].name == "10.0.0.3:7000");
+  CHECK(parse("rules: r\nredis: {cluster: true}\n", "x.yaml").redis.cluster);
+}
+
+TEST_CASE("redis: list errors name the entry, its position and what was expected") {
+  struct Case {
+    std::string text, expected;
+  };
+  std::vector<Case> cases = {
+      {"rules: r\nredis:\n  - {name: a, url: \"redis://x\"}\n  - {name: a, url: \"redis://y\"}\n",
+       "/etc/pgbust/pgbust.yaml:4:12: error: redis[2].name 'a' is already the name of redis[1]; "
+       "every target needs its own name"},
+      {"rules: r\nredis: []\n",
+       "/etc/pgbust/pgbust.yaml:2:8: error: redis must be a mapping (one target) or a non-empty "
+       "list of targets"},
+      {"rules: r\nredis:\n  - {url: \"redis://x\"}\n  - {urll: y}\n",
+       "/etc/pgbust/pgbust.yaml:4:6: error: unknown key 'urll' in redis[2]; expected one of: url, "
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, name, "
+       "stream_maxlen"},
+      {"rules: r\nredis:\n  - {tls: {cert_file: /c.pem}}\n",
+       "/etc/pgbust/pgbust.yaml:3:11: error: redis[1].tls needs both cert_file and key_file for a "
+       "client certificate (or neither)"},
+      {"rules: r\nredis:\n  - {name: \"\"}\n",
+       "/etc/pgbust/pgbust.yaml:3:12: error: redis[1].name must not be empty"},
+      {"rules: r\nredis: {stream_maxlen: 0}\n",
+       "/etc/pgbust/pgbust.yaml:2:24: error: redis.stream_maxlen must be a positive whole number"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    auto p = problems_of(c.text);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0] == c.expected);
+  }
 }

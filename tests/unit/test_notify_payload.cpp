@@ -2,6 +2,8 @@
 // and every way a payload can be unusable (with the table kept when it can be read).
 #include <doctest/doctest.h>
 
+#include <cctype>
+
 #include "pgbust/sources/notify.hpp"
 
 using namespace pgbust;
@@ -176,4 +178,97 @@ TEST_CASE("payload warnings quote column names, so a newline cannot forge a log 
   CAPTURE(w);
   CHECK(w.find('\n') == std::string::npos);
   CHECK(w.find(R"("x\ncritical: forged")") != std::string::npos);
+}
+
+// --- signed payloads (issue 12: NOTIFY has no permission, payloads carry an HMAC) ---------
+
+TEST_CASE("signing: HMAC-SHA256 as RFC 4231 test case 2 gives it, in the sig1 envelope") {
+  notify::SigningKey key{"k1", "Jefe"};
+  auto signed_text = notify::sign_payload("what do ya want for nothing?", key);
+  CHECK(signed_text ==
+        "sig1:k1:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843:"
+        "what do ya want for nothing?");
+  auto v = notify::verify_payload(signed_text, {key});
+  CHECK(v.reject == notify::Reject::None);
+  CHECK(v.body == "what do ya want for nothing?");
+  CHECK(v.key_id == "k1");
+}
+
+TEST_CASE("signing: what verification rejects, and why") {
+  notify::SigningKey current{"0a1b2c3d", std::string(32, '\x07')};
+  notify::SigningKey previous{"99887766", std::string(32, '\x01')};
+  std::string json = R"({"table": "orders", "op": "delete", "old": {"id": "1"}})";
+  std::vector<notify::SigningKey> keys{current, previous};
+  using notify::Reject;
+  auto reject = [&](const std::string& text) { return notify::verify_payload(text, keys).reject; };
+
+  SUBCASE("either key read verifies: the previous one during a rotation") {
+    CHECK(reject(notify::sign_payload(json, current)) == Reject::None);
+    CHECK(reject(notify::sign_payload(json, previous)) == Reject::None);
+    std::string text = notify::sign_payload(json, previous);  // the views point into it
+    auto v = notify::verify_payload(text, keys);
+    CHECK(v.body == json);
+  }
+  SUBCASE("a plain JSON payload, as a hand-written NOTIFY sends") {
+    CHECK(reject(json) == Reject::Unsigned);
+    CHECK(reject("") == Reject::Unsigned);
+    CHECK(reject("sig2:0a1b2c3d:" + std::string(64, '0') + ":" + json) == Reject::Unsigned);
+  }
+  SUBCASE("a body altered after signing, or a signature of another body") {
+    auto good = notify::sign_payload(json, current);
+    auto altered = good;
+    altered.back() = ' ';
+    CHECK(reject(altered) == Reject::BadSignature);
+    auto other = notify::sign_payload(R"({"table": "x"})", current);
+    CHECK(reject(other.substr(0, 5 + 9 + 65) + json) == Reject::BadSignature);
+    // One flipped digit of the MAC.
+    auto flipped = good;
+    flipped[5 + 9] = flipped[5 + 9] == '0' ? '1' : '0';
+    CHECK(reject(flipped) == Reject::BadSignature);
+  }
+  SUBCASE("signed with a key that is not read (forged with a guessed id, or a new key)") {
+    notify::SigningKey attacker{"0a1b2c3d", std::string(32, '\x07') + "x"};
+    CHECK(reject(notify::sign_payload(json, attacker)) == Reject::BadSignature);
+    notify::SigningKey unknown{"ffffffff", std::string(32, '\x07')};
+    std::string text = notify::sign_payload(json, unknown);
+    auto v = notify::verify_payload(text, keys);
+    CHECK(v.reject == Reject::UnknownKey);
+    CHECK(v.key_id == "ffffffff");
+    CHECK(v.body.empty());
+    CHECK(v.envelope_body == json);  // for verify: false only
+    CHECK(notify::verify_payload(notify::sign_payload(json, current), {}).reject ==
+          Reject::UnknownKey);
+  }
+  SUBCASE("envelopes that are not sig1:<key id>:<64 hex digits>:<JSON>") {
+    std::string mac(64, 'a');
+    for (const std::string& bad : std::vector<std::string>{
+             "sig1:", "sig1:0a1b2c3d", "sig1:0a1b2c3d:" + mac, "sig1::" + mac + ":" + json,
+             "sig1:0a 1b:" + mac + ":" + json, "sig1:0a1b\n:" + mac + ":" + json,
+             "sig1:0a1b2c3d:" + mac.substr(1) + ":" + json,
+             "sig1:0a1b2c3d:" + std::string(63, 'a') + "g:" + json,
+             "sig1:0a1b2c3d:" + mac + "a" + json,
+             "sig1:" + std::string(65, 'k') + ":" + mac + ":"}) {
+      CAPTURE(bad);
+      CHECK(reject(bad) == Reject::Malformed);
+    }
+    // Uppercase hex is hex.
+    auto good = notify::sign_payload(json, current);
+    for (std::size_t i = 14; i < 14 + 64; ++i)
+      good[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(good[i])));
+    CHECK(reject(good) == Reject::None);
+  }
+  SUBCASE("labels for pgbust_notify_rejected_total") {
+    CHECK(std::string(notify::reject_label(Reject::Unsigned)) == "unsigned");
+    CHECK(std::string(notify::reject_label(Reject::Malformed)) == "malformed_signature");
+    CHECK(std::string(notify::reject_label(Reject::UnknownKey)) == "unknown_key");
+    CHECK(std::string(notify::reject_label(Reject::BadSignature)) == "bad_signature");
+  }
+}
+
+TEST_CASE("signing: hex decoding of the key column") {
+  CHECK(notify::from_hex("00ff7F") == std::string("\x00\xff\x7f", 3));
+  CHECK(notify::from_hex("") == std::string());
+  CHECK_FALSE(notify::from_hex("abc"));
+  CHECK_FALSE(notify::from_hex("zz"));
+  CHECK_FALSE(notify::from_hex("\\x00"));
 }

@@ -248,6 +248,45 @@ rules:
         "\"k:2\"],\"patterns\":[],\"revisions\":[\"rev:g1\",\"rev:g2\"],\"truncated\":false}");
 }
 
+TEST_CASE("Pipeline: a stream gets one entry per transaction, the same JSON as publish") {
+  Rig r(R"(
+version: 1
+rules:
+  - name: p
+    table: t
+    delete: "k:${id}"
+    publish: inv
+    stream: inv:s
+  - name: only-stream
+    table: t
+    bump: "rev:${g}"
+    stream: inv:s
+)");
+  r.txn(r.a, 7, {"1", "2"});
+  REQUIRE(r.applier.handed.size() == 1);
+  const Batch& b = r.batch(0);
+  REQUIRE(b.streams.size() == 1);  // two rules, one stream: one entry
+  CHECK(b.streams[0].first == "inv:s");
+  CHECK(b.streams[0].second ==
+        "{\"source\":\"A\",\"position\":\"7\",\"tables\":[\"public.t\"],\"keys\":[\"k:1\","
+        "\"k:2\"],\"patterns\":[],\"revisions\":[\"rev:g1\",\"rev:g2\"],\"truncated\":false}");
+  REQUIRE(b.publishes.size() == 1);  // publish lists only its own rule's keys
+  CHECK(b.publishes[0].second.find("\"revisions\":[]") != std::string::npos);
+  CHECK(r.pipeline.stats().stream_entries == 1);
+  // A stream-only rule that fires with no key still adds an entry.
+  Rig s(R"(
+version: 1
+rules:
+  - name: s
+    table: t
+    stream: inv:s
+)");
+  s.txn(s.a, 3, {"9"});
+  REQUIRE(s.applier.handed.size() == 1);
+  REQUIRE(s.batch(0).streams.size() == 1);
+  CHECK(s.batch(0).streams[0].second.find("\"keys\":[]") != std::string::npos);
+}
+
 TEST_CASE("Pipeline: a gap's widening publishes \"gap\": true, other widenings do not") {
   const char* rules = R"(
 version: 1

@@ -1,6 +1,7 @@
 // Redis URL parsing, password files and endpoint names (no password ever in a message).
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -104,6 +105,14 @@ TEST_CASE("bad redis URLs say what was expected, and never show the password") {
   }
 }
 
+TEST_CASE("a bare path's hint does not echo what the splitter reads as a password") {
+  // Found by fuzz_redis_url (corpus: crash_bare_path_hint): the "write unix://..." hint
+  // repeated the whole URL, password included, after the masked copy.
+  std::string err = error_of("/run/redis:hunter2secret@/redis.sock");
+  CHECK(err.find("a bare path") != std::string::npos);
+  CHECK(err.find("hunter2secret") == std::string::npos);
+}
+
 TEST_CASE("password file: first line without its line ending; overrides the URL's password") {
   pgbust::test::TempDir dir;
   auto crlf = dir.write("crlf", "hunter2\r\nsecond line\n");
@@ -115,6 +124,23 @@ TEST_CASE("password file: first line without its line ending; overrides the URL'
                        doctest::Contains("first line is empty"), pgbust::Error);
   CHECK_THROWS_WITH_AS(pgbust::redis::read_password_file((dir.path() / "missing").string()),
                        doctest::Contains("cannot read: No such file"), pgbust::Error);
+
+  // A systemd credential: LoadCredential=redis-password:... and
+  // password_file: "${CREDENTIALS_DIRECTORY}/redis-password".
+  const char* before = std::getenv("CREDENTIALS_DIRECTORY");
+  std::string saved = before ? before : "";
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  CHECK_THROWS_WITH_AS(pgbust::redis::read_password_file("${CREDENTIALS_DIRECTORY}/crlf"),
+                       doctest::Contains("$CREDENTIALS_DIRECTORY is not set"), pgbust::Error);
+  ::setenv("CREDENTIALS_DIRECTORY", dir.path().c_str(), 1);
+  CHECK(pgbust::redis::read_password_file("${CREDENTIALS_DIRECTORY}/crlf") == "hunter2");
+  CHECK(pgbust::redis::read_password_file("$CREDENTIALS_DIRECTORY/bare") == "p w d");
+  CHECK(pgbust::redis::credentials_path("/etc/x/${CREDENTIALS_DIRECTORY}/y") ==
+        "/etc/x/${CREDENTIALS_DIRECTORY}/y");
+  if (before)
+    ::setenv("CREDENTIALS_DIRECTORY", saved.c_str(), 1);
+  else
+    ::unsetenv("CREDENTIALS_DIRECTORY");
 
   pgbust::redis::Options o;
   o.url = "redis://app:fromurl@h:1/2";

@@ -214,6 +214,15 @@ TEST_CASE("validation errors: position and message, all at once") {
       {"YAML syntax error: a key where a value goes",
        "version: 1\nrules:\n  - name: r\n    table: t\n  delete: x\n",
        {{5, 3, "YAML syntax error"}}},
+      {"stream: not a name",
+       rule_file("    stream: [a, b]\n"),
+       {{5, 13, "stream: expected a stream key name"}}},
+      {"stream: empty",
+       rule_file("    delete: k\n    stream: ''\n"),
+       {{6, 13, "stream: empty stream name"}}},
+      {"stream: misspelled",
+       rule_file("    delete: k\n    strem: s\n"),
+       {{6, 5, "unknown key 'strem' in a rule; did you mean 'stream'?"}}},
       {"top level is a list",
        "- a\n",
        {{1, 1, "expected a mapping with 'version: 1' and 'rules:', found a list"}}},
@@ -238,6 +247,16 @@ TEST_CASE("an empty file and an empty rule list") {
         "none.yaml:2:8: warning: rules: empty list; this file invalidates nothing");
 }
 
+TEST_CASE("stream: an action of its own, with or without publish; part of the hash") {
+  auto r = RuleSet::parse(rule_file("    stream: inval:t\n"), "r.yaml");
+  REQUIRE(r.errors.empty());
+  CHECK(r.rules->rules()[0].stream == "inval:t");
+  CHECK(r.rules->rules()[0].publish.empty());
+  auto other = RuleSet::parse(rule_file("    stream: inval:u\n"), "r.yaml");
+  REQUIRE(other.errors.empty());
+  CHECK(r.rules->hash() != other.rules->hash());
+}
+
 TEST_CASE("defaults and accepted spellings") {
   auto r = RuleSet::parse(R"(version: 1
 rules:
@@ -257,6 +276,7 @@ rules:
   CHECK(r.rules->rules()[0].redelete_after == std::chrono::milliseconds(2000));
   CHECK(r.rules->rules()[1].redelete_after == std::chrono::milliseconds(60000));
   CHECK(r.rules->rules()[1].publish == "chan");
+  CHECK(r.rules->rules()[0].stream.empty());
   CHECK(r.rules->rules()[0].schema == "public");
 }
 
@@ -312,7 +332,7 @@ TEST_CASE("a rules.d directory: name order, errors naming both places") {
         (dir.path() / "40-d.yaml").string() +
             ":4:5: error: unknown key 'tabel' in a rule; did you mean 'table'? "
             "expected name, table, on, changed, when, delete, delete_pattern, bump, "
-            "publish, redelete_after, null_as, fallback or timezone");
+            "publish, redelete_after, null_as, fallback, timezone or stream");
   CHECK(r.errors[1].str() ==
         (dir.path() / "40-d.yaml").string() +
             ":3:5: error: rule has no 'table'; expected schema.table or table");

@@ -35,20 +35,63 @@ bool contains(const std::string& text, const std::string& part) {
 
 TEST_CASE("golden: the NOTIFY trigger of one table") {
   auto c = catalog();
-  auto out = notify_sql({{"public", "t", {"g"}}}, &c, NotifyOptions{"it's", ""});
+  auto out =
+      notify_sql({{"public", "t", {"g"}}}, &c, NotifyOptions{"it's", "", true, false, "pgbust"});
   CHECK(out.errors.empty());
   CHECK(out.warnings.empty());
   CHECK(out.sql == R"SQL(-- pgbust setup --notify: NOTIFY triggers for the tables the rules read.
 -- Each row change sends, at commit, a JSON payload {"schema", "table", "op", "new",
--- "old"} with the columns the rules read and the key, as text, on channel 'it''s'.
--- Safe to run again: functions are replaced and triggers created afresh.
+-- "old"} with the columns the rules read and the key, as text, on channel 'it''s', signed (sig1:<key id>:<HMAC>:<JSON>).
+-- Safe to run again: functions are replaced and triggers created afresh; the key is kept.
 -- Run with: psql -v ON_ERROR_STOP=1 -f FILE
 
 BEGIN;
 
+-- Signed payloads. PostgreSQL has no permission on NOTIFY channels: any role that can
+-- connect can send any payload. Each payload is signed with HMAC-SHA256 and a key in
+-- pgbust.notify_key, which only the owner of these objects (and pgbust's role, granted
+-- SELECT below) can read; pgbust rejects payloads without a valid signature.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE SCHEMA IF NOT EXISTS pgbust;
+REVOKE ALL ON SCHEMA pgbust FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS pgbust.notify_key (
+  id text PRIMARY KEY,
+  secret bytea NOT NULL,
+  created timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp());
+REVOKE ALL ON pgbust.notify_key FROM PUBLIC;
+DO $pgbust$
+DECLARE
+  crypto name := (SELECT n.nspname FROM pg_catalog.pg_extension e
+                  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = 'pgcrypto');
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pgbust.notify_key) THEN
+    EXECUTE pg_catalog.format('INSERT INTO pgbust.notify_key (id, secret) VALUES (
+      pg_catalog.encode(%1$I.gen_random_bytes(4), ''hex''), %1$I.gen_random_bytes(32))',
+      crypto);
+  END IF;
+  -- sig1:<key id>:<HMAC-SHA256 of the payload, hex>:<payload>, with the newest key.
+  EXECUTE pg_catalog.format($sign$
+    CREATE OR REPLACE FUNCTION pgbust.notify_sign(payload text) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $body$
+      SELECT 'sig1:' || k.id || ':' || pg_catalog.encode(%I.hmac(
+               pg_catalog.convert_to(payload, 'UTF8'), k.secret, 'sha256'), 'hex') || ':' ||
+             payload
+      FROM pgbust.notify_key k ORDER BY k.created DESC, k.id LIMIT 1
+    $body$$sign$, crypto);
+END
+$pgbust$;
+REVOKE ALL ON FUNCTION pgbust.notify_sign(text) FROM PUBLIC;
+-- pgbust reads the key (at each connection, and after a rotation) as this role.
+GRANT USAGE ON SCHEMA pgbust TO "pgbust";
+GRANT SELECT ON pgbust.notify_key TO "pgbust";
+
 -- public.t: sends id, g (key: id) on channel 'it''s'.
 CREATE OR REPLACE FUNCTION "public"."pgbust_notify_t"() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO'
 SET IntervalStyle = 'postgres'
@@ -61,8 +104,9 @@ DECLARE
   payload text;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
-    PERFORM pg_catalog.pg_notify('it''s', pg_catalog.jsonb_build_object(
-      'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', 'truncate')::text);
+    payload := pgbust.notify_sign(pg_catalog.jsonb_build_object(
+      'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', pg_catalog.lower(TG_OP))::text);
+    PERFORM pg_catalog.pg_notify('it''s', payload);
     RETURN NULL;
   END IF;
   IF TG_OP <> 'DELETE' THEN
@@ -71,8 +115,9 @@ BEGIN
   IF TG_OP <> 'INSERT' THEN
     old_row := pg_catalog.jsonb_build_object('id', OLD."id"::text, 'g', OLD."g"::text);
   END IF;
-  payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-    'op', pg_catalog.lower(TG_OP), 'new', new_row, 'old', old_row)::text;
+  payload := pgbust.notify_sign(pg_catalog.jsonb_build_object(
+    'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', pg_catalog.lower(TG_OP),
+    'new', new_row, 'old', old_row)::text);
   IF pg_catalog.octet_length(payload) > 7999 THEN
     -- Too large for NOTIFY (under 8000 bytes): the key columns only; pgbust widens
     -- the rules for the other columns.
@@ -82,18 +127,21 @@ BEGIN
     IF TG_OP <> 'INSERT' THEN
       old_row := pg_catalog.jsonb_build_object('id', OLD."id"::text);
     END IF;
-    payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-      'op', pg_catalog.lower(TG_OP), 'new', new_row, 'old', old_row, 'oversized', true)::text;
+    payload := pgbust.notify_sign(pg_catalog.jsonb_build_object(
+      'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', pg_catalog.lower(TG_OP),
+      'new', new_row, 'old', old_row, 'oversized', true)::text);
     IF pg_catalog.octet_length(payload) > 7999 THEN
       -- Even the key is too large: no row values; pgbust widens every rule of the table.
-      payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME,
-        'op', pg_catalog.lower(TG_OP), 'oversized', true)::text;
+      payload := pgbust.notify_sign(pg_catalog.jsonb_build_object(
+        'schema', TG_TABLE_SCHEMA, 'table', TG_TABLE_NAME, 'op', pg_catalog.lower(TG_OP),
+        'oversized', true)::text);
     END IF;
   END IF;
   PERFORM pg_catalog.pg_notify('it''s', payload);
   RETURN NULL;
 END
 $pgbust$;
+REVOKE ALL ON FUNCTION "public"."pgbust_notify_t"() FROM PUBLIC;
 DROP TRIGGER IF EXISTS pgbust_notify ON "public"."t";
 CREATE TRIGGER pgbust_notify AFTER INSERT OR UPDATE OR DELETE ON "public"."t"
   FOR EACH ROW EXECUTE FUNCTION "public"."pgbust_notify_t"();
@@ -103,6 +151,34 @@ CREATE TRIGGER pgbust_notify_truncate AFTER TRUNCATE ON "public"."t"
 
 COMMIT;
 )SQL");
+}
+
+TEST_CASE("NOTIFY triggers for sources.notify.verify: false: unsigned, no key, no definer") {
+  auto c = catalog();
+  auto out = notify_sql({{"public", "t", {"g"}}}, &c, NotifyOptions{"pgbust", "", false});
+  CHECK(out.errors.empty());
+  for (const char* absent :
+       {"pgcrypto", "notify_key", "notify_sign", "SECURITY DEFINER", "REVOKE", "GRANT", "sig1"}) {
+    CAPTURE(absent);
+    CHECK_FALSE(contains(out.sql, absent));
+  }
+  CHECK(contains(out.sql,
+                 "  payload := pg_catalog.jsonb_build_object('schema', TG_TABLE_SCHEMA, "
+                 "'table', TG_TABLE_NAME,\n      'op', pg_catalog.lower(TG_OP))::text;\n"
+                 "    PERFORM pg_catalog.pg_notify('pgbust', payload);\n"));
+}
+
+TEST_CASE("NOTIFY signing: --rotate-key adds a key and keeps one; no role known: a comment") {
+  auto c = catalog();
+  NotifyOptions o;
+  o.rotate_key = true;
+  auto out = notify_sql({{"public", "t", {"g"}}}, &c, o);
+  CHECK(contains(out.sql,
+                 "  DELETE FROM pgbust.notify_key WHERE id NOT IN (\n"
+                 "    SELECT id FROM pgbust.notify_key ORDER BY created DESC, id LIMIT 1);\n"));
+  CHECK_FALSE(contains(out.sql, "IF NOT EXISTS (SELECT 1 FROM pgbust.notify_key)"));
+  CHECK(contains(out.sql, "\n-- GRANT SELECT ON pgbust.notify_key TO <role>;\n"));
+  CHECK_FALSE(contains(out.sql, "\nGRANT"));
 }
 
 TEST_CASE("golden: the publication with column lists, and the slot") {

@@ -20,7 +20,8 @@ StatusInput input(SourceStatus s, double uptime = 5) {
   StatusInput in;
   in.sources = {{"logical", std::move(s)}};
   in.pipeline = &none;
-  in.redis_state = redis::State::Ready;
+  in.redis = {RedisStatus{}};
+  in.redis[0].state = redis::State::Ready;
   in.uptime_seconds = uptime;
   return in;
 }
@@ -63,23 +64,48 @@ TEST_CASE("status: a batch failing on a reachable Redis degrades health and says
   streaming.state = SourceState::Streaming;
   in.sources.emplace_back("logical", streaming);
   in.pipeline = &p;
-  in.redis_state = redis::State::Ready;
-  in.redis = &rs;
+  in.redis = {RedisStatus{}};
+  in.redis[0].state = redis::State::Ready;
+  in.redis[0].stats = &rs;
   CHECK(health(in) == Health::Healthy);
   rs.failing_batches = 1;
-  in.redis_error = "redis 127.0.0.1:6379 db 0 (ready): SET NX rev:1 failed: OOM ...";
+  in.redis[0].error = "redis 127.0.0.1:6379 db 0 (ready): SET NX rev:1 failed: OOM ...";
   CHECK(health(in) == Health::Degraded);
   CHECK(status_line(in).find("redis ready (1 batch failing: redis 127.0.0.1:6379 db 0 (ready): "
                              "SET NX rev:1 failed: OOM ...);") != std::string::npos);
 }
 
-TEST_CASE("status line: a running keyspace pass and how far it got") {
+TEST_CASE("status: several targets are each named with role and TLS; one down degrades") {
+  auto in = input(streaming());
+  in.redis.resize(2);
+  in.redis[0] = {
+      "eu",     redis::State::Ready, "10.0.0.1:6380 db 0 (TLS)", 0, nullptr, "", "master", true,
+      "TLSv1.3"};
+  in.redis[1] = {"us", redis::State::Ready, "10.0.0.2:6379 db 0", 0, nullptr, "", "replica", false,
+                 ""};
+  CHECK(health(in) == Health::Healthy);
+  CHECK(status_line(in).find("; redis eu ready 10.0.0.1:6380 db 0 (TLS) [master, TLSv1.3]; "
+                             "redis us ready 10.0.0.2:6379 db 0 [replica, no TLS];") !=
+        std::string::npos);
+  in.redis[1].state = redis::State::BackingOff;
+  in.redis[1].down_seconds = 12;
+  CHECK(health(in) == Health::Degraded);
+  CHECK(status_line(in).find("redis us backing off 10.0.0.2:6379 db 0 [replica, no TLS] "
+                             "(down 12s);") != std::string::npos);
+  // One target: not named (as before), role and TLS still shown once known.
+  in.redis.resize(1);
+  CHECK(status_line(in).find("; redis ready 10.0.0.1:6380 db 0 (TLS) [master, TLSv1.3];") !=
+        std::string::npos);
+}
+
+TEST_CASE("status line: a running keyspace pass and how far it got, per target") {
   PipelineStats p;
   redis::Stats rs;
   StatusInput in;
   in.pipeline = &p;
-  in.redis_state = redis::State::Ready;
-  in.redis = &rs;
+  in.redis = {RedisStatus{}};
+  in.redis[0].state = redis::State::Ready;
+  in.redis[0].stats = &rs;
   CHECK(status_line(in).find("keyspace pass") == std::string::npos);
   rs.pass_running = true;
   rs.pass_patterns = 3;
@@ -92,4 +118,13 @@ TEST_CASE("status line: a running keyspace pass and how far it got") {
   rs.pass_patterns = 1;
   CHECK(status_line(in).find("(keyspace pass for 1 pattern: 250000 keys scanned);") !=
         std::string::npos);
+  // Several targets: each says whether it runs a pass of its own.
+  redis::Stats other;
+  in.redis.push_back(RedisStatus{});
+  in.redis[0].name = "eu";
+  in.redis[1].name = "us";
+  in.redis[1].state = redis::State::Ready;
+  in.redis[1].stats = &other;
+  CHECK(status_line(in).find("; redis eu ready (keyspace pass for 1 pattern: 250000 keys "
+                             "scanned); redis us ready;") != std::string::npos);
 }

@@ -7,6 +7,9 @@
 
 namespace pgbust {
 
+// One target's options (config::redis_targets(c) lists them all).
+redis::Options redis_options(const config::Redis& r);
+// The first (or only) target's.
 redis::Options redis_options(const config::Config& c);
 
 }  // namespace pgbust

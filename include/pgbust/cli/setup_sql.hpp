@@ -41,10 +41,17 @@ struct Output {
 struct NotifyOptions {
   std::string channel = "pgbust";
   std::string origin;  // a comment line saying what it was generated from (may be empty)
+  // Signed payloads (sources.notify.verify): pgcrypto, schema pgbust with the key table
+  // pgbust.notify_key (a key created unless one exists) and pgbust.notify_sign(), both
+  // closed to PUBLIC; the trigger functions are SECURITY DEFINER and sign every payload.
+  bool sign = true;
+  bool rotate_key = false;       // add a new key (signing uses it), keep only the previous one
+  std::string reader_role = {};  // the role pgbust connects as: granted SELECT on the key table
 };
 
 // One trigger function per table (CREATE OR REPLACE) sending {"schema", "table", "op", "new",
-// "old"} with the needed columns and the primary key as text; a payload over 7999 bytes is
+// "old"} with the needed columns and the primary key as text, signed (options.sign: the
+// functions are SECURITY DEFINER, closed to PUBLIC); a payload over 7999 bytes is
 // replaced by the key columns with "oversized": true, or without rows when even that is too
 // large. Row triggers AFTER INSERT OR UPDATE OR DELETE, a statement trigger AFTER TRUNCATE,
 // dropped and created again (idempotent), all in one transaction.

@@ -19,8 +19,12 @@ struct Batch {
                                       // evicted counter never repeats an old value)
   std::vector<std::pair<std::string, std::string>> publishes;  // channel, message: sent last,
                                                                // after everything else succeeded
+  // stream, message: XADD stream MAXLEN ~ N * message <message>, after the publishes. A batch
+  // applied again adds its entries again (at least once, like publishes).
+  std::vector<std::pair<std::string, std::string>> streams;
   bool empty() const {
-    return deletes.empty() && patterns.empty() && bumps.empty() && publishes.empty();
+    return deletes.empty() && patterns.empty() && bumps.empty() && publishes.empty() &&
+           streams.empty();
   }
 };
 

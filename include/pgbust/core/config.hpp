@@ -33,6 +33,10 @@ struct Logical {
   std::string on_gap = "widen";  // widen | fail | widen_at_start
   // How often a side connection checks that the publication covers the rule tables.
   milliseconds coverage_interval{30000};
+  // `pgbust run --dry-run` only (no YAML key): stream from a TEMPORARY slot created for this
+  // connection, or from the given slot without ever confirming a position to it.
+  bool temporary_slot = false;
+  bool never_confirm = false;
 };
 
 struct Notify {
@@ -41,6 +45,10 @@ struct Notify {
   // "schema.table" of the tables whose triggers notify (the gap policy widens these, `setup
   // --notify` creates triggers for these); empty: every table the rules name.
   std::vector<std::string> tables;
+  // Accept only payloads signed by the triggers of `pgbust setup --notify` (HMAC-SHA256 with a
+  // key read from pgbust.notify_key); false accepts unsigned payloads (hand-written triggers),
+  // and then any role that can connect can make pgbust delete keys.
+  bool verify = true;
 };
 
 struct PollTable {
@@ -72,14 +80,21 @@ struct RedisTls {
   bool operator==(const RedisTls&) const = default;
 };
 
+// One Redis target: `redis:` as a mapping is the only one; as a list, each entry is one.
 struct Redis {
+  // Shown in the status line and as target="..." in metrics; default: derived from the URL
+  // (host:port or the socket path), made unique with "-2", "-3", ... Explicit names must be
+  // unique.
+  std::string name;
   std::string url = "redis://127.0.0.1:6379/0";
   std::string password_file;
   std::optional<RedisTls> tls;
   std::string key_prefix;
   milliseconds connect_timeout{2000};
   milliseconds command_timeout{5000};
-  bool cluster = false;  // Redis Cluster (also implied by a redis+cluster:// URL)
+  bool cluster = false;               // Redis Cluster (also implied by a redis+cluster:// URL)
+  std::size_t stream_maxlen = 10000;  // XADD MAXLEN ~ this, for rules with `stream:`
+  bool operator==(const Redis&) const = default;
 };
 
 struct Status {
@@ -101,8 +116,12 @@ struct Config {
   std::optional<Logical> logical;
   std::optional<Notify> notify;
   std::optional<Poll> poll;
-  Redis redis;
-  std::filesystem::path rules;  // file or rules.d directory, relative to the config file
+  Redis redis;                    // the first (or only) Redis target
+  std::vector<Redis> more_redis;  // the others, when `redis:` is a list
+  std::filesystem::path rules;    // file or rules.d directory, relative to the config file
+  // `pgbust run --dry-run [--trace FILE]` (no YAML key): count and trace, never write Redis.
+  bool dry_run = false;
+  std::string dry_run_trace;
   Status status;
   Limits limits;
   std::string log_level = "info";
@@ -110,6 +129,9 @@ struct Config {
   // "<N>" priority prefixes: auto (when stderr is the journal), yes, no
   std::string log_journal = "auto";
 };
+
+// Every Redis target, the first one (Config::redis) first.
+std::vector<Redis> redis_targets(const Config& c);
 
 // Thrown with every problem found, one per line, each "FILE:LINE:COL: error: ...".
 class ConfigError : public Error {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "pgbust/core/change.hpp"
 #include "pgbust/core/loop.hpp"
@@ -38,6 +40,13 @@ class ChangeSink {
   virtual void commit(class Source& source, Position position, std::int64_t commit_time_us) = 0;
   // The source lost its connection mid-transaction: drop what it delivered since begin().
   virtual void abort(class Source& source) = 0;
+  // A pg_logical_emit_message() with prefix kEmittedPrefix ("pgbust"), at `lsn`: when
+  // `transactional`, part of the current transaction (applied with it after its commit).
+  // Default: ignored.
+  virtual void message(class Source& source, Position lsn, bool transactional,
+                       std::string_view content) {
+    (void)source, (void)lsn, (void)transactional, (void)content;
+  }
 };
 
 enum class SourceState : std::uint8_t { Connecting, Starting, Streaming, BackingOff, Stopped };
@@ -61,6 +70,9 @@ struct SourceStatus {
   // Rule tables this source should see and cannot (the logical source: not in the
   // publication); -1 when the source does not check.
   std::int64_t uncovered_tables = -1;
+  // Payloads refused, by reason (the NOTIFY source's signature checks): metric
+  // pgbust_<source>_rejected_total{reason}.
+  std::vector<std::pair<std::string, std::uint64_t>> rejected = {};
 };
 
 class Source : public Pollable {

@@ -14,14 +14,23 @@ namespace pgbust {
 enum class Health { Starting, Healthy, CatchingUp, Degraded, Stopping };
 std::string_view to_string(Health h);
 
+// One Redis target as the status line shows it.
+struct RedisStatus {
+  std::string name;  // shown when there are several targets
+  redis::State state = redis::State::Disconnected;
+  std::string server;
+  double down_seconds = 0;  // how long it has been unreachable
+  const redis::Stats* stats = nullptr;
+  std::string error;        // its last error, shown while batches are failing
+  std::string role;         // "master", "replica"; "" unknown
+  bool tls = false;         // rediss://
+  std::string tls_version;  // "TLSv1.3" once negotiated
+};
+
 struct StatusInput {
   std::vector<std::pair<std::string, SourceStatus>> sources;  // by name
   const PipelineStats* pipeline = nullptr;
-  redis::State redis_state = redis::State::Disconnected;
-  std::string redis_server;
-  double redis_down_seconds = 0;  // how long Redis has been unreachable
-  const redis::Stats* redis = nullptr;
-  std::string redis_error;          // the target's last error, shown while batches are failing
+  std::vector<RedisStatus> redis;   // every target, in config order
   double changes_per_second = 0;    // over the last interval
   std::size_t in_flight = 0;        // transactions committed, not yet confirmed
   std::int64_t wal_warn_bytes = 0;  // slot lag above this degrades health
@@ -35,9 +44,11 @@ struct StatusInput {
 inline constexpr double kStartupGraceSeconds = 60;
 
 Health health(const StatusInput& in);
-// e.g. "healthy: logical streaming at 0/16B3748 lag 0 B 0.0s; redis ready 127.0.0.1:6379 db 0;
+// e.g. "healthy: logical streaming at 0/16B3748 lag 0 B 0.0s; redis ready 127.0.0.1:6379 db 0
+//       [master, no TLS];
 //       41.2 changes/s; 1234 changes 310 txns; keys 512 patterns 3 bumps 40 publishes 12;
 //       widened 2; errors 0; in flight 0; rules 12 (3fa2c1d0)"
+// With several targets each is named: "redis eu ready ...; redis us backing off ...;".
 std::string status_line(const StatusInput& in);
 // "12.3 kB", "1.2 GB"
 std::string human_bytes(std::int64_t bytes);

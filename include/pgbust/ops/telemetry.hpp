@@ -3,7 +3,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "pgbust/core/config.hpp"
@@ -21,7 +23,8 @@ namespace pgbust {
 class Telemetry {
  public:
   // Binds the metrics address (throws Error naming it when it cannot) unless listen is "".
-  Telemetry(const config::Status& cfg, Pipeline& pipeline, redis::AnyTarget& target,
+  // `targets`: every Redis target, each labelled target="<its name>" in the metrics.
+  Telemetry(const config::Status& cfg, Pipeline& pipeline, std::vector<redis::AnyTarget*> targets,
             const std::vector<std::unique_ptr<Source>>& sources,
             std::function<StatusInput()> status);
   ~Telemetry();
@@ -45,12 +48,13 @@ class Telemetry {
 
  private:
   void refresh();
+  void refresh_target(const redis::AnyTarget& t);
   void set(metrics::Counter& c, std::uint64_t v) {
     if (v > c.value()) c.inc(v - c.value());
   }
 
   Pipeline& pipeline_;
-  redis::AnyTarget& target_;
+  std::vector<redis::AnyTarget*> targets_;
   const std::vector<std::unique_ptr<Source>>& sources_;
   std::function<StatusInput()> status_;
   metrics::Registry registry_;
@@ -62,6 +66,7 @@ class Telemetry {
   metrics::Counter* reloads_failed_;
   metrics::Gauge* reload_successful_;
   metrics::Gauge* reload_success_time_;
+  std::map<std::string, metrics::Gauge*> redis_info_;  // by target: the series set to 1
   bool ready_sent_ = false;
 };
 

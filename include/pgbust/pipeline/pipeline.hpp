@@ -33,18 +33,21 @@ struct PipelineOptions {
 
 // Counters for the status line and metrics.
 struct PipelineStats {
-  std::uint64_t changes = 0;       // row changes seen
-  std::uint64_t matched = 0;       // changes some rule fired for
-  std::uint64_t transactions = 0;  // committed transactions
-  std::uint64_t keys = 0;          // exact keys queued for UNLINK (after per-txn dedup)
-  std::uint64_t patterns = 0;      // patterns queued
-  std::uint64_t bumps = 0;         // bumps queued
-  std::uint64_t publishes = 0;     // messages queued
-  std::uint64_t redeletes = 0;     // second deletes queued
+  std::uint64_t changes = 0;         // row changes seen
+  std::uint64_t matched = 0;         // changes some rule fired for
+  std::uint64_t transactions = 0;    // committed transactions
+  std::uint64_t keys = 0;            // exact keys queued for UNLINK (after per-txn dedup)
+  std::uint64_t patterns = 0;        // patterns queued
+  std::uint64_t bumps = 0;           // bumps queued
+  std::uint64_t publishes = 0;       // messages queued
+  std::uint64_t stream_entries = 0;  // stream entries queued (one per stream per transaction)
+  std::uint64_t redeletes = 0;       // second deletes queued
   std::uint64_t widenings = 0;
   std::map<Unknown, std::uint64_t> widenings_by_reason;
   std::uint64_t applied_transactions = 0;  // confirmed to their source
-  double last_latency_seconds = -1;        // commit → applied, most recent transaction
+  std::uint64_t emitted_messages = 0;      // application messages taken into a transaction
+  std::map<std::string, std::uint64_t> emitted_rejected;  // by reason (EmittedRejection)
+  double last_latency_seconds = -1;  // commit → applied, most recent transaction
 };
 
 // Row changes by table and operation, for metrics.
@@ -77,6 +80,7 @@ class Pipeline : public ChangeSink, public Pollable {
                    Unknown why) override;
   void commit(Source& source, Position position, std::int64_t commit_time_us) override;
   void abort(Source& source) override;
+  void message(Source& source, Position lsn, bool transactional, std::string_view content) override;
 
   // Pollable: timers only (second deletes); no socket.
   int fd() const override { return -1; }

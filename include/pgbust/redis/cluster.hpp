@@ -54,17 +54,18 @@ bool is_cluster_url(std::string_view url);
 // A Redis Cluster as one applier. It discovers the topology from a seed (CLUSTER SHARDS, or
 // CLUSTER SLOTS on servers without it) and keeps one Target per master, registered with the
 // loop given to attach(). Each batch is split per master by hash slot and applied in phases
-// (deletes and pattern deletes on every master; then bumps; then publishes on one node), each
-// phase once every part of the one before has been applied; done() runs once the last phase
-// is applied. MOVED moves the slot in the map (and refreshes it) and sends the keys again to
-// the named node; ASK sends them there after ASKING, one key per UNLINK; TRYAGAIN and
-// CLUSTERDOWN retry them after a short backoff. A master that stops answering, or stops
-// being a master, triggers re-discovery; its unfinished parts are applied again by the
-// masters that now serve its slots (every command is idempotent). Patterns are SCANned on
-// every master: each master's Target runs its own keyspace passes (UNLINKs of one slot at a
-// time; a MOVED or ASK for a pass's UNLINK sends its keys on for the batches whose patterns
-// match them). Batches run side by side on the nodes, so done() may run out of order (as
-// Applier allows); the pipeline still confirms in commit order.
+// (deletes and pattern deletes on every master; then bumps; then publishes on one node;
+// then XADDs, each on the master of its stream key), each phase once every part of the one
+// before has been applied; done() runs once the last phase is applied. MOVED moves the slot
+// in the map (and refreshes it) and sends the keys again to the named node; ASK sends them
+// there after ASKING, one key per UNLINK; TRYAGAIN and CLUSTERDOWN retry them after a short
+// backoff. A master that stops answering, or stops being a master, triggers re-discovery; its
+// unfinished parts are applied again by the masters that now serve its slots (every command
+// is idempotent). Patterns are SCANned on every master: each master's Target runs its own
+// keyspace passes (UNLINKs of one slot at a time; a MOVED or ASK for a pass's UNLINK sends
+// its keys on for the batches whose patterns match them). Batches run side by side on the
+// nodes, so done() may run out of order (as Applier allows); the pipeline still confirms in
+// commit order.
 class ClusterTarget : public AnyTarget {
  public:
   explicit ClusterTarget(Options options);  // throws pgbust::Error for unusable options
@@ -76,6 +77,12 @@ class ClusterTarget : public AnyTarget {
   const Stats& stats() const override;  // summed over the node connections
   std::string last_error() const override;
   std::string describe() const override;
+  std::string name() const override;  // Options::name
+  std::string role() const override;  // "cluster" once the slot map is known
+  bool tls() const override;          // rediss+cluster:// (or rediss:// with cluster)
+  // A ready master's negotiated protocol (every node uses the same TLS options).
+  std::string tls_version() const override;
+  std::size_t queued() const override;  // batches not yet completed
   void attach(Loop& loop) override;
   void detach(Loop& loop) override;
   void close() noexcept override;

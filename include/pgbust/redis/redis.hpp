@@ -38,6 +38,7 @@ struct TlsOptions {
 };
 
 struct Options {
+  std::string name;  // the target's name in status lines and metrics (config: redis.name)
   // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
   // unix:///path/to/socket[?db=N]
   std::string url = "redis://127.0.0.1:6379/0";
@@ -50,9 +51,10 @@ struct Options {
   std::chrono::milliseconds ping_interval{2000};
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
-  std::size_t max_in_flight = 1024;  // commands sent and not yet answered
-  std::size_t scan_count = 1000;     // SCAN ... COUNT
-  std::size_t unlink_chunk = 512;    // keys per UNLINK
+  std::size_t max_in_flight = 1024;   // commands sent and not yet answered
+  std::size_t scan_count = 1000;      // SCAN ... COUNT
+  std::size_t unlink_chunk = 512;     // keys per UNLINK
+  std::size_t stream_maxlen = 10000;  // XADD stream MAXLEN ~ this
   // Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL, which may
   // list several seed nodes: redis+cluster://host:port,host:port). See ClusterTarget.
   bool cluster = false;
@@ -82,7 +84,13 @@ Endpoint parse_url(std::string_view url);
 
 // The password in a password file: its first line without the line ending. Throws
 // pgbust::Error naming the file when it cannot be read or is empty.
+// "${CREDENTIALS_DIRECTORY}/name" (or "$CREDENTIALS_DIRECTORY/name") is a credential that
+// systemd's LoadCredential= put in that directory.
 std::string read_password_file(const std::string& path);
+
+// `path` with a leading ${CREDENTIALS_DIRECTORY}/ replaced by the environment's value; throws
+// pgbust::Error when it is named but not set.
+std::string credentials_path(const std::string& path);
 
 // The endpoint for `options`: parse_url(options.url), with the password_file's password
 // (when set) replacing any password in the URL; checks that TLS settings go with rediss://
@@ -129,6 +137,7 @@ struct Stats {
   std::size_t scan_count = 0;           // SCAN COUNT now (adapts to the server's speed)
   std::uint64_t bumps = 0;
   std::uint64_t publishes = 0;
+  std::uint64_t stream_entries = 0;  // XADDs applied
   std::uint64_t reconnects = 0;
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
@@ -143,6 +152,16 @@ class AnyTarget : public Pollable, public Applier {
   virtual const Stats& stats() const = 0;
   virtual std::string last_error() const = 0;
   virtual std::string describe() const = 0;
+  // Options::name: the target's name in status lines and metrics.
+  virtual std::string name() const = 0;
+  // What the last handshake saw: ROLE's answer ("master", "replica"; "cluster" for a
+  // cluster; "" before the first connection or when ROLE is refused), whether the target
+  // uses TLS (rediss://) and the negotiated protocol ("TLSv1.3"; "" for plain TCP or before
+  // the handshake).
+  virtual std::string role() const = 0;
+  virtual bool tls() const = 0;
+  virtual std::string tls_version() const = 0;
+  virtual std::size_t queued() const = 0;  // batches not yet completed
   virtual void attach(Loop& loop) = 0;
   virtual void detach(Loop& loop) = 0;
   virtual void close() noexcept = 0;
@@ -157,9 +176,10 @@ std::unique_ptr<AnyTarget> make_target(const Options& options);
 
 // Hooks a cluster client uses to run one Target per node (see ClusterTarget).
 struct Redirected {
-  enum What : std::uint8_t { Delete, Bump } what;
+  enum What : std::uint8_t { Delete, Bump, Stream } what;
   std::string_view error;         // "MOVED 3999 127.0.0.1:6381", "ASK ...", "TRYAGAIN ..."
-  std::vector<std::string> keys;  // the command's keys (UNLINK) or the bump's key
+  std::vector<std::string> keys;  // the command's keys (UNLINK), the bump's key, or the
+                                  // stream and its message (XADD)
   std::uint64_t tag = 0;          // PartFlags::tag of the batch the command belonged to
 };
 struct PartFlags {
@@ -180,14 +200,15 @@ struct PartFlags {
 // Batches start in the order queued and run side by side. Pattern deletes are off the
 // critical path: a batch's patterns go to a keyspace pass (one SCAN cursor stream, matched
 // client-side against every pattern pending when the pass started; a pattern arriving during
-// a pass joins the next one), while later batches' exact deletes, bumps and publishes go on.
-// SCAN COUNT adapts so each SCAN stays short on the server. Within a batch: exact UNLINKs,
-// then its pass, then bumps (so a widened bump deletes `rev:...:*` before it INCRs the new
-// counter), then, once all of that is answered, publishes; its done() runs after that. A bump
-// whose key an earlier batch's unfinished pass may delete waits for that pass too. done()
-// may thus run for a later batch first (Applier allows it; the pipeline confirms in commit
-// order), and a later batch's message may be published before an earlier one's whose pass
-// is still running: each message still follows everything of its own transaction.
+// a pass joins the next one), while later batches' exact deletes, bumps, publishes and stream
+// entries go on. SCAN COUNT adapts so each SCAN stays short on the server. Within a batch:
+// exact UNLINKs, then its pass, then bumps (so a widened bump deletes `rev:...:*` before it
+// INCRs the new counter), then, once all of that is answered, publishes, then stream entries
+// (XADD); its done() runs after that. A bump whose key an earlier batch's unfinished pass may
+// delete waits for that pass too. done() may thus run for a later batch first (Applier allows
+// it; the pipeline confirms in commit order), and a later batch's message or stream entry may
+// be sent before an earlier one's whose pass is still running: each still follows everything
+// of its own transaction.
 //
 // Failure semantics (promise 2): a broken connection, a command unanswered for
 // command_timeout, or a transient error reply (LOADING, BUSY, READONLY, ...; see errors.hpp)
@@ -235,7 +256,7 @@ class Target : public AnyTarget {
   // keyspace pass, or set aside, may complete after later ones (see above); an empty batch
   // completes once every earlier batch has (or was set aside), even while Redis is down.
   void apply(Batch batch, std::function<void()> done) override;
-  std::size_t queued() const;  // batches not yet completed
+  std::size_t queued() const override;  // batches not yet completed
   // Every queued batch is set aside after a persistent error and not yet due, or waits only
   // for a keyspace pass (or none is queued): a batch handed over now starts at once.
   bool idle() const override;
@@ -246,6 +267,10 @@ class Target : public AnyTarget {
   std::string describe() const override;    // "127.0.0.1:6379 db 0" (never the password)
   void attach(Loop& loop) override { loop.add(this); }
   void detach(Loop& loop) override { loop.remove(this); }
+  std::string name() const override;
+  std::string role() const override;
+  bool tls() const override;
+  std::string tls_version() const override;
 
   const Endpoint& endpoint() const;  // holds the password: never log it
 
@@ -381,6 +406,8 @@ class Conn {
   bool finish_connect();
 
   std::string& out() { return out_; }  // append commands here
+  // The negotiated TLS protocol ("TLSv1.3"), "" without TLS or before the handshake.
+  std::string tls_version() const;
   // Poll for POLLOUT: output waits for the socket, or a TLS read waits to write.
   bool want_write() const {
     return (out_pos_ < out_.size() && !write_wants_read_) || read_wants_write_;

@@ -40,6 +40,8 @@ struct Rule {
   std::string schema;  // "public" when the file did not say
   std::string table;
   std::string publish;  // channel, empty when the rule does not publish
+  // Stream the same message is added to (XADD, one entry per transaction); empty: none.
+  std::string stream;
   std::chrono::milliseconds redelete_after{0};
   std::string file;
   int line = 0;

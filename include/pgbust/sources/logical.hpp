@@ -20,6 +20,11 @@ struct LogicalSourceOptions {
   std::string slot = "pgbust";         // [a-z0-9_], at most 63 characters
   std::string publication = "pgbust";  // must exist (checked at every connect)
   bool create_slot = true;             // create the pgoutput slot when it is missing
+  // Dry run: create the slot TEMPORARY (dropped by the server when the connection ends, so it
+  // never holds WAL after pgbust exits; an existing slot of that name is an error), or stream
+  // from an existing slot and never confirm a position to it (status updates report 0).
+  bool temporary_slot = false;
+  bool never_confirm = false;
   // The slot record's directory (slot_record.hpp); empty: no record, no gap detection.
   std::string state_dir;
   std::string on_gap = "widen";  // widen | fail | widen_at_start

@@ -67,6 +67,51 @@ ParseResult parse_payload(std::string_view text);
 // invalid UTF-8 escaped), with "..." appended when it was cut.
 std::string payload_prefix(std::string_view text, std::size_t max = 200);
 
+// --- Signed payloads ------------------------------------------------------------------------
+// PostgreSQL has no permission on NOTIFY channels: any role that can connect can send any
+// payload on any channel. The triggers `pgbust setup --notify` generates therefore sign each
+// payload, in a SECURITY DEFINER function, with a key only the trigger owner and pgbust's role
+// can read (table pgbust.notify_key):
+//   sig1:<key id>:<HMAC-SHA256(key, JSON), 64 lowercase hex digits>:<JSON>
+// The key id names the key in pgbust.notify_key (rotation keeps the previous one for a while).
+inline constexpr std::string_view kSignatureVersion = "sig1";
+
+// A key as stored in pgbust.notify_key: an id and the key's raw bytes (a secret).
+struct SigningKey {
+  std::string id;
+  std::string secret;
+};
+
+enum class Reject {
+  None,          // signed with a known key, the signature matches
+  Unsigned,      // no "sig1:" envelope
+  Malformed,     // a "sig1:" envelope that is not <key id>:<64 hex digits>:<JSON>
+  UnknownKey,    // signed with a key id pgbust has not read
+  BadSignature,  // the signature does not match
+};
+
+// The metric label of a rejection: "unsigned", "malformed_signature", "unknown_key",
+// "bad_signature".
+const char* reject_label(Reject r);
+
+struct Verified {
+  Reject reject = Reject::None;
+  std::string_view body;  // the JSON (when reject is None)
+  std::string key_id;     // the key id the envelope names (when it could be read)
+  // The JSON of a well-formed envelope, verified or not (for sources.notify.verify: false).
+  std::string_view envelope_body;
+};
+
+// Checks the envelope against `keys` (compared in constant time). Never looks at the JSON.
+// The views in the result point into `text`.
+Verified verify_payload(std::string_view text, const std::vector<SigningKey>& keys);
+
+// The envelope for `json` signed with `key` (what the triggers produce; for tests).
+std::string sign_payload(std::string_view json, const SigningKey& key);
+
+// The bytes `hex` (lowercase or uppercase), or nullopt when it is not hex of even length.
+std::optional<std::string> from_hex(std::string_view hex);
+
 }  // namespace pgbust::notify
 
 namespace pgbust {
@@ -90,6 +135,9 @@ struct NotifyCounters {
   std::uint64_t oversized = 0;       // payloads with key columns only
   std::uint64_t unknown_tables = 0;  // payloads for tables no rule names
   std::uint64_t widened_tables = 0;  // widen_table calls made
+  // Payloads rejected by signature verification (sources.notify.verify), by notify::Reject.
+  std::uint64_t rejected[5] = {};
+  std::uint64_t key_reads = 0;  // times pgbust.notify_key was read
 };
 
 // Phases: connecting -> starting (LISTEN on each channel) -> streaming -> on any failure
