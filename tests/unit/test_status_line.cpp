@@ -125,6 +125,6 @@ TEST_CASE("status line: a running keyspace pass and how far it got, per target")
   in.redis[1].name = "us";
   in.redis[1].state = redis::State::Ready;
   in.redis[1].stats = &other;
-  CHECK(status_line(in).find("; redis eu ready (keyspace pass for 1 pattern: 250000 keys "
+  CHECK(status_line(in).find(" redis eu ready (keyspace pass for 1 pattern: 250000 keys "
                              "scanned); redis us ready;") != std::string::npos);
 }
