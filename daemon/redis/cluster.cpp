@@ -273,6 +273,7 @@ void add_stats(Stats& to, const Stats& s) {
   to.pass_keys_deleted += s.pass_keys_deleted;
   to.bumps += s.bumps;
   to.publishes += s.publishes;
+  to.stream_entries += s.stream_entries;
   to.reconnects += s.reconnects;
   to.failing_batches += s.failing_batches;
 }

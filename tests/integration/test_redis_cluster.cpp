@@ -336,6 +336,16 @@ TEST_CASE("cluster: each master's keyspace pass UNLINKs one slot at a time and f
     const std::string k = RedisCluster::text(left->element[i]);
     CHECK(c.owner(c.slot_of(k)) != static_cast<int>(a));
   }
+  // Stream entries are summed over the masters like every other counter (they feed
+  // pgbust_redis_stream_entries_total for the cluster target).
+  pgbust::Batch with_stream;
+  with_stream.streams = {{"inval:{s}", "m"}};
+  done = false;
+  target.apply(std::move(with_stream), [&] { done = true; });
+  const auto end2 = std::chrono::steady_clock::now() + 20s;
+  while (!done && std::chrono::steady_clock::now() < end2) loop.run_once(20ms);
+  REQUIRE(done);
+  CHECK(target.stats().stream_entries == 1);
   target.detach(loop);
   target.close();
 }
