@@ -14,6 +14,7 @@
 
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
+#include "pgbust/pipeline/fan_out.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "target_rig.hpp"
 
@@ -682,4 +683,97 @@ TEST_CASE("a widened bump: the pattern pass first, then the bump (get(k) or 0 ch
   CHECK(value("rev:t:7") > 41);
   CHECK(value("rev:u:1") > 0);
   CHECK(count(redis, "rev:t:*") == 2);
+}
+
+TEST_CASE("stream entries go on while another batch's pass runs; each follows its own batch") {
+  // Like publishes: a later batch's XADD is not held up by an earlier batch's keyspace pass,
+  // and a batch's own entry is added only once its pass (and everything else of it) is done.
+  pgbust::test::Redis redis;
+  populate(redis, "pop", 1000000);
+  redis.set("later", "v");
+  Rig rig(fast(redis.url()));
+  REQUIRE(rig.run_until([&] { return rig.target.connected(); }));
+  auto xlen = [&] { return redis.command({"XLEN", "inval"}).value_or("?"); };
+  std::vector<int> order;
+  std::string xlen_at_later, xlen_at_pattern;
+  std::uint64_t passes_at_later = 99;
+  bool later_gone = false;
+  Batch first = make({}, {"pop:12345*"});
+  first.streams = {{"inval", "first"}};
+  rig.target.apply(std::move(first), [&] {
+    order.push_back(1);
+    xlen_at_pattern = xlen();
+  });
+  Batch later = make({"later"});
+  later.streams = {{"inval", "second"}};
+  rig.target.apply(std::move(later), [&] {
+    order.push_back(2);
+    passes_at_later = rig.target.stats().passes;
+    later_gone = !redis.exists("later");
+    xlen_at_later = xlen();
+  });
+  REQUIRE(rig.run_until([&] { return order.size() == 2; }, 120s));
+  CHECK(order == std::vector<int>{2, 1});
+  CHECK(passes_at_later == 0);  // the pass had not ended when the later entry was added
+  CHECK(later_gone);
+  CHECK(xlen_at_later == "1");
+  CHECK(xlen_at_pattern == "2");
+  CHECK(count(redis, "pop:12345*") == 0);
+  const std::string entries = redis.command({"XRANGE", "inval", "-", "+"}).value_or("");
+  CHECK(entries.find("second") < entries.find("first"));
+  CHECK(rig.target.stats().stream_entries == 2);
+}
+
+TEST_CASE("FanOut over two targets: exact deletes go on beside both passes; done waits for both") {
+  // Several targets: a later batch's exact delete is applied on every target while each runs
+  // its own pass, and the pattern batch is done (so confirmable) only once the pass on every
+  // target has ended, even when one target's pass is held up long after the other's ended.
+  pgbust::test::Redis r1, r2;
+  populate(r1, "pop", 200000);
+  populate(r2, "pop", 1000000);
+  r1.set("later", "v");
+  r2.set("later", "v");
+  pgbust::Loop loop;
+  Target t1(fast(r1.url())), t2(fast(r2.url()));
+  loop.add(&t1);
+  loop.add(&t2);
+  pgbust::FanOut fan({{&t1, ""}, {&t2, ""}});
+  auto run_until = [&](const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      loop.run_once(20ms);
+    }
+    return true;
+  };
+  REQUIRE(run_until([&] { return t1.connected() && t2.connected(); }, 20s));
+  std::vector<int> order;
+  std::uint64_t passes_at_later = 99, passes_at_pattern = 0;
+  bool later_gone = false;
+  fan.apply(make({}, {"pop:12345*"}), [&] {
+    order.push_back(1);
+    passes_at_pattern = t1.stats().passes + t2.stats().passes;
+  });
+  fan.apply(make({"later"}), [&] {
+    order.push_back(2);
+    passes_at_later = t1.stats().passes + t2.stats().passes;
+    later_gone = !r1.exists("later") && !r2.exists("later");
+  });
+  REQUIRE(run_until([&] { return !order.empty(); }, 120s));
+  CHECK(order == std::vector<int>{2});
+  CHECK(passes_at_later == 0);  // neither pass had ended
+  CHECK(later_gone);
+  CHECK(fan.idle());  // what is left waits only for passes: the pipeline may hand more over
+  // The second target stops answering before its pass can end; the first one's ends.
+  REQUIRE(t2.stats().passes == 0);
+  r2.pause();
+  REQUIRE(run_until([&] { return t1.stats().passes == 1; }, 120s));
+  CHECK(count(r1, "pop:12345*") == 0);
+  CHECK(order == std::vector<int>{2});  // not done: the second target's pass has not ended
+  r2.resume();
+  REQUIRE(run_until([&] { return order.size() == 2; }, 120s));
+  CHECK(passes_at_pattern == 2);
+  CHECK(count(r2, "pop:12345*") == 0);
+  loop.remove(&t1);
+  loop.remove(&t2);
 }
