@@ -4,8 +4,16 @@
 #include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
+#include <malloc.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <functional>
 #include <map>
+#include <thread>
 
 #include "pgbust/cli/build_sources.hpp"
 #include "pgbust/cli/redis_options.hpp"
@@ -27,9 +35,16 @@ namespace pgbust::cli {
 
 namespace {
 
+// Loading rules builds the YAML document (most of the memory, about 9 KB a rule) and frees
+// it again; give those pages back to the system rather than keep them for the process's life.
+void release_freed_memory() {
+  ::malloc_trim(0);
+}
+
 // Rule errors at start are configuration errors: the process exits 78 and is not restarted.
 std::shared_ptr<const rules::RuleSet> load_rules(const std::filesystem::path& path) {
   auto result = rules::RuleSet::load(path);
+  release_freed_memory();
   if (!result.errors.empty()) {
     std::vector<std::string> problems;
     for (const auto& d : result.errors) problems.push_back(d.str());
@@ -97,6 +112,61 @@ PipelineOptions pipeline_options(const config::Config& c) {
   return o;
 }
 
+// Loads a rules file on a worker thread, so that reloading a big one (seconds for tens of
+// thousands of rules) does not stop the loop: keepalives, Redis and /healthz go on. An eventfd
+// tells the loop the result is there; `done` then runs on the loop thread. One load at a time.
+class RulesLoader : public Pollable {
+ public:
+  using Done = std::function<void(rules::LoadResult)>;
+  explicit RulesLoader(Done done)
+      : done_(std::move(done)), efd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (efd_ < 0) throw Error(std::string("eventfd for loading rules: ") + std::strerror(errno));
+  }
+  ~RulesLoader() override {
+    if (worker_.joinable()) worker_.join();
+    ::close(efd_);
+  }
+  RulesLoader(const RulesLoader&) = delete;
+  RulesLoader& operator=(const RulesLoader&) = delete;
+
+  bool busy() const { return worker_.joinable(); }
+
+  void start(std::filesystem::path path) {
+    worker_ = std::thread([this, path = std::move(path)] {
+      rules::LoadResult r;
+      try {
+        r = rules::RuleSet::load(path);
+      } catch (const std::exception& e) {  // out of memory, most likely
+        r = rules::LoadResult{};
+        r.errors.push_back({path.string(), 0, 0, std::string("cannot load: ") + e.what()});
+      }
+      release_freed_memory();
+      result_ = std::move(r);  // read by the loop thread after join()
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(efd_, &one, sizeof one);
+    });
+  }
+
+  int fd() const override { return efd_; }
+  short events() const override { return POLLIN; }
+  void on_ready(short) override {
+    std::uint64_t n = 0;
+    if (::read(efd_, &n, sizeof n) != static_cast<ssize_t>(sizeof n) || !worker_.joinable()) return;
+    worker_.join();
+    rules::LoadResult r = std::move(result_);
+    result_ = {};
+    done_(std::move(r));
+  }
+  TimePoint deadline() const override { return kNever; }
+  void on_timer(TimePoint) override {}
+
+ private:
+  Done done_;
+  int efd_;
+  std::thread worker_;
+  rules::LoadResult result_;
+};
+
 }  // namespace
 
 struct Daemon::Impl : Pollable {
@@ -109,6 +179,8 @@ struct Daemon::Impl : Pollable {
   Loop loop;
   std::unique_ptr<Signals> signals;
   std::unique_ptr<Telemetry> telemetry;
+  RulesLoader rules_loader{[this](rules::LoadResult r) { rules_loaded(std::move(r)); }};
+  bool reload_again = false;  // a SIGHUP arrived while the rules were loading
   std::map<Unknown, std::uint64_t> widenings_at_last_status;
   std::map<std::string, bool> wal_warned;
 
@@ -266,12 +338,29 @@ struct Daemon::Impl : Pollable {
 
   // SIGHUP: the rules, log.level and status.interval change in place; anything else in the
   // config file is reported as needing a restart. A bad file keeps everything as it was.
+  // The rules load on a worker thread (rules_loaded() takes them); a SIGHUP meanwhile is
+  // served once that load is done, so the newest files win.
   void reload() {
+    if (rules_loader.busy()) {
+      spdlog::info("SIGHUP: the rules are still loading; reloading again once they are in");
+      reload_again = true;
+      return;
+    }
     spdlog::info("SIGHUP: reloading");
     telemetry->reloading();
-    bool ok = reload_config() && reload_rules();
+    if (!reload_config()) return reload_done(false);
+    rules_loader.start(cfg.rules);
+  }
+
+  void rules_loaded(rules::LoadResult result) { reload_done(apply_rules(std::move(result))); }
+
+  void reload_done(bool ok) {
     telemetry->count_reload(ok);
     telemetry->ready();
+    if (reload_again) {
+      reload_again = false;
+      reload();
+    }
   }
 
   bool reload_config() {
@@ -312,14 +401,14 @@ struct Daemon::Impl : Pollable {
     return true;
   }
 
-  bool reload_rules() {
-    auto result = rules::RuleSet::load(cfg.rules);
+  bool apply_rules(rules::LoadResult result) {
     if (!result.errors.empty()) {
       for (const auto& d : result.errors) spdlog::error("{}", d.str());
       spdlog::error("reload failed: {} error(s) in {}; keeping the active rules {}",
                     result.errors.size(), cfg.rules.string(), describe_rules(pipeline.rules()));
       return false;
     }
+    rules = result.rules;  // the previous set is freed once the pipeline lets go of it too
     pipeline.replace_rules(result.rules);
     for (auto& s : sources) s->rules_changed(*result.rules);
     spdlog::info("rules reloaded: {} rules on {} tables (hash {})", result.rules->rules().size(),
@@ -357,6 +446,7 @@ struct Daemon::Impl : Pollable {
       if (Pollable* side = s->side()) loop.add(side);
     }
     loop.add(this);
+    loop.add(&rules_loader);
     telemetry->attach(loop);
     std::string redis;
     for (const auto& t : targets)
