@@ -177,8 +177,10 @@ std::string tail(const std::string& s, std::size_t n = 3000) {
 // Fails naming where a forbidden text appeared, with the line it is on.
 void check_hidden(const Shown& shown, const std::vector<std::string>& forbidden,
                   const std::string& scenario) {
-  for (const auto& [where, text] : shown)
+  for (const auto& seen : shown)
     for (const auto& secret : forbidden) {
+      const std::string& where = seen.first;  // not a structured binding: INFO captures it
+      const std::string& text = seen.second;
       auto at = text.find(secret);
       std::string line;
       if (at != std::string::npos) {
