@@ -94,6 +94,55 @@ bool is_token_upper(std::string_view s) {
 
 }  // namespace
 
+std::optional<HeadEnd> find_head_end(std::string_view received, std::size_t scan_from) {
+  std::size_t crlf = received.find("\r\n\r\n", scan_from);
+  std::size_t lf = received.find("\n\n", scan_from);
+  std::size_t length = std::min(crlf, lf);
+  if (length == std::string_view::npos) return std::nullopt;
+  return HeadEnd{length, length == crlf ? std::size_t{4} : std::size_t{2}};
+}
+
+ParsedHead parse_request_head(std::string_view head) {
+  ParsedHead out;
+  auto refuse = [&out](int status, std::string body) {
+    out.refusal = plain(status, std::move(body));
+    return std::move(out);
+  };
+  std::size_t eol = head.find('\n');
+  std::string_view line = head.substr(0, eol);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // Every header line must be "Name: value".
+  std::size_t first_header = eol == std::string_view::npos ? head.size() : eol + 1;
+  for (std::size_t pos = first_header; pos < head.size();) {
+    std::size_t end = head.find('\n', pos);
+    std::string_view h =
+        head.substr(pos, (end == std::string_view::npos ? head.size() : end) - pos);
+    if (!h.empty() && h.back() == '\r') h.remove_suffix(1);
+    if (!h.empty() && (h.find(':') == std::string_view::npos || h.front() == ':'))
+      return refuse(400, "malformed header line");
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+  }
+  std::size_t sp1 = line.find(' ');
+  std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
+    return refuse(400, "malformed request line");
+  Request& req = out.request;
+  req.method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (!is_token_upper(req.method) || target.empty() || target.front() != '/' ||
+      !version.starts_with("HTTP/"))
+    return refuse(400, "malformed request line");
+  if (version != "HTTP/1.0" && version != "HTTP/1.1") return refuse(505, "HTTP/1.x only");
+  out.with_body = req.method != "HEAD";
+  if (req.method != "GET" && req.method != "HEAD") return refuse(405, "GET or HEAD only");
+  std::size_t q = target.find('?');
+  req.path = target.substr(0, q);
+  if (q != std::string_view::npos) req.query = target.substr(q + 1);
+  return out;
+}
+
 bool split_host_port(const std::string& listen, std::string& host, std::string& port) {
   std::size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) return false;
@@ -228,38 +277,11 @@ struct Server::Impl {
     c.in.shrink_to_fit();
   }
 
-  Response dispatch(const std::string& head, bool& with_body) {
-    std::size_t eol = head.find('\n');
-    std::string line = head.substr(0, eol);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    // Every header line must be "Name: value".
-    std::size_t first_header = eol == std::string::npos ? head.size() : eol + 1;
-    for (std::size_t pos = first_header; pos < head.size();) {
-      std::size_t end = head.find('\n', pos);
-      std::string_view h(head.data() + pos, (end == std::string::npos ? head.size() : end) - pos);
-      if (!h.empty() && h.back() == '\r') h.remove_suffix(1);
-      if (!h.empty() && (h.find(':') == std::string_view::npos || h.front() == ':'))
-        return plain(400, "malformed header line");
-      if (end == std::string::npos) break;
-      pos = end + 1;
-    }
-    std::size_t sp1 = line.find(' ');
-    std::size_t sp2 = sp1 == std::string::npos ? sp1 : line.find(' ', sp1 + 1);
-    if (sp2 == std::string::npos || line.find(' ', sp2 + 1) != std::string::npos)
-      return plain(400, "malformed request line");
-    Request req;
-    req.method = line.substr(0, sp1);
-    std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    std::string version = line.substr(sp2 + 1);
-    if (!is_token_upper(req.method) || target.empty() || target.front() != '/' ||
-        !version.starts_with("HTTP/"))
-      return plain(400, "malformed request line");
-    if (version != "HTTP/1.0" && version != "HTTP/1.1") return plain(505, "HTTP/1.x only");
-    with_body = req.method != "HEAD";
-    if (req.method != "GET" && req.method != "HEAD") return plain(405, "GET or HEAD only");
-    std::size_t q = target.find('?');
-    req.path = target.substr(0, q);
-    if (q != std::string::npos) req.query = target.substr(q + 1);
+  Response dispatch(std::string_view head, bool& with_body) {
+    ParsedHead parsed = parse_request_head(head);
+    with_body = parsed.with_body;
+    if (parsed.refusal) return std::move(*parsed.refusal);
+    const Request& req = parsed.request;
     auto it = handlers.find(req.path);
     if (it == handlers.end()) return plain(404, "not found: " + req.path);
     try {
@@ -282,16 +304,11 @@ struct Server::Impl {
       }
       std::size_t scan_from = c.in.size() >= 3 ? c.in.size() - 3 : 0;
       c.in.append(buf, static_cast<std::size_t>(n));
-      std::size_t end = c.in.find("\r\n\r\n", scan_from);
-      std::size_t end_lf = c.in.find("\n\n", scan_from);
-      std::size_t head_len = std::string::npos;
-      if (end != std::string::npos) head_len = end;
-      if (end_lf != std::string::npos) head_len = std::min(head_len, end_lf);
-      if (head_len != std::string::npos && head_len <= opts.max_request_bytes) {
+      auto end = find_head_end(c.in, scan_from);
+      if (end && end->length <= opts.max_request_bytes) {
         bool with_body = true;
-        std::size_t terminator = c.in.compare(head_len, 4, "\r\n\r\n") == 0 ? 4 : 2;
-        c.unread_input = c.in.size() > head_len + terminator;  // e.g. a request body
-        Response r = dispatch(c.in.substr(0, head_len), with_body);
+        c.unread_input = c.in.size() > end->length + end->terminator;  // e.g. a request body
+        Response r = dispatch(std::string_view(c.in).substr(0, end->length), with_body);
         respond(c, std::move(r), with_body);
         return write_some(c);
       }

@@ -7,7 +7,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pgbust/core/loop.hpp"
@@ -68,6 +70,26 @@ class Server : public Pollable {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Where a request head ends in the bytes received so far: its length, and the length of the
+// blank line ending it (4 for "\r\n\r\n", 2 for "\n\n", whichever comes first). Bytes arrive
+// in pieces: `scan_from` (at most 3 before the end of what was there before the last piece)
+// skips what an earlier call already searched. nullopt while the head is incomplete.
+struct HeadEnd {
+  std::size_t length;
+  std::size_t terminator;
+};
+std::optional<HeadEnd> find_head_end(std::string_view received, std::size_t scan_from = 0);
+
+// A complete request head (without its terminator) taken apart: the request, or the answer
+// refusing it (400 malformed, 505 not HTTP/1.x, 405 not GET/HEAD). `with_body` is false for a
+// well-formed HEAD request: its answer has no body.
+struct ParsedHead {
+  Request request;
+  std::optional<Response> refusal;
+  bool with_body = true;
+};
+ParsedHead parse_request_head(std::string_view head);
 
 // "host:port" split for Options::listen; false when it is not of that shape.
 bool split_host_port(const std::string& listen, std::string& host, std::string& port);
