@@ -11,6 +11,7 @@
 #include "pgbust/cli/options.hpp"
 #include "pgbust/cli/redis_options.hpp"
 #include "pgbust/core/config.hpp"
+#include "pgbust/pg/conninfo.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/redis.hpp"
@@ -233,6 +234,16 @@ int check(int argc, char** argv) {
     if (bad) return 1;
   }
   if (cl.set("postgres")) cfg.conninfo = conninfo;
+  if (!config_file.empty() || cl.set("postgres")) {
+    // As run refuses it: a conninfo libpq cannot parse is a configuration error.
+    if (auto problem = pg::conninfo_problem(cfg.conninfo)) {
+      std::cerr << "pgbust check: "
+                << (cl.set("postgres") ? std::string("--postgres")
+                                       : config_file + ": postgres.conninfo")
+                << ": " << *problem << "\n";
+      return 1;
+    }
+  }
   auto result = rules::RuleSet::load(path);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors) std::cerr << e.str() << "\n";

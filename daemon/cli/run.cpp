@@ -12,6 +12,7 @@
 #include "pgbust/cli/options.hpp"
 #include "pgbust/core/config.hpp"
 #include "pgbust/ops/logging.hpp"
+#include "pgbust/pg/conninfo.hpp"
 
 namespace pgbust::cli {
 
@@ -72,6 +73,13 @@ int run(int argc, char** argv) {
   }
   if (!rules.empty()) cfg.rules = rules;
   if (cl.set("postgres")) cfg.conninfo = conninfo;
+  if (auto problem = pg::conninfo_problem(cfg.conninfo)) {
+    // No retry can fix it: a configuration error (exit 78), not a connection failure.
+    std::cerr << logging::early_error(
+        (cl.set("postgres") ? std::string("--postgres") : config_file + ": postgres.conninfo") +
+        ": " + *problem);
+    return kExitConfig;
+  }
   if (cl.set("slot") && cfg.logical) cfg.logical->slot = slot;
   if (cl.set("publication") && cfg.logical) cfg.logical->publication = publication;
   if (cl.set("redis-url")) cfg.redis.url = redis_url;

@@ -143,6 +143,15 @@ std::string describe_conninfo(std::string_view conninfo) {
   return describe(conninfo, 0);
 }
 
+std::optional<std::string> conninfo_problem(std::string_view conninfo) {
+  if (!looks_like_conninfo(conninfo)) return std::nullopt;
+  char* err = nullptr;
+  Options opts(PQconninfoParse(std::string(conninfo).c_str(), &err));
+  Buffer err_owner(err);
+  if (opts) return std::nullopt;
+  return parse_failure(err);
+}
+
 std::string describe_dbname(std::string_view dbname) {
   return describe_db(dbname, 0);
 }

@@ -88,6 +88,33 @@ TEST_CASE("run: options a component refuses before connecting exit 78") {
     CHECK(r.exit_code == 78);
     CHECK(r.output.find("invalid slot name") != std::string::npos);
   }
+  // No retry can fix these; the daemon used to retry them for ever. The message says where
+  // libpq stopped, never the text (a password in it, here mistyped, stays out).
+  for (const char* conninfo :
+       {"host=127.0.0.1 PASSWORD=sekrit-marker", "host='127.0.0.1", "postgresql://u@[::1/db"}) {
+    SUBCASE(conninfo) {
+      dir.write("pgbust.yaml", config());
+      auto r = run({pgbust_binary(), "run", "--config", (dir.path() / "pgbust.yaml").string(),
+                    "--postgres", conninfo});
+      INFO(r.output);
+      CHECK(r.exit_code == 78);
+      CHECK(r.output.find("--postgres: conninfo not understood by libpq") != std::string::npos);
+      CHECK(r.output.find("sekrit") == std::string::npos);
+      CHECK(r.output.find("127.0.0.1") == std::string::npos);
+
+      // check --config refuses it as run does.
+      std::string yaml = config();
+      yaml.replace(yaml.find("host=127.0.0.1 port=1 dbname=app"),
+                   std::string_view("host=127.0.0.1 port=1 dbname=app").size(), conninfo);
+      dir.write("pgbust.yaml", yaml);
+      auto c = run({pgbust_binary(), "check", "--config", (dir.path() / "pgbust.yaml").string()});
+      INFO(c.output);
+      CHECK(c.exit_code == 1);
+      CHECK(c.output.find("pgbust.yaml: postgres.conninfo: conninfo not understood by libpq") !=
+            std::string::npos);
+      CHECK(c.output.find("sekrit") == std::string::npos);
+    }
+  }
 }
 
 TEST_CASE("run: a runtime failure (metrics port taken) exits 1, not 78") {

@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,12 @@ namespace pgbust::pg {
 // libpq cannot parse: "conninfo not understood by libpq: missing "=" after "..." in connection
 // info string" -- libpq's own message with every fragment of the conninfo it echoes removed.
 std::string describe_conninfo(std::string_view conninfo);
+
+// Why libpq cannot use `conninfo` at all (the describe_conninfo text of a parse failure), or
+// nullopt when it can. A bare word is a database name, and nothing means libpq's defaults:
+// both are fine. Checked before connecting, so `run` and `check --config` refuse a conninfo
+// no retry could fix as a configuration error.
+std::optional<std::string> conninfo_problem(std::string_view conninfo);
 
 // A database name as libpq reports it (PQdb), for messages: a value that looks like a
 // connection string is described as one instead of printed.
