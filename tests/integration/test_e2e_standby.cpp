@@ -158,3 +158,87 @@ TEST_CASE("two hosts on one slot: the standby takes over when the active one is 
   e.sync();
   CHECK(remaining(e, {"item:2", "item:3"}) == 0);
 }
+
+TEST_CASE("two hosts with NOTIFY and poll sources: one listener and one poller across hosts") {
+  Postgres pg;
+  Redis redis;
+  TempDir dir;
+  pg.exec(
+      "CREATE TABLE orders (id int PRIMARY KEY, customer_id int);"
+      "CREATE TABLE act (id bigserial PRIMARY KEY, group_id int)");
+  dir.write("rules.yaml", R"(version: 1
+rules:
+  - name: orders
+    table: orders
+    delete: ["order:${id}"]
+  - name: act
+    table: act
+    delete: ["act:${id}"]
+)");
+  // The same configuration on both hosts but for the state directory.
+  auto config = [&](const std::string& state) {
+    return dir.write("pgbust-" + state + ".yaml",
+                     "postgres: {conninfo: \"" + pg.conninfo() +
+                         "\"}\n"
+                         "sources:\n"
+                         "  notify: {channels: [inval], on_gap: widen, tables: [orders]}\n"
+                         "  poll:\n"
+                         "    interval: 200ms\n"
+                         "    state_dir: " +
+                         (dir.path() / state).string() +
+                         "\n"
+                         "    tables:\n"
+                         "      - {table: public.act, watermark: [id], overlap: 0s}\n"
+                         "redis: {url: \"" +
+                         redis.url() +
+                         "\"}\n"
+                         "rules: " +
+                         (dir.path() / "rules.yaml").string() +
+                         "\n"
+                         "status: {interval: 1s, listen: \"127.0.0.1:0\"}\n");
+  };
+  const auto config_a = config("state-a"), config_b = config("state-b");
+  auto setup =
+      run({pgbust_binary(), "setup", "--notify", "--apply", "--config", config_a.string()});
+  INFO(setup.output);
+  REQUIRE(setup.exit_code == 0);
+
+  auto a = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config_a.string()});
+  const std::string addr_a = address_of(*a);
+  REQUIRE(eventually([&] { return verdict_is(addr_a, "healthy", 200); }, 30s));
+  auto b = std::make_unique<Daemon>(std::vector<std::string>{"run", "--config", config_b.string()});
+  INFO("host a:\n" << a->output());
+  INFO("host b:\n" << b->output());
+  const std::string addr_b = address_of(*b);
+  REQUIRE(eventually([&] { return verdict_is(addr_b, "standby", 200); }, 30s));
+  const std::string body = get(addr_b, "/healthz").body;
+  CHECK(body.find("notify standby (the advisory lock \"pgbust:notify:inval\" is held by PID ") !=
+        std::string::npos);
+  CHECK(body.find("poll standby (the advisory lock \"pgbust:poll:public.act\" is held by PID ") !=
+        std::string::npos);
+  CHECK(metric(addr_b, "pgbust_active{source=\"notify\"}") == 0);
+  CHECK(metric(addr_b, "pgbust_active{source=\"poll\"}") == 0);
+  CHECK(metric(addr_a, "pgbust_active{source=\"notify\"}") == 1);
+  // A holds both locks; B's sessions wait without them.
+  CHECK(pg.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") ==
+        std::optional<std::string>("2"));
+
+  redis.set("order:1", "cached");
+  redis.set("act:1", "cached");
+  pg.exec("INSERT INTO orders VALUES (1, 10)");
+  pg.exec("INSERT INTO act (group_id) VALUES (7)");
+  CHECK(eventually([&] { return !redis.exists("order:1") && !redis.exists("act:1"); }));
+
+  a->signal(SIGKILL);
+  CHECK(a->wait(10s).has_value());
+  // The killed session's locks go with its connection: B takes over both sources.
+  CHECK(eventually([&] { return verdict_is(addr_b, "healthy", 200); }, 30s));
+  CHECK(metric(addr_b, "pgbust_active{source=\"notify\"}") == 1);
+  CHECK(metric(addr_b, "pgbust_active{source=\"poll\"}") == 1);
+  CHECK(count(b->output(), "taking over after") == 2);
+  redis.set("order:2", "cached");
+  redis.set("act:2", "cached");
+  pg.exec("INSERT INTO orders VALUES (2, 10)");
+  pg.exec("INSERT INTO act (group_id) VALUES (7)");
+  CHECK(eventually([&] { return !redis.exists("order:2") && !redis.exists("act:2"); }));
+}
