@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "e2e.hpp"
+#include "pgbust/pg/libpq.hpp"
 
 using namespace pgbust::test;
 
@@ -241,4 +242,34 @@ rules:
   pg.exec("INSERT INTO orders VALUES (2, 10)");
   pg.exec("INSERT INTO act (group_id) VALUES (7)");
   CHECK(eventually([&] { return !redis.exists("order:2") && !redis.exists("act:2"); }));
+}
+
+TEST_CASE("pgbust's connections keep TCP alive on both ends unless the conninfo says otherwise") {
+  Postgres pg;
+  auto show = [](PGconn* c, const std::string& setting) {
+    auto r = pgbust::pg::exec(c, "SHOW " + setting, "SHOW");
+    return std::string(PQgetvalue(r.get(), 0, 0));
+  };
+  auto client = [](PGconn* c, const std::string& keyword) {
+    std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)> opts(PQconninfo(c),
+                                                                        PQconninfoFree);
+    for (auto* o = opts.get(); o && o->keyword; ++o)
+      if (keyword == o->keyword && o->val) return std::string(o->val);
+    return std::string();
+  };
+  {
+    auto c = pgbust::pg::connect(pg.conninfo());
+    // The server notices a dead pgbust host (its locks and slot go) within ~25 s of silence.
+    CHECK(show(c.get(), "tcp_keepalives_idle") == "10");
+    CHECK(show(c.get(), "tcp_keepalives_interval") == "5");
+    CHECK(show(c.get(), "tcp_keepalives_count") == "3");
+    CHECK(client(c.get(), "keepalives_idle") == "10");
+    CHECK(show(c.get(), "TimeZone") == "UTC");  // the render settings still apply
+  }
+  {
+    auto c = pgbust::pg::connect(pg.conninfo() +
+                                 " keepalives_idle=30 options='-c tcp_keepalives_idle=40'");
+    CHECK(show(c.get(), "tcp_keepalives_idle") == "40");
+    CHECK(client(c.get(), "keepalives_idle") == "30");
+  }
 }
