@@ -68,11 +68,11 @@ void Session::recovered(TimePoint now) {
   failures_ = 0;
 }
 
-bool Session::standby(std::string holder) {
+bool Session::standby(std::string holder, TimePoint now) {
   holder_ = std::move(holder);
   if (standby_) return false;
   standby_ = true;
-  standby_since_ = Clock::now();
+  standby_since_ = now;
   // Reaching the point where only the holder is in the way is progress: the connection and
   // the setup work, so a run of failures before it is over.
   if (failures_ > 0 || backoff_.failures() > 0) recovered(standby_since_);
@@ -157,7 +157,7 @@ void Session::fill(SourceStatus& s) const {
   s.reconnects = reconnects_;
   s.errors = errors_;
   s.last_error = last_error_;
-  if (standby_ && phase_ != Phase::Stopped) s.standby = holder_.empty() ? "standby" : holder_;
+  s.standby = !standby_ || phase_ == Phase::Stopped ? "" : holder_.empty() ? "standby" : holder_;
 }
 
 }  // namespace pgbust

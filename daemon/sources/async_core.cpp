@@ -65,7 +65,7 @@ void AsyncCore::lock_input(TimePoint now) {
   std::string holder = "the advisory lock \"" + base_.lock + "\" is held by ";
   holder += PQgetisnull(res.get(), 0, 1) ? std::string("another session")
                                          : std::string(PQgetvalue(res.get(), 0, 1));
-  if (session_.standby(holder))
+  if (session_.standby(holder, now))
     session_.log(spdlog::level::info,
                  "another instance is active ({}): standby, trying again every {} and taking "
                  "over when it is released",

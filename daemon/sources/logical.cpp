@@ -402,7 +402,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // connection, look again every standby_interval, stream once the slot is free. Said once.
   void enter_standby() {
     const auto now = Clock::now();
-    if (session_.standby(setup_.holder()))
+    if (session_.standby(setup_.holder(), now))
       log(spdlog::level::info,
           "another instance is active ({}): standby, checking every {} and taking over "
           "when it is released",

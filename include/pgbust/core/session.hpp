@@ -79,7 +79,7 @@ class Session {
   // until it is free. The state is Standby (not Starting or BackingOff) until up() or a
   // failure; connects made meanwhile are not counted as reconnects. `holder` says who holds
   // it (status). Returns true when this call entered standby (log that once).
-  bool standby(std::string holder);
+  bool standby(std::string holder, TimePoint now);
   bool is_standby() const { return standby_; }
   const std::string& holder() const { return holder_; }
 
