@@ -250,13 +250,17 @@ struct Daemon::Impl : Pollable {
         LogScope scope(LogFields::of_source(name));
         if (st.state == SourceState::BackingOff && !st.last_error.empty())
           spdlog::warn("{}: {} ({})", s->name(), to_string(st.state), st.last_error);
+        else if (st.state == SourceState::Standby)
+          spdlog::info("{}: standby ({})", s->name(), st.standby);
         else
           spdlog::info("{}: {}{}", s->name(), to_string(st.state),
                        st.position.empty() ? "" : " at " + st.position);
         last_states[s->name()] = st.state;
         changed = true;
       }
-      if (st.state != SourceState::Streaming) all_streaming = false;
+      // A standby source is started too: READY=1 lets systemd finish starting it.
+      if (st.state != SourceState::Streaming && st.state != SourceState::Standby)
+        all_streaming = false;
       watch_wal(s->name(), st);
     }
     bool all_ready = true;
@@ -276,7 +280,7 @@ struct Daemon::Impl : Pollable {
     // READY=1 once every source streams and every Redis answers: systemd's "started".
     if (all_streaming && all_ready && !telemetry->announced_ready() && phase == Phase::Running) {
       telemetry->ready();
-      spdlog::info("ready: every source is streaming and Redis is reachable");
+      spdlog::info("ready: every source is streaming (or standby) and Redis is reachable");
     }
   }
 

@@ -38,7 +38,9 @@ struct Entry {
 };
 
 constexpr Entry kExitStatus[] = {
-    {"0", "Success; for `status`: the daemon is healthy."},
+    {"0",
+     "Success; for `status`: the daemon is healthy, catching up, or standby (another host is "
+     "active)."},
     {"1",
      "A runtime failure (the unit restarts the daemon); for `check` and `setup`: errors "
      "were found; for `status`: the daemon is degraded or starting."},

@@ -93,7 +93,7 @@ bool http_get(const std::string& listen, const std::string& path, int timeout_ms
 int status(int argc, char** argv) {
   CommandLine cl("status",
                  "pgbust status: ask the running daemon how it is doing\n"
-                 "exit 0 healthy, 1 degraded or starting, 3 not running");
+                 "exit 0 healthy, catching up or standby, 1 degraded or starting, 3 not running");
   std::string config_file, listen;
   int timeout_ms = 3000;
   // clang-format off

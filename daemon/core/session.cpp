@@ -18,11 +18,11 @@ std::string_view Session::phase_name() const {
     case Phase::Connecting:
       return labels_.connecting;
     case Phase::Starting:
-      return labels_.starting;
+      return standby_ ? "standby" : labels_.starting;
     case Phase::Up:
       return retrying_ ? labels_.up : "stopped";
     case Phase::BackingOff:
-      return "backing off";
+      return standby_ ? "standby" : "backing off";
     case Phase::Stopped:
       return "stopped";
   }
@@ -40,7 +40,7 @@ bool Session::due(TimePoint now) const {
 }
 
 void Session::connecting(TimePoint now, std::chrono::milliseconds timeout) {
-  if (attempted_) ++reconnects_;
+  if (attempted_ && !standby_) ++reconnects_;
   attempted_ = true;
   phase_ = Phase::Connecting;
   deadline_ = now + timeout;
@@ -52,6 +52,8 @@ void Session::starting(TimePoint deadline) {
 }
 
 void Session::up(TimePoint now) {
+  standby_ = false;
+  holder_.clear();
   phase_ = Phase::Up;
   deadline_ = kNever;
   up_since_ = now;
@@ -66,7 +68,20 @@ void Session::recovered(TimePoint now) {
   failures_ = 0;
 }
 
+bool Session::standby(std::string holder, TimePoint now) {
+  holder_ = std::move(holder);
+  if (standby_) return false;
+  standby_ = true;
+  standby_since_ = now;
+  // Reaching the point where only the holder is in the way is progress: the connection and
+  // the setup work, so a run of failures before it is over.
+  if (failures_ > 0 || backoff_.failures() > 0) recovered(standby_since_);
+  return true;
+}
+
 void Session::fail(std::string_view what, TimePoint now, std::string_view hint) {
+  standby_ = false;
+  holder_.clear();
   std::string error = one_line(what);
   ++errors_;
   last_error_ = error;
@@ -124,13 +139,13 @@ SourceState Session::state() const {
   switch (phase_) {
     case Phase::Idle:
     case Phase::Connecting:
-      return SourceState::Connecting;
+      return standby_ ? SourceState::Standby : SourceState::Connecting;
     case Phase::Starting:
-      return SourceState::Starting;
+      return standby_ ? SourceState::Standby : SourceState::Starting;
     case Phase::Up:
       return retrying_ ? SourceState::Streaming : SourceState::Stopped;
     case Phase::BackingOff:
-      return SourceState::BackingOff;
+      return standby_ ? SourceState::Standby : SourceState::BackingOff;
     case Phase::Stopped:
       return SourceState::Stopped;
   }
@@ -142,6 +157,7 @@ void Session::fill(SourceStatus& s) const {
   s.reconnects = reconnects_;
   s.errors = errors_;
   s.last_error = last_error_;
+  s.standby = !standby_ || phase_ == Phase::Stopped ? "" : holder_.empty() ? "standby" : holder_;
 }
 
 }  // namespace pgbust

@@ -19,6 +19,8 @@ std::string_view to_string(Health h) {
       return "degraded";
     case Health::Stopping:
       return "stopping";
+    case Health::Standby:
+      return "standby";
   }
   return "?";
 }
@@ -35,6 +37,8 @@ std::string_view to_string(SourceState state) {
       return "backing off";
     case SourceState::Stopped:
       return "stopped";
+    case SourceState::Standby:
+      return "standby";
   }
   return "?";
 }
@@ -50,12 +54,17 @@ std::string human_bytes(std::int64_t bytes) {
 
 Health health(const StatusInput& in) {
   if (in.stopping) return Health::Stopping;
+  // A standby source is as it should be (another instance is active for it): only the
+  // sources this instance is active for, and Redis, decide the rest.
   bool all_streaming = !in.sources.empty();
+  bool all_standby = !in.sources.empty();
   bool any_started = false;
   bool lagging = false;
   bool failed = false;
   for (const auto& [name, s] : in.sources) {
     if (s.errors > 0) failed = true;
+    if (s.state != SourceState::Standby) all_standby = false;
+    if (s.state == SourceState::Standby) continue;
     if (s.state != SourceState::Streaming) all_streaming = false;
     if (s.state == SourceState::Streaming) any_started = true;
     if (in.wal_warn_bytes > 0 && s.lag_bytes > in.wal_warn_bytes) return Health::Degraded;
@@ -70,6 +79,7 @@ Health health(const StatusInput& in) {
                (r.stats == nullptr || r.stats->failing_batches == 0);
     redis_down = std::max(redis_down, r.down_seconds);
   }
+  if (all_standby && redis_ok) return Health::Standby;
   if (!any_started && in.pipeline && in.pipeline->transactions == 0 && redis_down < 5 && !failed &&
       in.uptime_seconds < kStartupGraceSeconds)
     return Health::Starting;
@@ -78,11 +88,19 @@ Health health(const StatusInput& in) {
   return Health::Healthy;
 }
 
+bool health_ok(Health h) {
+  return h == Health::Healthy || h == Health::CatchingUp || h == Health::Standby;
+}
+
 std::string status_line(const StatusInput& in) {
   std::string out(to_string(health(in)));
   out += ":";
   for (const auto& [name, s] : in.sources) {
     out += fmt::format(" {} {}", name, to_string(s.state));
+    if (s.state == SourceState::Standby) {  // the active instance reports position and lag
+      out += " (" + s.standby + ");";
+      continue;
+    }
     if (!s.position.empty()) out += " at " + s.position;
     if (s.lag_bytes >= 0) out += " lag " + human_bytes(s.lag_bytes);
     if (s.lag_seconds >= 0) out += fmt::format(" {:.1f}s", s.lag_seconds);

@@ -78,7 +78,7 @@ Telemetry::Telemetry(const config::Status& cfg, Pipeline& pipeline,
       auto in = status_();
       http::Response r;
       Health h = pgbust::health(in);
-      r.status = (h == Health::Healthy || h == Health::CatchingUp) ? 200 : 503;
+      r.status = health_ok(h) ? 200 : 503;
       r.body = status_line(in) + "\n";
       return r;
     };
@@ -173,6 +173,11 @@ void Telemetry::refresh() {
     metrics::Labels l{{"source", s->name()}};
     r.gauge("pgbust_source_up", "1 when the source is streaming", l)
         .set(st.state == SourceState::Streaming ? 1 : 0);
+    r.gauge("pgbust_active",
+            "0 when the source is standby (another instance holds its replication slot or "
+            "advisory lock), 1 when this instance is, or is trying to be, the active one",
+            l)
+        .set(active(st) ? 1 : 0);
     set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
                   {{"upstream", s->name()}}),
         st.reconnects);

@@ -46,15 +46,29 @@ std::string render_options() {
   return out;
 }
 
+const char* const kKeepalives[4][2] = {
+    {"keepalives", "1"},
+    {"keepalives_idle", "10"},
+    {"keepalives_interval", "5"},
+    {"keepalives_count", "3"},
+};
+
+std::string keepalive_options() {
+  return "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+}
+
 ConnectParams::ConnectParams(const std::string& conninfo,
                              std::vector<std::pair<std::string, std::string>> before,
-                             std::vector<std::pair<std::string, std::string>> after)
-    : pairs_(std::move(before)) {
+                             std::vector<std::pair<std::string, std::string>> after) {
+  for (const auto& k : kKeepalives) pairs_.emplace_back(k[0], k[1]);
+  for (auto& kv : before) pairs_.push_back(std::move(kv));
   pairs_.emplace_back("dbname", conninfo);  // expanded (expand_dbname = 1): it overrides `before`
   for (auto& kv : after) pairs_.push_back(std::move(kv));
+  // The user's options follow the keepalive defaults (a later -c wins) and precede the render
+  // settings (which always win).
   std::string options = user_options(conninfo);
-  pairs_.emplace_back("options",
-                      options.empty() ? render_options() : options + " " + render_options());
+  pairs_.emplace_back("options", keepalive_options() + " " +
+                                     (options.empty() ? "" : options + " ") + render_options());
   for (const auto& [k, v] : pairs_) {
     keys_.push_back(k.c_str());
     values_.push_back(v.c_str());

@@ -21,6 +21,12 @@ struct AsyncOptions {
   std::string application_name;  // unless the conninfo names one
   std::chrono::milliseconds connect_timeout{10'000};
   RetryPolicy retry;
+  // Several hosts, one active: the identity of a session advisory lock (the server hashes it
+  // with hashtextextended) taken on this connection before the protocol starts. While another
+  // session holds it the source is standby and tries again every standby_interval; closing
+  // the connection (or losing it) releases it. Empty: no lock.
+  std::string lock;
+  std::chrono::milliseconds standby_interval{1000};
 };
 
 // The wall clock in µs since the Unix epoch (commit times of sources without their own).
@@ -37,8 +43,13 @@ inline double seconds(Clock::duration d) {
 // The options every such source has, by the same names.
 template <typename O>
 AsyncOptions async_options(std::string name, std::string application_name, const O& o) {
-  return {std::move(name), o.conninfo, std::move(application_name), o.connect_timeout,
-          RetryPolicy{o.backoff_min, o.backoff_max, 0.5, std::chrono::seconds(30), o.log_interval}};
+  return {std::move(name),
+          o.conninfo,
+          std::move(application_name),
+          o.connect_timeout,
+          RetryPolicy{o.backoff_min, o.backoff_max, 0.5, std::chrono::seconds(30), o.log_interval},
+          {},
+          std::chrono::milliseconds(1000)};
 }
 
 class AsyncCore : public SourceImpl {
@@ -86,6 +97,14 @@ class AsyncCore : public SourceImpl {
 
  private:
   void start_connect(TimePoint now);
+  // The advisory lock (AsyncOptions::lock), before on_connected().
+  void send_lock(TimePoint now);
+  void lock_input(TimePoint now);
+  void lock_tick(TimePoint now);
+
+  bool locking_ = false;         // connected, the lock not taken yet
+  bool lock_in_flight_ = false;  // pg_try_advisory_lock sent
+  TimePoint lock_at_ = kNever;   // its answer's deadline, or the next try while standby
 };
 
 }  // namespace pgbust::detail

@@ -80,6 +80,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     if (opt_.publication.empty()) throw Error("logical source: the publication name is empty");
     if (opt_.backoff_min <= milliseconds::zero() || opt_.backoff_max < opt_.backoff_min)
       throw Error("logical source: backoff must satisfy 0 < min <= max");
+    if (opt_.standby_interval <= milliseconds::zero())
+      throw Error("logical source: standby_interval must be positive");
     if (opt_.status_interval <= milliseconds::zero() ||
         opt_.receive_timeout <= milliseconds::zero() || opt_.setup_timeout <= milliseconds::zero())
       throw Error(
@@ -182,10 +184,15 @@ class LogicalSource::Impl final : public detail::SourceImpl {
           break;
         case Phase::Connecting:
         case Phase::Starting:
-          if (session_.expired(now))
-            throw ConnectionError("timed out after " + std::to_string(opt_.setup_timeout.count()) +
-                                  " ms " + waiting_for() + " on " + server());
-          break;
+          if (!session_.expired(now)) break;
+          if (setup_.standby()) {  // time to look at the slot again
+            setup_.recheck();
+            session_.expect(now + opt_.setup_timeout);
+            flush();
+            break;
+          }
+          throw ConnectionError("timed out after " + std::to_string(opt_.setup_timeout.count()) +
+                                " ms " + waiting_for() + " on " + server());
         case Phase::Up:
           streaming_timer(now);
           break;
@@ -210,7 +217,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     session_.fill(s);
     const Position pos = ledger_.reported();
     s.position = pg::format_lsn(pos);
-    s.lag_bytes = server_wal_end_ == 0    ? -1
+    s.lag_bytes = server_wal_end_ == 0 || session_.is_standby() ? -1
                   : server_wal_end_ > pos ? static_cast<std::int64_t>(server_wal_end_ - pos)
                                           : 0;
     std::int64_t oldest = ledger_.oldest_unconfirmed_us() != 0 ? ledger_.oldest_unconfirmed_us()
@@ -383,8 +390,24 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       deliver_publication_widening();
       return;
     }
+    if (setup_.standby()) {
+      enter_standby();
+      return;
+    }
     if (setup_.command() != before) session_.expect(Clock::now() + opt_.setup_timeout);
     flush();
+  }
+
+  // Another connection streams the slot (another host with the same config): keep this
+  // connection, look again every standby_interval, stream once the slot is free. Said once.
+  void enter_standby() {
+    const auto now = Clock::now();
+    if (session_.standby(setup_.holder(), now))
+      log(spdlog::level::info,
+          "another instance is active ({}): standby, checking every {} and taking over "
+          "when it is released",
+          setup_.holder(), seconds_text(opt_.standby_interval));
+    session_.expect(now + opt_.standby_interval);
   }
 
   // ---- gaps (promise 8) ------------------------------------------------------------------
@@ -515,6 +538,10 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // restarts from the minimum once a commit arrived or the stream stayed up (kStableAfter).
   void enter_streaming() {
     auto now = Clock::now();
+    if (session_.is_standby())
+      log(spdlog::level::warn,
+          "taking over slot {} after {} standby: the active instance released it", opt_.slot,
+          seconds_text(session_.standby_for(now)));
     session_.up(now);
     last_receive_ = now;
     ping_sent_ = false;

@@ -32,11 +32,24 @@ void LogicalSetup::begin(PGconn* conn, Position resume_from, bool settled) {
   coverage_ = {};
   result_.reset();
   error_.reset();
+  standby_ = false;
   send(Step::IdentifySystem);
+}
+
+void LogicalSetup::recheck() {
+  if (standby_) send(Step::CheckSlot);
+}
+
+void LogicalSetup::wait_for_slot(std::string holder) {
+  standby_ = true;
+  holder_ = std::move(holder);
+  command_.clear();
+  result_.reset();
 }
 
 void LogicalSetup::send(Step step) {
   step_ = step;
+  standby_ = false;
   result_.reset();
   switch (step) {
     case Step::IdentifySystem:
@@ -50,9 +63,13 @@ void LogicalSetup::send(Step step) {
       command_ = pgcatalog::coverage_sql(opt_.publication, opt_.tables);
       break;
     case Step::CheckSlot:
+      // active_pid: another connection streams it (another pgbust host); its client address
+      // as pg_stat_replication shows it (NULL for a local socket or without the privilege).
       command_ =
-          "SELECT plugin, slot_type, database, confirmed_flush_lsn, wal_status FROM "
-          "pg_catalog.pg_replication_slots WHERE slot_name = " +
+          "SELECT s.plugin, s.slot_type, s.database, s.confirmed_flush_lsn, s.wal_status, "
+          "s.active_pid, r.client_addr, r.application_name FROM "
+          "pg_catalog.pg_replication_slots s LEFT JOIN pg_catalog.pg_stat_replication r ON "
+          "r.pid = s.active_pid WHERE s.slot_name = " +
           sql_literal(opt_.slot);
       break;
     case Step::CreateSlot:
@@ -74,6 +91,7 @@ void LogicalSetup::send(Step step) {
 }
 
 bool LogicalSetup::on_input() {
+  if (standby_) return false;  // nothing in flight
   // PQgetResult blocks while libpq is busy: only take what has arrived.
   while (PQisBusy(conn_) == 0) {
     pg::Result r(PQgetResult(conn_));
@@ -85,8 +103,13 @@ bool LogicalSetup::on_input() {
     if (st == PGRES_COPY_BOTH) return true;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
       result_ = std::move(r);
-    else if (!error_)
+    else if (!error_) {
       error_ = command_ + " on " + server() + ": " + pg::error_text(r.get());
+      const char* primary = PQresultErrorField(r.get(), PG_DIAG_MESSAGE_PRIMARY);
+      error_text_ = primary ? one_line(primary) : pg::error_text(r.get());
+      const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+      error_state_ = state ? state : "";
+    }
   }
   return false;
 }
@@ -99,6 +122,17 @@ void LogicalSetup::finish() {
   if (error_) {
     std::string e = std::move(*error_);
     error_.reset();
+    // Another connection took the slot between the check and START_REPLICATION (55006
+    // object_in_use: "replication slot ... is active for PID ..."), or created it first
+    // (42710 duplicate_object): standby, like a slot found active.
+    if (step_ == Step::Start && error_state_ == "55006") {
+      wait_for_slot(error_text_);
+      return;
+    }
+    if (step_ == Step::CreateSlot && error_state_ == "42710") {
+      wait_for_slot("slot \"" + opt_.slot + "\" was just created by another connection");
+      return;
+    }
     throw Error(e);
   }
   if (!result_) throw ConnectionError(command_ + " on " + server() + ": no result");
@@ -167,6 +201,16 @@ void LogicalSetup::check_slot(int rows) {
   if (db != db_)
     throw Error("replication slot \"" + opt_.slot + "\" on " + server() +
                 " belongs to database \"" + db + "\", not \"" + db_ + "\"");
+  if (!PQgetisnull(result_.get(), 0, 5)) {
+    std::string holder = "slot \"" + opt_.slot + "\" is active for PID " + cell(0, 5);
+    const std::string client = cell(0, 6), app = cell(0, 7);
+    if (!client.empty() || !app.empty())
+      holder += " (" + (client.empty() ? "" : "client " + client) +
+                (client.empty() || app.empty() ? "" : ", ") +
+                (app.empty() ? "" : "application " + app) + ")";
+    wait_for_slot(std::move(holder));
+    return;
+  }
   pg::parse_lsn(cell(0, 3), slot_confirmed_);
   decide_gap(true, cell(0, 4));
   send(Step::Start);

@@ -30,6 +30,13 @@ class LogicalSetup {
   bool on_input();
 
   const std::string& command() const { return command_; }  // the command in flight
+  // Another connection streams the slot (pg_replication_slots.active_pid, or
+  // START_REPLICATION failing with 55006 object_in_use, or CREATE_REPLICATION_SLOT racing
+  // another instance's): nothing is in flight; recheck() looks again and starts streaming
+  // once the slot is free. holder(): who has it, as the server tells it.
+  bool standby() const { return standby_; }
+  const std::string& holder() const { return holder_; }
+  void recheck();
   Position slot_confirmed() const { return slot_confirmed_; }
   Position start_from() const { return start_from_; }
   Position server_wal_end() const { return wal_end_; }  // IDENTIFY_SYSTEM's xlogpos
@@ -46,6 +53,7 @@ class LogicalSetup {
   void send(Step step);
   void finish();  // the current command's results are all in
   void check_slot(int rows);
+  void wait_for_slot(std::string holder);
   void decide_gap(bool exists, const std::string& wal_status);
   std::string cell(int row, int col) const;
   std::string server() const { return pg::describe(conn_); }
@@ -56,6 +64,9 @@ class LogicalSetup {
   std::string command_;
   pg::Result result_;
   std::optional<std::string> error_;
+  std::string error_state_, error_text_;  // the SQLSTATE and the server's text of error_
+  bool standby_ = false;
+  std::string holder_;
   std::string db_, system_;
   std::optional<std::string> gap_;
   bool settled_ = true;

@@ -14,6 +14,7 @@
 #include "async_core.hpp"
 #include "pgbust/core/json.hpp"
 #include "pgbust/core/quote.hpp"
+#include "pgbust/core/text.hpp"
 
 namespace pgbust {
 
@@ -93,6 +94,8 @@ struct NotifySource::Impl final : detail::AsyncCore {
 
   Impl(NotifySource& s, NotifyOptions o, const rules::RuleSet& rules, ChangeSink& k)
       : AsyncCore(s, k, detail::async_options("notify", "pgbust-notify", o)), opt(std::move(o)) {
+    // One listener per set of channels across hosts with the same config (the others standby).
+    base_.lock = "pgbust:notify:" + join(opt.notify.channels, ",");
     set_rules(rules);
   }
 

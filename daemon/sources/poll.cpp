@@ -101,6 +101,10 @@ struct PollSource::Impl final : detail::AsyncCore {
         opt(std::move(o)),
         state_log(opt.log_interval) {
     if (opt.poll.tables.empty()) throw Error("sources.poll: no tables configured");
+    // One poller per set of tables across hosts with the same config (the others standby).
+    std::vector<std::string> polled;
+    for (const auto& c : opt.poll.tables) polled.push_back(c.schema + "." + c.table);
+    base_.lock = "pgbust:poll:" + join(polled, ",");
     for (const auto& c : opt.poll.tables) {
       auto t = std::make_unique<Table>(c, opt.seen_limit, c.overlap + 2 * opt.poll.interval);
       t->sql_name = pg::quote_ident(c.schema) + "." + pg::quote_ident(c.table);

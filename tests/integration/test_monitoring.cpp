@@ -96,7 +96,7 @@ TEST_CASE("monitoring: promtool checks the alert rules and runs their unit tests
   auto check = run({"promtool", "check", "rules", (kDir / "pgbust-alerts.yml").string()});
   INFO(check.output);
   CHECK(check.exit_code == 0);
-  CHECK(check.output.find("SUCCESS: 7 rules found") != std::string::npos);
+  CHECK(check.output.find("SUCCESS: 8 rules found") != std::string::npos);
   auto test = run({"promtool", "test", "rules", (kDir / "tests/pgbust-alerts.test.yml").string()});
   INFO(test.output);
   CHECK(test.exit_code == 0);
@@ -118,7 +118,7 @@ TEST_CASE("monitoring: the dashboard and the rules query only metrics pgbust exp
 
   SUBCASE("alert rules") {
     auto queries = rule_queries();
-    CHECK(queries.size() == 7);
+    CHECK(queries.size() == 8);
     for (const auto& q : queries) {
       CAPTURE(q);
       CHECK(unknown_metrics(q, known).empty());

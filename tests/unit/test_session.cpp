@@ -129,3 +129,34 @@ TEST_CASE("log limiter: one line per interval for a repeated message, a new one 
   CHECK(l.allow("b", t + milliseconds(1'001), held));
   CHECK(held == 0);
 }
+
+TEST_CASE("session: standby is a state of its own, said once, not a failure or a reconnect") {
+  Session s("logical", policy());
+  TimePoint t{};
+  s.connecting(t, milliseconds(50));
+  s.starting(t + milliseconds(70));
+  CHECK(s.standby("slot \"pgbust\" is active for PID 7", t));
+  CHECK_FALSE(s.standby("slot \"pgbust\" is active for PID 8", t));  // already: not said again
+  CHECK(s.state() == SourceState::Standby);
+  CHECK(s.phase_name() == "standby");
+  SourceStatus st;
+  s.fill(st);
+  CHECK(st.standby == "slot \"pgbust\" is active for PID 8");
+  CHECK(st.errors == 0);
+  s.up(t);
+  CHECK(s.state() == SourceState::Streaming);
+  CHECK_FALSE(s.is_standby());
+  s.fill(st);
+  CHECK(st.standby.empty());
+  // A real failure ends standby; the connects made while standby are not reconnects.
+  s.fail("gone", t);
+  s.connecting(t, milliseconds(50));
+  CHECK(s.reconnects() == 1);
+  s.standby("held", t);
+  s.fail("gone", t);
+  CHECK(s.state() == SourceState::BackingOff);
+  s.standby("held", t);
+  s.reconnect_now();
+  s.connecting(t, milliseconds(50));
+  CHECK(s.reconnects() == 1);
+}

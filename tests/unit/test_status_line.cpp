@@ -128,3 +128,36 @@ TEST_CASE("status line: a running keyspace pass and how far it got, per target")
   CHECK(status_line(in).find(" redis eu ready (keyspace pass for 1 pattern: 250000 keys "
                              "scanned); redis us ready;") != std::string::npos);
 }
+
+// Several hosts, one active: a second instance waiting for the slot was `starting` (then
+// `degraded`) forever; it is standby, which /healthz answers 200 for.
+TEST_CASE("standby: every source standby is its own healthy verdict; mixed with active ones") {
+  SourceStatus standby;
+  standby.state = SourceState::Standby;
+  standby.standby = "slot \"pgbust\" is active for PID 4242 (client 10.0.0.5)";
+  standby.lag_bytes = -1;
+  for (double uptime : {1.0, kStartupGraceSeconds + 1}) {
+    auto in = input(standby, uptime);
+    CHECK(health(in) == Health::Standby);
+    CHECK(health_ok(health(in)));
+    CHECK(status_line(in).rfind(
+              "standby: logical standby (slot \"pgbust\" is active for PID 4242 (client "
+              "10.0.0.5)); redis ready;",
+              0) == 0);
+  }
+  CHECK_FALSE(active(standby));
+  CHECK(active(streaming()));
+  // Redis unreachable: a standby could not take over properly.
+  auto down = input(standby, kStartupGraceSeconds + 1);
+  down.redis[0].state = redis::State::Disconnected;
+  CHECK(health(down) == Health::Degraded);
+  CHECK_FALSE(health_ok(Health::Degraded));
+  // Active for one source, standby for another: the active one decides.
+  auto mixed = input(streaming());
+  mixed.sources.emplace_back("notify", standby);
+  CHECK(health(mixed) == Health::Healthy);
+  auto gap = streaming();
+  gap.degraded = "gap";
+  mixed.sources[0].second = gap;
+  CHECK(health(mixed) == Health::Degraded);
+}

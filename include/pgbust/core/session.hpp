@@ -74,6 +74,14 @@ class Session {
   void stop_retrying() { retrying_ = false; }
   bool retrying() const { return retrying_; }
   void stop() { phase_ = Phase::Stopped; }
+  // Another instance holds what this connection's protocol needs (a replication slot, an
+  // advisory lock): the connection works, and the protocol retries at its own steady pace
+  // until it is free. The state is Standby (not Starting or BackingOff) until up() or a
+  // failure; connects made meanwhile are not counted as reconnects. `holder` says who holds
+  // it (status). Returns true when this call entered standby (log that once).
+  bool standby(std::string holder, TimePoint now);
+  bool is_standby() const { return standby_; }
+  const std::string& holder() const { return holder_; }
 
   // ---- timing ---------------------------------------------------------------------------
   // Idle/backing off: when to connect; Connecting/Starting: the current step's deadline;
@@ -89,6 +97,10 @@ class Session {
   std::uint64_t reconnects() const { return reconnects_; }
   std::uint64_t errors() const { return errors_; }
   const std::string& last_error() const { return last_error_; }
+  // How long this has been standby (zero when it is not).
+  Clock::duration standby_for(TimePoint now) const {
+    return standby_ ? now - standby_since_ : Clock::duration::zero();
+  }
   // Since when the connection has been failing; empty once it made progress again.
   const std::optional<TimePoint>& down_since() const { return down_since_; }
   int failures() const { return failures_; }  // consecutive, since the last progress
@@ -114,6 +126,9 @@ class Session {
   Phase phase_ = Phase::Idle;
   bool retrying_ = true;
   bool attempted_ = false;  // a connection was attempted before
+  bool standby_ = false;    // see standby()
+  std::string holder_;
+  TimePoint standby_since_{};
   TimePoint deadline_ = kNever, retry_at_{}, up_since_{};
   Backoff backoff_;
   LogLimiter limiter_;  // kept across reconnects: a storm is logged once per interval

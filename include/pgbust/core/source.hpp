@@ -49,7 +49,17 @@ class ChangeSink {
   }
 };
 
-enum class SourceState : std::uint8_t { Connecting, Starting, Streaming, BackingOff, Stopped };
+// Standby: connected and working, but another instance holds what this source reads (the
+// replication slot, the NOTIFY or poll source's advisory lock); it takes over when that is
+// released. Several hosts running the same configuration have one active source each.
+enum class SourceState : std::uint8_t {
+  Connecting,
+  Starting,
+  Streaming,
+  BackingOff,
+  Stopped,
+  Standby
+};
 std::string_view to_string(SourceState state);
 
 // What a source reports for the status line and metrics.
@@ -73,6 +83,9 @@ struct SourceStatus {
   // Payloads refused, by reason (the NOTIFY source's signature checks): metric
   // pgbust_<source>_rejected_total{reason}.
   std::vector<std::pair<std::string, std::uint64_t>> rejected = {};
+  // While standby: who holds what this source waits for, as the server tells it ("slot
+  // \"pgbust\" is active for PID 4242 (client 10.0.0.5)"); empty otherwise.
+  std::string standby = {};
 };
 
 class Source : public Pollable {

@@ -11,7 +11,9 @@
 
 namespace pgbust {
 
-enum class Health { Starting, Healthy, CatchingUp, Degraded, Stopping };
+// Standby: every source is standby (another instance holds its slot or lock) and Redis is
+// reachable: healthy, waiting to take over (/healthz answers 200).
+enum class Health { Starting, Healthy, CatchingUp, Degraded, Stopping, Standby };
 std::string_view to_string(Health h);
 
 // One Redis target as the status line shows it.
@@ -44,6 +46,14 @@ struct StatusInput {
 inline constexpr double kStartupGraceSeconds = 60;
 
 Health health(const StatusInput& in);
+// What /healthz answers 200 for: healthy, catching up, and standby.
+bool health_ok(Health h);
+// The gauge pgbust_active: 0 when the source is standby (another instance holds its slot or
+// lock), 1 otherwise (this instance is, or is trying to be, the active one; pgbust_source_up
+// says whether it streams). So "source down" alerts can leave standby hosts out.
+inline bool active(const SourceStatus& s) {
+  return s.state != SourceState::Standby;
+}
 // e.g. "healthy: logical streaming at 0/16B3748 lag 0 B 0.0s; redis ready 127.0.0.1:6379 db 0
 //       [master, no TLS];
 //       41.2 changes/s; 1234 changes 310 txns; keys 512 patterns 3 bumps 40 publishes 12;

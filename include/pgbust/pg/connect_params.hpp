@@ -18,11 +18,21 @@ extern const char* const kRenderSettings[5][2];
 // The `options` value (`-c name=value ...`) that pins kRenderSettings.
 std::string render_options();
 
+// TCP keepalives on both ends of every TCP connection pgbust opens, unless the conninfo (or
+// its options) says otherwise: pgbust notices a dead server in ~25 s of silence (libpq's
+// keepalives_*), and the server notices a dead pgbust host as soon (the tcp_keepalives_*
+// settings of the session), so a crashed host's NOTIFY or poll session, and the advisory lock
+// it holds, go away and a standby host takes over (README, "Several hosts, one active").
+// Unix-domain sockets ignore them.
+extern const char* const kKeepalives[4][2];
+std::string keepalive_options();  // "-c tcp_keepalives_idle=10 ..."
+
 // Arguments for PQconnectdbParams / PQconnectStartParams with expand_dbname = 1.
 // `before` are keywords the conninfo may override (application_name); `after` are keywords
-// it may not (replication). `options` comes last: the user's own options (from the conninfo,
-// else PGOPTIONS) followed by render_options(), so a user's search_path or statement_timeout
-// is kept while the render settings always win.
+// it may not (replication); kKeepalives come before both. `options` comes last:
+// keepalive_options(), the user's own options (from the conninfo, else PGOPTIONS), then
+// render_options(), so a user's search_path, statement_timeout or keepalive setting is kept
+// while the render settings always win.
 class ConnectParams {
  public:
   ConnectParams(const std::string& conninfo,

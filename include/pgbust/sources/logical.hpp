@@ -42,6 +42,9 @@ struct LogicalSourceOptions {
   std::chrono::milliseconds receive_timeout{60'000};
   // Connecting, and each setup command (creating a slot waits for running transactions).
   std::chrono::milliseconds setup_timeout{60'000};
+  // Standby (another connection streams the slot: another pgbust host with the same config):
+  // how often to look at the slot again on the open connection, taking over once it is free.
+  std::chrono::milliseconds standby_interval{1000};
   // Reconnect delay: starts at min, doubles per failure up to max, with jitter.
   std::chrono::milliseconds backoff_min{500};
   std::chrono::milliseconds backoff_max{30'000};
