@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
+#include <set>
+#include <unordered_map>
 
 #include "logical_coverage.hpp"
 #include "logical_handshake.hpp"
@@ -57,6 +59,7 @@ constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, ti
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
+constexpr milliseconds kLookupTimeout{10'000};  // a partition lookup, at most (and setup_timeout)
 constexpr int kFastPingLimit = 20;
 
 }  // namespace
@@ -85,13 +88,14 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       throw Error(
           "logical source: status_interval, receive_timeout and setup_timeout must be "
           "positive");
-    if (opt_.coverage_interval > milliseconds::zero()) {
-      check_ = std::make_unique<detail::CoverageCheck>(
-          opt_.name, opt_.conninfo, opt_.publication, opt_.coverage_interval, opt_.setup_timeout,
-          [this](const pgcatalog::Coverage& c) { on_coverage(c); });
-      check_->set_tables(opt_.tables);
-      check_->check_soon();
-    }
+    // The side connection: periodic coverage checks (unless coverage_interval is zero) and
+    // the partition lookups (always).
+    check_ = std::make_unique<detail::CoverageCheck>(
+        opt_.name, opt_.conninfo, opt_.publication, opt_.coverage_interval, opt_.setup_timeout,
+        [this](const pgcatalog::Coverage& c) { on_coverage(c); });
+    check_->set_tables(opt_.tables);
+    if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
+    set_rule_tables();
   }
 
   ~Impl() override { close(); }
@@ -241,10 +245,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   void rules_changed(const rules::RuleSet& rules) override {
     opt_.tables = opt_.tables_of ? opt_.tables_of(rules) : rules.tables();
     coverage_.retain(opt_.tables);
-    if (check_) {
-      check_->set_tables(opt_.tables);
-      check_->check_soon();
-    }
+    check_->set_tables(opt_.tables);
+    if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
+    set_rule_tables();
   }
 
   void close() noexcept override {
@@ -284,7 +287,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   static TimePoint now_if(bool needed) { return needed ? Clock::now() : TimePoint{}; }
 
-  bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
+  bool reading_paused() const {
+    return holding_ || (!in_txn_ && (stop_reading_ || !sink_.accepting()));
+  }
   bool can_read() const { return !reading_paused(); }
 
   // Runs one step of the state machine; any failure ends the connection and backs off.
@@ -309,6 +314,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     }
     conn_.reset();
     want_write_ = pending_input_ = false;
+    forget_relations();
     session_.fail(what, Clock::now(), streaming ? permanent_hint(what) : std::string());
   }
 
@@ -441,6 +447,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // tables it covers again (or under another identity: a swapped table, a re-created
   // publication) widen once, because their changes in between were never sent.
   void on_coverage(const pgcatalog::Coverage& c) {
+    partitioned_.clear();
+    for (const auto& t : c.tables)
+      if (t.partitioned) partitioned_.push_back(t.table);
     const auto ch = coverage_.observe(c, opt_.publication);
     for (const auto& u : ch.lost)
       log(spdlog::level::err,
@@ -645,6 +654,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         if (in_txn_) throw pgoutput::ProtocolError("pgoutput: Begin inside a transaction");
         in_txn_ = true;
         txn_commit_time_us_ = d.begin.commit_time + pgoutput::kPgEpochOffsetUs;
+        txn_xid_ = d.begin.xid;
+        ++txn_seq_;
         sink_.begin(self_);
         break;
       case Kind::Commit: {
@@ -668,11 +679,12 @@ class LogicalSource::Impl final : public detail::SourceImpl {
           throw pgoutput::ProtocolError("pgoutput: " + std::string(to_string(d.kind)) +
                                         " outside a transaction");
         for (const ChangeEvent& ev : d.events) {
-          sink_.change(self_, ev);
+          deliver(ev);
           ++changes_;
         }
         break;
       case Kind::Relation:
+        on_relation(*d.relation);
         if (d.relation_changed && d.relation->table.generation > 1)
           log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
               quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
@@ -688,6 +700,144 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       case Kind::Origin:
       case Kind::Type:
         break;
+    }
+  }
+
+  // ---- partitions without publish_via_partition_root (issue 10, part 9) ---------------------
+  //
+  // A publication made without publish_via_partition_root (FOR TABLE on a partitioned table,
+  // FOR ALL TABLES, FOR TABLES IN SCHEMA) sends each change under its leaf partition's
+  // Relation message: the leaf's OID, schema, name and columns (the same names as the root's,
+  // perhaps in another order). pgbust presents such a change under the name of every rule
+  // table above the leaf, with the leaf's own column list, so the rules bind by column name.
+  //
+  // Which tables are above a leaf is a catalog question, and the catalog answers as of now,
+  // not as of the change. So pgbust asks it the way PostgreSQL's own subscriber maps a remote
+  // relation: when the Relation message arrives (before any change of that relation in this
+  // session, and again after any DDL on it), on the side connection, while the stream waits
+  // at that message: nothing of the transaction is applied, and nothing past it confirmed,
+  // until the answer is in. The answer also says whether the pg_class row of the relation
+  // or of an ancestor was written after the transaction being decoded (an ATTACH, DETACH or
+  // DROP since, seen when pgbust lags): then, and when the relation no longer exists or the
+  // lookup fails or times out, nobody can say which table the changes belonged to, and each
+  // transaction touching it widens every partitioned rule table once (UnknownPartition,
+  // counted), until a later Relation message lets it be looked up again. A relation a rule
+  // names is taken as itself (as with publish_via_partition_root, where a rule on a partition
+  // sees nothing either). Without a partitioned rule table nothing is looked up.
+
+  void set_rule_tables() {
+    rule_tables_.clear();
+    for (const auto& t : opt_.tables)
+      rule_tables_.insert(t.find('.') == std::string::npos ? "public." + t : t);
+  }
+
+  void forget_relations() {
+    leaves_.clear();  // a new session sends every Relation message again
+    holding_ = false;
+    ++lookup_seq_;
+  }
+
+  void on_relation(const pgoutput::Relation& rel) {
+    const TableInfo* t = &rel.table;
+    if (partitioned_.empty() || rule_tables_.count(t->qualified()) != 0) {
+      leaves_.erase(t);
+      return;
+    }
+    Leaf& leaf = leaves_[t];
+    leaf.state = Leaf::State::Pending;
+    leaf.oid = rel.oid;
+    holding_ = true;  // before lookup(): a failure answers at once
+    const std::uint64_t seq = ++lookup_seq_;
+    const std::uint32_t xid = txn_xid_;
+    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(rel.oid), std::to_string(xid)},
+                   std::min(kLookupTimeout, opt_.setup_timeout),
+                   [this, seq, t, xid](const PGresult* r, const std::string& error) {
+                     if (seq == lookup_seq_) on_chain(t, xid, r, error);
+                   });
+  }
+
+  void on_chain(const TableInfo* t, std::uint32_t xid, const PGresult* r,
+                const std::string& error) {
+    holding_ = false;
+    paused_check_ = kAsap;  // read on at once
+    auto it = leaves_.find(t);
+    if (it == leaves_.end()) return;
+    Leaf& leaf = it->second;
+    std::string why;
+    std::vector<std::string> roots;
+    if (r == nullptr) {
+      why = "cannot look it up: " + error;
+    } else {
+      const auto chain = pgcatalog::read_partition_chain(r);
+      bool same = false;
+      for (std::size_t i = 0; i < chain.size(); ++i) {
+        if (chain[i].changed == pgcatalog::ChainLink::Changed::After)
+          why = quote_for_log(chain[i].table) + " changed in the catalog after it";
+        same = same || chain[i].changed == pgcatalog::ChainLink::Changed::Same;
+        if (i > 0 && rule_tables_.count(chain[i].table) != 0) roots.push_back(chain[i].table);
+      }
+      if (chain.empty())
+        why = "it no longer exists";
+      else if (why.empty() && roots.empty() && same)
+        why = "that transaction changed it in the catalog";  // e.g. DETACH after writing
+    }
+    if (!why.empty()) {
+      leaf.state = Leaf::State::Unknown;
+      log(spdlog::level::warn,
+          "relation {} (oid {}) in transaction {} may be a partition of a rule table, and {}: "
+          "the rules of every partitioned rule table widen once per transaction that changes "
+          "it",
+          quote_for_log(t->qualified()), leaf.oid, xid, why);
+      return;
+    }
+    if (roots.empty()) {
+      leaves_.erase(it);  // not a rule table's partition: its changes go as they are
+      return;
+    }
+    leaf.state = Leaf::State::Mapped;
+    leaf.n_roots = roots.size();
+    while (leaf.roots.size() < roots.size()) leaf.roots.push_back(std::make_unique<TableInfo>());
+    for (std::size_t i = 0; i < roots.size(); ++i) {
+      TableInfo& m = *leaf.roots[i];
+      const auto dot = roots[i].find('.');
+      m.schema = roots[i].substr(0, dot);
+      m.name = roots[i].substr(dot + 1);
+      m.columns = t->columns;  // the leaf's order: the rules bind by name
+      m.key = t->key;
+      ++m.generation;
+    }
+    std::string names;
+    for (const auto& n : roots) names += (names.empty() ? "" : ", ") + quote_for_log(n);
+    log(spdlog::level::debug, "partition {} (oid {}): its changes fire the rules of {}",
+        quote_for_log(t->qualified()), leaf.oid, names);
+  }
+
+  // One change, under its leaf's rule tables when it is a mapped partition.
+  void deliver(const ChangeEvent& ev) {
+    if (!leaves_.empty()) {
+      auto it = leaves_.find(ev.table);
+      if (it != leaves_.end()) {
+        const Leaf& leaf = it->second;
+        if (leaf.state == Leaf::State::Mapped) {
+          for (std::size_t i = 0; i < leaf.n_roots; ++i) {
+            ChangeEvent as_root = ev;
+            as_root.table = leaf.roots[i].get();
+            sink_.change(self_, as_root);
+          }
+          return;
+        }
+        widen_partitioned();  // Unknown (Pending cannot be: the stream waited for it)
+      }
+    }
+    sink_.change(self_, ev);
+  }
+
+  void widen_partitioned() {
+    if (unknown_widened_ == txn_seq_) return;
+    unknown_widened_ = txn_seq_;
+    for (const auto& p : partitioned_) {
+      const auto dot = p.find('.');
+      sink_.widen_table(self_, p.substr(0, dot), p.substr(dot + 1), Unknown::UnknownPartition);
     }
   }
 
@@ -788,12 +938,30 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   bool in_txn_ = false;
   std::int64_t txn_commit_time_us_ = 0;
-  std::optional<std::string> open_gap_;  // a gap widened and not yet applied
-  Position gap_at_ = 0;                  // the position of that widening
+  std::uint32_t txn_xid_ = 0;
+  std::uint64_t txn_seq_ = 0;  // counts Begins
+
+  // Partitions (see on_relation()).
+  struct Leaf {
+    enum class State : std::uint8_t { Pending, Mapped, Unknown } state = State::Pending;
+    std::uint32_t oid = 0;
+    // Mapped: the leaf's layout under each rule table above it. Kept (and their generation
+    // bumped when they change) so the rule engine's bindings by address stay valid.
+    std::vector<std::unique_ptr<TableInfo>> roots;
+    std::size_t n_roots = 0;
+  };
+  std::unordered_map<const TableInfo*, Leaf> leaves_;  // by the decoder's layout of the leaf
+  std::set<std::string> rule_tables_;                  // "schema.table"
+  std::vector<std::string> partitioned_;  // partitioned rule tables, as the last check saw them
+  bool holding_ = false;                  // the stream waits for a lookup's answer
+  std::uint64_t lookup_seq_ = 0;          // answers to an older lookup are stale
+  std::uint64_t unknown_widened_ = 0;     // txn_seq_ of the last UnknownPartition widening
+  std::optional<std::string> open_gap_;   // a gap widened and not yet applied
+  Position gap_at_ = 0;                   // the position of that widening
   std::uint64_t gaps_ = 0;
   std::string record_error_;  // the slot record could not be saved
   logical::CoverageTracker coverage_;
-  std::unique_ptr<detail::CoverageCheck> check_;  // null: coverage_interval is zero
+  std::unique_ptr<detail::CoverageCheck> check_;  // the side connection
   std::optional<Position> pub_widen_at_;          // a publication gap's widening, unconfirmed
   logical::AckLedger ledger_;
   Position sent_flush_ = 0;  // last flush position sent on this connection
