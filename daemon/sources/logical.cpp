@@ -59,6 +59,7 @@ constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, ti
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
+constexpr milliseconds kLookupRetry{30'000};       // after a failed one
 constexpr milliseconds kLookupTimeout{10'000};  // a partition lookup, at most (and setup_timeout)
 constexpr int kFastPingLimit = 20;
 
@@ -270,6 +271,21 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   Pollable* side() { return check_.get(); }
 
  private:
+  // Partitions (see "partitions without publish_via_partition_root" below).
+  struct Leaf {  // what a lookup said of a relation
+    enum class State : std::uint8_t { Other, Mapped, Unknown } state = State::Other;
+    std::uint64_t epoch = 0;      // answered for these rule tables (epoch_)
+    TimePoint retry_at = kNever;  // a failed lookup: ask again from then
+    // Mapped: the leaf's layout under each rule table above it. Kept (and their generation
+    // bumped when they change) so the rule engine's bindings by address stay valid.
+    std::vector<std::unique_ptr<TableInfo>> roots;
+    std::size_t n_roots = 0;
+  };
+  struct Held {  // a message waiting for a lookup's answer
+    std::string payload;
+    std::uint64_t wal_start = 0;
+  };
+
   // ---- helpers --------------------------------------------------------------------------
 
   template <typename... A>
@@ -447,9 +463,16 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // tables it covers again (or under another identity: a swapped table, a re-created
   // publication) widen once, because their changes in between were never sent.
   void on_coverage(const pgcatalog::Coverage& c) {
-    partitioned_.clear();
-    for (const auto& t : c.tables)
-      if (t.partitioned) partitioned_.push_back(t.table);
+    std::vector<std::string> partitioned;
+    std::set<std::string> checked;
+    for (const auto& t : c.tables) {
+      checked.insert(t.table);
+      if (t.partitioned) partitioned.push_back(t.table);
+    }
+    if (partitioned != partitioned_) ++epoch_;  // e.g. a rule table swapped for a partitioned one
+    partitioned_ = std::move(partitioned);
+    // A check sent before a reload answers for the old rule tables.
+    partitioned_known_ = checked == rule_tables_;
     const auto ch = coverage_.observe(c, opt_.publication);
     for (const auto& u : ch.lost)
       log(spdlog::level::err,
@@ -620,7 +643,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     const pgoutput::ServerMessage m = pgoutput::parse_server_message(raw);
     server_wal_end_ = std::max(server_wal_end_, m.wal_end);
     if (m.type == pgoutput::ServerMessage::Type::XLogData) {
-      dispatch(decoder_.decode(m.payload, m.wal_start));
+      const pgoutput::Decoded& d = decoder_.decode(m.payload, m.wal_start);
+      if (relations_known(d, m.payload, m.wal_start)) dispatch(d);
       return;
     }
     // Outside a transaction a keepalive's wal_end can be acknowledged once everything
@@ -712,61 +736,92 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // table above the leaf, with the leaf's own column list, so the rules bind by column name.
   //
   // Which tables are above a leaf is a catalog question, and the catalog answers as of now,
-  // not as of the change. So pgbust asks it the way PostgreSQL's own subscriber maps a remote
-  // relation: when the Relation message arrives (before any change of that relation in this
-  // session, and again after any DDL on it), on the side connection, while the stream waits
-  // at that message: nothing of the transaction is applied, and nothing past it confirmed,
-  // until the answer is in. The answer also says whether the pg_class row of the relation
-  // or of an ancestor was written after the transaction being decoded (an ATTACH, DETACH or
-  // DROP since, seen when pgbust lags): then, and when the relation no longer exists or the
-  // lookup fails or times out, nobody can say which table the changes belonged to, and each
-  // transaction touching it widens every partitioned rule table once (UnknownPartition,
-  // counted), until a later Relation message lets it be looked up again. A relation a rule
-  // names is taken as itself (as with publish_via_partition_root, where a rule on a partition
-  // sees nothing either). Without a partitioned rule table nothing is looked up.
+  // not as of the change. So pgbust asks it much as PostgreSQL's own subscriber maps a
+  // remote relation to a local one: on the first change of a relation it has no answer for
+  // (in this session, since the relation's last Relation message, i.e. its last DDL, and
+  // since the rule tables last changed), the stream stops at that message while the side
+  // connection looks the relation up by OID; the message is decoded again and applied once
+  // the answer is in. Nothing later is read meanwhile, and nothing past the transaction is
+  // confirmed. The answer also says whether the pg_class row of the relation or of an
+  // ancestor was written after the transaction being decoded (an ATTACH, DETACH or DROP
+  // since, seen when pgbust lags): then, and when the relation no longer exists, nobody can
+  // say which table its changes belonged to, and each transaction that changes it widens
+  // every partitioned rule table once (UnknownPartition, counted) until its next Relation
+  // message; a lookup that fails or times out does the same until it is retried. A relation
+  // a rule names is taken as itself (as with publish_via_partition_root, where a rule on a
+  // partition sees nothing either). Without a partitioned rule table nothing is looked up.
 
   void set_rule_tables() {
-    rule_tables_.clear();
+    std::set<std::string> now;
     for (const auto& t : opt_.tables)
-      rule_tables_.insert(t.find('.') == std::string::npos ? "public." + t : t);
+      now.insert(t.find('.') == std::string::npos ? "public." + t : t);
+    if (now == rule_tables_) return;
+    rule_tables_ = std::move(now);
+    ++epoch_;  // every answer depended on the rule tables
+    // Which of them are partitioned is known at the next coverage check; until then every
+    // relation that is not a rule table is looked up.
+    partitioned_known_ = rule_tables_.empty();
+    if (partitioned_known_) partitioned_.clear();
   }
 
   void forget_relations() {
-    leaves_.clear();  // a new session sends every Relation message again
+    relations_.clear();  // a new session sends every Relation message again
+    oids_.clear();
+    held_.reset();
     holding_ = false;
     ++lookup_seq_;
   }
 
   void on_relation(const pgoutput::Relation& rel) {
-    const TableInfo* t = &rel.table;
-    if (partitioned_.empty() || rule_tables_.count(t->qualified()) != 0) {
-      leaves_.erase(t);
-      return;
+    relations_.erase(&rel.table);  // its layout or identity may have changed: ask again
+    oids_[&rel.table] = rel.oid;
+  }
+
+  // Whether every relation `d` changes is known well enough to apply it now; if not, the
+  // stream holds this message (`payload`) until the side connection answers.
+  bool relations_known(const pgoutput::Decoded& d, std::string_view payload,
+                       std::uint64_t wal_start) {
+    if ((partitioned_known_ && partitioned_.empty()) || d.events.empty()) return true;
+    const TimePoint now = Clock::now();
+    for (const ChangeEvent& ev : d.events) {
+      const TableInfo* t = ev.table;
+      if (rule_tables_.count(t->qualified()) != 0) continue;
+      auto it = relations_.find(t);
+      if (it != relations_.end() && it->second.epoch == epoch_ && now < it->second.retry_at)
+        continue;
+      look_up(t);
+      held_ = Held{std::string(payload), wal_start};
+      return false;
     }
-    Leaf& leaf = leaves_[t];
-    leaf.state = Leaf::State::Pending;
-    leaf.oid = rel.oid;
+    return true;
+  }
+
+  void look_up(const TableInfo* t) {
+    auto oid = oids_.find(t);
+    const std::uint32_t o = oid == oids_.end() ? 0 : oid->second;
     holding_ = true;  // before lookup(): a failure answers at once
     const std::uint64_t seq = ++lookup_seq_;
     const std::uint32_t xid = txn_xid_;
-    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(rel.oid), std::to_string(xid)},
+    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(o), std::to_string(xid)},
                    std::min(kLookupTimeout, opt_.setup_timeout),
-                   [this, seq, t, xid](const PGresult* r, const std::string& error) {
-                     if (seq == lookup_seq_) on_chain(t, xid, r, error);
+                   [this, seq, t, o, xid](const PGresult* r, const std::string& error) {
+                     if (seq != lookup_seq_) return;
+                     guarded([&] { on_chain(t, o, xid, r, error); });
                    });
   }
 
-  void on_chain(const TableInfo* t, std::uint32_t xid, const PGresult* r,
+  void on_chain(const TableInfo* t, std::uint32_t oid, std::uint32_t xid, const PGresult* r,
                 const std::string& error) {
     holding_ = false;
     paused_check_ = kAsap;  // read on at once
-    auto it = leaves_.find(t);
-    if (it == leaves_.end()) return;
-    Leaf& leaf = it->second;
+    Leaf& leaf = relations_[t];
+    leaf.epoch = epoch_;
+    leaf.retry_at = kNever;
     std::string why;
     std::vector<std::string> roots;
     if (r == nullptr) {
       why = "cannot look it up: " + error;
+      leaf.retry_at = Clock::now() + kLookupRetry;
     } else {
       const auto chain = pgcatalog::read_partition_chain(r);
       bool same = false;
@@ -787,13 +842,25 @@ class LogicalSource::Impl final : public detail::SourceImpl {
           "relation {} (oid {}) in transaction {} may be a partition of a rule table, and {}: "
           "the rules of every partitioned rule table widen once per transaction that changes "
           "it",
-          quote_for_log(t->qualified()), leaf.oid, xid, why);
-      return;
+          quote_for_log(t->qualified()), oid, xid, why);
+    } else if (roots.empty()) {
+      leaf.state = Leaf::State::Other;  // not a rule table's partition: changes go as they are
+    } else {
+      map_leaf(leaf, *t, roots);
+      std::string names;
+      for (const auto& n : roots) names += (names.empty() ? "" : ", ") + quote_for_log(n);
+      log(spdlog::level::debug, "partition {} (oid {}): its changes fire the rules of {}",
+          quote_for_log(t->qualified()), oid, names);
     }
-    if (roots.empty()) {
-      leaves_.erase(it);  // not a rule table's partition: its changes go as they are
-      return;
-    }
+    if (!held_) return;
+    // The held message again, now that one more of its relations is known.
+    const Held h = std::move(*held_);
+    held_.reset();
+    const pgoutput::Decoded& d = decoder_.decode(h.payload, h.wal_start);
+    if (relations_known(d, h.payload, h.wal_start)) dispatch(d);
+  }
+
+  static void map_leaf(Leaf& leaf, const TableInfo& t, const std::vector<std::string>& roots) {
     leaf.state = Leaf::State::Mapped;
     leaf.n_roots = roots.size();
     while (leaf.roots.size() < roots.size()) leaf.roots.push_back(std::make_unique<TableInfo>());
@@ -802,22 +869,22 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       const auto dot = roots[i].find('.');
       m.schema = roots[i].substr(0, dot);
       m.name = roots[i].substr(dot + 1);
-      m.columns = t->columns;  // the leaf's order: the rules bind by name
-      m.key = t->key;
+      m.columns = t.columns;  // the leaf's order: the rules bind by name
+      m.key = t.key;
       ++m.generation;
     }
-    std::string names;
-    for (const auto& n : roots) names += (names.empty() ? "" : ", ") + quote_for_log(n);
-    log(spdlog::level::debug, "partition {} (oid {}): its changes fire the rules of {}",
-        quote_for_log(t->qualified()), leaf.oid, names);
   }
 
   // One change, under its leaf's rule tables when it is a mapped partition.
   void deliver(const ChangeEvent& ev) {
-    if (!leaves_.empty()) {
-      auto it = leaves_.find(ev.table);
-      if (it != leaves_.end()) {
+    if (!relations_.empty()) {
+      auto it = relations_.find(ev.table);
+      if (it != relations_.end()) {
         const Leaf& leaf = it->second;
+        if (leaf.state == Leaf::State::Other) {
+          sink_.change(self_, ev);
+          return;
+        }
         if (leaf.state == Leaf::State::Mapped) {
           for (std::size_t i = 0; i < leaf.n_roots; ++i) {
             ChangeEvent as_root = ev;
@@ -826,7 +893,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
           }
           return;
         }
-        widen_partitioned();  // Unknown (Pending cannot be: the stream waited for it)
+        widen_partitioned();  // Unknown
       }
     }
     sink_.change(self_, ev);
@@ -942,22 +1009,18 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   std::uint64_t txn_seq_ = 0;  // counts Begins
 
   // Partitions (see on_relation()).
-  struct Leaf {
-    enum class State : std::uint8_t { Pending, Mapped, Unknown } state = State::Pending;
-    std::uint32_t oid = 0;
-    // Mapped: the leaf's layout under each rule table above it. Kept (and their generation
-    // bumped when they change) so the rule engine's bindings by address stay valid.
-    std::vector<std::unique_ptr<TableInfo>> roots;
-    std::size_t n_roots = 0;
-  };
-  std::unordered_map<const TableInfo*, Leaf> leaves_;  // by the decoder's layout of the leaf
-  std::set<std::string> rule_tables_;                  // "schema.table"
+  std::unordered_map<const TableInfo*, Leaf> relations_;  // by the decoder's layout
+  std::unordered_map<const TableInfo*, std::uint32_t> oids_;
+  std::set<std::string> rule_tables_;     // "schema.table"
   std::vector<std::string> partitioned_;  // partitioned rule tables, as the last check saw them
-  bool holding_ = false;                  // the stream waits for a lookup's answer
-  std::uint64_t lookup_seq_ = 0;          // answers to an older lookup are stale
-  std::uint64_t unknown_widened_ = 0;     // txn_seq_ of the last UnknownPartition widening
-  std::optional<std::string> open_gap_;   // a gap widened and not yet applied
-  Position gap_at_ = 0;                   // the position of that widening
+  std::uint64_t epoch_ = 0;               // bumped when the rule tables change
+  bool partitioned_known_ = false;        // partitioned_ is for the current rule tables
+  std::optional<Held> held_;
+  bool holding_ = false;                 // the stream waits for a lookup's answer
+  std::uint64_t lookup_seq_ = 0;         // answers to an older lookup are stale
+  std::uint64_t unknown_widened_ = 0;    // txn_seq_ of the last UnknownPartition widening
+  std::optional<std::string> open_gap_;  // a gap widened and not yet applied
+  Position gap_at_ = 0;                  // the position of that widening
   std::uint64_t gaps_ = 0;
   std::string record_error_;  // the slot record could not be saved
   logical::CoverageTracker coverage_;

@@ -3,6 +3,8 @@
 // `pgbust setup --apply` makes.
 #include <doctest/doctest.h>
 
+#include <csignal>
+
 #include "e2e.hpp"
 
 using namespace pgbust::test;
@@ -193,4 +195,35 @@ TEST_CASE("partitions without publish_via_partition_root: a leaf gone before it 
                    "event:77"});
   // One widening per transaction: the dropped leaf's and the detached one's.
   CHECK(metric(metrics_address(env), "pgbust_widenings_total{reason=\"unknown_partition\"}") >= 2);
+}
+
+// A reload that puts a rule on a partitioned table: partitions the stream described before
+// (their changes then went as they were, nobody's) are looked up again on their next change.
+TEST_CASE("partitions without publish_via_partition_root: a rule added by a reload") {
+  E2E env;
+  make_events(env);
+  env.pg.exec("CREATE TABLE other (id int PRIMARY KEY, grp int)");
+  env.pg.exec("CREATE PUBLICATION " + env.publication + " FOR ALL TABLES");
+  auto rules = env.write_rules(
+      "version: 1\nrules:\n  - name: other\n    table: other\n    delete: [\"other:${id}\"]\n");
+  auto config = env.dir.write("pgbust.yaml", env.config(rules.string()));
+  env.run_daemon(config.string());
+  env.wait_streaming();
+  env.sync();
+  INFO(env.logs());
+  // Both leaves appear in the stream while no rule reads events.
+  env.set_keys({"event:1", "event:2"});
+  env.pg.exec("INSERT INTO events VALUES (1, '2024-03-01', 7), (2, '2025-02-01', 8)");
+  env.sync();
+  CHECK(env.redis.exists("event:1"));
+  CHECK(env.redis.exists("event:2"));
+
+  env.write_rules(std::string(kEventRules) +
+                  "  - name: other\n    table: other\n    delete: [\"other:${id}\"]\n");
+  env.daemon->signal(SIGHUP);
+  REQUIRE(env.daemon->wait_for_output("rules reloaded"));
+  env.set_keys({"event:1", "grp:17", "event:2", "grp:18"});
+  env.pg.exec("UPDATE events SET grp = grp + 10");
+  env.sync();
+  check_gone(env, {"event:1", "grp:17", "event:2", "grp:18"});
 }
