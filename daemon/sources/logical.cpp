@@ -9,8 +9,6 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
-#include <set>
-#include <unordered_map>
 
 #include "logical_coverage.hpp"
 #include "logical_handshake.hpp"
@@ -23,6 +21,7 @@
 #include "pgbust/pg/pgoutput.hpp"
 #include "pgbust/rules/rules.hpp"
 #include "pgbust/sources/logical_pacing.hpp"
+#include "pgbust/sources/partition_map.hpp"
 #include "pgbust/sources/publication_coverage.hpp"
 #include "pgbust/sources/slot_record.hpp"
 #include "source_impl.hpp"
@@ -59,7 +58,6 @@ constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, ti
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
-constexpr milliseconds kLookupRetry{30'000};       // after a failed one
 constexpr milliseconds kLookupTimeout{10'000};  // a partition lookup, at most (and setup_timeout)
 constexpr int kFastPingLimit = 20;
 
@@ -96,7 +94,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         [this](const pgcatalog::Coverage& c) { on_coverage(c); });
     check_->set_tables(opt_.tables);
     if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
-    set_rule_tables();
+    partitions_.set_rule_tables(opt_.tables);
   }
 
   ~Impl() override { close(); }
@@ -248,7 +246,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     coverage_.retain(opt_.tables);
     check_->set_tables(opt_.tables);
     if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
-    set_rule_tables();
+    partitions_.set_rule_tables(opt_.tables);
   }
 
   void close() noexcept override {
@@ -271,17 +269,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   Pollable* side() { return check_.get(); }
 
  private:
-  // Partitions (see "partitions without publish_via_partition_root" below).
-  struct Leaf {  // what a lookup said of a relation
-    enum class State : std::uint8_t { Other, Mapped, Unknown } state = State::Other;
-    std::uint64_t epoch = 0;      // answered for these rule tables (epoch_)
-    TimePoint retry_at = kNever;  // a failed lookup: ask again from then
-    // Mapped: the leaf's layout under each rule table above it. Kept (and their generation
-    // bumped when they change) so the rule engine's bindings by address stay valid.
-    std::vector<std::unique_ptr<TableInfo>> roots;
-    std::size_t n_roots = 0;
-  };
-  struct Held {  // a message waiting for a lookup's answer
+  struct Held {  // a message waiting for a partition lookup's answer
     std::string payload;
     std::uint64_t wal_start = 0;
   };
@@ -463,16 +451,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // tables it covers again (or under another identity: a swapped table, a re-created
   // publication) widen once, because their changes in between were never sent.
   void on_coverage(const pgcatalog::Coverage& c) {
-    std::vector<std::string> partitioned;
-    std::set<std::string> checked;
-    for (const auto& t : c.tables) {
-      checked.insert(t.table);
-      if (t.partitioned) partitioned.push_back(t.table);
-    }
-    if (partitioned != partitioned_) ++epoch_;  // e.g. a rule table swapped for a partitioned one
-    partitioned_ = std::move(partitioned);
-    // A check sent before a reload answers for the old rule tables.
-    partitioned_known_ = checked == rule_tables_;
+    partitions_.set_partitioned(c);
     const auto ch = coverage_.observe(c, opt_.publication);
     for (const auto& u : ch.lost)
       log(spdlog::level::err,
@@ -708,7 +687,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         }
         break;
       case Kind::Relation:
-        on_relation(*d.relation);
+        partitions_.relation(&d.relation->table, d.relation->oid);
         if (d.relation_changed && d.relation->table.generation > 1)
           log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
               quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
@@ -728,125 +707,49 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   // ---- partitions without publish_via_partition_root (issue 10, part 9) ---------------------
-  //
-  // A publication made without publish_via_partition_root (FOR TABLE on a partitioned table,
-  // FOR ALL TABLES, FOR TABLES IN SCHEMA) sends each change under its leaf partition's
-  // Relation message: the leaf's OID, schema, name and columns (the same names as the root's,
-  // perhaps in another order). pgbust presents such a change under the name of every rule
-  // table above the leaf, with the leaf's own column list, so the rules bind by column name.
-  //
-  // Which tables are above a leaf is a catalog question, and the catalog answers as of now,
-  // not as of the change. So pgbust asks it much as PostgreSQL's own subscriber maps a
-  // remote relation to a local one: on the first change of a relation it has no answer for
-  // (in this session, since the relation's last Relation message, i.e. its last DDL, and
-  // since the rule tables last changed), the stream stops at that message while the side
-  // connection looks the relation up by OID; the message is decoded again and applied once
-  // the answer is in. Nothing later is read meanwhile, and nothing past the transaction is
-  // confirmed. The answer also says whether the pg_class row of the relation or of an
-  // ancestor was written after the transaction being decoded (an ATTACH, DETACH or DROP
-  // since, seen when pgbust lags): then, and when the relation no longer exists, nobody can
-  // say which table its changes belonged to, and each transaction that changes it widens
-  // every partitioned rule table once (UnknownPartition, counted) until its next Relation
-  // message; a lookup that fails or times out does the same until it is retried. A relation
-  // a rule names is taken as itself (as with publish_via_partition_root, where a rule on a
-  // partition sees nothing either). Without a partitioned rule table nothing is looked up.
-
-  void set_rule_tables() {
-    std::set<std::string> now;
-    for (const auto& t : opt_.tables)
-      now.insert(t.find('.') == std::string::npos ? "public." + t : t);
-    if (now == rule_tables_) return;
-    rule_tables_ = std::move(now);
-    ++epoch_;  // every answer depended on the rule tables
-    // Which of them are partitioned is known at the next coverage check; until then every
-    // relation that is not a rule table is looked up.
-    partitioned_known_ = rule_tables_.empty();
-    if (partitioned_known_) partitioned_.clear();
-  }
+  // A leaf partition's changes go under the rule tables above it; a relation without a
+  // current answer is looked up on the side connection while the stream holds its message
+  // (the design: pgbust/sources/partition_map.hpp).
 
   void forget_relations() {
-    relations_.clear();  // a new session sends every Relation message again
-    oids_.clear();
+    partitions_.forget();
     held_.reset();
     holding_ = false;
     ++lookup_seq_;
-  }
-
-  void on_relation(const pgoutput::Relation& rel) {
-    relations_.erase(&rel.table);  // its layout or identity may have changed: ask again
-    oids_[&rel.table] = rel.oid;
   }
 
   // Whether every relation `d` changes is known well enough to apply it now; if not, the
   // stream holds this message (`payload`) until the side connection answers.
   bool relations_known(const pgoutput::Decoded& d, std::string_view payload,
                        std::uint64_t wal_start) {
-    if ((partitioned_known_ && partitioned_.empty()) || d.events.empty()) return true;
-    const TimePoint now = Clock::now();
-    for (const ChangeEvent& ev : d.events) {
-      const TableInfo* t = ev.table;
-      if (rule_tables_.count(t->qualified()) != 0) continue;
-      auto it = relations_.find(t);
-      if (it != relations_.end() && it->second.epoch == epoch_ && now < it->second.retry_at)
-        continue;
-      look_up(t);
-      held_ = Held{std::string(payload), wal_start};
-      return false;
-    }
-    return true;
-  }
-
-  void look_up(const TableInfo* t) {
-    auto oid = oids_.find(t);
-    const std::uint32_t o = oid == oids_.end() ? 0 : oid->second;
+    if (d.events.empty()) return true;
+    const TableInfo* t = partitions_.to_look_up(d.events, Clock::now());
+    if (t == nullptr) return true;
+    held_ = Held{std::string(payload), wal_start};
     holding_ = true;  // before lookup(): a failure answers at once
     const std::uint64_t seq = ++lookup_seq_;
-    const std::uint32_t xid = txn_xid_;
-    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(o), std::to_string(xid)},
+    const std::uint32_t oid = partitions_.oid(t), xid = txn_xid_;
+    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(oid), std::to_string(xid)},
                    std::min(kLookupTimeout, opt_.setup_timeout),
-                   [this, seq, t, o, xid](const PGresult* r, const std::string& error) {
-                     if (seq != lookup_seq_) return;
-                     guarded([&] { on_chain(t, o, xid, r, error); });
+                   [this, seq, t, oid, xid](const PGresult* r, const std::string& error) {
+                     if (seq == lookup_seq_) guarded([&] { on_lookup(t, oid, xid, r, error); });
                    });
+    return false;
   }
 
-  void on_chain(const TableInfo* t, std::uint32_t oid, std::uint32_t xid, const PGresult* r,
-                const std::string& error) {
+  void on_lookup(const TableInfo* t, std::uint32_t oid, std::uint32_t xid, const PGresult* r,
+                 const std::string& error) {
     holding_ = false;
     paused_check_ = kAsap;  // read on at once
-    Leaf& leaf = relations_[t];
-    leaf.epoch = epoch_;
-    leaf.retry_at = kNever;
-    std::string why;
     std::vector<std::string> roots;
-    if (r == nullptr) {
-      why = "cannot look it up: " + error;
-      leaf.retry_at = Clock::now() + kLookupRetry;
-    } else {
-      const auto chain = pgcatalog::read_partition_chain(r);
-      bool same = false;
-      for (std::size_t i = 0; i < chain.size(); ++i) {
-        if (chain[i].changed == pgcatalog::ChainLink::Changed::After)
-          why = quote_for_log(chain[i].table) + " changed in the catalog after it";
-        same = same || chain[i].changed == pgcatalog::ChainLink::Changed::Same;
-        if (i > 0 && rule_tables_.count(chain[i].table) != 0) roots.push_back(chain[i].table);
-      }
-      if (chain.empty())
-        why = "it no longer exists";
-      else if (why.empty() && roots.empty() && same)
-        why = "that transaction changed it in the catalog";  // e.g. DETACH after writing
-    }
+    const std::string why = partitions_.answer(t, r, error, Clock::now(), roots);
     if (!why.empty()) {
-      leaf.state = Leaf::State::Unknown;
       log(spdlog::level::warn,
           "relation {} (oid {}) in transaction {} may be a partition of a rule table, and {}: "
           "the rules of every partitioned rule table widen once per transaction that changes "
           "it",
           quote_for_log(t->qualified()), oid, xid, why);
-    } else if (roots.empty()) {
-      leaf.state = Leaf::State::Other;  // not a rule table's partition: changes go as they are
-    } else {
-      map_leaf(leaf, *t, roots);
+    } else if (!roots.empty()) {
       std::string names;
       for (const auto& n : roots) names += (names.empty() ? "" : ", ") + quote_for_log(n);
       log(spdlog::level::debug, "partition {} (oid {}): its changes fire the rules of {}",
@@ -860,41 +763,22 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     if (relations_known(d, h.payload, h.wal_start)) dispatch(d);
   }
 
-  static void map_leaf(Leaf& leaf, const TableInfo& t, const std::vector<std::string>& roots) {
-    leaf.state = Leaf::State::Mapped;
-    leaf.n_roots = roots.size();
-    while (leaf.roots.size() < roots.size()) leaf.roots.push_back(std::make_unique<TableInfo>());
-    for (std::size_t i = 0; i < roots.size(); ++i) {
-      TableInfo& m = *leaf.roots[i];
-      const auto dot = roots[i].find('.');
-      m.schema = roots[i].substr(0, dot);
-      m.name = roots[i].substr(dot + 1);
-      m.columns = t.columns;  // the leaf's order: the rules bind by name
-      m.key = t.key;
-      ++m.generation;
-    }
-  }
-
   // One change, under its leaf's rule tables when it is a mapped partition.
   void deliver(const ChangeEvent& ev) {
-    if (!relations_.empty()) {
-      auto it = relations_.find(ev.table);
-      if (it != relations_.end()) {
-        const Leaf& leaf = it->second;
-        if (leaf.state == Leaf::State::Other) {
-          sink_.change(self_, ev);
-          return;
+    const auto route = partitions_.route(ev.table);
+    switch (route.kind) {
+      case logical::PartitionMap::Route::Kind::AsIs:
+        break;
+      case logical::PartitionMap::Route::Kind::Roots:
+        for (const auto& root : route.roots) {
+          ChangeEvent as_root = ev;
+          as_root.table = root.get();
+          sink_.change(self_, as_root);
         }
-        if (leaf.state == Leaf::State::Mapped) {
-          for (std::size_t i = 0; i < leaf.n_roots; ++i) {
-            ChangeEvent as_root = ev;
-            as_root.table = leaf.roots[i].get();
-            sink_.change(self_, as_root);
-          }
-          return;
-        }
-        widen_partitioned();  // Unknown
-      }
+        return;
+      case logical::PartitionMap::Route::Kind::Unknown:
+        widen_partitioned();
+        break;
     }
     sink_.change(self_, ev);
   }
@@ -902,7 +786,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   void widen_partitioned() {
     if (unknown_widened_ == txn_seq_) return;
     unknown_widened_ = txn_seq_;
-    for (const auto& p : partitioned_) {
+    for (const auto& p : partitions_.partitioned()) {
       const auto dot = p.find('.');
       sink_.widen_table(self_, p.substr(0, dot), p.substr(dot + 1), Unknown::UnknownPartition);
     }
@@ -1008,13 +892,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   std::uint32_t txn_xid_ = 0;
   std::uint64_t txn_seq_ = 0;  // counts Begins
 
-  // Partitions (see on_relation()).
-  std::unordered_map<const TableInfo*, Leaf> relations_;  // by the decoder's layout
-  std::unordered_map<const TableInfo*, std::uint32_t> oids_;
-  std::set<std::string> rule_tables_;     // "schema.table"
-  std::vector<std::string> partitioned_;  // partitioned rule tables, as the last check saw them
-  std::uint64_t epoch_ = 0;               // bumped when the rule tables change
-  bool partitioned_known_ = false;        // partitioned_ is for the current rule tables
+  // Partitions (see relations_known()).
+  logical::PartitionMap partitions_;
   std::optional<Held> held_;
   bool holding_ = false;                 // the stream waits for a lookup's answer
   std::uint64_t lookup_seq_ = 0;         // answers to an older lookup are stale
