@@ -10,6 +10,7 @@ void PartitionMap::set_rule_tables(const std::vector<std::string>& tables) {
   for (const auto& t : tables) now.insert(t.find('.') == std::string::npos ? "public." + t : t);
   if (now == rule_tables_) return;
   rule_tables_ = std::move(now);
+  all_.assign(rule_tables_.begin(), rule_tables_.end());
   ++epoch_;  // every answer depended on the rule tables
   // Which of them are partitioned is known at the next coverage check; until then every
   // relation that is not a rule table is looked up.

@@ -101,9 +101,15 @@ TEST_CASE("partition map: leaves are looked up once, then go under their rule ta
   CHECK(m.answer(&leaf, r.get(), "", now, roots).empty());
   CHECK(m.route(&leaf).roots[0]->generation > generation);
 
-  // A reload that changes the rule tables asks again too.
+  // A reload that changes the rule tables asks again too; until the next check says which
+  // are partitioned, all of them are candidates for a widening.
   m.set_rule_tables({"events", "app.other", "app.more"});
   CHECK(m.to_look_up(ev, now) == &leaf);
+  CHECK(m.partitioned() == std::vector<std::string>{"app.more", "app.other", "public.events"});
+  m.set_partitioned(coverage({{"public.events", true}, {"app.other", false}}));  // an old check
+  CHECK(m.partitioned().size() == 3);
+  m.set_partitioned(coverage({{"public.events", true}, {"app.other", false}, {"app.more", false}}));
+  CHECK(m.partitioned() == std::vector<std::string>{"public.events"});
 }
 
 TEST_CASE("partition map: what cannot be attributed widens, what is nobody's goes as it is") {

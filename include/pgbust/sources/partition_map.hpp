@@ -52,8 +52,11 @@ class PartitionMap {
   void set_rule_tables(const std::vector<std::string>& tables);
   // A coverage check's result: which rule tables are partitioned.
   void set_partitioned(const pgcatalog::Coverage& coverage);
-  // Partitioned rule tables, as the last check for the current rule tables saw them.
-  const std::vector<std::string>& partitioned() const { return partitioned_; }
+  // The rule tables to widen for a change that cannot be attributed: the partitioned ones as
+  // the last check for the current rule tables saw them, or all of them before that check.
+  const std::vector<std::string>& partitioned() const {
+    return partitioned_known_ ? partitioned_ : all_;
+  }
 
   // A Relation message: its layout or identity may have changed, ask again.
   void relation(const TableInfo* table, std::uint32_t oid);
@@ -92,6 +95,7 @@ class PartitionMap {
   std::unordered_map<const TableInfo*, Leaf> relations_;  // by the decoder's layout
   std::unordered_map<const TableInfo*, std::uint32_t> oids_;
   std::set<std::string> rule_tables_;  // "schema.table"
+  std::vector<std::string> all_;       // the same
   std::vector<std::string> partitioned_;
   bool partitioned_known_ = true;  // partitioned_ is for the current rule tables
   std::uint64_t epoch_ = 0;        // bumped when the rule tables change
