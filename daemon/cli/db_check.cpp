@@ -191,13 +191,28 @@ class Checker {
       const pgcatalog::Table* t = table(q);
       if (!t) continue;
       auto it = p.tables.find(q);
-      if (t->kind == 'p' && !p.via_root) {
-        // Each partition's changes arrive under the partition's name: no rule of `q` matches.
-        plain(true, q + " is partitioned and publication " + dq(name) +
-                        " publishes its changes under each partition's name "
-                        "(publish_via_partition_root is off), so its rules " +
-                        "never fire; ALTER PUBLICATION " + p.sql_name +
-                        " SET (publish_via_partition_root = true);");
+      if (t->kind == 'p' && !p.via_root && it == p.tables.end()) {
+        // Each partition's changes arrive under the partition's name, and pgbust maps each
+        // partition to `q` itself; it needs every partition published.
+        Strings unlisted;
+        for (const auto& leaf : t->leaves)
+          if (p.tables.find(leaf) == p.tables.end()) unlisted.push_back(leaf);
+        if (!unlisted.empty()) {
+          plain(true, "publication " + dq(name) + " does not cover " + q + " (partition" +
+                          (unlisted.size() == 1 ? " " : "s ") + join(unlisted) +
+                          " unpublished), which " + readers(rules_for(q)) +
+                          ": those changes are never seen; ALTER PUBLICATION " + p.sql_name +
+                          " ADD TABLE " + t->sql_name + ";");
+          continue;
+        }
+        plain(false, q + " is partitioned and publication " + dq(name) +
+                         " publishes its changes under each partition's name "
+                         "(publish_via_partition_root is off): pgbust maps each partition to " +
+                         q + " itself, looking it up when it first appears in the stream, and " +
+                         "widens the rules of " + q + " when it cannot tell (a partition " +
+                         "detached or dropped before pgbust read its changes); publishing via " +
+                         "the root avoids both: ALTER PUBLICATION " + p.sql_name +
+                         " SET (publish_via_partition_root = true);");
         continue;
       }
       if (it == p.tables.end()) {

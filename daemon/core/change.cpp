@@ -73,6 +73,8 @@ std::string_view label(Unknown why) {
       return "slot_gap";
     case Unknown::PublicationGap:
       return "publication_gap";
+    case Unknown::UnknownPartition:
+      return "unknown_partition";
   }
   return "unknown";
 }
@@ -109,6 +111,8 @@ std::string_view to_string(Unknown why) {
       return "replication slot gap (changes while it was missing are unknown)";
     case Unknown::PublicationGap:
       return "publication gap (changes while the table was not published are unknown)";
+    case Unknown::UnknownPartition:
+      return "changes of a relation that may have been a partition of the table";
   }
   return "?";
 }

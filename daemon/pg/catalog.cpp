@@ -127,6 +127,11 @@ std::string regclass_name(const std::string& schema, const std::string& table) {
   return pg::quote_ident(schema) + "." + pg::quote_ident(table);
 }
 
+const char* const kLeavesSql =
+    "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_partition_tree($1::regclass) pt "
+    "JOIN pg_catalog.pg_class c ON c.oid = pt.relid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE pt.isleaf ORDER BY 1";
+
 Table read_table(PGconn* conn, const std::string& schema, const std::string& table) {
   auto res = query(conn, kTableSql, {regclass_name(schema, table)},
                    "reading the catalog of " + schema + "." + table);
@@ -142,6 +147,11 @@ Table read_table(PGconn* conn, const std::string& schema, const std::string& tab
     t.columns.push_back(col);
     if (flag(res, r, 4)) t.primary_key.push_back(col);
     if (flag(res, r, 5)) t.identity_index.push_back(col);
+  }
+  if (t.exists && t.kind == 'p') {
+    auto leaves = query(conn, kLeavesSql, {regclass_name(schema, table)},
+                        "listing the partitions of " + schema + "." + table);
+    for (int r = 0; r < PQntuples(leaves.get()); ++r) t.leaves.push_back(cell(leaves, r, 0));
   }
   return t;
 }
@@ -188,20 +198,26 @@ std::string coverage_sql(const std::string& publication, const std::vector<std::
               pg::quote_literal(regclass_name(schema, name)) + ")";
   }
   if (values.empty()) values = "(0, NULL, NULL)";
-  // Rows: one with a NULL name for the publication itself, then one per table.
+  // Rows: one with a NULL name for the publication itself, then one per table. A partitioned
+  // table published without publish_via_partition_root is covered when every leaf partition
+  // is listed (its changes come under the leaves' names; the logical source maps them).
   return "WITH pub AS (SELECT oid, pubname, pg_catalog.quote_ident(pubname) AS q "
          "FROM pg_catalog.pg_publication WHERE pubname = " +
          pg::quote_literal(publication) + "), t(i, name, reg) AS (VALUES " + values +
-         ") "
-         "SELECT NULL::text, (SELECT q FROM pub), false, NULL::text, NULL::text, 0 "
+         "), listed AS (SELECT n.oid AS nsp, pt.tablename FROM pg_catalog.pg_publication_tables "
+         "pt JOIN pub ON pt.pubname = pub.pubname JOIN pg_catalog.pg_namespace n "
+         "ON n.nspname = pt.schemaname) "
+         "SELECT NULL::text, (SELECT q FROM pub), false, NULL::text, NULL::text, 0, NULL::text "
          "UNION ALL "
-         "SELECT t.name, c.oid::text, EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt "
-         "JOIN pub ON pt.pubname = pub.pubname JOIN pg_catalog.pg_namespace n "
-         "ON n.nspname = pt.schemaname WHERE n.oid = c.relnamespace AND pt.tablename = c.relname), "
+         "SELECT t.name, c.oid::text, EXISTS (SELECT 1 FROM listed l "
+         "WHERE l.nsp = c.relnamespace AND l.tablename = c.relname) OR (c.relkind = 'p' AND "
+         "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree(c.oid) pt "
+         "JOIN pg_catalog.pg_class lc ON lc.oid = pt.relid WHERE pt.isleaf AND NOT EXISTS "
+         "(SELECT 1 FROM listed l WHERE l.nsp = lc.relnamespace AND l.tablename = lc.relname))), "
          "'rel ' || c.oid || ' pub ' || COALESCE((SELECT oid::text FROM pub), '-') || ' entry ' || "
          "COALESCE((SELECT pr.oid::text FROM pg_catalog.pg_publication_rel pr JOIN pub "
          "ON pr.prpubid = pub.oid WHERE pr.prrelid = c.oid), '-'), "
-         "t.reg, t.i "
+         "t.reg, t.i, c.relkind::text "
          "FROM t LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.reg) "
          "WHERE t.name IS NOT NULL "
          "ORDER BY 6";
@@ -224,7 +240,30 @@ Coverage read_coverage(const PGresult* result, const std::string& publication) {
     t.covered = text(r, 2) == "t";
     t.identity = text(r, 3);
     t.sql_name = text(r, 4);
+    t.partitioned = text(r, 6) == "p";
     out.tables.push_back(std::move(t));
+  }
+  return out;
+}
+
+const char* const kPartitionChainSql =
+    "SELECT n.nspname || '.' || c.relname, "
+    "CASE WHEN c.xmin = $2::xid THEN 's' WHEN pg_catalog.age(c.xmin) >= 0 AND "
+    "pg_catalog.age(c.xmin) < pg_catalog.age($2::xid) THEN 'n' ELSE 'o' END "
+    "FROM pg_catalog.pg_class r CROSS JOIN LATERAL (SELECT r.oid, 0::bigint UNION ALL "
+    "SELECT a.relid, a.i FROM pg_catalog.pg_partition_ancestors(r.oid) WITH ORDINALITY a(relid, i) "
+    "WHERE a.relid <> r.oid) x(relid, i) "
+    "JOIN pg_catalog.pg_class c ON c.oid = x.relid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE r.oid = $1::oid ORDER BY x.i";
+
+std::vector<ChainLink> read_partition_chain(const PGresult* result) {
+  std::vector<ChainLink> out;
+  for (int r = 0; r < PQntuples(result); ++r) {
+    const char* state = PQgetvalue(result, r, 1);
+    out.push_back({PQgetvalue(result, r, 0), state[0] == 'n'   ? ChainLink::Changed::After
+                                             : state[0] == 's' ? ChainLink::Changed::Same
+                                                               : ChainLink::Changed::Before});
   }
   return out;
 }

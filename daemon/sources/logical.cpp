@@ -21,6 +21,7 @@
 #include "pgbust/pg/pgoutput.hpp"
 #include "pgbust/rules/rules.hpp"
 #include "pgbust/sources/logical_pacing.hpp"
+#include "pgbust/sources/partition_map.hpp"
 #include "pgbust/sources/publication_coverage.hpp"
 #include "pgbust/sources/slot_record.hpp"
 #include "source_impl.hpp"
@@ -57,6 +58,7 @@ constexpr int kMessagesPerRound = 2000;     // then yield to the loop (Redis, ti
 constexpr milliseconds kErrorLogInterval{60'000};  // a repeated failure is logged this often
 constexpr milliseconds kStableAfter{30'000};       // up this long: the backoff starts afresh
 constexpr milliseconds kFastPing{100};             // see answer_ping()
+constexpr milliseconds kLookupTimeout{10'000};  // a partition lookup, at most (and setup_timeout)
 constexpr int kFastPingLimit = 20;
 
 }  // namespace
@@ -87,13 +89,14 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       throw Error(
           "logical source: status_interval, receive_timeout and setup_timeout must be "
           "positive");
-    if (opt_.coverage_interval > milliseconds::zero()) {
-      check_ = std::make_unique<detail::CoverageCheck>(
-          opt_.name, opt_.conninfo, opt_.publication, opt_.coverage_interval, opt_.setup_timeout,
-          [this](const pgcatalog::Coverage& c) { on_coverage(c); });
-      check_->set_tables(opt_.tables);
-      check_->check_soon();
-    }
+    // The side connection: periodic coverage checks (unless coverage_interval is zero) and
+    // the partition lookups (always).
+    check_ = std::make_unique<detail::CoverageCheck>(
+        opt_.name, opt_.conninfo, opt_.publication, opt_.coverage_interval, opt_.setup_timeout,
+        [this](const pgcatalog::Coverage& c) { on_coverage(c); });
+    check_->set_tables(opt_.tables);
+    if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
+    partitions_.set_rule_tables(opt_.tables);
   }
 
   ~Impl() override { close(); }
@@ -248,10 +251,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   void rules_changed(const rules::RuleSet& rules) override {
     opt_.tables = opt_.tables_of ? opt_.tables_of(rules) : rules.tables();
     coverage_.retain(opt_.tables);
-    if (check_) {
-      check_->set_tables(opt_.tables);
-      check_->check_soon();
-    }
+    check_->set_tables(opt_.tables);
+    if (opt_.coverage_interval > milliseconds::zero()) check_->check_soon();
+    partitions_.set_rule_tables(opt_.tables);
   }
 
   void close() noexcept override {
@@ -274,6 +276,11 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   Pollable* side() { return check_.get(); }
 
  private:
+  struct Held {  // a message waiting for a partition lookup's answer
+    std::string payload;
+    std::uint64_t wal_start = 0;
+  };
+
   // ---- helpers --------------------------------------------------------------------------
 
   template <typename... A>
@@ -291,7 +298,9 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   static TimePoint now_if(bool needed) { return needed ? Clock::now() : TimePoint{}; }
 
-  bool reading_paused() const { return !in_txn_ && (stop_reading_ || !sink_.accepting()); }
+  bool reading_paused() const {
+    return holding_ || (!in_txn_ && (stop_reading_ || !sink_.accepting()));
+  }
   bool can_read() const { return !reading_paused(); }
 
   // Runs one step of the state machine; any failure ends the connection and backs off.
@@ -316,6 +325,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     }
     conn_.reset();
     want_write_ = pending_input_ = false;
+    forget_relations();
     session_.fail(what, Clock::now(), streaming ? permanent_hint(what) : std::string());
   }
 
@@ -464,6 +474,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // tables it covers again (or under another identity: a swapped table, a re-created
   // publication) widen once, because their changes in between were never sent.
   void on_coverage(const pgcatalog::Coverage& c) {
+    partitions_.set_partitioned(c);
     const auto ch = coverage_.observe(c, opt_.publication);
     for (const auto& u : ch.lost)
       log(spdlog::level::err,
@@ -638,7 +649,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
     const pgoutput::ServerMessage m = pgoutput::parse_server_message(raw);
     server_wal_end_ = std::max(server_wal_end_, m.wal_end);
     if (m.type == pgoutput::ServerMessage::Type::XLogData) {
-      dispatch(decoder_.decode(m.payload, m.wal_start));
+      const pgoutput::Decoded& d = decoder_.decode(m.payload, m.wal_start);
+      if (relations_known(d, m.payload, m.wal_start)) dispatch(d);
       return;
     }
     // Outside a transaction a keepalive's wal_end can be acknowledged once everything
@@ -672,6 +684,8 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         if (in_txn_) throw pgoutput::ProtocolError("pgoutput: Begin inside a transaction");
         in_txn_ = true;
         txn_commit_time_us_ = d.begin.commit_time + pgoutput::kPgEpochOffsetUs;
+        txn_xid_ = d.begin.xid;
+        ++txn_seq_;
         sink_.begin(self_);
         break;
       case Kind::Commit: {
@@ -695,11 +709,12 @@ class LogicalSource::Impl final : public detail::SourceImpl {
           throw pgoutput::ProtocolError("pgoutput: " + std::string(to_string(d.kind)) +
                                         " outside a transaction");
         for (const ChangeEvent& ev : d.events) {
-          sink_.change(self_, ev);
+          deliver(ev);
           ++changes_;
         }
         break;
       case Kind::Relation:
+        partitions_.relation(&d.relation->table, d.relation->oid);
         if (d.relation_changed && d.relation->table.generation > 1)
           log(spdlog::level::info, "table {} changed layout ({} columns, generation {})",
               quote_for_log(d.relation->table.qualified()), d.relation->table.columns.size(),
@@ -715,6 +730,92 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       case Kind::Origin:
       case Kind::Type:
         break;
+    }
+  }
+
+  // ---- partitions without publish_via_partition_root (issue 10, part 9) ---------------------
+  // A leaf partition's changes go under the rule tables above it; a relation without a
+  // current answer is looked up on the side connection while the stream holds its message
+  // (the design: pgbust/sources/partition_map.hpp).
+
+  void forget_relations() {
+    partitions_.forget();
+    held_.reset();
+    holding_ = false;
+    ++lookup_seq_;
+  }
+
+  // Whether every relation `d` changes is known well enough to apply it now; if not, the
+  // stream holds this message (`payload`) until the side connection answers.
+  bool relations_known(const pgoutput::Decoded& d, std::string_view payload,
+                       std::uint64_t wal_start) {
+    if (d.events.empty()) return true;
+    const TableInfo* t = partitions_.to_look_up(d.events, Clock::now());
+    if (t == nullptr) return true;
+    held_ = Held{std::string(payload), wal_start};
+    holding_ = true;  // before lookup(): a failure answers at once
+    const std::uint64_t seq = ++lookup_seq_;
+    const std::uint32_t oid = partitions_.oid(t), xid = txn_xid_;
+    check_->lookup(pgcatalog::kPartitionChainSql, {std::to_string(oid), std::to_string(xid)},
+                   std::min(kLookupTimeout, opt_.setup_timeout),
+                   [this, seq, t, oid, xid](const PGresult* r, const std::string& error) {
+                     if (seq == lookup_seq_) guarded([&] { on_lookup(t, oid, xid, r, error); });
+                   });
+    return false;
+  }
+
+  void on_lookup(const TableInfo* t, std::uint32_t oid, std::uint32_t xid, const PGresult* r,
+                 const std::string& error) {
+    holding_ = false;
+    paused_check_ = kAsap;  // read on at once
+    std::vector<std::string> roots;
+    const std::string why = partitions_.answer(t, r, error, Clock::now(), roots);
+    if (!why.empty()) {
+      log(spdlog::level::warn,
+          "relation {} (oid {}) in transaction {} may be a partition of a rule table, and {}: "
+          "the rules of every partitioned rule table widen once per transaction that changes "
+          "it",
+          quote_for_log(t->qualified()), oid, xid, why);
+    } else if (!roots.empty()) {
+      std::string names;
+      for (const auto& n : roots) names += (names.empty() ? "" : ", ") + quote_for_log(n);
+      log(spdlog::level::debug, "partition {} (oid {}): its changes fire the rules of {}",
+          quote_for_log(t->qualified()), oid, names);
+    }
+    if (!held_) return;
+    // The held message again, now that one more of its relations is known.
+    const Held h = std::move(*held_);
+    held_.reset();
+    const pgoutput::Decoded& d = decoder_.decode(h.payload, h.wal_start);
+    if (relations_known(d, h.payload, h.wal_start)) dispatch(d);
+  }
+
+  // One change, under its leaf's rule tables when it is a mapped partition.
+  void deliver(const ChangeEvent& ev) {
+    const auto route = partitions_.route(ev.table);
+    switch (route.kind) {
+      case logical::PartitionMap::Route::Kind::AsIs:
+        break;
+      case logical::PartitionMap::Route::Kind::Roots:
+        for (const auto& root : route.roots) {
+          ChangeEvent as_root = ev;
+          as_root.table = root.get();
+          sink_.change(self_, as_root);
+        }
+        return;
+      case logical::PartitionMap::Route::Kind::Unknown:
+        widen_partitioned();
+        break;
+    }
+    sink_.change(self_, ev);
+  }
+
+  void widen_partitioned() {
+    if (unknown_widened_ == txn_seq_) return;
+    unknown_widened_ = txn_seq_;
+    for (const auto& p : partitions_.partitioned()) {
+      const auto dot = p.find('.');
+      sink_.widen_table(self_, p.substr(0, dot), p.substr(dot + 1), Unknown::UnknownPartition);
     }
   }
 
@@ -815,12 +916,21 @@ class LogicalSource::Impl final : public detail::SourceImpl {
 
   bool in_txn_ = false;
   std::int64_t txn_commit_time_us_ = 0;
+  std::uint32_t txn_xid_ = 0;
+  std::uint64_t txn_seq_ = 0;  // counts Begins
+
+  // Partitions (see relations_known()).
+  logical::PartitionMap partitions_;
+  std::optional<Held> held_;
+  bool holding_ = false;                 // the stream waits for a lookup's answer
+  std::uint64_t lookup_seq_ = 0;         // answers to an older lookup are stale
+  std::uint64_t unknown_widened_ = 0;    // txn_seq_ of the last UnknownPartition widening
   std::optional<std::string> open_gap_;  // a gap widened and not yet applied
   Position gap_at_ = 0;                  // the position of that widening
   std::uint64_t gaps_ = 0;
   std::string record_error_;  // the slot record could not be saved
   logical::CoverageTracker coverage_;
-  std::unique_ptr<detail::CoverageCheck> check_;  // null: coverage_interval is zero
+  std::unique_ptr<detail::CoverageCheck> check_;  // the side connection
   std::optional<Position> pub_widen_at_;          // a publication gap's widening, unconfirmed
   logical::AckLedger ledger_;
   Position sent_flush_ = 0;  // last flush position sent on this connection

@@ -24,17 +24,18 @@ std::string_view to_string(SourceKind kind);
 enum class Unknown : std::uint8_t {
   None,
   NotInImage,  // the source did not send this column (e.g. old row with REPLICA IDENTITY DEFAULT)
-  UnchangedToast,   // pgoutput 'u': TOASTed value not changed and not sent
-  Truncate,         // TRUNCATE carries no rows
-  NotifyGap,        // NOTIFY messages may have been lost while disconnected
-  NotifyOversized,  // the trigger's payload carried only key columns
-  NotifyMalformed,  // a payload pgbust could not read
-  Polled,           // the poll source cannot see old images or deletes
-  ColumnMissing,    // a rule names a column the table (or publication) does not have
-  TooManyKeys,      // a transaction exceeded the per-transaction key limit
-  Explicit,         // explain / tests asked for it
-  SlotGap,          // the replication slot vanished or belongs to another system
-  PublicationGap,   // a rule table was out of the publication (or swapped) for a while
+  UnchangedToast,    // pgoutput 'u': TOASTed value not changed and not sent
+  Truncate,          // TRUNCATE carries no rows
+  NotifyGap,         // NOTIFY messages may have been lost while disconnected
+  NotifyOversized,   // the trigger's payload carried only key columns
+  NotifyMalformed,   // a payload pgbust could not read
+  Polled,            // the poll source cannot see old images or deletes
+  ColumnMissing,     // a rule names a column the table (or publication) does not have
+  TooManyKeys,       // a transaction exceeded the per-transaction key limit
+  Explicit,          // explain / tests asked for it
+  SlotGap,           // the replication slot vanished or belongs to another system
+  PublicationGap,    // a rule table was out of the publication (or swapped) for a while
+  UnknownPartition,  // a relation's changes in the stream may be a rule table's partition's
 };
 
 std::string_view to_string(Unknown why);  // for people: "NOTIFY gap after (re)connect"

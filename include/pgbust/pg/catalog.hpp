@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@ struct Table {
   char kind = 'r';                          // pg_class.relkind: r table, p partitioned, v view...
   std::string sql_name{};                   // schema.table as quote_ident() spells it
   std::string identity_index_name{};        // REPLICA IDENTITY USING INDEX: its name
+  std::vector<std::string> leaves{};        // partitioned: its leaf partitions, "schema.table"
 
   // The columns the old row of an UPDATE or DELETE carries in the WAL: the primary key
   // (DEFAULT), the index columns (USING INDEX), every column (FULL); empty when the table has
@@ -74,8 +76,9 @@ Publication read_publication(PGconn* conn, const std::string& name);
 // the one coverage check of the logical source (at every connect, on its replication
 // connection, and periodically on a side connection). Covered means pg_publication_tables
 // lists the table under its own name, which also holds for FOR ALL TABLES, FOR TABLES IN
-// SCHEMA and a partitioned table published via its root (without publish_via_partition_root
-// its partitions are listed instead, and its rules never fire).
+// SCHEMA and a partitioned table published via its root; without publish_via_partition_root
+// pg_publication_tables lists its leaf partitions instead, and it is covered when every leaf
+// is listed (the logical source then maps each leaf's changes to it).
 struct TableCoverage {
   std::string table;  // "schema.table" as the rules name it
   bool exists = false;
@@ -84,7 +87,8 @@ struct TableCoverage {
   // (another relation under the name), a re-created publication or a table dropped from it
   // and added back all change it, even when a check sees it covered before and after.
   std::string identity;
-  std::string sql_name;  // "schema"."table", for the ALTER PUBLICATION hint
+  std::string sql_name;      // "schema"."table", for the ALTER PUBLICATION hint
+  bool partitioned = false;  // relkind 'p'
 };
 struct Coverage {
   bool publication_exists = false;
@@ -95,6 +99,19 @@ struct Coverage {
 // returning a row per "schema.table" (a bare name is in public); read by read_coverage().
 std::string coverage_sql(const std::string& publication, const std::vector<std::string>& tables);
 Coverage read_coverage(const PGresult* result, const std::string& publication);
+
+// A relation by OID and its partition ancestors, itself first then up to the root (no rows:
+// no such relation), and whether each one's pg_class row was last written before, by, or
+// after a transaction of the stream: the catalog answers as of now, and a row written after
+// the transaction (ATTACH, DETACH, ALTER) may have said otherwise when it ran. Parameters:
+// $1 the OID, $2 the transaction's xid (text). Compared with age(), so a frozen row reads as
+// old; a wrapped-around xmin may read as changed after (a needless widening, never a miss).
+extern const char* const kPartitionChainSql;
+struct ChainLink {
+  std::string table;  // "schema.table"
+  enum class Changed : std::uint8_t { Before, Same, After } changed = Changed::Before;
+};
+std::vector<ChainLink> read_partition_chain(const PGresult* result);
 
 struct Slot {
   bool exists = false;
