@@ -156,6 +156,9 @@ void add_stats(Stats& to, const Stats& s) {
   to.keys_deleted += s.keys_deleted;
   to.unlinks += s.unlinks;
   to.patterns += s.patterns;
+  to.passes += s.passes;
+  to.pass_keys_scanned += s.pass_keys_scanned;
+  to.pass_keys_deleted += s.pass_keys_deleted;
   to.bumps += s.bumps;
   to.publishes += s.publishes;
   to.stream_entries += s.stream_entries;
@@ -222,6 +225,7 @@ struct SentinelTarget::Impl {
   std::deque<Applied> recent;  // applied on this master within the replay window
   std::size_t recent_items = 0;
   std::deque<std::function<void()>> completions;
+  std::function<void(double)> on_pass;  // every master's keyspace passes
   Stats closed_stats;
   mutable Stats total;
   std::uint64_t failovers = 0;
@@ -436,6 +440,7 @@ struct SentinelTarget::Impl {
     master = addr;
     if (node) retire(now);
     node = std::move(t);
+    if (on_pass) node->on_pass(on_pass);
     if (loop) loop->add(node.get());
     verified = false;
     ++generation;
@@ -586,9 +591,15 @@ State SentinelTarget::state() const {
 const Stats& SentinelTarget::stats() const {
   Stats& t = impl_->total;
   t = impl_->closed_stats;
-  if (impl_->node) {
-    add_stats(t, impl_->node->stats());
-    t.failing_batches = impl_->node->stats().failing_batches;
+  if (impl_->node) {  // counters summed over the masters; what is true now, of this one
+    const Stats& n = impl_->node->stats();
+    add_stats(t, n);
+    t.failing_batches = n.failing_batches;
+    t.pass_running = n.pass_running;
+    t.pass_scanned = n.pass_scanned;
+    t.pass_dbsize = n.pass_dbsize;
+    t.pass_patterns = n.pass_patterns;
+    t.scan_count = n.scan_count;
   }
   t.failovers = impl_->failovers;
   return t;
@@ -647,6 +658,11 @@ void SentinelTarget::close() noexcept {
   impl_->closed = true;
   impl_->conn.reset();
   if (impl_->node) impl_->node->close();
+}
+
+void SentinelTarget::on_pass(std::function<void(double seconds)> observe) {
+  impl_->on_pass = std::move(observe);
+  if (impl_->node) impl_->node->on_pass(impl_->on_pass);
 }
 
 std::string SentinelTarget::master_address() const {

@@ -69,6 +69,7 @@ class SentinelTarget : public AnyTarget {
   void attach(Loop& loop) override;
   void detach(Loop& loop) override;
   void close() noexcept override;
+  void on_pass(std::function<void(double seconds)> observe) override;  // every master's passes
   std::string master_address() const;  // "host:port" of the current master, "" before
   std::uint64_t failovers() const;     // master changes followed
 
