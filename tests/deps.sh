@@ -8,6 +8,7 @@ packages=(
   libpq-dev libhiredis-dev libssl-dev libboost-program-options-dev libspdlog-dev libyaml-cpp-dev
   doctest-dev libsystemd-dev
   postgresql-15 postgresql-client-15 redis-server
+  redis-sentinel              # the Sentinel failover tests run three sentinels
   systemd curl procps openssl  # openssl: the TLS tests make their certificates with it
   tzdata                      # zone files for tz:ZONE / timezone: (rules and unit tests)
   prometheus                  # promtool: checks and unit-tests monitoring/pgbust-alerts.yml
@@ -31,5 +32,6 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # they do not hold the default ports or memory (tests use their own servers).
 if command -v service >/dev/null 2>&1; then
   $sudo service redis-server stop >/dev/null 2>&1 || true
+  $sudo service redis-sentinel stop >/dev/null 2>&1 || true
   $sudo service prometheus stop >/dev/null 2>&1 || true
 fi

@@ -12,10 +12,18 @@ redis::Options redis_options(const config::Redis& r) {
   o.command_timeout = r.command_timeout;
   o.cluster = r.cluster;
   o.stream_maxlen = r.stream_maxlen;
-  if (r.tls) {
-    const config::RedisTls& t = *r.tls;
-    o.tls = {true,       t.ca_file,     t.ca_path, t.cert_file,
-             t.key_file, t.server_name, t.verify,  t.min_version};
+  auto tls = [](const config::RedisTls& t) {
+    return redis::TlsOptions{true,       t.ca_file,     t.ca_path, t.cert_file,
+                             t.key_file, t.server_name, t.verify,  t.min_version};
+  };
+  if (r.tls) o.tls = tls(*r.tls);
+  if (r.sentinel) {
+    const config::RedisSentinel& s = *r.sentinel;
+    o.sentinel.master = s.master;
+    o.sentinel.addresses = s.addresses;
+    o.sentinel.user = s.user;
+    o.sentinel.password_file = s.password_file;
+    if (s.tls) o.sentinel.tls = tls(*s.tls);
   }
   return o;
 }

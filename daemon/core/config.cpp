@@ -279,10 +279,76 @@ std::string derived_name(const std::string& url) {
   if (name.find(':') == std::string::npos || name.back() == ']') name += ":6379";
   return name;
 }
+// A Sentinel target is named after its master's name.
+std::string derived_name(const Redis& t) {
+  return t.sentinel && !t.sentinel->master.empty() ? t.sentinel->master : derived_name(t.url);
+}
+
+// A tls: mapping (redis.tls, redis.sentinel.tls) at `w`.
+RedisTls read_tls(Reader& r, const YAML::Node& t, const std::string& w) {
+  RedisTls tls;
+  r.mapping(t, w,
+            {{"ca_file", r.str(tls.ca_file, w + ".ca_file")},
+             {"ca_path", r.str(tls.ca_path, w + ".ca_path")},
+             {"cert_file", r.str(tls.cert_file, w + ".cert_file")},
+             {"key_file", r.str(tls.key_file, w + ".key_file")},
+             {"server_name", r.str(tls.server_name, w + ".server_name")},
+             {"verify", r.one_of(tls.verify, w + ".verify", {"full", "ca", "none"})},
+             {"min_version", r.one_of(tls.min_version, w + ".min_version", {"1.2", "1.3"})}});
+  if (t.IsMap() && tls.cert_file.empty() != tls.key_file.empty())
+    r.error(t, w + " needs both cert_file and key_file for a client certificate (or neither)");
+  return tls;
+}
+
+// "host:port" or "[v6]:port" with a port 1-65535.
+bool is_host_port(const std::string& a) {
+  const auto colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == a.size() || colon + 6 < a.size())
+    return false;
+  const std::string host = a.substr(0, colon);
+  if (host.front() == '[' ? host.size() < 3 || host.back() != ']'
+                          : host.find(':') != std::string::npos)
+    return false;
+  int port = 0;
+  for (char c : a.substr(colon + 1)) {
+    if (c < '0' || c > '9') return false;
+    port = port * 10 + (c - '0');
+  }
+  return port >= 1 && port <= 65535;
+}
+
+// redis.sentinel at `w`: master and addresses required, each address host:port.
+RedisSentinel read_sentinel(Reader& r, const YAML::Node& n, const std::string& w) {
+  RedisSentinel s;
+  r.mapping(n, w,
+            {{"master", r.str(s.master, w + ".master")},
+             {"addresses",
+              [&](const YAML::Node& a) {
+                r.strings(s.addresses, w + ".addresses")(a);
+                if (a.IsSequence() && a.size() == 0)
+                  r.error(a, w + ".addresses must list at least one sentinel (host:port)");
+                for (std::size_t i = 0; a.IsSequence() && i < a.size(); ++i)
+                  if (a[i].IsScalar() && !is_host_port(a[i].Scalar()))
+                    r.error(a[i], w + ".addresses: '" + a[i].Scalar() +
+                                      "' is not host:port (an IPv6 address as [addr]:port)");
+                if (a.IsScalar() && !is_host_port(a.Scalar()))
+                  r.error(a, w + ".addresses: '" + a.Scalar() +
+                                 "' is not host:port (an IPv6 address as [addr]:port)");
+              }},
+             {"user", r.str(s.user, w + ".user")},
+             {"password_file", r.str(s.password_file, w + ".password_file")},
+             {"tls", [&](const YAML::Node& t) { s.tls = read_tls(r, t, w + ".tls"); }}});
+  if (!n.IsMap()) return s;
+  if (!n["master"] || s.master.empty())
+    r.error(n, w + " needs 'master: NAME' (the name the sentinels monitor the master by)");
+  if (!n["addresses"]) r.error(n, w + " needs 'addresses: [host:port, ...]' (the sentinels)");
+  return s;
+}
 
 // One target's keys (`where`: "redis" or "redis[2]"); the name node's position in *name_at.
 void read_redis(Reader& r, const YAML::Node& n, const std::string& where, Redis& out,
                 std::optional<YAML::Mark>* name_at) {
+  std::optional<YAML::Mark> sentinel_at;
   r.mapping(n, where,
             {{"url", r.str(out.url, where + ".url")},
              {"password_file", r.str(out.password_file, where + ".password_file")},
@@ -290,23 +356,11 @@ void read_redis(Reader& r, const YAML::Node& n, const std::string& where, Redis&
              {"connect_timeout", r.duration(out.connect_timeout, where + ".connect_timeout")},
              {"command_timeout", r.duration(out.command_timeout, where + ".command_timeout")},
              {"cluster", r.boolean(out.cluster, where + ".cluster")},
-             {"tls",
+             {"tls", [&, where](const YAML::Node& t) { out.tls = read_tls(r, t, where + ".tls"); }},
+             {"sentinel",
               [&, where](const YAML::Node& t) {
-                RedisTls tls;
-                const std::string w = where + ".tls";
-                r.mapping(t, w,
-                          {{"ca_file", r.str(tls.ca_file, w + ".ca_file")},
-                           {"ca_path", r.str(tls.ca_path, w + ".ca_path")},
-                           {"cert_file", r.str(tls.cert_file, w + ".cert_file")},
-                           {"key_file", r.str(tls.key_file, w + ".key_file")},
-                           {"server_name", r.str(tls.server_name, w + ".server_name")},
-                           {"verify", r.one_of(tls.verify, w + ".verify", {"full", "ca", "none"})},
-                           {"min_version",
-                            r.one_of(tls.min_version, w + ".min_version", {"1.2", "1.3"})}});
-                if (t.IsMap() && tls.cert_file.empty() != tls.key_file.empty())
-                  r.error(t, w + " needs both cert_file and key_file for a client "
-                                 "certificate (or neither)");
-                out.tls = tls;
+                sentinel_at = t.Mark();
+                out.sentinel = read_sentinel(r, t, where + ".sentinel");
               }},
              {"name",
               [&, where](const YAML::Node& v) {
@@ -315,6 +369,18 @@ void read_redis(Reader& r, const YAML::Node& n, const std::string& where, Redis&
                 *name_at = v.Mark();
               }},
              {"stream_maxlen", r.count(out.stream_maxlen, where + ".stream_maxlen")}});
+  if (sentinel_at) {
+    const std::string& u = out.url;
+    if (out.cluster || u.starts_with("redis+cluster://") || u.starts_with("rediss+cluster://"))
+      r.error(*sentinel_at, where +
+                                ".sentinel: a Sentinel-managed master is not a Redis Cluster; "
+                                "drop " +
+                                where + ".cluster or the +cluster URL");
+    else if (u.starts_with("unix://"))
+      r.error(*sentinel_at, where + ".sentinel: the sentinels name a TCP master; " + where +
+                                ".url must be redis:// or rediss:// (for the user, password "
+                                "and db; its host:port is replaced by the master's)");
+  }
 }
 
 // `redis:` is one target (a mapping) or a list of them. Explicit names must be unique;
@@ -323,7 +389,7 @@ void read_redis_targets(Reader& r, const YAML::Node& n, Config& c) {
   if (!n.IsSequence()) {
     std::optional<YAML::Mark> name_at;
     read_redis(r, n, "redis", c.redis, &name_at);
-    if (c.redis.name.empty()) c.redis.name = derived_name(c.redis.url);
+    if (c.redis.name.empty()) c.redis.name = derived_name(c.redis);
     return;
   }
   if (n.size() == 0) {
@@ -353,7 +419,7 @@ void read_redis_targets(Reader& r, const YAML::Node& n, Config& c) {
   for (const auto& [name, i] : named) used.insert(name);
   for (auto& t : targets) {
     if (!t.name.empty()) continue;
-    std::string base = derived_name(t.url), name = base;
+    std::string base = derived_name(t), name = base;
     for (int k = 2; used.contains(name); ++k) name = base + "-" + std::to_string(k);
     t.name = name;
     used.insert(name);

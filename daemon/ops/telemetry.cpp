@@ -253,6 +253,9 @@ void Telemetry::refresh_target(const redis::AnyTarget& t) {
   set(r.counter("pgbust_reconnects_total", "Reconnections, by upstream",
                 {{"upstream", "redis"}, {"target", name}}),
       rs.reconnects);
+  set(r.counter("pgbust_redis_failovers_total",
+                "Master changes followed (Redis Sentinel), by target", {{"target", name}}),
+      rs.failovers);
   r.gauge("pgbust_redis_up", "1 when the Redis connection is ready", {{"target", name}})
       .set(t.connected() ? 1 : 0);
   r.gauge("pgbust_redis_queued_batches", "Batches handed to the target and not yet applied",

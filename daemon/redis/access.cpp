@@ -13,6 +13,7 @@
 #include "pgbust/redis/cluster.hpp"
 #include "pgbust/redis/errors.hpp"
 #include "pgbust/redis/redis.hpp"
+#include "pgbust/redis/sentinel.hpp"
 
 namespace pgbust::redis {
 
@@ -85,8 +86,10 @@ namespace {
 
 // One node: connect, AUTH, SELECT, then each command. With `topo`, the node's view of the
 // cluster is read too (CLUSTER SHARDS, else CLUSTER SLOTS).
+// `want_master`: ROLE must say master (a Sentinel's answer is checked like run checks it).
 AccessReport check_node(const Options& options, const Endpoint& ep,
-                        const std::vector<std::vector<std::string>>& commands, Topology* topo) {
+                        const std::vector<std::vector<std::string>>& commands, Topology* topo,
+                        bool want_master = false) {
   std::unique_ptr<detail::TlsContext> tls;
   if (ep.tls) tls = std::make_unique<detail::TlsContext>(options.tls, ep);
   AccessReport report;
@@ -111,6 +114,14 @@ AccessReport check_node(const Options& options, const Endpoint& ep,
         throw fail("SELECT " + std::to_string(ep.db) + " failed: " + t +
                    (is_access_error(t) ? " (" + access_advice(t, ep.user, "select") + ")" : ""));
       }
+    }
+    if (want_master) {
+      auto r = s.call({"ROLE"});
+      if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+          r->element[0]->type == REDIS_REPLY_STRING && text_of(r->element[0]) != "master")
+        throw fail("ROLE says '" + text_of(r->element[0]) +
+                   "', not master: the sentinels named a node that is not the master (a "
+                   "failover under way?)");
     }
     if (topo) {
       auto r = s.call({"CLUSTER", "SHARDS"});
@@ -178,12 +189,56 @@ AccessReport check_node(const Options& options, const Endpoint& ep,
   return report;
 }
 
+// The master's address as the first sentinel that answers names it.
+Endpoint ask_sentinels(const Options& options, std::string& via) {
+  const std::vector<Endpoint> sentinels = detail::sentinel_endpoints(options);
+  Endpoint node = detail::sentinel_data_endpoint(options);
+  const std::string& name = options.sentinel.master;
+  std::vector<std::string> failures;
+  for (const auto& ep : sentinels) {
+    const std::string addr = Topology::Node{ep.host, ep.port}.addr();
+    try {
+      std::unique_ptr<detail::TlsContext> tls;
+      if (ep.tls) tls = std::make_unique<detail::TlsContext>(options.sentinel.tls, ep);
+      Session s(options, ep, tls.get());
+      if (!ep.password.empty()) {
+        auto r = ep.user.empty() ? s.call({"AUTH", ep.password})
+                                 : s.call({"AUTH", ep.user, ep.password});
+        if (r->type == REDIS_REPLY_ERROR)
+          throw Error("AUTH failed: " + text_of(r.get()) + " (" +
+                      access_advice(text_of(r.get()), ep.user, "auth") + ")");
+      }
+      auto r = s.call({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", name});
+      if (r->type == REDIS_REPLY_NIL) throw Error("does not know a master named '" + name + "'");
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        throw Error("SENTINEL GET-MASTER-ADDR-BY-NAME failed: " + text_of(r.get()));
+      std::tie(node.host, node.port) = detail::parse_host_port(
+          text_of(r->element[0]) + ":" + text_of(r->element[1]), "the master address");
+      via = addr;
+      return node;
+    } catch (const Error& e) {
+      failures.push_back("sentinel " + addr + ": " + e.what());
+    }
+  }
+  std::string all;
+  for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
+  throw Error("redis sentinel '" + name + "': no sentinel named the master: " + all);
+}
+
 }  // namespace
 
 // A cluster: the topology from the first seed that answers, then every master checked
 // (ACL users are configured per node). MOVED answers to probes are not refusals.
 AccessReport check_access(const Options& options,
                           const std::vector<std::vector<std::string>>& commands) {
+  if (!options.sentinel.master.empty()) {
+    std::string via;
+    const Endpoint master = ask_sentinels(options, via);
+    AccessReport r = check_node(options, master, commands, nullptr, true);
+    r.server = "sentinel '" + options.sentinel.master + "' master " + r.server +
+               " (named by sentinel " + via + ")";
+    return r;
+  }
   if (!options.cluster && !detail::is_cluster_url(options.url))
     return check_node(options, resolve_endpoint(options), commands, nullptr);
   const std::vector<Endpoint> seeds = detail::cluster_seeds(options);

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/redis/sentinel.hpp"
 
 namespace pgbust::redis {
 
@@ -837,6 +838,7 @@ void ClusterTarget::on_timer(TimePoint now) {
 }
 
 std::unique_ptr<AnyTarget> make_target(const Options& options) {
+  if (!options.sentinel.master.empty()) return std::make_unique<SentinelTarget>(options);
   if (options.cluster || detail::is_cluster_url(options.url))
     return std::make_unique<ClusterTarget>(options);
   return std::make_unique<Target>(options);

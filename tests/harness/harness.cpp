@@ -475,6 +475,12 @@ struct Redis::Impl {
                "--tls-auth-clients", options.tls_auth_clients ? "yes" : "no"})
         argv.push_back(a);
     }
+    if (options.sentinel) {  // a config file it may rewrite, before the other arguments
+      const fs::path conf = dir.path() / "sentinel.conf";
+      if (!fs::exists(conf)) std::ofstream(conf).flush();
+      argv[0] = "redis-sentinel";
+      argv.insert(argv.begin() + 1, conf.string());
+    }
     argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     if (options.cluster_bus) {
       if (bus_port == 0) bus_port = free_port();

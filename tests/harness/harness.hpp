@@ -67,6 +67,9 @@ struct RedisOptions {
   bool tls_auth_clients = false;          // require a client certificate (mutual TLS)
   std::vector<std::string> extra_args{};  // more redis-server arguments ("--cluster-enabled", ..)
   bool cluster_bus = false;               // a free --cluster-port too (port + 10000 may not exist)
+  // redis-sentinel with its own (initially empty) config file; extra_args then carry the
+  // "--sentinel monitor NAME HOST PORT QUORUM" lines.
+  bool sentinel = false;
 };
 
 // A redis-server with no persistence on a free loopback port.

@@ -106,8 +106,8 @@ TEST_CASE("every problem is reported with its position, all at once") {
   std::vector<Case> cases = {
       {"rules: r\nredis: {urll: x}\n",
        "/etc/pgbust/pgbust.yaml:2:9: error: unknown key 'urll' in redis; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, name, "
-       "stream_maxlen"},
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, sentinel, "
+       "name, stream_maxlen"},
       {"rules: r\nredis:\n  tls: {ca_file: /ca.pem, verfy: full}\n",
        "/etc/pgbust/pgbust.yaml:3:27: error: unknown key 'verfy' in redis.tls; expected one of: "
        "ca_file, ca_path, cert_file, key_file, server_name, verify, min_version"},
@@ -270,8 +270,8 @@ TEST_CASE("redis: list errors name the entry, its position and what was expected
        "list of targets"},
       {"rules: r\nredis:\n  - {url: \"redis://x\"}\n  - {urll: y}\n",
        "/etc/pgbust/pgbust.yaml:4:6: error: unknown key 'urll' in redis[2]; expected one of: url, "
-       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, name, "
-       "stream_maxlen"},
+       "password_file, key_prefix, connect_timeout, command_timeout, cluster, tls, sentinel, "
+       "name, stream_maxlen"},
       {"rules: r\nredis:\n  - {tls: {cert_file: /c.pem}}\n",
        "/etc/pgbust/pgbust.yaml:3:11: error: redis[1].tls needs both cert_file and key_file for a "
        "client certificate (or neither)"},
@@ -279,6 +279,72 @@ TEST_CASE("redis: list errors name the entry, its position and what was expected
        "/etc/pgbust/pgbust.yaml:3:12: error: redis[1].name must not be empty"},
       {"rules: r\nredis: {stream_maxlen: 0}\n",
        "/etc/pgbust/pgbust.yaml:2:24: error: redis.stream_maxlen must be a positive whole number"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    auto p = problems_of(c.text);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0] == c.expected);
+  }
+}
+
+TEST_CASE("redis.sentinel: every setting read; the target is named after the master") {
+  auto c = parse(R"(rules: r
+redis:
+  url: "redis://app@x/2"
+  password_file: /etc/pgbust/redis-password
+  sentinel:
+    master: mymaster
+    addresses: ["10.0.0.1:26379", "[::1]:26380"]
+    user: watcher
+    password_file: /etc/pgbust/sentinel-password
+    tls: {ca_file: /ca.pem, verify: ca}
+)",
+                 "x.yaml");
+  REQUIRE(c.redis.sentinel);
+  const RedisSentinel& s = *c.redis.sentinel;
+  CHECK(s.master == "mymaster");
+  CHECK(s.addresses == std::vector<std::string>{"10.0.0.1:26379", "[::1]:26380"});
+  CHECK(s.user == "watcher");
+  CHECK(s.password_file == "/etc/pgbust/sentinel-password");
+  REQUIRE(s.tls);
+  CHECK(s.tls->ca_file == "/ca.pem");
+  CHECK(s.tls->verify == "ca");
+  CHECK(c.redis.name == "mymaster");
+  CHECK(c.redis.password_file == "/etc/pgbust/redis-password");
+  CHECK_FALSE(parse("rules: r\nredis: {url: \"redis://x\"}\n", "x.yaml").redis.sentinel);
+}
+
+TEST_CASE("redis.sentinel: errors name the position and what was expected") {
+  struct Case {
+    std::string text, expected;
+  };
+  std::vector<Case> cases = {
+      {"rules: r\nredis: {sentinel: {addresses: [\"h:1\"]}}\n",
+       "/etc/pgbust/pgbust.yaml:2:19: error: redis.sentinel needs 'master: NAME' (the name the "
+       "sentinels monitor the master by)"},
+      {"rules: r\nredis: {sentinel: {master: m}}\n",
+       "/etc/pgbust/pgbust.yaml:2:19: error: redis.sentinel needs 'addresses: [host:port, ...]' "
+       "(the sentinels)"},
+      {"rules: r\nredis: {sentinel: {master: m, addresses: []}}\n",
+       "/etc/pgbust/pgbust.yaml:2:42: error: redis.sentinel.addresses must list at least one "
+       "sentinel (host:port)"},
+      {"rules: r\nredis: {sentinel: {master: m, addresses: [\"h:1\", h]}}\n",
+       "/etc/pgbust/pgbust.yaml:2:50: error: redis.sentinel.addresses: 'h' is not host:port (an "
+       "IPv6 address as [addr]:port)"},
+      {"rules: r\nredis: {sentinel: {master: m, addresses: [\"h:99999\"]}}\n",
+       "/etc/pgbust/pgbust.yaml:2:43: error: redis.sentinel.addresses: 'h:99999' is not host:port "
+       "(an IPv6 address as [addr]:port)"},
+      {"rules: r\nredis: {sentinel: {master: m, addresses: [\"h:1\"], port: 1}}\n",
+       "/etc/pgbust/pgbust.yaml:2:51: error: unknown key 'port' in redis.sentinel; expected one "
+       "of: master, addresses, user, password_file, tls"},
+      {"rules: r\nredis:\n  - {cluster: true, sentinel: {master: m, addresses: [\"h:1\"]}}\n",
+       "/etc/pgbust/pgbust.yaml:3:31: error: redis[1].sentinel: a Sentinel-managed master is not "
+       "a Redis Cluster; drop redis[1].cluster or the +cluster URL"},
+      {"rules: r\nredis: {url: \"unix:///r.sock\", sentinel: {master: m, addresses: [\"h:1\"]}}\n",
+       "/etc/pgbust/pgbust.yaml:2:42: error: redis.sentinel: the sentinels name a TCP master; "
+       "redis.url must be redis:// or rediss:// (for the user, password and db; its host:port is "
+       "replaced by the master's)"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.text);

@@ -80,6 +80,17 @@ struct RedisTls {
   bool operator==(const RedisTls&) const = default;
 };
 
+// redis.sentinel: ask these sentinels for the master (and follow its failovers). The data
+// node's own AUTH, db and TLS stay in the target's url, password_file and tls.
+struct RedisSentinel {
+  std::string master;                  // the name the sentinels monitor it by
+  std::vector<std::string> addresses;  // host:port of each sentinel
+  std::string user;                    // ACL user on the sentinels
+  std::string password_file;           // the sentinels' password ("": no AUTH)
+  std::optional<RedisTls> tls;         // given: the sentinels are reached over TLS
+  bool operator==(const RedisSentinel&) const = default;
+};
+
 // One Redis target: `redis:` as a mapping is the only one; as a list, each entry is one.
 struct Redis {
   // Shown in the status line and as target="..." in metrics; default: derived from the URL
@@ -92,7 +103,8 @@ struct Redis {
   std::string key_prefix;
   milliseconds connect_timeout{2000};
   milliseconds command_timeout{5000};
-  bool cluster = false;               // Redis Cluster (also implied by a redis+cluster:// URL)
+  bool cluster = false;  // Redis Cluster (also implied by a redis+cluster:// URL)
+  std::optional<RedisSentinel> sentinel;
   std::size_t stream_maxlen = 10000;  // XADD MAXLEN ~ this, for rules with `stream:`
   bool operator==(const Redis&) const = default;
 };

@@ -37,6 +37,17 @@ struct TlsOptions {
   std::string min_version;  // "1.2" or "1.3"; "" is OpenSSL's default
 };
 
+// Redis Sentinel (redis.sentinel in the config): where to ask for the master, and how to
+// authenticate to the sentinels (the data node's own AUTH and TLS stay in Options::url,
+// password_file and tls).
+struct SentinelOptions {
+  std::string master;                  // the monitored master's name; "" means no Sentinel
+  std::vector<std::string> addresses;  // "host:port" ("[v6]:port") of each sentinel
+  std::string user;                    // ACL user on the sentinels ("": AUTH password only)
+  std::string password_file;           // the sentinels' password ("": no AUTH)
+  TlsOptions tls;                      // tls.configured: the sentinels are reached over TLS
+};
+
 struct Options {
   std::string name;  // the target's name in status lines and metrics (config: redis.name)
   // redis://[[user]:password@]host[:port][/db], rediss://... (TLS, see tls), or
@@ -58,6 +69,9 @@ struct Options {
   // Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL, which may
   // list several seed nodes: redis+cluster://host:port,host:port). See ClusterTarget.
   bool cluster = false;
+  // Ask these sentinels where the master is and follow its failovers (see SentinelTarget);
+  // url then gives the scheme, user, password and db, its host:port is not used.
+  SentinelOptions sentinel;
   // While Redis is unreachable (or a batch keeps failing), the error is logged when it starts
   // and then at most once per this interval, with how long it has lasted.
   std::chrono::milliseconds log_interval{30000};
@@ -139,6 +153,7 @@ struct Stats {
   std::uint64_t publishes = 0;
   std::uint64_t stream_entries = 0;  // XADDs applied
   std::uint64_t reconnects = 0;
+  std::uint64_t failovers = 0;      // Sentinel: master changes followed (see SentinelTarget)
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
 
@@ -170,8 +185,9 @@ class AnyTarget : public Pollable, public Applier {
   virtual void on_pass(std::function<void(double seconds)> observe) = 0;
 };
 
-// A single Target, or a ClusterTarget when options.cluster is set or the URL is
-// redis+cluster:// / rediss+cluster://. Throws pgbust::Error as their constructors do.
+// A single Target, a ClusterTarget when options.cluster is set or the URL is
+// redis+cluster:// / rediss+cluster://, or a SentinelTarget when options.sentinel.master is
+// set. Throws pgbust::Error as their constructors do.
 std::unique_ptr<AnyTarget> make_target(const Options& options);
 
 // Hooks a cluster client uses to run one Target per node (see ClusterTarget).
