@@ -352,6 +352,9 @@ struct Daemon::Impl : Pollable {
     }
     spdlog::info("SIGHUP: reloading");
     telemetry->reloading();
+    // Not a config change: a rotated Redis password file is read now and used from the next
+    // connection (an unreadable one is logged and the last good password kept).
+    for (auto& t : targets) t->reread_password();
     if (!reload_config()) return reload_done(false);
     rules_loader.start(cfg.rules);
   }

@@ -84,7 +84,10 @@ constexpr KeyDoc kKeys[] = {
    "Redis Cluster: discover the masters from the URL's seed nodes, route each key by its hash "
    "slot, SCAN every master for pattern deletes.", "false"},
   {"redis.password_file", "string", "\"\" (no AUTH)",
-   "A file whose first line is the password (never logged).", "/etc/pgbust/redis-password"},
+   "A file whose first line is the password (never logged); read again before every "
+   "connection and on SIGHUP, so a rotated password needs no restart (an unreadable file keeps "
+   "the last good password, with an error naming it).",
+   "/etc/pgbust/redis-password"},
   {"redis.key_prefix", "string", "\"\"",
    "Prepended to every key, pattern and counter (Django: \":1:\").", "\":1:\""},
   {"redis.connect_timeout", "duration", "2s", "Time allowed to connect (and for TLS, "

@@ -821,6 +821,10 @@ void ClusterTarget::on_pass(std::function<void(double seconds)> observe) {
   for (auto& [addr, n] : impl_->nodes) n.target->on_pass(impl_->on_pass);
 }
 
+void ClusterTarget::reread_password() {
+  for (auto& [addr, n] : impl_->nodes) n.target->reread_password();
+}
+
 std::size_t ClusterTarget::masters() const {
   return impl_->have_map ? impl_->topo.masters.size() : 0;
 }

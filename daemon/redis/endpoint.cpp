@@ -236,6 +236,20 @@ std::string read_password_file(const std::string& configured) {
   return line;
 }
 
+PasswordFile::Outcome PasswordFile::refresh(const Options& options, Endpoint& ep) {
+  if (options.password_file.empty()) return Outcome::None;
+  try {
+    std::string password = read_password_file(options.password_file);
+    error_.clear();
+    if (password == ep.password) return Outcome::Unchanged;
+    ep.password = std::move(password);
+    return Outcome::Changed;
+  } catch (const Error& e) {
+    error_ = e.what();
+    return Outcome::Failed;
+  }
+}
+
 Endpoint resolve_endpoint(const Options& options) {
   Endpoint ep = parse_url(options.url);
   if (!options.password_file.empty()) ep.password = read_password_file(options.password_file);

@@ -303,6 +303,7 @@ struct Target::Impl {
   };
   Options opt;
   Endpoint ep;
+  PasswordFile password_file;               // re-read before each connect and on reload
   std::unique_ptr<detail::TlsContext> tls;  // rediss://: loaded once, a session per connection
   Session session;
   bool closed = false;
@@ -425,9 +426,22 @@ struct Target::Impl {
                              : " (the batch is applied again after reconnecting)");
   }
 
+  // A rotated password file is used from the next connection; an unreadable one keeps the
+  // last good password, logged when the failure starts (each time on reload).
+  void reread_password(bool reload) {
+    const std::string before = password_file.error();
+    auto outcome = password_file.refresh(opt, ep);
+    if (outcome == PasswordFile::Outcome::Failed && (reload || password_file.error() != before))
+      session.log(spdlog::level::err, "{}; keeping the last password read", password_file.error());
+    else if (outcome == PasswordFile::Outcome::Changed)
+      session.log(spdlog::level::info, "password_file changed; the new password is used from {}",
+                  reload ? "the next connection" : "this connection");
+  }
+
   void start_connect(TimePoint now) {
     session.connecting(now, opt.connect_timeout);
     stats.reconnects = session.reconnects();
+    reread_password(false);
     try {
       conn = std::make_unique<Conn>(ep, tls.get());
       if (!conn->connecting()) on_connected(now);
@@ -1314,6 +1328,10 @@ TimePoint Target::deadline() const {
 
 void Target::on_timer(TimePoint now) {
   impl_->on_timer(now);
+}
+
+void Target::reread_password() {
+  impl_->reread_password(true);
 }
 
 void Target::close() noexcept {

@@ -451,6 +451,7 @@ struct Redis::Impl {
   pid_t pid = -1;
   int bus_port = 0;
   RedisOptions options;
+  std::string password;  // AUTH with it first (requirepass set by a test)
 
   bool tls() const { return !options.tls_cert.empty(); }
   std::string via() const { return tls() ? socket().string() : std::string(); }
@@ -541,8 +542,13 @@ std::string Redis::unix_socket() const {
 
 std::optional<std::string> Redis::command(const std::vector<std::string>& argv) const {
   Context c = redis_connect(impl_->port, 5s, impl_->via());
+  if (!impl_->password.empty()) redis_command(c.get(), {"AUTH", impl_->password}, impl_->port);
   Reply r = redis_command(c.get(), argv, impl_->port);
   return render(r.get());
+}
+
+void Redis::auth(const std::string& password) {
+  impl_->password = password;
 }
 
 bool Redis::exists(const std::string& key) const {

@@ -85,6 +85,8 @@ class Redis {
   // Run a command (argv form) and return the reply rendered as text: strings as is, integers
   // in decimal, nil as nullopt, arrays joined by '\n', errors thrown.
   std::optional<std::string> command(const std::vector<std::string>& argv) const;
+  // Later commands AUTH with `password` first (after a test set requirepass); "": none.
+  void auth(const std::string& password);
   bool exists(const std::string& key) const;
   void set(const std::string& key, const std::string& value) const;
   std::vector<std::string> keys(const std::string& pattern = "*") const;  // sorted

@@ -253,3 +253,46 @@ TEST_CASE("Redis full (OOM on bumps): later transactions' deletes still reach Re
   CHECK(eventually([&] { return lsn(e.confirmed_lsn()) > before; }));
   CHECK(eventually([&] { return scrape("/healthz").find("HTTP 200") != std::string::npos; }));
 }
+
+TEST_CASE("Redis password rotated: password_file re-read on reconnect and on reload") {
+  E2E e;
+  INFO(e.logs());
+  auto pw = e.dir.write("redis.pw", "old-secret\n");
+  e.redis.command({"CONFIG", "SET", "requirepass", "old-secret"});
+  e.redis.auth("old-secret");
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int)");
+  e.pg.exec("CREATE TABLE sentinel (id int PRIMARY KEY)");
+  e.pg.exec("CREATE PUBLICATION " + e.publication + " FOR TABLE items, sentinel");
+  std::string cfg = e.config(e.write_rules(kRules).string());
+  const std::string anchor = "command_timeout: 1s";
+  auto at = cfg.find(anchor);
+  REQUIRE(at != std::string::npos);
+  cfg.insert(at + anchor.size(), ", password_file: \"" + pw.string() + "\"");
+  e.run_daemon(e.dir.write("pgbust.yaml", cfg).string());
+  e.wait_streaming();
+  e.sync();
+
+  auto invalidated = [&](int id) {
+    const std::string key = "item:" + std::to_string(id);
+    e.redis.set(key, "cached");
+    e.pg.exec("INSERT INTO items VALUES (" + std::to_string(id) + ", 1)");
+    return eventually([&] { return !e.redis.exists(key); }, 20s);
+  };
+  REQUIRE(invalidated(1));
+
+  // Rotation as an operator does it: the new secret in the file, then on the server, then
+  // every connection dropped. The daemon must reconnect with the new one, without a restart.
+  e.dir.write("redis.pw", "new-secret\n");
+  e.redis.command({"CONFIG", "SET", "requirepass", "new-secret"});
+  e.redis.auth("new-secret");
+  e.redis.command({"CLIENT", "KILL", "TYPE", "normal"});
+  CHECK(invalidated(2));
+
+  // The file gone: a reload says so, naming it, and reconnects keep the last good password.
+  std::filesystem::remove(pw);
+  e.daemon->signal(SIGHUP);
+  CHECK(e.daemon->wait_for_output("password_file '" + pw.string() + "': cannot read"));
+  e.redis.command({"CLIENT", "KILL", "TYPE", "normal"});
+  CHECK(invalidated(3));
+  CHECK(e.daemon->output().find("secret") == std::string::npos);
+}

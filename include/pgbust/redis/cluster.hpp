@@ -87,6 +87,7 @@ class ClusterTarget : public AnyTarget {
   void detach(Loop& loop) override;
   void close() noexcept override;
   void on_pass(std::function<void(double seconds)> observe) override;  // each master's passes
+  void reread_password() override;  // every node's Target (each also re-reads per connect)
   std::size_t masters() const;      // masters in the current map (0 before discovery)
   std::uint64_t refreshes() const;  // topology discoveries applied
 

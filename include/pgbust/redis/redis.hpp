@@ -112,6 +112,22 @@ std::string credentials_path(const std::string& path);
 // does, so `pgbust run` and `pgbust check --config` both validate with it.
 Endpoint resolve_endpoint(const Options& options);
 
+// Options::password_file read again, so a rotated password takes effect without a restart:
+// Target re-reads it before every connect (the AUTH of the new connection uses it) and on
+// reload (SIGHUP).
+class PasswordFile {
+ public:
+  enum class Outcome : std::uint8_t { None, Unchanged, Changed, Failed };
+  // Reads options.password_file (None when it is not set) into ep.password. Failed: the file
+  // is unreadable or empty; ep.password keeps the last good password and error() says which
+  // file and why (never the password).
+  Outcome refresh(const Options& options, Endpoint& ep);
+  const std::string& error() const { return error_; }  // of the latest refresh ("" if none)
+
+ private:
+  std::string error_;
+};
+
 // A URL split where the userinfo ends; parse_url and mask_url both use it, so a password is
 // masked exactly where it is read from. redis:// (and other schemes): the userinfo runs to
 // the last '@'. unix://: to the first "@/" (else the last '@') unless the path comes first.
@@ -183,6 +199,10 @@ class AnyTarget : public Pollable, public Applier {
   // Called with each keyspace pass's duration as it ends (for a histogram; a cluster: every
   // master's passes).
   virtual void on_pass(std::function<void(double seconds)> observe) = 0;
+  // Reload (SIGHUP): read the password_file again now (it is also read before every connect);
+  // an unreadable or empty file is logged as an error naming it, and the last good password
+  // stays in use. A connection that is up stays up; a new password is used from the next one.
+  virtual void reread_password() {}
 };
 
 // A single Target, a ClusterTarget when options.cluster is set or the URL is
@@ -300,6 +320,7 @@ class Target : public AnyTarget {
   // Closes the connection and stops reconnecting (shutdown); idempotent. Batches still
   // queued stay queued and their done() is never called.
   void close() noexcept override;
+  void reread_password() override;
 
  private:
   struct Impl;
