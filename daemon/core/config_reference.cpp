@@ -90,8 +90,8 @@ constexpr KeyDoc kKeys[] = {
    "/etc/pgbust/redis-password"},
   {"redis.key_prefix", "string", "\"\"",
    "Prepended to every key, pattern and counter (Django: \":1:\").", "\":1:\""},
-  {"redis.connect_timeout", "duration", "2s", "Time allowed to connect (and for TLS, "
-   "to complete the handshake).", "2s"},
+  {"redis.connect_timeout", "duration", "2s", "Time allowed to connect: to resolve "
+   "the host name (off the event loop), connect, and for TLS complete the handshake.", "2s"},
   {"redis.command_timeout", "duration", "5s",
    "Time allowed for a reply before the connection counts as lost.", "5s"},
   {"redis.stream_maxlen", "positive integer", "10000",

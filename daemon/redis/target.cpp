@@ -1149,7 +1149,11 @@ struct Target::Impl {
         if (session.due(now)) start_connect(now);
         break;
       case State::Connecting:
-        if (session.expired(now))
+        if (session.expired(now) && conn && conn->resolving())
+          fail(fmt::format("resolving '{}' timed out after {}ms", ep.host,
+                           opt.connect_timeout.count()),
+               true, now);
+        else if (session.expired(now))
           fail(conn && conn->handshaking() && !conn->connecting_tcp()
                    ? fmt::format("TLS handshake timed out after {}ms (wrong protocol on the "
                                  "port? a plain-text Redis does not answer the TLS hello; then "

@@ -99,6 +99,7 @@ void Conn::SslDeleter::operator()(ssl_st* s) const noexcept {
 }
 
 short Conn::connect_events() const {
+  if (resolving_) return POLLIN;
   if (connecting_ || !ssl_) return POLLOUT;
   return handshake_events_;
 }

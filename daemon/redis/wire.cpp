@@ -14,6 +14,7 @@
 #include <new>
 
 #include "pgbust/core/error.hpp"
+#include "pgbust/core/resolver.hpp"
 #include "pgbust/redis/redis.hpp"
 
 namespace pgbust::redis::detail {
@@ -76,24 +77,10 @@ Reply Reader::next() {
   return Reply(static_cast<redisReply*>(reply));
 }
 
-struct Conn::Addr {
-  sockaddr_storage storage{};
-  socklen_t len = 0;
-  int family = AF_UNSPEC;
-  std::string text;  // the numeric address, for messages
-};
-
-namespace {
-
-std::string numeric_host(const sockaddr* sa, socklen_t len) {
-  char host[NI_MAXHOST];
-  if (getnameinfo(sa, len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) return "?";
-  return host;
-}
-
-}  // namespace
+struct Conn::Addr : ResolvedAddress {};
 
 Conn::Conn(const Endpoint& endpoint, const TlsContext* tls) : tls_(tls) {
+  if (tls_ != nullptr) handshaking_ = true;  // starts once the TCP connect is done
   if (endpoint.unix_socket) {
     Addr a;
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
@@ -106,36 +93,31 @@ Conn::Conn(const Endpoint& endpoint, const TlsContext* tls) : tls_(tls) {
     a.family = AF_UNIX;
     a.text = endpoint.path;
     addrs_.push_back(std::move(a));
-  } else {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(endpoint.port);
-    int rc = getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0)
-      throw ConnectionError("cannot resolve '" + endpoint.host + "': " + gai_strerror(rc));
-    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, &freeaddrinfo);
-    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-      if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
-      Addr a;
-      std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
-      a.len = ai->ai_addrlen;
-      a.family = ai->ai_family;
-      a.text = numeric_host(ai->ai_addr, ai->ai_addrlen);
-      addrs_.push_back(std::move(a));
-    }
-    if (addrs_.empty()) throw ConnectionError("'" + endpoint.host + "' has no address");
+    connect_next();
+    return;
+  }
+  // A numeric address is answered at once; a name is resolved off the loop: until then the
+  // loop polls the lookup's fd and finish_connect() starts the connect.
+  lookup_ = std::make_unique<Lookup>(endpoint.host, endpoint.port);
+  resolving_ = true;
+  if (lookup_->done()) start_after_lookup();
+}
+
+void Conn::start_after_lookup() {
+  resolving_ = false;
+  auto lookup = std::move(lookup_);
+  for (auto& r : lookup->take()) {
+    Addr a;
+    static_cast<ResolvedAddress&>(a) = std::move(r);
+    addrs_.push_back(std::move(a));
   }
   connect_next();
-  if (tls_ != nullptr) handshaking_ = true;  // starts once the TCP connect is done
 }
 
 Conn::~Conn() = default;
 
 int Conn::fd() const {
-  return fd_.get();
+  return resolving_ ? lookup_->fd() : fd_.get();
 }
 
 void Conn::connect_next() {
@@ -167,6 +149,10 @@ void Conn::connect_next() {
 }
 
 bool Conn::finish_connect() {
+  if (resolving_) {
+    if (!lookup_->done()) return false;
+    start_after_lookup();
+  }
   if (connecting_ && !finish_tcp_connect()) return false;
   if (!handshaking_) return true;
   if (!ssl_) start_tls();

@@ -14,6 +14,7 @@
 
 #include "harness.hpp"
 #include "pgbust/core/loop.hpp"
+#include "pgbust/core/resolver.hpp"
 #include "pgbust/pipeline/fan_out.hpp"
 #include "pgbust/redis/redis.hpp"
 #include "target_rig.hpp"
@@ -776,4 +777,96 @@ TEST_CASE("FanOut over two targets: exact deletes go on beside both passes; done
   CHECK(count(r2, "pop:12345*") == 0);
   loop.remove(&t1);
   loop.remove(&t2);
+}
+
+namespace {
+
+std::atomic<bool> g_release_dns{false};
+std::atomic<int> g_slow_lookups{0};
+
+// A resolver that hangs until the test releases it (10 s at most), then answers 127.0.0.1:
+// a DNS server that does not answer.
+int hanging_getaddrinfo(const char*, const char* service, const addrinfo* hints, addrinfo** res) {
+  ++g_slow_lookups;
+  for (int i = 0; i < 1000 && !g_release_dns; ++i) std::this_thread::sleep_for(10ms);
+  return getaddrinfo("127.0.0.1", service, hints, res);
+}
+
+// Fires every 10 ms and records the longest gap between two rounds that reached it.
+struct Ticker : pgbust::Pollable {
+  pgbust::TimePoint next = pgbust::Clock::now();
+  pgbust::TimePoint last = pgbust::Clock::now();
+  pgbust::Clock::duration max_gap{};
+  int fires = 0;
+  int fd() const override { return -1; }
+  short events() const override { return 0; }
+  void on_ready(short) override {}
+  pgbust::TimePoint deadline() const override { return next; }
+  void on_timer(pgbust::TimePoint now) override {
+    max_gap = std::max(max_gap, now - last);
+    last = now;
+    next = now + 10ms;
+    ++fires;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a Redis host name is resolved off the loop: a hanging DNS stalls nothing else") {
+  pgbust::test::Redis redis;
+  std::string port = std::to_string(redis.port());
+  g_release_dns = false;
+  g_slow_lookups = 0;
+  pgbust::set_getaddrinfo_for_tests(&hanging_getaddrinfo);
+  struct Restore {
+    ~Restore() {
+      g_release_dns = true;
+      pgbust::set_getaddrinfo_for_tests(nullptr);
+    }
+  } restore;
+  Options slow = fast("redis://cache.dns-hangs.test:" + port);
+  slow.connect_timeout = 30s;
+  Rig rig(slow);
+  Target other(fast(redis.url()));
+  Ticker ticker;
+  rig.loop.add(&other);
+  rig.loop.add(&ticker);
+  redis.set("k1", "1");
+  redis.set("k2", "1");
+  bool slow_done = false, other_done = false;
+  rig.target.apply(make({"k1"}), [&] { slow_done = true; });
+  other.apply(make({"k2"}), [&] { other_done = true; });
+
+  // While the lookup hangs, the loop keeps its timers and the other target applies its batch.
+  CHECK(rig.run_until([&] { return other_done && ticker.fires >= 50; }, 5s));
+  CHECK(g_slow_lookups == 1);
+  CHECK(rig.target.state() == State::Connecting);
+  CHECK(ticker.max_gap < 500ms);
+  CHECK_FALSE(slow_done);
+  CHECK_FALSE(redis.exists("k2"));
+  CHECK(redis.exists("k1"));
+
+  // Answered: the target connects to what it resolved and applies its batch.
+  g_release_dns = true;
+  CHECK(rig.run_until([&] { return slow_done; }));
+  CHECK_FALSE(redis.exists("k1"));
+  rig.loop.remove(&other);
+  rig.loop.remove(&ticker);
+}
+
+TEST_CASE("a Redis host name that resolves (localhost) connects; one that does not says so") {
+  pgbust::test::Redis redis;
+  std::string port = std::to_string(redis.port());
+  SUBCASE("localhost (::1 first on some systems; the server listens on 127.0.0.1 only)") {
+    redis.set("k", "1");
+    Rig rig(fast("redis://localhost:" + port));
+    REQUIRE(rig.apply(make({"k"})));
+    CHECK_FALSE(redis.exists("k"));
+  }
+  SUBCASE("a name with no address: the error names it") {
+    Rig rig(fast("redis://no-such-host.invalid:" + port));
+    REQUIRE(rig.run_until([&] { return rig.target.stats().errors >= 1; }, 30s));
+    CHECK(rig.target.last_error().find("cannot resolve 'no-such-host.invalid': ") !=
+          std::string::npos);
+  }
 }

@@ -22,6 +22,10 @@ struct redisReply;
 struct ssl_st;  // OpenSSL's SSL and SSL_CTX, kept out of this header
 struct ssl_ctx_st;
 
+namespace pgbust {
+class Lookup;  // core/resolver.hpp
+}
+
 namespace pgbust::redis {
 
 // TLS settings for a rediss:// URL (redis.tls in the config).
@@ -425,8 +429,9 @@ class TlsContext {
 // (Target) prefixes the server's name and its phase.
 class Conn {
  public:
-  // Resolves (getaddrinfo for TCP; may block on DNS for a host name) and starts a
-  // non-blocking connect to the first address that does not fail at once.
+  // Starts a non-blocking connect to the first address that does not fail at once. A host
+  // name is first resolved off the loop (core/resolver.hpp): meanwhile connecting() and
+  // resolving() are true, fd() is the lookup's and connect_events() is POLLIN.
   explicit Conn(const Endpoint& endpoint, const TlsContext* tls = nullptr);
   ~Conn();
   Conn(const Conn&) = delete;
@@ -434,9 +439,10 @@ class Conn {
 
   int fd() const;
   // The TCP connect or the TLS handshake is under way.
-  bool connecting() const { return connecting_ || handshaking_; }
+  bool connecting() const { return resolving_ || connecting_ || handshaking_; }
+  bool resolving() const { return resolving_; }      // the host name is being looked up
   bool handshaking() const { return handshaking_; }  // TLS handshake not finished
-  bool connecting_tcp() const { return connecting_; }
+  bool connecting_tcp() const { return resolving_ || connecting_; }
   short connect_events() const;  // poll events finish_connect() waits for
   // Call when connect_events() are ready (or errored) while connecting. True once connected
   // (and the TLS handshake is done); false while still under way.
@@ -462,6 +468,7 @@ class Conn {
   struct SslDeleter {
     void operator()(ssl_st* s) const noexcept;
   };
+  void start_after_lookup();
   void connect_next();
   bool finish_tcp_connect();
   void start_tls();
@@ -471,6 +478,8 @@ class Conn {
   void feed(const char* data, std::size_t n);
 
   Fd fd_;
+  std::unique_ptr<Lookup> lookup_;
+  bool resolving_ = false;
   bool connecting_ = false;
   const TlsContext* tls_ = nullptr;
   std::unique_ptr<ssl_st, SslDeleter> ssl_;
