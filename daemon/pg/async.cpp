@@ -26,34 +26,60 @@ void AsyncConn::start(const std::string& conninfo, const std::string& applicatio
                       std::function<void(std::string_view)> on_notice) {
   close();
   on_notice_ = std::move(on_notice);
+  conninfo_ = conninfo;
+  application_name_ = application_name;
+  connecting_ = true;
+  busy_ = flushing_ = false;
+  try {
+    lookups_ = std::make_unique<HostLookups>(conninfo_);
+  } catch (const ConnectionError& e) {
+    close();
+    throw ConnectionError("cannot start connecting to PostgreSQL (" + describe_conninfo(conninfo_) +
+                          "): " + e.what());
+  }
+  if (lookups_->done()) start_libpq();
+}
+
+// Every host name is resolved (or there was none): libpq connects to the addresses.
+void AsyncConn::start_libpq() {
+  std::vector<std::pair<std::string, std::string>> addresses;
+  try {
+    addresses = lookups_->params();
+  } catch (const ConnectionError& e) {
+    close();
+    throw ConnectionError("cannot connect to PostgreSQL (" + describe_conninfo(conninfo_) +
+                          "): " + e.what());
+  }
+  lookups_.reset();
   // Keywords are applied in order and the expanded conninfo comes last, so an
   // application_name written in the conninfo wins over ours.
-  ConnectParams params(conninfo, {{"application_name", application_name}});
+  ConnectParams params(conninfo_, {{"application_name", application_name_}}, addresses);
   conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
-    std::string text = connect_error(conn_.get(), conninfo);
-    conn_.reset();
-    throw ConnectionError("cannot start connecting to PostgreSQL (" + describe_conninfo(conninfo) +
+    std::string text = connect_error(conn_.get(), conninfo_);
+    close();
+    throw ConnectionError("cannot start connecting to PostgreSQL (" + describe_conninfo(conninfo_) +
                           "): " + text);
   }
   PQsetNoticeProcessor(conn_.get(), notice_to_callback, &on_notice_);
-  connecting_ = true;
   poll_ = PGRES_POLLING_WRITING;  // as if PQconnectPoll had asked to write
-  busy_ = flushing_ = false;
 }
 
 void AsyncConn::close() noexcept {
   pending_.reset();
   pending_error_.clear();
+  lookups_.reset();
   conn_.reset();
   connecting_ = busy_ = flushing_ = false;
 }
 
 int AsyncConn::fd() const {
+  if (lookups_) return lookups_->fd();
   return conn_ ? PQsocket(conn_.get()) : -1;
 }
 
 short AsyncConn::events(bool reading) const {
+  if (lookups_) return POLLIN;
   if (!conn_) return 0;
   if (connecting_) return poll_ == PGRES_POLLING_READING ? POLLIN : POLLOUT;
   short ev = 0;
@@ -64,6 +90,10 @@ short AsyncConn::events(bool reading) const {
 
 bool AsyncConn::continue_connect() {
   if (!connecting_) return true;
+  if (lookups_) {
+    if (lookups_->done()) start_libpq();
+    return false;  // PQconnectPoll once the socket is writable
+  }
   poll_ = PQconnectPoll(conn_.get());
   if (poll_ == PGRES_POLLING_FAILED) fail(conn_.get(), "connecting");
   if (poll_ != PGRES_POLLING_OK) return false;
@@ -136,6 +166,10 @@ bool AsyncConn::take_result(Result& out, std::string_view what) {
 
 std::string AsyncConn::server() const {
   return describe(conn_.get());
+}
+
+std::string AsyncConn::host_port() const {
+  return conn_ || !lookups_ ? pg::host_port(conn_.get()) : lookups_->server();
 }
 
 std::string quote_ident(std::string_view ident) {

@@ -16,7 +16,7 @@ void AsyncCore::start_connect(TimePoint now) {
   conn_.start(base_.conninfo, base_.application_name, [name](std::string_view notice) {
     spdlog::info("{}: server notice: {}", name, notice);
   });
-  session_.set_server(pg::host_port(conn_.get()));
+  session_.set_server(conn_.host_port());
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #include "pgbust/core/session.hpp"
 #include "pgbust/pg/connect_params.hpp"
 #include "pgbust/pg/conninfo.hpp"
+#include "pgbust/pg/host_lookups.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pg/pgoutput.hpp"
 #include "pgbust/rules/rules.hpp"
@@ -104,6 +105,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   // ---- Pollable -------------------------------------------------------------------------
 
   int fd() const override {
+    if (lookups_) return lookups_->fd();
     if (!conn_) return -1;
     switch (session_.phase()) {
       case Phase::Connecting:
@@ -118,6 +120,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   short events() const override {
     switch (session_.phase()) {
       case Phase::Connecting:
+        if (lookups_) return POLLIN;
         return connect_poll_ == PGRES_POLLING_READING ? POLLIN : POLLOUT;
       case Phase::Starting:
         return static_cast<short>(POLLIN | (want_write_ ? POLLOUT : 0));
@@ -265,6 +268,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
       log(spdlog::level::warn, "while ending the stream: {}", e.what());
     } catch (...) {
     }
+    lookups_.reset();
     conn_.reset();
     session_.stop();
     log(spdlog::level::info, "closed at {}", pg::format_lsn(ledger_.reported()));
@@ -323,6 +327,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
         log(spdlog::level::err, "the sink failed to abort a transaction: {}", e.what());
       }
     }
+    lookups_.reset();
     conn_.reset();
     want_write_ = pending_input_ = false;
     forget_relations();
@@ -347,16 +352,37 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   std::string waiting_for() const {
-    if (session_.phase() == Phase::Connecting) return "connecting";
+    if (session_.phase() == Phase::Connecting)
+      return lookups_ ? "resolving the host" : "connecting";
     return "waiting for " + setup_.command();
   }
 
   // ---- connecting -----------------------------------------------------------------------
 
+  // Host names are resolved off the loop first (pg/host_lookups.hpp); libpq then gets their
+  // addresses as hostaddr=.
   void start_connect() {
     session_.connecting(Clock::now(), opt_.setup_timeout);
-    pg::ConnectParams params(
-        opt_.conninfo, {}, {{"replication", "database"}, {"fallback_application_name", "pgbust"}});
+    lookups_ = std::make_unique<pg::HostLookups>(opt_.conninfo);
+    if (lookups_->done()) {
+      start_libpq();
+    } else {
+      session_.set_server(lookups_->server());
+      log(spdlog::level::debug, "resolving {}", lookups_->server());
+    }
+  }
+
+  void start_libpq() {
+    std::vector<std::pair<std::string, std::string>> after{{"replication", "database"},
+                                                           {"fallback_application_name", "pgbust"}};
+    try {
+      for (auto& kv : lookups_->params()) after.push_back(std::move(kv));
+    } catch (const ConnectionError& e) {
+      throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
+                            "): " + e.what());
+    }
+    lookups_.reset();
+    pg::ConnectParams params(opt_.conninfo, {}, std::move(after));
     conn_.reset(PQconnectStartParams(params.keys(), params.values(), 1));
     if (!conn_) throw ConnectionError("connecting to PostgreSQL: out of memory");
     if (PQstatus(conn_.get()) == CONNECTION_BAD)
@@ -368,6 +394,10 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   }
 
   void continue_connect() {
+    if (lookups_) {
+      if (lookups_->done()) start_libpq();
+      return;
+    }
     connect_poll_ = PQconnectPoll(conn_.get());
     if (connect_poll_ == PGRES_POLLING_FAILED)
       throw ConnectionError("connecting to PostgreSQL (" + pg::describe_conninfo(opt_.conninfo) +
@@ -897,6 +927,7 @@ class LogicalSource::Impl final : public detail::SourceImpl {
   LogicalSource& self_;
   LogicalSourceOptions opt_;
   ChangeSink& sink_;
+  std::unique_ptr<pg::HostLookups> lookups_;  // while resolving host names
   pg::Conn conn_;
   Session session_;
   PostgresPollingStatusType connect_poll_ = PGRES_POLLING_WRITING;

@@ -296,3 +296,23 @@ TEST_CASE("Redis password rotated: password_file re-read on reconnect and on rel
   CHECK(invalidated(3));
   CHECK(e.daemon->output().find("secret") == std::string::npos);
 }
+
+TEST_CASE("host names for PostgreSQL and Redis (localhost) are resolved off the loop and connect") {
+  E2E e;
+  INFO(e.logs());
+  e.pg.exec("CREATE TABLE items (id int PRIMARY KEY, grp int)");
+  e.pg.exec("CREATE TABLE sentinel (id int PRIMARY KEY)");
+  e.pg.exec("CREATE PUBLICATION " + e.publication + " FOR TABLE items, sentinel");
+  std::string cfg = e.config(e.write_rules(kRules).string());
+  for (const std::string from : {"host=127.0.0.1", "redis://127.0.0.1:"}) {
+    auto at = cfg.find(from);
+    REQUIRE(at != std::string::npos);
+    cfg.replace(at, from.size(), from[0] == 'h' ? "host=localhost" : "redis://localhost:");
+  }
+  e.run_daemon(e.dir.write("pgbust.yaml", cfg).string());
+  e.wait_streaming();
+  e.sync();
+  e.redis.set("item:1", "cached");
+  e.pg.exec("INSERT INTO items VALUES (1, 1)");
+  CHECK(eventually([&] { return !e.redis.exists("item:1"); }, 20s));
+}

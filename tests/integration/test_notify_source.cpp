@@ -5,10 +5,13 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <csignal>
 #include <memory>
 #include <sstream>
+#include <thread>
 
+#include "pgbust/core/resolver.hpp"
 #include "pgbust/pg/async.hpp"
 #include "pgbust/pg/libpq.hpp"
 #include "pgbust/pipeline/pipeline.hpp"
@@ -525,4 +528,89 @@ TEST_CASE("the daemon end to end: a forged NOTIFY is logged quoted and counted i
   CHECK(out.find("NOTIFY signing keys read from") != std::string::npos);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait(30s) == 0);
+}
+
+namespace {
+
+std::atomic<bool> g_release_dns{false};
+
+// A DNS server that does not answer until the test releases it (10 s at most); then the name
+// is 127.0.0.1, where the test PostgreSQL listens.
+int hanging_getaddrinfo(const char*, const char* service, const addrinfo* hints, addrinfo** res) {
+  for (int i = 0; i < 1000 && !g_release_dns; ++i) std::this_thread::sleep_for(10ms);
+  return getaddrinfo("127.0.0.1", service, hints, res);
+}
+
+// Fires every 10 ms; the longest gap between two firings shows a stalled loop.
+struct Ticker : Pollable {
+  TimePoint next = Clock::now(), last = Clock::now();
+  Clock::duration max_gap{};
+  int fires = 0;
+  int fd() const override { return -1; }
+  short events() const override { return 0; }
+  void on_ready(short) override {}
+  TimePoint deadline() const override { return next; }
+  void on_timer(TimePoint) override {
+    TimePoint now = Clock::now();
+    max_gap = std::max(max_gap, now - last);
+    last = now;
+    next = now + 10ms;
+    ++fires;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the PostgreSQL host name is resolved off the loop: a hanging DNS stalls nothing") {
+  Fixture f;
+  g_release_dns = false;
+  set_getaddrinfo_for_tests(&hanging_getaddrinfo);
+  struct Restore {
+    ~Restore() {
+      g_release_dns = true;
+      set_getaddrinfo_for_tests(nullptr);
+    }
+  } restore;
+  RecordingSink sink;
+  auto o = f.options();
+  o.conninfo += " host=db.dns-hangs.test";  // the later host= wins
+  o.connect_timeout = 30s;
+  NotifySource src(o, *f.rules, sink);
+  Ticker ticker;
+  f.loop.add(&src);
+  f.loop.add(&ticker);
+  drive_for(f.loop, 500ms);
+  CHECK(ticker.fires >= 20);
+  CHECK(ticker.max_gap < 300ms);
+  CHECK(src.status().state == SourceState::Connecting);
+  g_release_dns = true;
+  CHECK(drive(f.loop, [&] { return src.status().state == SourceState::Streaming; }));
+  f.loop.remove(&ticker);
+  f.loop.remove(&src);
+  src.close();
+}
+
+TEST_CASE("the PostgreSQL host as a name (localhost) connects; one that does not resolve says so") {
+  Fixture f;
+  RecordingSink sink;
+  auto o = f.options();
+  SUBCASE("localhost") {
+    o.conninfo += " host=localhost";
+    NotifySource src(o, *f.rules, sink);
+    f.loop.add(&src);
+    CHECK(drive(f.loop, [&] { return src.status().state == SourceState::Streaming; }));
+    f.loop.remove(&src);
+    src.close();
+  }
+  SUBCASE("a name with no address") {
+    o.conninfo += " host=no-such-host.invalid";
+    NotifySource src(o, *f.rules, sink);
+    f.loop.add(&src);
+    CHECK(drive(
+        f.loop, [&] { return !src.status().last_error.empty(); }, 30s));
+    CHECK(src.status().last_error.find("cannot resolve 'no-such-host.invalid': ") !=
+          std::string::npos);
+    f.loop.remove(&src);
+    src.close();
+  }
 }

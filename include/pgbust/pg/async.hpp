@@ -4,17 +4,20 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "pgbust/pg/host_lookups.hpp"
 #include "pgbust/pg/libpq.hpp"
 
 namespace pgbust::pg {
 
-// One non-blocking connection. Phases: closed -> connecting (PQconnectPoll) -> connected,
-// where at most one query is in flight. Every failure throws: ConnectionError for a broken
+// One non-blocking connection. Phases: closed -> connecting (host names resolved off the loop,
+// see host_lookups.hpp, then PQconnectPoll) -> connected, where at most one query is in
+// flight. Every failure throws: ConnectionError for a broken
 // connection, Error for a query the server refused; the caller closes and reconnects.
 class AsyncConn {
  public:
@@ -29,9 +32,9 @@ class AsyncConn {
              std::function<void(std::string_view)> on_notice);
   void close() noexcept;
 
-  bool open() const { return conn_ != nullptr; }
+  bool open() const { return conn_ != nullptr || lookups_ != nullptr; }
   bool connected() const { return conn_ && !connecting_; }
-  PGconn* get() const { return conn_.get(); }
+  PGconn* get() const { return conn_.get(); }  // null while host names are resolved
   int fd() const;
   // What to wait for now: while connecting, what PQconnectPoll asked for; when connected,
   // POLLIN if `reading`, plus POLLOUT while query text is still being sent.
@@ -52,8 +55,14 @@ class AsyncConn {
 
   // "host:port dbname user" of the server, for messages.
   std::string server() const;
+  // "host:port" of the server, for log lines (the conninfo's, while host names are resolved).
+  std::string host_port() const;
 
  private:
+  void start_libpq();
+
+  std::unique_ptr<HostLookups> lookups_;  // while resolving host names
+  std::string conninfo_, application_name_;
   Conn conn_;
   bool connecting_ = false;
   PostgresPollingStatusType poll_ = PGRES_POLLING_WRITING;
