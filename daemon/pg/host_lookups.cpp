@@ -97,9 +97,12 @@ std::string HostLookups::server() const {
 }
 
 int HostLookups::fd() const {
-  for (const auto& e : entries_)
+  int any = -1;
+  for (const auto& e : entries_) {
     if (e.lookup && !e.lookup->done()) return e.lookup->fd();
-  return -1;
+    if (e.lookup) any = e.lookup->fd();
+  }
+  return any;  // all answered: readable, so the caller's poll wakes it to go on
 }
 
 std::vector<std::pair<std::string, std::string>> HostLookups::params() {

@@ -30,7 +30,9 @@ class HostLookups {
   // "db.example:5432" (hosts and port as given), for log lines while resolving; "" when
   // nothing is looked up.
   std::string server() const;
-  int fd() const;  // a pending lookup's fd to poll for POLLIN (-1 when done)
+  // The fd to poll for POLLIN: a pending lookup's, or once all are answered a readable one
+  // (-1 when nothing was looked up).
+  int fd() const;
   // Keywords to pass after the conninfo: host= with each name repeated once per address it
   // resolved to, hostaddr= with those addresses (empty for sockets and numeric hosts) and, when
   // port= is a per-host list, port= expanded the same way. Names that did not resolve are left
