@@ -510,3 +510,36 @@ TEST_CASE("explain: the replica identity decides what the old row carries, as in
   CHECK(r.exit_code == 1);
   CHECK(r.err.rfind("pgbust explain: --identity 'nothing': REPLICA IDENTITY NOTHING: ", 0) == 0);
 }
+
+TEST_CASE("explain: a stream gets the same message as one entry, after the publishes") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", R"(version: 1
+rules:
+  - name: task-log
+    table: work_order_task
+    delete: "task:${id}"
+    publish: inv
+    stream: inv-log
+  - name: stream-only
+    table: work_order_task
+    bump: "rev:${id}"
+    stream: inv-log
+)");
+  auto r = run_pgbust({"explain", "-r", rules.string(), "-t", "work_order_task", "--op", "insert",
+                       "--new", R"({"id": 4})"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "# rule task-log matched",
+            "UNLINK task:4",
+            "# rule stream-only matched",
+            "INCR rev:4",
+            "PUBLISH inv '{\"source\":\"explain\",\"position\":\"\",\"tables\":[\"public."
+            "work_order_task\"],\"keys\":[\"task:4\"],\"patterns\":[],\"revisions\":[],"
+            "\"truncated\":false}'",
+            "XADD inv-log * message '{\"source\":\"explain\",\"position\":\"\",\"tables\":"
+            "[\"public.work_order_task\"],\"keys\":[\"task:4\"],\"patterns\":[],\"revisions\":"
+            "[\"rev:4\"],\"truncated\":false}'",
+        });
+}

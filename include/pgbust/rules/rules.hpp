@@ -191,6 +191,16 @@ std::optional<TableName> parse_table_name(std::string_view text, std::string* er
 // The candidate closest to `word` (a typo away), or "" when none is close.
 std::string suggest(std::string_view word, const std::vector<std::string>& candidates);
 
+// For rule tests that write values as a session with SET TimeZone = `zone` prints them:
+// check_time_zone() says whether `zone` is a tz database zone (`error` set when not);
+// timestamptz_as_utc() gives a timestamptz text (YYYY-MM-DD HH:MM:SS[.f]+HH[:MM[:SS]]) as
+// pgbust's sessions print it (TimeZone=UTC), or nullopt: with `error` empty for any other
+// text (a date, a timestamp without time zone, not a time: left as written), with `error` set
+// when the zone is unknown or the value's offset is not the zone's at that instant.
+bool check_time_zone(std::string_view zone, std::string& error);
+std::optional<std::string> timestamptz_as_utc(std::string_view value, std::string_view zone,
+                                              std::string& error);
+
 // Glob-escapes `*?[]\` so a value matches only itself in SCAN MATCH.
 std::string glob_escape(std::string_view value);
 // Appends glob_escape(value) to `out`.
