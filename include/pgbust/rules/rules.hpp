@@ -43,6 +43,11 @@ struct Rule {
   // Stream the same message is added to (XADD, one entry per transaction); empty: none.
   std::string stream;
   std::chrono::milliseconds redelete_after{0};
+  // `stable:` the DBA's assertion that these columns never change after insert: where an
+  // update's old value is not known (REPLICA IDENTITY DEFAULT or USING INDEX, polling) it is
+  // taken to equal the new one instead of widening. `check --db` looks for a trigger that
+  // enforces it.
+  std::vector<std::string> stable;
   std::string file;
   int line = 0;
   int column = 0;  // where the rule's mapping starts, 1-based
@@ -69,8 +74,14 @@ struct IdentityCost {
   bool empty() const { return columns.empty(); }
 };
 // `key_columns`: the table's replica identity columns, when known (empty: assume none).
+// `for_update`: an update's cost, where the rule's stable columns are known too (a delete has
+// no new row to take them from).
 IdentityCost default_identity_cost(const Rule& rule,
-                                   const std::vector<std::string>& key_columns = {});
+                                   const std::vector<std::string>& key_columns = {},
+                                   bool for_update = false);
+
+// Whether the rule fires on `op` (its `on`).
+bool fires_on(const Rule& rule, Op op);
 
 class RuleSet;
 
