@@ -36,7 +36,12 @@ std::string glob_escape(std::string_view value) {
   return out;
 }
 
-IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns) {
+bool fires_on(const Rule& rule, Op op) {
+  return (rule.impl->ops & op_bit(op)) != 0;
+}
+
+IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::string>& key_columns,
+                                   bool for_update) {
   const RuleImpl& impl = *rule.impl;
   IdentityCost cost;
   if (!(impl.ops & (op_bit(Op::Update) | op_bit(Op::Delete)))) return cost;
@@ -50,6 +55,9 @@ IdentityCost default_identity_cost(const Rule& rule, const std::vector<std::stri
     const std::string& col = impl.slots.names[static_cast<std::size_t>(r.slot)];
     for (const auto& k : key_columns)
       if (k == col) return false;
+    if (for_update)
+      for (const auto& k : rule.stable)
+        if (k == col) return false;
     return true;
   };
   auto unknown = [&](const Part& p) {  // a group is unknown when one value inside is
@@ -154,8 +162,9 @@ enum class Resolved : std::uint8_t { Text, Skip, Unknown };
 struct Engine::Impl {
   struct BoundRule {
     const Rule* rule;
-    std::vector<int> index;  // slot -> column index in the table, -1 when missing
-    std::vector<char> key;   // slot -> column is part of the replica identity
+    std::vector<int> index;    // slot -> column index in the table, -1 when missing
+    std::vector<char> key;     // slot -> column is part of the replica identity
+    std::vector<char> stable;  // slot -> the rule declares the column stable
   };
   struct Binding {
     std::uint64_t generation = 0;
@@ -230,11 +239,12 @@ const Engine::Impl::Binding& Engine::Impl::bind(const TableInfo& t) {
   auto rules = by_table.find(t.schema + '\0' + t.name);
   if (rules == by_table.end()) return b;
   for (const Rule* r : rules->second) {
-    BoundRule br{r, {}, {}};
+    BoundRule br{r, {}, {}, {}};
     for (const std::string& col : r->impl->slots.names) {
       int idx = t.column_index(col);
       br.index.push_back(idx);
       br.key.push_back(idx >= 0 && static_cast<std::size_t>(idx) < t.key.size() && t.key[idx]);
+      br.stable.push_back(std::find(r->stable.begin(), r->stable.end(), col) != r->stable.end());
     }
     b.rules.push_back(std::move(br));
   }
@@ -520,6 +530,12 @@ int Engine::evaluate(const ChangeEvent& event, Sink& sink) {
       if (event.op == Op::Update) {
         // No old tuple: the replica identity (key) did not change, so old key = new key.
         if (!event.old_row && br.key[s]) od = nd;
+        // A stable column (the DBA asserts it never changes) is the new value wherever the
+        // source could not say the old one (not in the WAL's old row, or polled).
+        if (br.stable[s] && od.state == Datum::State::Unknown &&
+            (od.why == Unknown::NotInImage || od.why == Unknown::Polled) &&
+            nd.state != Datum::State::Unknown)
+          od = nd;
         if (is_toast(nd) && od.state != Datum::State::Unknown) nd = od;
         if (is_toast(od) && nd.state != Datum::State::Unknown) od = nd;
       }

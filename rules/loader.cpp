@@ -43,7 +43,7 @@ std::string too_large() {
 constexpr std::string_view kRuleKeys[] = {
     "name",    "table",          "on",       "changed", "when",
     "delete",  "delete_pattern", "bump",     "publish", "redelete_after",
-    "null_as", "fallback",       "timezone", "stream"};
+    "null_as", "fallback",       "timezone", "stream",  "stable"};
 constexpr std::string_view kFallbackKeys[] = {"delete", "delete_pattern", "bump"};
 
 std::string list_keys(const std::string_view* keys, std::size_t n) {
@@ -442,6 +442,25 @@ void FileReader::rule(const YAML::Node& item, std::vector<Rule>& out) {
       impl->fallback = std::move(fb);
     }
   }
+  if (const YAML::Node* n = get("stable")) {
+    // After the templates: a stable column no key reads changes nothing, which is worth saying.
+    for (const YAML::Node& c : scalar_list(*n, "stable", "a column name")) {
+      std::optional<ParseError> err;
+      auto id = detail::identifier_from(c.Scalar(), err);
+      if (err) {
+        error_in(c, *err, "stable");
+        continue;
+      }
+      if (std::find(r.stable.begin(), r.stable.end(), *id) != r.stable.end()) continue;
+      const auto& names = impl->slots.names;
+      if (std::find(names.begin(), names.end(), *id) == names.end())
+        warn(c.Mark(), "stable: this rule reads no column '" + *id + "'; it changes nothing");
+      r.stable.push_back(*id);
+    }
+    if (!(impl->ops & detail::op_bit(Op::Update)))
+      error(k["stable"].first.Mark(),
+            "stable: only applies to updates, but this rule's 'on' does not include update");
+  }
   bool has_action =
       get("delete") || get("delete_pattern") || get("bump") || get("publish") || get("stream");
   if (!has_action)
@@ -577,6 +596,10 @@ std::string canonical(const Rule& r) {
   o << "null" << (impl.null_as ? "=" + *impl.null_as : "\x01");
   if (!impl.timezone.empty()) o << '\x1f' << "tz" << impl.timezone;  // older hashes unchanged
   if (!r.stream.empty()) o << '\x1f' << "st" << r.stream;
+  if (!r.stable.empty()) {  // older hashes unchanged
+    o << '\x1f' << "stable";
+    for (const auto& c : r.stable) o << c << '\x1f';
+  }
   o << '\x1e';
   return o.str();
 }

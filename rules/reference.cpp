@@ -52,6 +52,14 @@ constexpr KeyDoc kKeys[] = {
    "[\"task_stats:*\"]"},
   {"rules[].fallback.bump", "list of templates", "[]", "Counters bumped instead.",
    "[\"rev:table:work_order_task\"]"},
+  {"rules[].stable", "list of strings", "[]",
+   "Columns the DBA asserts never change after insert: where an update's old value is not "
+   "known (REPLICA IDENTITY DEFAULT or USING INDEX without the column, polling) it is taken to "
+   "equal the new one, so the key stays exact instead of widening to a pattern. Deletes still "
+   "widen (there is no new row). An unchecked assertion unless a BEFORE UPDATE trigger refuses "
+   "the change: `check --db` says which; if such a column does change, keys built from its old "
+   "value stay stale.",
+   "[tenant_id, created_by]"},
   {"rules[].timezone", "string", "none (UTC)",
    "The tz database zone that date, month, week_start and tz use when they name none.",
    "Europe/Berlin"},

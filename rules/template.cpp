@@ -688,3 +688,53 @@ std::string closest(std::string_view word, const std::vector<std::string_view>& 
 }
 
 }  // namespace pgbust::rules::detail
+
+namespace pgbust::rules {
+
+bool check_time_zone(std::string_view zone, std::string& error) {
+  detail::ZoneCache zones;
+  return zones.get(zone, error) != nullptr;
+}
+
+std::optional<std::string> timestamptz_as_utc(std::string_view value, std::string_view zone,
+                                              std::string& error) {
+  using namespace detail;
+  error.clear();
+  Stamp st;
+  if (read_stamp(value, st) != StampRead::Ok) return std::nullopt;  // not a timestamptz
+  ZoneCache zones;
+  auto z = zones.get(zone, error);
+  if (!z) return std::nullopt;
+  std::int64_t utc = days_from_civil(st.y, st.m, st.d) * 86400 + st.seconds - st.offset;
+  std::int32_t offset = z->offset_at(utc);
+  char buf[48];
+  if (offset != st.offset) {
+    char* p = put_offset(buf, offset);
+    error = "'" + std::string(value) + "' is not a time as " + std::string(zone) +
+            " prints it: its UTC offset there at that instant is " + std::string(buf, p);
+    return std::nullopt;
+  }
+  std::int64_t days = floor_div(utc, 86400);
+  std::int64_t secs = utc - days * 86400;
+  std::int64_t y;
+  unsigned m, d;
+  civil_from_days(days, y, m, d);
+  if (y < 1) {
+    error = "'" + std::string(value) + "' is BC in UTC";
+    return std::nullopt;
+  }
+  char* p = put_date(buf, y, m, d);
+  *p++ = ' ';
+  p = put2(p, secs / 3600);
+  *p++ = ':';
+  p = put2(p, secs / 60 % 60);
+  *p++ = ':';
+  p = put2(p, secs % 60);
+  std::string out(buf, p);
+  out.append(st.frac);
+  p = put_offset(buf, 0);
+  out.append(buf, p);
+  return out;
+}
+
+}  // namespace pgbust::rules

@@ -34,10 +34,12 @@ constexpr const char* kAbout =
     "rule's table and columns exist; for the logical source that the publication exists,\n"
     "covers the rule tables and publishes the columns they read, that the slot exists (or\n"
     "can be created) and the role can stream, and each table's real replica identity (which\n"
-    "rules widen, and the ALTER TABLE ... REPLICA IDENTITY FULL that avoids it); for the\n"
-    "notify source the triggers; for the poll source the watermark columns and an index on\n"
-    "them. Problems at a rule print FILE:LINE:COL, the others \"pgbust check: error: ...\";\n"
-    "the last line on stdout is \"check: N errors, M warnings against HOST:PORT dbname=DB\".\n"
+    "rules widen on an UPDATE and a DELETE, and the cheapest exact remedy: REPLICA IDENTITY\n"
+    "USING INDEX on a unique NOT NULL index covering what they read, else FULL; whether a\n"
+    "rule's stable columns are enforced by a trigger); for the notify source the triggers;\n"
+    "for the poll source the watermark columns and an index on them. Problems at a rule\n"
+    "print FILE:LINE:COL, the others \"pgbust check: error: ...\"; the last line on stdout is\n"
+    "\"check: N errors, M warnings against HOST:PORT dbname=DB\".\n"
     "Exit 1 when there is an error (warnings alone exit 0).";
 
 // An SQL identifier, quoted when PostgreSQL would otherwise fold or reject it.

@@ -109,6 +109,7 @@ PipelineOptions pipeline_options(const config::Config& c) {
   o.max_keys_per_transaction = c.limits.max_keys_per_transaction;
   o.max_batch_keys = c.limits.max_batch_keys;
   o.max_queued_batches = c.limits.max_queued_batches;
+  o.track_origins = c.dry_run;  // pgbust_dry_run_commands_total{rule,command}
   return o;
 }
 

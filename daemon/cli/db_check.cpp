@@ -108,6 +108,7 @@ class Checker {
       slot();
       identity();
     }
+    stable_assertions();
     if (cfg_.notify) notify();
     if (cfg_.poll) poll();
     return std::move(out_);
@@ -322,12 +323,83 @@ class Checker {
     return alter;
   }
 
+  // The cheapest exact replica identity for `q`, whose rules read the old values of `wanted`:
+  // USING INDEX on the smallest unique NOT NULL index covering them (the WAL then carries
+  // just those columns), else FULL; as SQL safe to paste in order (a column list that lacks
+  // the index columns is widened first, in one transaction). Empty when the table already has it.
+  std::string exact_identity_fix(const std::string& q, const pgcatalog::Table& t,
+                                 const Strings& wanted) const {
+    const pgcatalog::IdentityIndex* best = nullptr;
+    auto found = db_.identity_indexes.find(q);
+    const pgcatalog::Publication::Entry* entry = nullptr;
+    if (db_.publication && db_.publication->exists) {
+      auto it = db_.publication->tables.find(q);
+      if (it != db_.publication->tables.end()) entry = &it->second;
+    }
+    if (found != db_.identity_indexes.end())
+      for (const auto& ix : found->second) {
+        bool covers = std::all_of(wanted.begin(), wanted.end(),
+                                  [&](const std::string& c) { return contains(ix.columns, c); });
+        // A row filter may only read identity columns (else UPDATE and DELETE fail): any other
+        // column named in it rules the index out.
+        if (covers && entry && !entry->row_filter.empty())
+          for (const auto& c : t.columns)
+            if (!contains(ix.columns, c) && entry->row_filter.find(c) != std::string::npos)
+              covers = false;
+        if (covers && (!best || ix.columns.size() < best->columns.size())) best = &ix;
+      }
+    if (!best) return identity_full_fix(q, t);
+    if (t.replica_identity == 'i' && t.identity_index_name == best->name) return "";
+    std::string alter =
+        "ALTER TABLE " + t.sql_name + " REPLICA IDENTITY USING INDEX " + best->sql_name + ";";
+    std::string why = " (unique index " + best->name + " on (" + join(best->columns) +
+                      "), NOT NULL: the WAL then carries exactly those old values)";
+    if (!entry || entry->columns.empty() ||
+        std::all_of(best->columns.begin(), best->columns.end(),
+                    [&](const std::string& c) { return contains(entry->columns, c); }))
+      return alter + why;
+    const pgcatalog::Publication& p = *db_.publication;
+    Strings list;
+    for (const auto& c : t.columns)
+      if (contains(entry->columns, c) || contains(best->columns, c))
+        list.push_back(pg::quote_ident(c));
+    return "BEGIN; ALTER PUBLICATION " + p.sql_name + " DROP TABLE " + t.sql_name +
+           "; ALTER PUBLICATION " + p.sql_name + " ADD TABLE " + t.sql_name + " (" + join(list) +
+           ")" + (entry->row_filter.empty() ? "" : " WHERE " + entry->row_filter) + "; " + alter +
+           " COMMIT;" + why;
+  }
+
+  // What an UPDATE and a DELETE cost rule `r` without the old values it needs, for the
+  // identity warning; empty when neither widens.
+  static std::string widening_effect(const rules::Rule& r, const Strings& key) {
+    const bool upd = rules::fires_on(r, Op::Update), del = rules::fires_on(r, Op::Delete);
+    rules::IdentityCost u = rules::default_identity_cost(r, key, true);
+    rules::IdentityCost d = rules::default_identity_cost(r, key);
+    if (!upd) u = rules::IdentityCost{};
+    if (!del) d = rules::IdentityCost{};
+    if (u.empty() && d.empty()) return "";
+    auto effect = [](const rules::IdentityCost& c) {
+      return c.fallback ? std::string("runs its fallback")
+                        : "widens to SCAN-DELETE " + join(c.patterns);
+    };
+    Strings used;  // stable columns that keep an update's old values known
+    const Strings needed = rules::default_identity_cost(r, key).columns;
+    for (const auto& c : r.stable)
+      if (contains(needed, c)) used.push_back(c);
+    if (used.empty()) return "without them the rule " + effect(u.empty() ? d : u);
+    std::string stable = " (stable: " + join(used) + ")";
+    if (u.empty()) return "without them a DELETE " + effect(d) + "; an UPDATE is exact" + stable;
+    if (d.empty()) return "without them an UPDATE " + effect(u) + stable;
+    return "without them an UPDATE " + effect(u) + stable + " and a DELETE " + effect(d);
+  }
+
   void identity() {
     for (const std::string& q : rules_.tables()) {
       const pgcatalog::Table* t = table(q);
       if (!t) continue;
       Strings key = t->identity_columns();
-      std::string fix = identity_full_fix(q, *t);
+      auto dot = q.find('.');
+      auto olds = rules_.old_values_needed(q.substr(0, dot), q.substr(dot + 1));
       if (key.empty()) {
         std::string why = t->replica_identity == 'n' ? "REPLICA IDENTITY NOTHING"
                           : t->replica_identity == 'i'
@@ -337,17 +409,23 @@ class Checker {
         plain(true, q + " has " + why +
                         ": a published table without a replica identity refuses "
                         "UPDATE and DELETE; " +
-                        fix);
+                        identity_full_fix(q, *t));
         continue;
       }
       if (t->replica_identity == 'f') continue;
+      // Every old value the table's rules read, in table order: what an exact identity carries.
+      Strings wanted;
+      for (const auto& c : t->columns)
+        for (const auto& n : olds)
+          if (n.column == c && !bad_columns_.count(n.rule) && !contains(wanted, c))
+            wanted.push_back(c);
+      std::string fix;
+      bool fix_made = false;
       std::string has =
           t->replica_identity == 'i'
               ? "REPLICA IDENTITY USING INDEX " + t->identity_index_name +
                     " puts only the index columns (" + join(key) + ")"
               : "REPLICA IDENTITY DEFAULT puts only the primary key (" + join(key) + ")";
-      auto dot = q.find('.');
-      auto olds = rules_.old_values_needed(q.substr(0, dot), q.substr(dot + 1));
       for (const rules::Rule* r : rules_for(q)) {
         if (bad_columns_.count(r)) continue;  // reported already; its old values are moot
         rules::IdentityCost cost = rules::default_identity_cost(*r, key);
@@ -356,22 +434,75 @@ class Checker {
           if (n.rule == r && !n.widens && !contains(key, n.column) &&
               !contains(cost.columns, n.column) && !contains(compared, n.column))
             compared.push_back(n.column);
-        if (cost.empty() && compared.empty()) continue;
+        std::string widening = widening_effect(*r, key);
+        if (widening.empty() && compared.empty()) continue;
         Strings all = cost.columns;
         all.insert(all.end(), compared.begin(), compared.end());
         Strings effects;
-        if (cost.fallback)
-          effects.push_back("without them the rule runs its fallback");
-        else if (!cost.empty())
-          effects.push_back("without them the rule widens to SCAN-DELETE " + join(cost.patterns));
+        if (!widening.empty()) effects.push_back(widening);
         if (!compared.empty())
           effects.push_back("its when/changed cannot compare old " + join(compared) +
                             ", so it fires whenever it cannot tell");
+        if (!fix_made) fix = exact_identity_fix(q, *t, wanted);
+        fix_made = true;
         at(*r, false,
            " needs old values of " + join(all) + " on update/delete, but on " + q + " " + has +
                " in the WAL; " + join(effects, "; ") + "; to avoid it: " + fix);
       }
     }
+  }
+
+  // `stable:` is the DBA's assertion; a BEFORE UPDATE trigger that raises when the column
+  // changes is evidence it holds. Without one it is said to be unchecked, with the trigger
+  // that would enforce it.
+  void stable_assertions() {
+    for (const rules::Rule& r : rules_.rules()) {
+      if (r.stable.empty() || bad_columns_.count(&r)) continue;
+      std::string q = r.schema + "." + r.table;
+      const pgcatalog::Table* t = table(q);
+      if (!t) continue;
+      Strings unchecked;
+      auto it = db_.triggers.find(q);
+      for (const auto& c : r.stable) {
+        if (!contains(t->columns, c)) continue;  // reads no such column: the loader warned
+        bool enforced = false;
+        if (it != db_.triggers.end())
+          for (const auto& tr : it->second) {
+            if (tr.enabled == 'D' || !(tr.type & 1) || !(tr.type & 2) || !(tr.type & 16))
+              continue;  // not a row-level BEFORE UPDATE trigger that fires
+            std::string src = lower(tr.function_source);
+            if (src.find("raise") != std::string::npos &&
+                (src.find("old." + lower(c)) != std::string::npos ||
+                 src.find("old." + lower(pg::quote_ident(c))) != std::string::npos))
+              enforced = true;
+          }
+        if (!enforced) unchecked.push_back(c);
+      }
+      if (unchecked.empty()) continue;
+      Strings changed, cols;
+      for (const auto& c : unchecked) {
+        std::string qc = pg::quote_ident(c);
+        changed.push_back("NEW." + qc + " IS DISTINCT FROM OLD." + qc);
+        cols.push_back(qc);
+      }
+      std::string fn =
+          pg::quote_ident(r.schema) + "." + pg::quote_ident("pgbust_stable_" + r.table);
+      at(r, false,
+         ": stable: " + join(unchecked) + (unchecked.size() == 1 ? " is" : " are") +
+             " an unchecked assertion: no BEFORE UPDATE trigger of " + q +
+             " refuses a change; if one changes, keys built from its old value stay in Redis; "
+             "to enforce it: CREATE FUNCTION " +
+             fn + "() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN IF " + join(changed, " OR ") +
+             " THEN RAISE EXCEPTION 'pgbust: a stable column of % changed', TG_TABLE_NAME; END "
+             "IF; RETURN NEW; END$$; CREATE TRIGGER pgbust_stable BEFORE UPDATE OF " +
+             join(cols) + " ON " + t->sql_name + " FOR EACH ROW EXECUTE FUNCTION " + fn + "();");
+    }
+  }
+
+  static std::string lower(std::string s) {
+    for (char& ch : s)
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    return s;
   }
 
   void notify() {
@@ -546,17 +677,28 @@ Snapshot read(PGconn* conn, const config::Config& cfg, const rules::RuleSet& rul
   }
   if (missing) s.table_names = pgcatalog::table_names(conn);
   if (cfg.logical) {
+    for (const auto& [q, t] : s.tables) {
+      if (!t.exists) continue;
+      auto dot = q.find('.');
+      s.identity_indexes[q] =
+          pgcatalog::identity_indexes(conn, q.substr(0, dot), q.substr(dot + 1));
+    }
     s.publication = pgcatalog::read_publication(conn, cfg.logical->publication);
     s.slot = pgcatalog::read_slot(conn, cfg.logical->slot);
     if (s.server.superuser || s.server.replication)
       s.replication_error = pgcatalog::try_replication_connection(cfg.conninfo);
   }
-  if (cfg.notify)
-    for (const auto& [q, t] : s.tables) {
-      if (!t.exists) continue;
-      auto dot = q.find('.');
-      s.triggers[q] = pgcatalog::read_triggers(conn, q.substr(0, dot), q.substr(dot + 1));
-    }
+  auto has_stable = [&](const std::string& q) {
+    auto dot = q.find('.');
+    for (const rules::Rule* r : rules.rules_for(q.substr(0, dot), q.substr(dot + 1)))
+      if (!r->stable.empty()) return true;
+    return false;
+  };
+  for (const auto& [q, t] : s.tables) {
+    if (!t.exists || !(cfg.notify || has_stable(q))) continue;
+    auto dot = q.find('.');
+    s.triggers[q] = pgcatalog::read_triggers(conn, q.substr(0, dot), q.substr(dot + 1));
+  }
   if (cfg.poll)
     for (const config::PollTable& pt : cfg.poll->tables) {
       std::string q = pt.schema + "." + pt.table;

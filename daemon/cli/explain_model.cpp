@@ -27,6 +27,7 @@ std::string redis_cli_arg(std::string_view s) {
 std::string Command::line() const {
   std::string out = verb + " " + redis_cli_arg(key);
   if (verb == "PUBLISH") out += " " + redis_cli_arg(message);
+  if (verb == "XADD") out += " * message " + redis_cli_arg(message);
   return out;
 }
 
@@ -96,6 +97,13 @@ std::optional<Identity> parse_identity(std::string_view text, std::string* error
   return std::nullopt;
 }
 
+std::optional<ChangeSource> parse_source(std::string_view text) {
+  if (text == "logical") return ChangeSource::Logical;
+  if (text == "notify") return ChangeSource::Notify;
+  if (text == "poll") return ChangeSource::Poll;
+  return std::nullopt;
+}
+
 namespace {
 
 // What the rules asked for, in order, per rule.
@@ -144,6 +152,23 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
     throw BadChange{"--old: " + std::string(to_string(op)) + " has no old row"};
   if (change.new_row && (op == Op::Delete || op == Op::Truncate))
     throw BadChange{"--new: " + std::string(to_string(op)) + " has no new row"};
+  const bool poll = change.source == ChangeSource::Poll;
+  const bool notify = change.source == ChangeSource::Notify;
+  if (notify && change.identity.kind != Identity::Kind::Unspecified)
+    throw BadChange{
+        "identity: the notify source's trigger sends the whole old row; the replica identity "
+        "matters to the logical source only"};
+  if (poll && change.old_row)
+    throw BadChange{
+        "old: the poll source sees only the row as it is now (an update's old row is its key, "
+        "other old values unknown); leave old out"};
+  if (poll && change.identity.kind == Identity::Kind::Full)
+    throw BadChange{
+        "identity full: the poll source reads no WAL; give the key with identity default and "
+        "key, or index:COLUMNS"};
+  if (notify && (op == Op::Update || op == Op::Delete) && !change.old_row)
+    throw BadChange{"old: the notify source's trigger sends the whole old row of an " +
+                    std::string(to_string(op)) + "; give it"};
   const ColumnValues no_values;
   const ColumnValues& old_values = change.old_row ? *change.old_row : no_values;
   const ColumnValues& new_values = change.new_row ? *change.new_row : no_values;
@@ -179,8 +204,8 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
 
   // The replica identity: which columns the WAL's old row carries.
   using Kind = Identity::Kind;
-  Kind kind = change.identity.kind;
-  bool models_wal = kind != Kind::Unspecified || (op == Op::Update && !change.old_row);
+  Kind kind = notify ? Kind::Full : change.identity.kind;
+  bool models_wal = kind != Kind::Unspecified || (op == Op::Update && !change.old_row) || poll;
   std::vector<std::string> key = kind == Kind::Index                ? change.identity.columns
                                  : !change.identity.columns.empty() ? change.identity.columns
                                                                     : change.key;
@@ -216,7 +241,16 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
   };
   const char* ident = kind == Kind::Index ? "USING INDEX" : "DEFAULT";
   std::optional<RowImage> old_row;
-  if (kind == Kind::Unspecified) {
+  if (poll) {
+    if (op == Op::Update) {
+      old_row = image(new_values, true, Unknown::Polled);
+      out.lines.push_back("# source poll: an update's old row is its key (" + join(key) +
+                          ") as now; other old values unknown");
+    } else if (op == Op::Delete || op == Op::Truncate) {
+      out.lines.push_back("# source poll: a " + std::string(to_string(op)) +
+                          " is seen only as rows gone: every rule of the table widens");
+    }
+  } else if (kind == Kind::Unspecified) {
     if (change.old_row) old_row = image(old_values, false, Unknown::Explicit);
   } else if (kind == Kind::Full) {
     if (op == Op::Update && !change.old_row)
@@ -268,7 +302,7 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
   }
   if (op == Op::Delete && !old_row) old_row = image({}, false, Unknown::Explicit);
   ChangeEvent ev;
-  ev.source = SourceKind::Explain;
+  ev.source = poll ? SourceKind::Poll : notify ? SourceKind::Notify : SourceKind::Explain;
   ev.op = op;
   ev.table = &table;
   if (old_row) ev.old_row = &*old_row;
@@ -276,7 +310,10 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
 
   rules::Engine engine(rules, rules::EngineOptions{change.key_prefix});
   Recorder rec;
-  engine.evaluate(ev, rec);
+  if (poll && (op == Op::Delete || op == Op::Truncate))
+    engine.widen_table(name->schema, name->table, Unknown::Polled, rec);
+  else
+    engine.evaluate(ev, rec);
   if (rec.fired_rules.empty()) {
     out.lines.push_back("# no rule matched");
     return out;
@@ -287,7 +324,7 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
     std::set<std::string> tables;
     std::vector<std::string> lists[3];
   };
-  std::map<std::string, Message> publish;
+  std::map<std::string, Message> publish, stream;  // by channel, by stream key
   // The daemon's order (redis::Target): a transaction's deletes, exact and patterns, then its
   // bumps once every keyspace pass of it has ended, then its messages.
   auto print = [&](const Recorder::Fired& f, rules::Action action) {
@@ -298,8 +335,10 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
         out.commands.push_back(Command{kCommand[i], k, {}});
         out.lines.push_back(out.commands.back().line());
       }
-      if (!f.rule->publish.empty()) {
-        auto& list = publish[f.rule->publish].lists[i];
+      for (Message* m : {f.rule->publish.empty() ? nullptr : &publish[f.rule->publish],
+                         f.rule->stream.empty() ? nullptr : &stream[f.rule->stream]}) {
+        if (!m) continue;
+        auto& list = m->lists[i];
         if (std::find(list.begin(), list.end(), k) == list.end()) list.push_back(k);
       }
     }
@@ -320,20 +359,24 @@ Explanation explain(const std::shared_ptr<const rules::RuleSet>& rules, const Ch
       out.lines.push_back("# rule " + f.rule->name + ": its deletes are sent again after " +
                           std::to_string(f.rule->redelete_after.count()) + "ms");
     if (!f.rule->publish.empty()) publish[f.rule->publish].tables.insert(qualified);
+    if (!f.rule->stream.empty()) stream[f.rule->stream].tables.insert(qualified);
   }
   if (any_pattern && any_bump)
     out.lines.push_back("# bumps: once the keyspace passes above have ended");
   for (const auto& f : rec.fired_rules) print(f, rules::Action::Bump);
   // The daemon's message (publish_message); source and position are the transaction's there.
-  for (const auto& [channel, m] : publish) {
-    PublishContent content;
-    content.tables = m.tables;
-    content.keys = m.lists[0];
-    content.patterns = m.lists[1];
-    content.revisions = m.lists[2];
-    out.commands.push_back(Command{"PUBLISH", channel, publish_message("explain", "", content)});
-    out.lines.push_back(out.commands.back().line());
-  }
+  // Streams get the same message as one entry (after the publishes, as the daemon sends them).
+  for (const auto* messages : {&publish, &stream})
+    for (const auto& [name, m] : *messages) {
+      PublishContent content;
+      content.tables = m.tables;
+      content.keys = m.lists[0];
+      content.patterns = m.lists[1];
+      content.revisions = m.lists[2];
+      out.commands.push_back(Command{messages == &publish ? "PUBLISH" : "XADD", name,
+                                     publish_message("explain", "", content)});
+      out.lines.push_back(out.commands.back().line());
+    }
   return out;
 }
 

@@ -33,8 +33,9 @@ constexpr const char* kAbout =
     "For recovery after changes pgbust could not see (a restore, a bulk load with the\n"
     "publication off, a FLUSHDB of the wrong database): each selected rule widens as for a gap\n"
     "(every key as a pattern with each placeholder unknown, its bumps, its fallback), and each\n"
-    "channel gets one PUBLISH marked \"gap\": true, \"flush\": true. Keys of other shapes are\n"
-    "left alone. Without --rule or --table every rule is flushed, on every configured Redis\n"
+    "channel gets one PUBLISH (each stream one entry) marked \"gap\": true, \"flush\": true.\n"
+    "Keys of other shapes are left alone. Without --rule or --table every rule is flushed, on\n"
+    "every configured Redis "
     "target (each with its own key prefix). The plan is printed and confirmed (y) before\n"
     "anything is sent, unless --yes.\n"
     "Exit status: 0 when applied, 1 when refused, invalid or not applied within --timeout, 2\n"
@@ -48,17 +49,25 @@ struct Plan : rules::Sink {
   };
   std::vector<Step> steps;
   std::set<std::pair<rules::Action, std::string>> seen;
-  std::map<std::string, PublishContent> publish;
+  std::map<std::string, PublishContent> publish;  // by channel
+  std::map<std::string, PublishContent> stream;   // by stream key: one entry each (XADD)
+
+  // The rule's message on its channel and its stream entry (those it has).
+  template <typename F>
+  void messages_of(const rules::Rule& r, F&& f) {
+    if (!r.publish.empty()) f(publish[r.publish]);
+    if (!r.stream.empty()) f(stream[r.stream]);
+  }
+  std::size_t message_count() const { return publish.size() + stream.size(); }
 
   void emit(const rules::Rule& r, rules::Action a, std::string_view key) override {
     if (steps.empty() || steps.back().rule != &r) steps.push_back({&r, {}});
-    if (!r.publish.empty()) {
-      PublishContent& m = publish[r.publish];
+    messages_of(r, [&](PublishContent& m) {
       auto& list = a == rules::Action::Delete          ? m.keys
                    : a == rules::Action::DeletePattern ? m.patterns
                                                        : m.revisions;
       if (std::find(list.begin(), list.end(), key) == list.end()) list.emplace_back(key);
-    }
+    });
     if (!seen.insert({a, std::string(key)}).second) return;
     Batch& b = steps.back().batch;
     (a == rules::Action::Delete          ? b.deletes
@@ -68,11 +77,10 @@ struct Plan : rules::Sink {
   }
   void fired(const rules::Rule& r) override {
     if (steps.empty() || steps.back().rule != &r) steps.push_back({&r, {}});
-    if (!r.publish.empty()) {
-      PublishContent& m = publish[r.publish];
+    messages_of(r, [&](PublishContent& m) {
       m.tables.insert(r.schema + "." + r.table);
       m.gap = m.flush = true;
-    }
+    });
   }
   void widened(const rules::Rule&, Unknown, std::string_view) override {}
 };
@@ -102,6 +110,8 @@ std::optional<std::string> apply(redis::AnyTarget& target, Plan& plan, Clock::du
   Batch messages;
   for (const auto& [channel, m] : plan.publish)
     messages.publishes.emplace_back(channel, publish_message("flush", "", m));
+  for (const auto& [key, m] : plan.stream)
+    messages.streams.emplace_back(key, publish_message("flush", "", m));
   if (!messages.empty()) batches.emplace_back("publish", std::move(messages));
 
   Loop loop;
@@ -114,7 +124,8 @@ std::optional<std::string> apply(redis::AnyTarget& target, Plan& plan, Clock::du
     if (!busy) {
       auto& [label, batch] = batches[next];
       std::cout << "[" << next + 1 << "/" << batches.size() << "] " << label << ": "
-                << (label == "publish" ? count(batch.publishes.size(), "message", "messages")
+                << (label == "publish" ? count(batch.publishes.size() + batch.streams.size(),
+                                               "message", "messages")
                                        : describe(batch))
                 << " ..." << std::flush;
       busy = true;
@@ -141,7 +152,7 @@ std::optional<std::string> apply(redis::AnyTarget& target, Plan& plan, Clock::du
   std::cout << "flushed " << count(plan.steps.size(), "rule", "rules") << ": "
             << count(total_deleted, "key", "keys") << " deleted, "
             << count(target.stats().bumps, "counter", "counters") << " bumped, "
-            << count(plan.publish.size(), "message", "messages") << " published in " << ms << " ms"
+            << count(plan.message_count(), "message", "messages") << " published in " << ms << " ms"
             << (name_it ? " on " + target.describe() : "") << "\n";
   return std::nullopt;
 }
@@ -246,6 +257,7 @@ int flush(int argc, char** argv) {
       for (const auto& k : step.batch.bumps) std::cout << "    INCR " << k << "\n";
     }
     for (const auto& [channel, m] : plan.publish) std::cout << "  PUBLISH " << channel << "\n";
+    for (const auto& [key, m] : plan.stream) std::cout << "  XADD " << key << "\n";
   }
   if (!yes) {
     std::cout << "Apply? [y/N] " << std::flush;

@@ -30,17 +30,25 @@ constexpr const char* kAbout =
     "      table: work_order_task     # schema.table or table (schema public)\n"
     "      op: update                 # insert, update, delete or truncate\n"
     "      identity: full             # default (the default; key: [id]), full, index:COLUMNS\n"
+    "      source: logical            # logical (the default), notify or poll\n"
+    "      time_zone: Europe/Berlin   # the zone the timestamptz values below are written in\n"
     "      old: {id: 1, assigned_department_id: 10}\n"
     "      new: {id: 1, assigned_department_id: 20}\n"
     "      expect:                    # the exact commands, in order, as explain prints them\n"
     "        - UNLINK :1:task_stats:10\n"
     "        - UNLINK :1:task_stats:20\n"
     "        - PUBLISH cache-invalidation   # a channel alone: its message is not compared\n"
+    "        - XADD cache-log           # a stream alone, likewise\n"
     "      includes: [\":1:task_stats:10\"]  # invalidated (exactly, or by a pattern)\n"
     "      excludes: [\":1:task_stats:30\"]  # not invalidated (exactly, nor by a pattern)\n"
     "\n"
     "Row values are the columns' PostgreSQL text (true/false become t/f; null, ~ or nothing\n"
-    "is NULL); a column not given is unknown and the rule widens, as in explain. Each case\n"
+    "is NULL); a column not given is unknown and the rule widens, as in explain. The source\n"
+    "decides what is known of the old row: logical, the WAL's under the replica identity;\n"
+    "notify, the whole old row (give old); poll, an update's key as now (no old), and a\n"
+    "delete or truncate widens every rule of the table. With time_zone, timestamptz values\n"
+    "(with their UTC offset, as psql prints them under SET TimeZone = ZONE) become the UTC\n"
+    "text pgbust's sessions see; an offset that is not the zone's is an error. Each case\n"
     "needs expect, includes or excludes (or several). A failing case prints\n"
     "'FILE:LINE: test NAME failed' and a diff: '- ' expected but not sent, '+ ' sent but not\n"
     "expected, '  ' both.\n"
@@ -73,7 +81,9 @@ std::vector<std::string> strings(const std::string& file, const YAML::Node& n,
   return out;
 }
 
-ColumnValues row(const std::string& file, const YAML::Node& n, const std::string& what) {
+// `zone`: the case's time_zone ("" for none): timestamptz values become pgbust's UTC text.
+ColumnValues row(const std::string& file, const YAML::Node& n, const std::string& what,
+                 const std::string& zone) {
   if (!n.IsMap()) fail(file, n, what + ": expected a mapping of column values, e.g. {id: 5}");
   ColumnValues out;
   for (const auto& kv : n) {
@@ -84,6 +94,13 @@ ColumnValues row(const std::string& file, const YAML::Node& n, const std::string
     } else if (v.IsScalar()) {
       std::string text = v.Scalar();
       if (v.Tag() == "?" && (text == "true" || text == "false")) text = text == "true" ? "t" : "f";
+      if (!zone.empty()) {
+        std::string err;
+        if (auto utc = rules::timestamptz_as_utc(text, zone, err))
+          text = *utc;
+        else if (!err.empty())
+          fail(file, v, what + ": column '" + col + "': " + err);
+      }
       out.emplace_back(col, text);
     } else {
       fail(file, v, what + ": column '" + col + "' is not a scalar; expected its PostgreSQL text");
@@ -96,6 +113,7 @@ struct Case {
   std::string name;
   int line = 0;
   Change change;
+  std::string time_zone;  // as given ("" for none), for the failure report
   std::optional<std::vector<std::string>> expect;
   std::vector<std::string> includes, excludes;
 };
@@ -124,8 +142,9 @@ std::vector<Case> read_cases(const std::string& file, const std::string& key_pre
   YAML::Node tests = doc["tests"];
   if (!tests || !tests.IsSequence() || tests.size() == 0)
     throw FileError{file + ": error: expected 'tests', a list of cases"};
-  static const std::vector<std::string> kKeys = {"name", "table", "op",     "identity", "key",
-                                                 "old",  "new",   "expect", "includes", "excludes"};
+  static const std::vector<std::string> kKeys = {"name",   "table",     "op",       "identity",
+                                                 "source", "time_zone", "key",      "old",
+                                                 "new",    "expect",    "includes", "excludes"};
   std::vector<Case> cases;
   for (const auto& item : tests) {
     if (!item.IsMap()) fail(file, item, "a test case: expected a mapping (name, table, op, ...)");
@@ -139,8 +158,8 @@ std::vector<Case> read_cases(const std::string& file, const std::string& key_pre
         fail(file, kv.first,
              "unknown key '" + k + "' in a test case" +
                  (near.empty() ? "" : "; did you mean '" + near + "'?") +
-                 " expected name, table, op, identity, key, old, new, expect, includes or "
-                 "excludes");
+                 " expected name, table, op, identity, source, time_zone, key, old, new, "
+                 "expect, includes or excludes");
       }
     }
     auto required = [&](const char* key) {
@@ -160,9 +179,21 @@ std::vector<Case> read_cases(const std::string& file, const std::string& key_pre
       if (!id) fail(file, item["identity"], "identity '" + text + "': " + err);
       c.change.identity = *id;
     }
+    if (item["source"]) {
+      std::string text = scalar(file, item["source"], "source");
+      auto source = parse_source(text);
+      if (!source)
+        fail(file, item["source"], "source '" + text + "': expected logical, notify or poll");
+      c.change.source = *source;
+    }
+    if (item["time_zone"]) {
+      std::string err, text = scalar(file, item["time_zone"], "time_zone");
+      if (!rules::check_time_zone(text, err)) fail(file, item["time_zone"], "time_zone: " + err);
+      c.time_zone = text;
+    }
     if (item["key"]) c.change.key = strings(file, item["key"], "key");
-    if (item["old"]) c.change.old_row = row(file, item["old"], "old");
-    if (item["new"]) c.change.new_row = row(file, item["new"], "new");
+    if (item["old"]) c.change.old_row = row(file, item["old"], "old", c.time_zone);
+    if (item["new"]) c.change.new_row = row(file, item["new"], "new", c.time_zone);
     if (item["expect"]) {
       c.expect = item["expect"].IsNull() ? std::vector<std::string>{}
                                          : strings(file, item["expect"], "expect");
@@ -176,11 +207,12 @@ std::vector<Case> read_cases(const std::string& file, const std::string& key_pre
   return cases;
 }
 
-// Whether an expected line stands for a sent command: equal, or "PUBLISH channel" for any
-// message on that channel.
+// Whether an expected line stands for a sent command: equal, or "PUBLISH channel" ("XADD
+// stream") for any message on that channel (entry on that stream).
 bool same(const std::string& expected, const Command& got) {
   if (expected == got.line()) return true;
-  return got.verb == "PUBLISH" && expected == "PUBLISH " + redis_cli_arg(got.key);
+  return (got.verb == "PUBLISH" || got.verb == "XADD") &&
+         expected == got.verb + " " + redis_cli_arg(got.key);
 }
 
 // A line diff (longest common subsequence): "- " expected only, "+ " sent only, "  " both.
@@ -211,7 +243,7 @@ std::vector<std::string> diff(const std::vector<std::string>& want,
 // The command that invalidates `key`: the same key, or a SCAN-DELETE pattern matching it.
 const Command* covering(const std::vector<Command>& commands, const std::string& key) {
   for (const auto& c : commands)
-    if (c.verb != "PUBLISH" && c.key == key) return &c;
+    if (c.verb != "PUBLISH" && c.verb != "XADD" && c.key == key) return &c;
   for (const auto& c : commands)
     if (c.verb == "SCAN-DELETE" && rules::glob_match(c.key, key)) return &c;
   return nullptr;
@@ -241,6 +273,12 @@ std::vector<std::string> run_case(const std::shared_ptr<const rules::RuleSet>& r
   for (const auto& k : c.excludes)
     if (const Command* by = covering(e.commands, k))
       report.push_back("  excludes: " + k + " is invalidated by " + by->line());
+  if (!report.empty() && (c.change.source != ChangeSource::Logical || !c.time_zone.empty())) {
+    static const char* kSource[] = {"logical", "notify", "poll"};
+    std::string as = std::string("source ") + kSource[static_cast<int>(c.change.source)];
+    if (!c.time_zone.empty()) as += ", values written in time zone " + c.time_zone;
+    report.push_back("  (" + as + ")");
+  }
   if (!report.empty() && !e.rules.empty()) {
     std::string fired;
     for (const auto& r : e.rules) fired += (fired.empty() ? "" : ", ") + r;

@@ -156,10 +156,12 @@ void Telemetry::refresh() {
   for (const redis::AnyTarget* t : targets_) {
     refresh_target(*t);
     if (const auto* dry = dynamic_cast<const redis::DryRunTarget*>(t))
-      for (const auto& [command, n] : dry->commands())
+      for (const auto& [rule_command, n] : dry->rule_commands())
         set(r.counter("pgbust_dry_run_commands_total",
-                      "Redis commands a dry run would have sent, by command",
-                      {{"command", command}}),
+                      "Redis commands a dry run would have sent, by rule and command (a key "
+                      "several rules named counts once, for the first; \"(application)\": "
+                      "the application's own messages)",
+                      {{"rule", rule_command.first}, {"command", rule_command.second}}),
             n);
   }
   r.gauge("pgbust_in_flight_transactions", "Committed transactions not yet confirmed")

@@ -94,6 +94,23 @@ const char* const kDefaultsSql =
     "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
     "WHERE d.adrelid = pg_catalog.to_regclass($1) AND NOT a.attisdropped";
 
+// One row per key column of each index REPLICA IDENTITY USING INDEX accepts (see
+// IdentityIndex), in index then column order.
+const char* const kIdentityIndexesSql =
+    "SELECT c.relname, pg_catalog.quote_ident(c.relname), a.attname "
+    "FROM pg_catalog.pg_index i "
+    "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+    "CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY "
+    "AS k(attnum, ord) "
+    "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+    "WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique AND i.indisvalid "
+    "AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL "
+    "AND k.ord <= i.indnkeyatts "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) AS x(n) "
+    "JOIN pg_catalog.pg_attribute b ON b.attrelid = i.indrelid AND b.attnum = x.n "
+    "WHERE x.n <= 0 OR NOT b.attnotnull) "
+    "ORDER BY c.relname, k.ord";
+
 const char* const kIndexesSql =
     "SELECT a.attname FROM pg_catalog.pg_index i "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
@@ -303,6 +320,19 @@ std::vector<Trigger> read_triggers(PGconn* conn, const std::string& schema,
   for (int r = 0; r < PQntuples(res.get()); ++r)
     out.push_back({cell(res, r, 0), cell(res, r, 1)[0], std::stoi(cell(res, r, 2)), cell(res, r, 3),
                    cell(res, r, 4), cell(res, r, 5)});
+  return out;
+}
+
+std::vector<IdentityIndex> identity_indexes(PGconn* conn, const std::string& schema,
+                                            const std::string& table) {
+  auto res = query(conn, kIdentityIndexesSql, {regclass_name(schema, table)},
+                   "reading the unique indexes of " + schema + "." + table);
+  std::vector<IdentityIndex> out;
+  for (int r = 0; r < PQntuples(res.get()); ++r) {
+    if (out.empty() || out.back().name != cell(res, r, 0))
+      out.push_back({cell(res, r, 0), cell(res, r, 1), {}});
+    out.back().columns.push_back(cell(res, r, 2));
+  }
   return out;
 }
 

@@ -47,7 +47,7 @@ void KeySet::grow() {
   }
 }
 
-bool KeySet::insert(std::string_view key, std::size_t h) {
+bool KeySet::insert(std::string_view key, std::size_t h, std::uint32_t tag) {
   // At most half full: probes stay short.
   if ((entries_.size() + 1) * 2 > slots_.size()) grow();
   std::size_t i = find(key, h);
@@ -55,18 +55,25 @@ bool KeySet::insert(std::string_view key, std::size_t h) {
   entries_.push_back({bytes_.size(), key.size(), h});
   bytes_.append(key);
   slots_[i] = static_cast<std::uint32_t>(entries_.size());
+  if (tag != 0 || !tags_.empty()) {  // untagged sets (the daemon's usual case) pay nothing
+    tags_.resize(entries_.size() - 1, 0);
+    tags_.push_back(tag);
+  }
   return true;
 }
 
 void KeySet::merge(const KeySet& other) {
-  for (const Entry& e : other.entries_)
-    insert(std::string_view(other.bytes_.data() + e.offset, e.size), e.hash);
+  for (std::size_t idx = 0; idx < other.entries_.size(); ++idx) {
+    const Entry& e = other.entries_[idx];
+    insert(std::string_view(other.bytes_.data() + e.offset, e.size), e.hash, other.tag(idx));
+  }
 }
 
 void KeySet::clear() {
   if (slots_.size() > kKeepSlots) {
     std::vector<std::uint32_t>().swap(slots_);
     std::vector<Entry>().swap(entries_);
+    std::vector<std::uint32_t>().swap(tags_);
   } else if (entries_.size() * 8 < slots_.size()) {
     // Few keys in a roomy table (a small transaction after a bigger one): zero their slots
     // only. Each entry's slot is on its probe path; holes left by earlier zeroing do not
@@ -81,6 +88,7 @@ void KeySet::clear() {
     std::fill(slots_.begin(), slots_.end(), 0);
   }
   entries_.clear();
+  tags_.clear();
   if (bytes_.capacity() > kKeepBytes)
     std::string().swap(bytes_);
   else
@@ -89,7 +97,7 @@ void KeySet::clear() {
 
 std::size_t KeySet::capacity_bytes() const {
   return bytes_.capacity() + entries_.capacity() * sizeof(Entry) +
-         slots_.capacity() * sizeof(std::uint32_t);
+         (slots_.capacity() + tags_.capacity()) * sizeof(std::uint32_t);
 }
 
 }  // namespace pgbust

@@ -28,6 +28,7 @@ std::int64_t wall_us() {
 struct PublishInfo {
   PublishContent content;
   std::set<std::string> rules;
+  std::uint32_t origin = 0;                // the first rule's tag (tracked origins only)
   std::unordered_set<std::string> listed;  // each key once per message, whichever rule named it
   std::size_t items = 0;
 };
@@ -73,7 +74,8 @@ struct Pipeline::Pending {
   std::chrono::milliseconds redelete_after{0};
   std::vector<std::pair<std::string, std::string>> publishes;
   std::vector<std::pair<std::string, std::string>> streams;
-  AckLedger::Group group = AckLedger::kNothing;  // the transactions it applies
+  std::vector<std::uint32_t> publish_tags, stream_tags;  // tracked origins only
+  AckLedger::Group group = AckLedger::kNothing;          // the transactions it applies
   std::size_t size() const {
     return deletes.size() + patterns.size() + bumps.size() + publishes.size() + streams.size() +
            redelete_keys.size() + redelete_patterns.size();
@@ -106,18 +108,19 @@ class Pipeline::TxnSink : public rules::Sink {
       return;
     }
     RuleStats& stats = p_.rule_stats_for(rule);
+    const std::uint32_t tag = p_.origin_for(rule.name);
     bool added = false;
     switch (action) {
       case rules::Action::Delete:
-        added = t_.deletes.insert(key);
+        added = t_.deletes.insert(key, tag);
         if (added) ++stats.keys;
         break;
       case rules::Action::DeletePattern:
-        added = t_.patterns.insert(key);
+        added = t_.patterns.insert(key, tag);
         if (added) ++stats.patterns;
         break;
       case rules::Action::Bump:
-        added = t_.bumps.insert(key);
+        added = t_.bumps.insert(key, tag);
         if (added) ++stats.bumps;
         break;
     }
@@ -125,7 +128,7 @@ class Pipeline::TxnSink : public rules::Sink {
     // A second delete is owed whenever a rule that asks for one names the key, even if an
     // earlier rule already queued the first delete.
     if (rule.redelete_after.count() > 0 && action != rules::Action::Bump && !widened_bump) {
-      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(key);
+      (action == rules::Action::Delete ? t_.redelete_keys : t_.redelete_patterns).insert(key, tag);
       t_.redelete_after = std::max(t_.redelete_after, rule.redelete_after);
     }
     // The message lists what this rule invalidated, even when an earlier rule of the same
@@ -165,6 +168,7 @@ class Pipeline::TxnSink : public rules::Sink {
     const std::string& table = t_.table_name();
     if (!info.content.tables.contains(table)) info.content.tables.insert(table);
     info.rules.insert(rule.name);
+    if (info.origin == 0) info.origin = p_.origin_for(rule.name);
     return info;
   }
 
@@ -221,6 +225,16 @@ void Pipeline::maybe_swap_rules() {
 bool Pipeline::accepting() const {
   return batches_in_target_ - pattern_batches_in_target_ < options_.max_queued_batches &&
          pattern_batches_in_target_ < kPatternBatchesPerQueued * options_.max_queued_batches;
+}
+
+std::uint32_t Pipeline::origin_for(const std::string& name) {
+  if (!options_.track_origins) return 0;
+  auto [it, added] = origin_tags_.try_emplace(name, 0);
+  if (added) {
+    it->second = static_cast<std::uint32_t>(origin_names_.size());
+    origin_names_.push_back(name);
+  }
+  return it->second;
 }
 
 RuleStats& Pipeline::rule_stats_for(const rules::Rule& rule) {
@@ -311,10 +325,11 @@ void Pipeline::message(Source& source, Position lsn, bool transactional, std::st
   const std::string prefix_glob = rules::glob_escape(prefix);
   std::string key;
   PublishContent listed;
+  const std::uint32_t tag = origin_for(kApplicationOrigin);
   auto add = [&](KeySet& set, const std::string& pre, const std::string& k,
                  std::vector<std::string>& list) {
     key.assign(pre).append(k);
-    if (set.insert(key)) ++txn.total;
+    if (set.insert(key, tag)) ++txn.total;
     list.push_back(key);
   };
   for (const auto& k : inv->deletes) add(txn.deletes, prefix, k, listed.keys);
@@ -322,6 +337,7 @@ void Pipeline::message(Source& source, Position lsn, bool transactional, std::st
   for (const auto& k : inv->bumps) add(txn.bumps, prefix, k, listed.revisions);
   for (const auto& channel : inv->publish) {
     auto& info = txn.publishes[channel];
+    if (info.origin == 0) info.origin = tag;
     auto& c = info.content;
     auto list = [&](const std::vector<std::string>& from, std::vector<std::string>& to) {
       for (const auto& k : from) {
@@ -379,11 +395,13 @@ void Pipeline::add_publishes(Source& source, Position position, Txn& txn, Pendin
   const std::string where = source.format_position(position);
   for (auto& [channel, info] : txn.publishes) {
     p.publishes.emplace_back(channel, publish_message(source.name(), where, info.content));
+    if (options_.track_origins) p.publish_tags.push_back(info.origin);
     ++stats_.publishes;
     for (const auto& rule : info.rules) ++rule_stats_[rule].publishes;
   }
   for (auto& [stream, info] : txn.streams) {
     p.streams.emplace_back(stream, publish_message(source.name(), where, info.content));
+    if (options_.track_origins) p.stream_tags.push_back(info.origin);
     ++stats_.stream_entries;
   }
 }
@@ -392,16 +410,21 @@ void Pipeline::flush() {
   if (!accumulating_) return;
   std::shared_ptr<Pending> p(accumulating_.release());
   Batch batch;
-  auto copy = [](KeySet& from, std::vector<std::string>& to) {
+  auto copy = [this](KeySet& from, std::vector<std::string>& to,
+                     std::vector<std::string>& origins) {
     to.reserve(from.size());
     for (std::size_t i = 0; i < from.size(); ++i) to.emplace_back(from[i]);
+    if (options_.track_origins)
+      for (std::size_t i = 0; i < from.size(); ++i) origins.push_back(origin_name(from.tag(i)));
     from = KeySet();  // the batch holds them now
   };
-  copy(p->deletes, batch.deletes);
-  copy(p->patterns, batch.patterns);
-  copy(p->bumps, batch.bumps);
+  copy(p->deletes, batch.deletes, batch.origins.deletes);
+  copy(p->patterns, batch.patterns, batch.origins.patterns);
+  copy(p->bumps, batch.bumps, batch.origins.bumps);
   batch.publishes = std::move(p->publishes);
   batch.streams = std::move(p->streams);
+  for (std::uint32_t t : p->publish_tags) batch.origins.publishes.push_back(origin_name(t));
+  for (std::uint32_t t : p->stream_tags) batch.origins.streams.push_back(origin_name(t));
   ++batches_in_target_;
   const bool patterns = !batch.patterns.empty();
   if (patterns) ++pattern_batches_in_target_;
@@ -418,10 +441,16 @@ void Pipeline::batch_done(std::shared_ptr<Pending> p) {
     // back after our delete. A second delete after the delay removes it; the position waits.
     Redelete r;
     r.due = Clock::now() + p->redelete_after;
-    for (std::size_t i = 0; i < p->redelete_keys.size(); ++i)
+    for (std::size_t i = 0; i < p->redelete_keys.size(); ++i) {
       r.batch.deletes.emplace_back(p->redelete_keys[i]);
-    for (std::size_t i = 0; i < p->redelete_patterns.size(); ++i)
+      if (options_.track_origins)
+        r.batch.origins.deletes.push_back(origin_name(p->redelete_keys.tag(i)));
+    }
+    for (std::size_t i = 0; i < p->redelete_patterns.size(); ++i) {
       r.batch.patterns.emplace_back(p->redelete_patterns[i]);
+      if (options_.track_origins)
+        r.batch.origins.patterns.push_back(origin_name(p->redelete_patterns.tag(i)));
+    }
     stats_.redeletes += r.batch.deletes.size() + r.batch.patterns.size();
     r.group = p->group;
     auto pos = std::upper_bound(redeletes_.begin(), redeletes_.end(), r.due,

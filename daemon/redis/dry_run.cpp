@@ -27,15 +27,24 @@ void DryRunTarget::close() noexcept {
   trace_ = nullptr;
 }
 
-void DryRunTarget::trace(std::string_view command, std::string_view key, std::string_view message) {
+void DryRunTarget::trace(std::string_view command, std::string_view key, std::string_view message,
+                         const std::vector<std::string>& origins, std::size_t i) {
+  static const std::string kNone;
+  const std::string& rule = i < origins.size() ? origins[i] : kNone;
   ++commands_[std::string(command)];
+  ++rule_commands_[{rule, std::string(command)}];
   ++stats_.commands;
   if (!trace_) return;
+  const bool message_command = command == "PUBLISH" || command == "XADD";
   std::string line = "{\"command\":";
   json::append_quoted(line, command);
   line += command == "PUBLISH" ? ",\"channel\":" : ",\"key\":";
   json::append_quoted(line, key);
-  if (command == "PUBLISH") {
+  if (!rule.empty()) {
+    line += ",\"rule\":";
+    json::append_quoted(line, rule);
+  }
+  if (message_command) {
     line += ",\"message\":";
     json::append_quoted(line, message);
   }
@@ -44,18 +53,26 @@ void DryRunTarget::trace(std::string_view command, std::string_view key, std::st
 }
 
 void DryRunTarget::apply(Batch batch, std::function<void()> done) {
-  for (const auto& k : batch.deletes) trace("UNLINK", k);
-  for (const auto& p : batch.patterns) trace("SCAN+UNLINK", p);
-  for (const auto& b : batch.bumps) trace("INCR", b);
-  for (const auto& [channel, message] : batch.publishes) trace("PUBLISH", channel, message);
+  const auto& o = batch.origins;
+  for (std::size_t i = 0; i < batch.deletes.size(); ++i)
+    trace("UNLINK", batch.deletes[i], {}, o.deletes, i);
+  for (std::size_t i = 0; i < batch.patterns.size(); ++i)
+    trace("SCAN+UNLINK", batch.patterns[i], {}, o.patterns, i);
+  for (std::size_t i = 0; i < batch.bumps.size(); ++i)
+    trace("INCR", batch.bumps[i], {}, o.bumps, i);
+  for (std::size_t i = 0; i < batch.publishes.size(); ++i)
+    trace("PUBLISH", batch.publishes[i].first, batch.publishes[i].second, o.publishes, i);
+  for (std::size_t i = 0; i < batch.streams.size(); ++i)
+    trace("XADD", batch.streams[i].first, batch.streams[i].second, o.streams, i);
   if (trace_) std::fflush(trace_);  // a reader of the trace sees whole batches
   stats_.unlinks += batch.deletes.size();
   stats_.patterns += batch.patterns.size();
   stats_.bumps += batch.bumps.size();
   stats_.publishes += batch.publishes.size();
-  spdlog::debug("dry run: would send {} UNLINK, {} pattern deletes, {} bumps, {} PUBLISH",
+  stats_.stream_entries += batch.streams.size();
+  spdlog::debug("dry run: would send {} UNLINK, {} pattern deletes, {} bumps, {} PUBLISH, {} XADD",
                 batch.deletes.size(), batch.patterns.size(), batch.bumps.size(),
-                batch.publishes.size());
+                batch.publishes.size(), batch.streams.size());
   done_.push_back(std::move(done));  // `done` never runs inside apply()
 }
 

@@ -673,3 +673,83 @@ TEST_CASE("connection failures name the server without the password; usage error
   CHECK(help.out.find("--db") != std::string::npos);
   CHECK(help.out.find("--postgres") != std::string::npos);
 }
+
+// Issue 14 item 3: per rule, what widens under the table's identity and the cheapest exact
+// remedy (USING INDEX on the smallest usable unique index, with the column-list change first,
+// else FULL); `stable:` keeps updates exact and is reported as unchecked until a trigger
+// enforces it. Each suggested fix is run to show it does what it says.
+TEST_CASE("identity cost per rule: USING INDEX when an index covers, stable, its trigger") {
+  const char* rules = R"(version: 1
+rules:
+  - name: docs
+    table: docs
+    delete: ["docs:${tenant_id}:${id}"]
+  - name: notes
+    table: notes
+    stable: [tenant_id]
+    delete: ["notes:${tenant_id}"]
+)";
+  const char* schema =
+      "CREATE TABLE docs (id int PRIMARY KEY, tenant_id int NOT NULL, title text,"
+      "  code text NOT NULL, slug text NOT NULL);"
+      "CREATE UNIQUE INDEX docs_a_partial ON docs (tenant_id, id) WHERE title IS NOT NULL;"
+      "CREATE UNIQUE INDEX docs_b_nullable ON docs (tenant_id, id, title);"
+      "CREATE UNIQUE INDEX docs_key ON docs (tenant_id, id, slug);"
+      "CREATE UNIQUE INDEX docs_wide ON docs (code, tenant_id, id, slug);"
+      "CREATE TABLE notes (id int PRIMARY KEY, tenant_id int, body text);";
+  Db db("identitycost", rules, "", schema);
+  db.exec("CREATE PUBLICATION pgbust FOR TABLE docs (id, tenant_id, title, code), notes");
+  auto r = db.check();
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  const std::string docs_fix =
+      "BEGIN; ALTER PUBLICATION pgbust DROP TABLE public.docs; ALTER PUBLICATION pgbust ADD "
+      "TABLE public.docs (\"id\", \"tenant_id\", \"title\", \"code\", \"slug\"); ALTER TABLE "
+      "public.docs REPLICA "
+      "IDENTITY USING INDEX docs_key; COMMIT;";
+  const std::string trigger =
+      "CREATE FUNCTION \"public\".\"pgbust_stable_notes\"() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$BEGIN IF NEW.\"tenant_id\" IS DISTINCT FROM OLD.\"tenant_id\" THEN RAISE EXCEPTION "
+      "'pgbust: a stable column of % changed', TG_TABLE_NAME; END IF; RETURN NEW; END$$; CREATE "
+      "TRIGGER pgbust_stable BEFORE UPDATE OF \"tenant_id\" ON public.notes FOR EACH ROW EXECUTE "
+      "FUNCTION \"public\".\"pgbust_stable_notes\"();";
+  const std::string notes_identity =
+      db.at(6) +
+      "warning: rule 'notes' needs old values of tenant_id on update/delete, but on "
+      "public.notes REPLICA IDENTITY DEFAULT puts only the primary key (id) in the WAL; without "
+      "them a DELETE widens to SCAN-DELETE notes:*; an UPDATE is exact (stable: tenant_id); to "
+      "avoid it: ALTER TABLE public.notes REPLICA IDENTITY FULL;";
+  CHECK(lines(r.err) ==
+        std::vector<std::string>{
+            db.at(3) +
+                "warning: rule 'docs' needs old values of tenant_id on update/delete, but on "
+                "public.docs REPLICA IDENTITY DEFAULT puts only the primary key (id) in the WAL; "
+                "without them the rule widens to SCAN-DELETE docs:*:${id}; to avoid it: " +
+                docs_fix +
+                " (unique index docs_key on (tenant_id, id, slug), NOT NULL: the WAL then "
+                "carries exactly those old values)",
+            notes_identity,
+            db.at(6) +
+                "warning: rule 'notes': stable: tenant_id is an unchecked assertion: no BEFORE "
+                "UPDATE trigger of public.notes refuses a change; if one changes, keys built "
+                "from its old value stay in Redis; to enforce it: " +
+                trigger,
+        });
+  CHECK(last_line(r.out) == db.summary("0 errors, 3 warnings"));
+
+  // The fixes, pasted as printed: the docs warning and the unchecked assertion go; deletes of
+  // notes still widen (stable cannot help a delete), and that stays said.
+  db.exec(docs_fix);
+  db.exec(trigger);
+  r = db.check();
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.err) == std::vector<std::string>{notes_identity});
+  // The application's writes keep working; the trigger refuses a change to the stable column.
+  db.exec(
+      "INSERT INTO docs VALUES (1, 7, 't', 'c', 's'); UPDATE docs SET title = 'u' WHERE id = 1;"
+      "DELETE FROM docs WHERE id = 1;"
+      "INSERT INTO notes VALUES (1, 7, 'b'); UPDATE notes SET body = 'c' WHERE id = 1");
+  CHECK_THROWS(db.exec("UPDATE notes SET tenant_id = 8 WHERE id = 1"));
+  CHECK(server().scalar("SELECT tenant_id::text FROM notes WHERE id = 1", db.name) == "7");
+}

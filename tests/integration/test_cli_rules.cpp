@@ -75,7 +75,7 @@ TEST_CASE("check: every error, GCC style, exit 1") {
       std::vector<std::string>{
           f + ":5:5: error: unknown key 'delet' in a rule; did you mean 'delete'? expected name, "
               "table, on, changed, when, delete, delete_pattern, bump, publish, redelete_after, "
-              "null_as, fallback, timezone or stream",
+              "null_as, fallback, timezone, stream or stable",
           f + ":3:5: error: rule has no action; expected at least one of delete, delete_pattern, "
               "bump, publish or stream",
           f + ":9:5: error: changed: only applies to updates, but this rule's 'on' does not "
@@ -509,4 +509,78 @@ TEST_CASE("explain: the replica identity decides what the old row carries, as in
                   "--identity", "nothing", "--new", "{}"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.rfind("pgbust explain: --identity 'nothing': REPLICA IDENTITY NOTHING: ", 0) == 0);
+}
+
+TEST_CASE("explain: a stream gets the same message as one entry, after the publishes") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", R"(version: 1
+rules:
+  - name: task-log
+    table: work_order_task
+    delete: "task:${id}"
+    publish: inv
+    stream: inv-log
+  - name: stream-only
+    table: work_order_task
+    bump: "rev:${id}"
+    stream: inv-log
+)");
+  auto r = run_pgbust({"explain", "-r", rules.string(), "-t", "work_order_task", "--op", "insert",
+                       "--new", R"({"id": 4})"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "# rule task-log matched",
+            "UNLINK task:4",
+            "# rule stream-only matched",
+            "INCR rev:4",
+            "PUBLISH inv '{\"source\":\"explain\",\"position\":\"\",\"tables\":[\"public."
+            "work_order_task\"],\"keys\":[\"task:4\"],\"patterns\":[],\"revisions\":[],"
+            "\"truncated\":false}'",
+            "XADD inv-log * message '{\"source\":\"explain\",\"position\":\"\",\"tables\":"
+            "[\"public.work_order_task\"],\"keys\":[\"task:4\"],\"patterns\":[],\"revisions\":"
+            "[\"rev:4\"],\"truncated\":false}'",
+        });
+}
+
+TEST_CASE("explain: a stable column keeps an update exact under DEFAULT identity") {
+  TempDir dir;
+  const std::string rule = R"(version: 1
+rules:
+  - name: notes
+    table: notes
+    delete: ["notes:${tenant_id}", "note:${id}:${body|md5:4}"]
+)";
+  auto plain = dir.write("plain.yaml", rule);
+  auto stable = dir.write("stable.yaml", rule + "    stable: [tenant_id]\n");
+  const std::vector<std::string> args = {
+      "-t",    "notes", "--op",  "update",
+      "--key", "id",    "--new", R"({"id": 1, "tenant_id": 7, "body": "b"})"};
+  auto explain = [&](const std::filesystem::path& rules) {
+    std::vector<std::string> a = {"explain", "-r", rules.string()};
+    a.insert(a.end(), args.begin(), args.end());
+    return run_pgbust(a);
+  };
+  auto r = explain(plain);
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# rule notes matched",
+                            "# widened: rule notes: old.tenant_id, old.body unknown (old value not "
+                            "in the WAL (REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+                            "UNLINK notes:7",
+                            "UNLINK note:1:92eb",
+                            "SCAN-DELETE notes:*",
+                            "SCAN-DELETE note:1:*",
+                        });
+  r = explain(stable);
+  CHECK(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            "# rule notes matched",
+                            "# widened: rule notes: old.body unknown (old value not in the WAL "
+                            "(REPLICA IDENTITY DEFAULT)); keys widened to patterns",
+                            "UNLINK notes:7",
+                            "UNLINK note:1:92eb",
+                            "SCAN-DELETE note:1:*",
+                        });
 }

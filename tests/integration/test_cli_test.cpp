@@ -135,7 +135,8 @@ TEST_CASE("test: invalid test files and usage") {
         std::vector<std::string>{
             bad.string() +
                 ":5:5: error: unknown key 'expct' in a test case; did you mean 'expect'? expected "
-                "name, table, op, identity, key, old, new, expect, includes or excludes",
+                "name, table, op, identity, source, time_zone, key, old, new, expect, includes "
+                "or excludes",
             "pgbust test: 1 invalid test file",
         });
   auto nothing = dir.write("nothing.yaml", "tests:\n  - {name: n, table: t, op: insert}\n");
@@ -151,4 +152,133 @@ TEST_CASE("test: invalid test files and usage") {
   r = run_pgbust({"test", "--help"});
   CHECK(r.exit_code == 0);
   CHECK(r.out.rfind("pgbust test: run table-driven tests of the rules\n", 0) == 0);
+}
+
+namespace {
+
+constexpr const char* kDailyRules = R"(version: 1
+rules:
+  - name: daily
+    table: events
+    delete: ["day:${at|date}", "at:${at}"]
+)";
+
+}  // namespace
+
+TEST_CASE("test: a case's source decides what is known of the old row") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kRules);
+  auto tests = dir.write("t.yaml", R"(tests:
+  - name: poll update knows the key only
+    table: work_order_task
+    op: update
+    source: poll
+    new: {id: 1, assigned_department_id: 7}
+    expect:
+      - UNLINK task_stats:7
+      - SCAN-DELETE task_stats:*
+      - SCAN-DELETE rev:dept:*
+      - UNLINK task:1
+      - INCR rev:dept:7
+      - PUBLISH inv
+  - name: poll delete widens every rule of the table
+    table: work_order_task
+    op: delete
+    source: poll
+    expect:
+      - SCAN-DELETE task_stats:*
+      - SCAN-DELETE rev:dept:*
+      - SCAN-DELETE task:*
+      - PUBLISH inv
+  - name: notify sends the whole old row
+    table: work_order_task
+    op: update
+    source: notify
+    old: {id: 1, assigned_department_id: 5}
+    new: {id: 1, assigned_department_id: 7}
+    expect:
+      - UNLINK task_stats:5
+      - UNLINK task_stats:7
+      - UNLINK task:1
+      - INCR rev:dept:5
+      - INCR rev:dept:7
+      - PUBLISH inv
+)");
+  auto r = run_pgbust({"test", rules.string(), tests.string()});
+  CAPTURE(r.out);
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "pgbust test: 3 tests passed\n");
+}
+
+TEST_CASE("test: time_zone turns the case's timestamptz values into pgbust's UTC text") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kDailyRules);
+  auto tests = dir.write("t.yaml", R"(tests:
+  - name: half past midnight in Berlin is the day before in UTC
+    table: events
+    op: insert
+    time_zone: Europe/Berlin
+    new: {id: 1, at: "2024-03-31 00:30:00+01"}
+    expect:
+      - UNLINK day:2024-03-30
+      - UNLINK 'at:2024-03-30 23:30:00+00'
+  - name: the app expected the local day
+    table: events
+    op: insert
+    source: notify
+    time_zone: Europe/Berlin
+    new: {id: 1, at: "2024-03-31 00:30:00.25+01"}
+    expect:
+      - UNLINK day:2024-03-31
+)");
+  auto r = run_pgbust({"test", rules.string(), tests.string()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 1);
+  const std::string f = tests.string();
+  CHECK(lines(r.out) == std::vector<std::string>{
+                            f + ":10: test 'the app expected the local day' failed",
+                            "  expect (- expected, + sent):",
+                            "  - UNLINK day:2024-03-31",
+                            "  + UNLINK day:2024-03-30",
+                            "  + UNLINK 'at:2024-03-30 23:30:00.25+00'",
+                            "  (source notify, values written in time zone Europe/Berlin)",
+                            "  (rules that fired: daily)",
+                            "pgbust test: 1 of 2 tests failed",
+                        });
+}
+
+TEST_CASE("test: bad source and time_zone values name their position") {
+  TempDir dir;
+  auto rules = dir.write("rules.yaml", kDailyRules);
+  auto expect_error = [&](const std::string& yaml, const std::string& error) {
+    auto file = dir.write("bad.yaml", yaml);
+    auto r = run_pgbust({"test", rules.string(), file.string()});
+    CHECK(r.exit_code == 1);
+    CHECK(lines(r.err) == std::vector<std::string>{file.string() + ":" + error,
+                                                   "pgbust test: 1 invalid test file"});
+  };
+  expect_error("tests:\n  - {name: n, table: events, op: insert, source: wal, expect: []}\n",
+               "2:50: error: source 'wal': expected logical, notify or poll");
+  expect_error(
+      "tests:\n  - name: n\n    table: events\n    op: insert\n    time_zone: Europe/Berlin\n"
+      "    new: {id: 1, at: \"2024-07-01 12:00:00+01\"}\n    expect: []\n",
+      "6:22: error: new: column 'at': '2024-07-01 12:00:00+01' is not a time as Europe/Berlin "
+      "prints it: its UTC offset there at that instant is +02");
+  auto file = dir.write("zone.yaml",
+                        "tests:\n  - {name: n, table: events, op: insert, time_zone: Europe/Berln,"
+                        " expect: []}\n");
+  auto r = run_pgbust({"test", rules.string(), file.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(file.string() + ":2:53: error: time_zone: ") == 0);
+  CHECK(r.err.find("Europe/Berlin") != std::string::npos);  // the closest zone is suggested
+  // A poll case cannot give an old row: the case fails and says why.
+  auto poll = dir.write("poll.yaml",
+                        "tests:\n  - name: n\n    table: events\n    op: update\n    source: poll\n"
+                        "    old: {id: 1}\n    new: {id: 1}\n    expect: []\n");
+  r = run_pgbust({"test", rules.string(), poll.string()});
+  CHECK(r.exit_code == 1);
+  CHECK(lines(r.out).at(1) ==
+        "  old: the poll source sees only the row as it is now (an update's old row is its key, "
+        "other old values unknown); leave old out");
 }

@@ -4,6 +4,7 @@
 // is gone once it exits.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "e2e.hpp"
@@ -18,6 +19,10 @@ rules:
     table: items
     delete: ["item:${id}"]
     bump: ["rev:items"]
+  - name: item-values
+    table: items
+    delete: ["value:${v}"]
+    stream: item-changes
 )";
 
 std::string count(const E2E& e, const std::string& where) {
@@ -44,8 +49,9 @@ struct Fixture {
     e.daemon = std::make_unique<Daemon>(args);
     addr = metrics_address(e);
   }
-  double commands(const std::string& command) {
-    return metric(addr, "pgbust_dry_run_commands_total{command=\"" + command + "\"}");
+  double commands(const std::string& rule, const std::string& command) {
+    return metric(
+        addr, "pgbust_dry_run_commands_total{rule=\"" + rule + "\",command=\"" + command + "\"}");
   }
 };
 
@@ -61,14 +67,28 @@ TEST_CASE("dry run from a temporary slot: counts and traces, Redis and the real 
   REQUIRE(eventually([&] { return count(e, "temporary AND active") == "1"; }, 30s));
   e.set_keys({"item:1", "item:2", "item:3"});
   // One transaction at a time: coalesced batches would dedupe keys across transactions.
-  auto step = [&](const std::string& sql, double unlinks, double bumps) {
+  // Each rule's commands under its own name: item-values' old value is unknown under
+  // REPLICA IDENTITY DEFAULT, so its UPDATE widens to a pattern; its stream gets one entry
+  // per transaction.
+  auto step = [&](const std::string& sql, double unlinks, double bumps, double value_unlinks,
+                  double value_patterns, double xadds) {
     e.pg.exec(sql);
-    return eventually(
-        [&] { return f.commands("UNLINK") == unlinks && f.commands("INCR") == bumps; });
+    bool ok = eventually([&] {
+      return f.commands("item-keys", "UNLINK") == unlinks &&
+             f.commands("item-keys", "INCR") == bumps &&
+             f.commands("item-values", "UNLINK") == value_unlinks &&
+             std::max(0.0, f.commands("item-values", "SCAN+UNLINK")) == value_patterns &&
+             f.commands("item-values", "XADD") == xadds;
+    });
+    if (!ok)
+      MESSAGE(run({"curl", "-s", "--max-time", "5", "http://" + f.addr + "/metrics"}).output);
+    return ok;
   };
-  REQUIRE(step("INSERT INTO items VALUES (1, 'a'), (2, 'b')", 2, 1));
-  REQUIRE(step("UPDATE items SET v = 'c' WHERE id = 1", 3, 2));
-  REQUIRE(step("INSERT INTO items VALUES (3, 'd')", 4, 3));
+  REQUIRE(step("INSERT INTO items VALUES (1, 'a'), (2, 'b')", 2, 1, 2, 0, 1));
+  REQUIRE(step("UPDATE items SET v = 'c' WHERE id = 1", 3, 2, 3, 1, 2));
+  REQUIRE(step("INSERT INTO items VALUES (3, 'd')", 4, 3, 4, 1, 3));
+  CHECK(f.commands("item-values", "INCR") == -1);  // absent: that rule bumps nothing
+  CHECK(f.commands("item-keys", "XADD") == -1);
   CHECK(e.redis.exists("item:1"));
   CHECK(e.redis.exists("item:2"));
   CHECK(e.redis.exists("item:3"));
@@ -81,9 +101,15 @@ TEST_CASE("dry run from a temporary slot: counts and traces, Redis and the real 
     ++lines;
     all += line + "\n";
   }
-  CHECK(lines == 7);
-  CHECK(all.find("{\"command\":\"UNLINK\",\"key\":\"item:3\"}\n") != std::string::npos);
-  CHECK(all.find("{\"command\":\"INCR\",\"key\":\"rev:items\"}\n") != std::string::npos);
+  CHECK(lines == 15);
+  CHECK(all.find("{\"command\":\"UNLINK\",\"key\":\"item:3\",\"rule\":\"item-keys\"}\n") !=
+        std::string::npos);
+  CHECK(all.find("{\"command\":\"INCR\",\"key\":\"rev:items\",\"rule\":\"item-keys\"}\n") !=
+        std::string::npos);
+  CHECK(all.find("{\"command\":\"SCAN+UNLINK\",\"key\":\"value:*\",\"rule\":\"item-values\"}\n") !=
+        std::string::npos);
+  CHECK(all.find("{\"command\":\"XADD\",\"key\":\"item-changes\",\"rule\":\"item-values\",") !=
+        std::string::npos);
   e.daemon.reset();  // killed: the server drops the temporary slot with the connection
   CHECK(eventually([&] { return count(e, "temporary") == "0"; }));
   CHECK(e.confirmed_lsn() == real_lsn);
@@ -99,7 +125,7 @@ TEST_CASE("dry run from the real slot: it streams but never confirms") {
       eventually([&] { return count(e, "slot_name = '" + e.slot + "' AND active") == "1"; }, 30s));
   e.set_keys({"item:7"});
   e.pg.exec("INSERT INTO items VALUES (7, 'a')");
-  REQUIRE(eventually([&] { return f.commands("UNLINK") == 1; }));
+  REQUIRE(eventually([&] { return f.commands("item-keys", "UNLINK") == 1; }));
   // A standby status update after the transaction was applied confirms nothing.
   const std::string applied_at = e.pg.scalar("SELECT clock_timestamp()::text").value();
   REQUIRE(eventually([&] {

@@ -191,3 +191,29 @@ TEST_CASE("flush reaches every configured target, each with its own key prefix")
           std::string::npos);
   }
 }
+
+TEST_CASE("flush adds one entry marked flush to each stream, as it publishes to channels") {
+  Redis redis;
+  TempDir dir;
+  auto cfg = config(redis, dir);
+  dir.write("rules.yaml", R"(version: 1
+rules:
+  - name: task-log
+    table: work_order_task
+    delete: "task:${id}"
+    stream: inv-log
+)");
+  redis.set(":1:task:5", "cached");
+  auto r = run({pgbust_binary(), "flush", "-c", cfg, "--rule", "task-log", "--yes"});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("    SCAN-DELETE :1:task:*\n  XADD inv-log\n") != std::string::npos);
+  CHECK(r.output.find("1 message published") != std::string::npos);
+  CHECK_FALSE(redis.exists(":1:task:5"));
+  CHECK(redis.command({"XLEN", "inv-log"}) == std::optional<std::string>("1"));
+  auto entry = redis.command({"XRANGE", "inv-log", "-", "+"});
+  REQUIRE(entry);
+  CHECK(entry->find(R"({"source":"flush","position":"","tables":["public.work_order_task"],)"
+                    R"("keys":[],"patterns":[":1:task:*"],"revisions":[],"truncated":false,)"
+                    R"("gap":true,"flush":true})") != std::string::npos);
+}

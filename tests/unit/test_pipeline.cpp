@@ -409,3 +409,48 @@ rules:
   r.applier.complete(1);
   CHECK(r.a.confirmed == std::vector<Position>{1});
 }
+
+TEST_CASE("Pipeline: tracked origins name each command's rule (the dry run's rule label)") {
+  const char* rules = R"(
+version: 1
+rules:
+  - name: first
+    table: t
+    delete: ["k:${id}", "shared"]
+    publish: inv
+    redelete_after: 50ms
+  - name: second
+    table: t
+    delete: "shared"
+    bump: "rev:${g}"
+    stream: inv:s
+)";
+  PipelineOptions o;
+  o.track_origins = true;
+  Rig r(rules, o);
+  r.txn(r.a, 1, {"1"});
+  r.txn(r.a, 2, {"2"});  // coalesced with the first while it is in the applier
+  r.applier.complete(0);
+  REQUIRE(r.applier.handed.size() == 2);
+  const Batch& b0 = r.batch(0);
+  CHECK(b0.deletes == Keys{"k:1", "shared"});
+  CHECK(b0.origins.deletes == Keys{"first", "first"});  // "shared": the first rule to name it
+  CHECK(b0.origins.bumps == Keys{"second"});
+  CHECK(b0.origins.publishes == Keys{"first"});
+  CHECK(b0.origins.streams == Keys{"second"});
+  const Batch& b1 = r.batch(1);
+  CHECK(b1.deletes == Keys{"k:2", "shared"});
+  CHECK(b1.origins.deletes == Keys{"first", "first"});
+  // Second deletes keep their rule.
+  r.applier.complete(1);
+  r.pipeline.on_timer(r.pipeline.deadline());
+  REQUIRE(r.applier.handed.size() >= 3);
+  CHECK(r.batch(2).origins.deletes.size() == r.batch(2).deletes.size());
+  CHECK(r.batch(2).origins.deletes.front() == "first");
+  // Untracked (the daemon's usual case): no origins at all.
+  Rig u(rules);
+  u.txn(u.a, 1, {"1"});
+  REQUIRE(u.applier.handed.size() == 1);
+  CHECK(u.batch(0).origins.deletes.empty());
+  CHECK(u.batch(0).origins.publishes.empty());
+}

@@ -149,3 +149,19 @@ TEST_CASE("Pipeline: an aborted transaction's emitted message is dropped") {
   REQUIRE(r.applier.handed.size() == 1);
   CHECK(r.applier.handed[0].batch.deletes == Keys{":1:kept"});
 }
+
+TEST_CASE("Pipeline: tracked origins name the application for emitted commands") {
+  FakeApplier applier;
+  FakeSource a{"A"};
+  PipelineOptions o;
+  o.track_origins = true;
+  Pipeline p(load_rules(kRules), rules::EngineOptions{}, applier, o);
+  p.begin(a);
+  p.message(a, 5, true, R"({"delete": ["x"], "bump": ["rev:x"], "publish": "inv"})");
+  p.commit(a, 10, 0);
+  REQUIRE(applier.handed.size() == 1);
+  const Batch& b = applier.handed[0].batch;
+  CHECK(b.origins.deletes == Keys{kApplicationOrigin});
+  CHECK(b.origins.bumps == Keys{kApplicationOrigin});
+  CHECK(b.origins.publishes == Keys{kApplicationOrigin});
+}

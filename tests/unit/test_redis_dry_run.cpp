@@ -22,6 +22,12 @@ TEST_CASE("DryRunTarget: counts, traces and completes on the next round") {
   b.patterns = {"p:*"};
   b.bumps = {"rev:x"};
   b.publishes = {{"inv", "{\"keys\":[]}"}};
+  b.streams = {{"inv:s", "{}"}};
+  b.origins.deletes = {"r1", "r2"};
+  b.origins.patterns = {"r1"};
+  b.origins.bumps = {"r1"};
+  b.origins.publishes = {"r2"};
+  b.origins.streams = {"r2"};
   int done = 0;
   t.apply(std::move(b), [&] { ++done; });
   CHECK(done == 0);  // never inside apply()
@@ -34,16 +40,26 @@ TEST_CASE("DryRunTarget: counts, traces and completes on the next round") {
   CHECK(t.commands().at("SCAN+UNLINK") == 1);
   CHECK(t.commands().at("INCR") == 1);
   CHECK(t.commands().at("PUBLISH") == 1);
+  CHECK(t.commands().at("XADD") == 1);
+  using RC = std::map<std::pair<std::string, std::string>, std::uint64_t>;
+  CHECK(t.rule_commands() == RC{{{"r1", "UNLINK"}, 1},
+                                {{"r2", "UNLINK"}, 1},
+                                {{"r1", "SCAN+UNLINK"}, 1},
+                                {{"r1", "INCR"}, 1},
+                                {{"r2", "PUBLISH"}, 1},
+                                {{"r2", "XADD"}, 1}});
   CHECK(t.state() == redis::State::Ready);
   t.close();
   std::ifstream in(trace);
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(all ==
-        "{\"command\":\"UNLINK\",\"key\":\"k:1\"}\n"
-        "{\"command\":\"UNLINK\",\"key\":\"k\\\"2\"}\n"
-        "{\"command\":\"SCAN+UNLINK\",\"key\":\"p:*\"}\n"
-        "{\"command\":\"INCR\",\"key\":\"rev:x\"}\n"
-        "{\"command\":\"PUBLISH\",\"channel\":\"inv\",\"message\":\"{\\\"keys\\\":[]}\"}\n");
+        "{\"command\":\"UNLINK\",\"key\":\"k:1\",\"rule\":\"r1\"}\n"
+        "{\"command\":\"UNLINK\",\"key\":\"k\\\"2\",\"rule\":\"r2\"}\n"
+        "{\"command\":\"SCAN+UNLINK\",\"key\":\"p:*\",\"rule\":\"r1\"}\n"
+        "{\"command\":\"INCR\",\"key\":\"rev:x\",\"rule\":\"r1\"}\n"
+        "{\"command\":\"PUBLISH\",\"channel\":\"inv\",\"rule\":\"r2\",\"message\":\"{\\\"keys\\\":["
+        "]}\"}\n"
+        "{\"command\":\"XADD\",\"key\":\"inv:s\",\"rule\":\"r2\",\"message\":\"{}\"}\n");
 }
 
 TEST_CASE("DryRunTarget: a trace file that cannot be opened names itself") {

@@ -596,3 +596,83 @@ TEST_CASE("a widen followed by a change on the same engine (regression: buffers 
   CHECK(f.run(engine, Op::Update, row, row) == Keys{expect});
   CHECK(f.run(engine, Op::Insert, nullptr, row) == Keys{expect});
 }
+
+TEST_CASE("stable: a stable column's unknown old value is the new one; others still widen") {
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: r
+    table: t
+    stable: [tenant]
+    delete: ["tenant:${tenant}", "g:${g}"]
+)");
+  rules::Engine engine(rules, {});
+  Fixture f("public", "t", {"id", "tenant", "g"}, {"id"});
+  // DEFAULT identity, no old tuple: tenant exact (stable), g widens (not stable).
+  auto keys = f.run(engine, Op::Update, nullptr,
+                    f.row({{"id", val("1")}, {"tenant", val("acme")}, {"g", val("7")}}));
+  CHECK(keys == Keys{"delete tenant:acme", "delete_pattern g:*", "delete g:7"});
+  CHECK(f.last.widened_line() ==
+        "widened r: old.g unknown (old value not in the WAL (REPLICA IDENTITY DEFAULT)); keys "
+        "widened to patterns");
+  // The key changed (a key tuple): stable still fills in the old value.
+  keys = f.run(engine, Op::Update, f.row({{"id", val("0")}}),
+               f.row({{"id", val("1")}, {"tenant", val("acme")}, {"g", val("7")}}));
+  CHECK(keys == Keys{"delete tenant:acme", "delete_pattern g:*", "delete g:7"});
+  // A polled update: the same.
+  keys = f.run(engine, Op::Update,
+               f.row({{"id", val("1")},
+                      {"tenant", unknown_cell(Unknown::Polled)},
+                      {"g", unknown_cell(Unknown::Polled)}}),
+               f.row({{"id", val("1")}, {"tenant", val("acme")}, {"g", val("7")}}));
+  CHECK(keys == Keys{"delete tenant:acme", "delete_pattern g:*", "delete g:7"});
+  // A known old value is used as it is (FULL identity): a stable column is not made up.
+  keys =
+      f.run(engine, Op::Update, f.row({{"id", val("1")}, {"tenant", val("old")}, {"g", val("7")}}),
+            f.row({{"id", val("1")}, {"tenant", val("acme")}, {"g", val("7")}}));
+  CHECK(keys == Keys{"delete tenant:old", "delete tenant:acme", "delete g:7"});
+  CHECK(!f.last.has_widened());
+  // A delete has no new row to take it from: it widens.
+  keys = f.run(engine, Op::Delete, f.row({{"id", val("1")}}), nullptr);
+  CHECK(keys == Keys{"delete_pattern tenant:*", "delete_pattern g:*"});
+  // Unchanged TOAST and TRUNCATE are not "old value unknown": stable does not apply.
+  keys = f.run(
+      engine, Op::Update, nullptr,
+      f.row(
+          {{"id", val("1")}, {"tenant", unknown_cell(Unknown::UnchangedToast)}, {"g", val("7")}}));
+  CHECK(keys == Keys{"delete_pattern tenant:*", "delete_pattern g:*", "delete g:7"});
+}
+
+TEST_CASE("stable: without it the same update widens (the default)") {
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: r
+    table: t
+    delete: ["tenant:${tenant}"]
+)");
+  rules::Engine engine(rules, {});
+  Fixture f("public", "t", {"id", "tenant"}, {"id"});
+  auto keys =
+      f.run(engine, Op::Update, nullptr, f.row({{"id", val("1")}, {"tenant", val("acme")}}));
+  CHECK(keys == Keys{"delete_pattern tenant:*", "delete tenant:acme"});
+}
+
+TEST_CASE("stable: default_identity_cost counts it for updates, not deletes") {
+  auto rules = load_rules(R"(
+version: 1
+rules:
+  - name: r
+    table: t
+    stable: [tenant]
+    delete: ["tenant:${tenant}:${g}"]
+)");
+  const rules::Rule& r = rules->rules()[0];
+  CHECK(r.stable == std::vector<std::string>{"tenant"});
+  auto del = rules::default_identity_cost(r, {"id"});
+  CHECK(del.columns == std::vector<std::string>{"tenant", "g"});
+  CHECK(del.patterns == std::vector<std::string>{"tenant:*:*"});
+  auto upd = rules::default_identity_cost(r, {"id"}, true);
+  CHECK(upd.columns == std::vector<std::string>{"g"});
+  CHECK(upd.patterns == std::vector<std::string>{"tenant:${tenant}:*"});
+}

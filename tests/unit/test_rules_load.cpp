@@ -332,7 +332,7 @@ TEST_CASE("a rules.d directory: name order, errors naming both places") {
         (dir.path() / "40-d.yaml").string() +
             ":4:5: error: unknown key 'tabel' in a rule; did you mean 'table'? "
             "expected name, table, on, changed, when, delete, delete_pattern, bump, "
-            "publish, redelete_after, null_as, fallback, timezone or stream");
+            "publish, redelete_after, null_as, fallback, timezone, stream or stable");
   CHECK(r.errors[1].str() ==
         (dir.path() / "40-d.yaml").string() +
             ":3:5: error: rule has no 'table'; expected schema.table or table");
@@ -454,4 +454,29 @@ TEST_CASE("rule files and templates are capped, with errors that name the limit"
       "version: 1\nrules:\n  - name: r\n    table: t\n    delete: " + long_key.substr(1) + "\n",
       "t.yaml");
   CHECK(r.errors.empty());
+}
+
+TEST_CASE("stable: columns the rule reads, updates only; part of the hash") {
+  auto ok = RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    stable: [tenant, Tenant, x]\n"
+      "    delete: [\"k:${tenant}\"]\n",
+      "s.yaml");
+  REQUIRE(ok.rules);
+  CHECK(ok.rules->rules()[0].stable == std::vector<std::string>{"tenant", "x"});  // folded, once
+  REQUIRE(ok.warnings.size() == 1);
+  CHECK(ok.warnings[0].str() ==
+        "s.yaml:5:30: warning: stable: this rule reads no column 'x'; it changes nothing");
+  auto plain = RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    delete: [\"k:${tenant}\"]\n", "p");
+  REQUIRE(plain.rules);
+  CHECK(plain.rules->hash() != ok.rules->hash());
+  auto bad = RuleSet::parse(
+      "version: 1\nrules:\n  - name: r\n    table: t\n    on: [delete]\n    stable: [\"a b\"]\n"
+      "    delete: [\"k:${a}\"]\n",
+      "b.yaml");
+  REQUIRE(bad.errors.size() == 2);
+  CHECK(bad.errors[0].str() == "b.yaml:6:16: error: stable: unexpected ' ' in name");
+  CHECK(bad.errors[1].str() ==
+        "b.yaml:6:5: error: stable: only applies to updates, but this rule's 'on' does not "
+        "include update");
 }

@@ -36,7 +36,10 @@ struct Snapshot {
   std::optional<pgcatalog::Publication> publication;
   std::optional<pgcatalog::Slot> slot;
   std::optional<std::string> replication_error;
-  std::map<std::string, std::vector<pgcatalog::Trigger>> triggers;          // notify tables
+  std::map<std::string, std::vector<pgcatalog::Trigger>> triggers;  // notify tables, and
+                                                                    // tables with stable rules
+  // Logical source: indexes REPLICA IDENTITY USING INDEX could use, per rule table.
+  std::map<std::string, std::vector<pgcatalog::IdentityIndex>> identity_indexes;
   std::map<std::string, std::vector<poll::CatalogColumn>> poll_columns;     // poll tables
   std::map<std::string, std::vector<std::string>> index_leading_columns;    // poll tables
   std::map<std::string, std::vector<pgcatalog::Trigger>> poll_triggers;     // poll tables

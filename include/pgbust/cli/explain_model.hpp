@@ -3,6 +3,7 @@
 // `explain --db` and `pgbust test`, shaped like what the logical source hands the daemon.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,8 +35,17 @@ struct Identity {
 // "default", "full", "index:a,b" (also "nothing": refused with a reason).
 std::optional<Identity> parse_identity(std::string_view text, std::string* error);
 
+// Which source hands the daemon the change: what it knows of the old row differs.
+// Logical: the WAL's old row under the replica identity. Notify: the trigger sends the whole
+// old row. Poll: a polled update's old row is its key as now (other old values unknown); a
+// delete or truncate is seen only as rows gone, so every rule of the table widens.
+enum class ChangeSource : std::uint8_t { Logical, Notify, Poll };
+// "logical", "notify" or "poll"; nullopt otherwise.
+std::optional<ChangeSource> parse_source(std::string_view text);
+
 struct Change {
   std::string table;  // schema.table or table
+  ChangeSource source = ChangeSource::Logical;
   Op op = Op::Insert;
   std::optional<ColumnValues> old_row, new_row;
   // Unspecified: the old row as given (every given value known, as with FULL); an update
@@ -48,9 +58,10 @@ struct Change {
   std::vector<std::string> unchanged_toast;
 };
 
-// One command as the daemon sends it. verb: UNLINK, SCAN-DELETE, INCR, PUBLISH.
+// One command as the daemon sends it. verb: UNLINK, SCAN-DELETE, INCR, PUBLISH, XADD (the
+// daemon adds MAXLEN ~ redis.stream_maxlen, which explain does not know).
 struct Command {
-  std::string verb, key, message;  // message: PUBLISH's payload
+  std::string verb, key, message;  // message: PUBLISH's payload, XADD's entry
   std::string line() const;        // redis-cli syntax, as explain prints it
 };
 

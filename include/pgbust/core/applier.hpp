@@ -10,6 +10,9 @@
 
 namespace pgbust {
 
+// The origin of commands from pg_logical_emit_message (no rule asked for them).
+inline constexpr const char* kApplicationOrigin = "(application)";
+
 // What one flush must do. Every command is idempotent, so a batch interrupted by a lost
 // connection is simply applied again from the start.
 struct Batch {
@@ -22,6 +25,13 @@ struct Batch {
   // stream, message: XADD stream MAXLEN ~ N * message <message>, after the publishes. A batch
   // applied again adds its entries again (at least once, like publishes).
   std::vector<std::pair<std::string, std::string>> streams;
+  // The rule each command came from, parallel to the lists above (kApplicationOrigin for
+  // the application's own messages): filled only when the pipeline is asked to track
+  // origins (`run --dry-run`, for its per-rule counts), empty otherwise. A key several rules
+  // named is sent once and belongs to the first of them.
+  struct Origins {
+    std::vector<std::string> deletes, patterns, bumps, publishes, streams;
+  } origins;
   bool empty() const {
     return deletes.empty() && patterns.empty() && bumps.empty() && publishes.empty() &&
            streams.empty();

@@ -144,6 +144,17 @@ std::vector<Trigger> read_triggers(PGconn* conn, const std::string& schema,
 std::map<std::string, std::string> column_defaults(PGconn* conn, const std::string& schema,
                                                    const std::string& table);
 
+// A unique index that REPLICA IDENTITY USING INDEX accepts: valid, immediate (not deferrable),
+// not partial, no expressions, every key column NOT NULL.
+struct IdentityIndex {
+  std::string name;                  // pg_class.relname
+  std::string sql_name;              // quote_ident(relname), for ALTER TABLE ... USING INDEX
+  std::vector<std::string> columns;  // the key columns, in index order
+};
+// In name order.
+std::vector<IdentityIndex> identity_indexes(PGconn* conn, const std::string& schema,
+                                            const std::string& table);
+
 // The leading column of every valid, non-partial index of the table.
 std::vector<std::string> index_leading_columns(PGconn* conn, const std::string& schema,
                                                const std::string& table);

@@ -29,6 +29,7 @@ struct PipelineOptions {
   std::size_t max_queued_batches = 4;             // back-pressure threshold (batches with patterns,
                                                   // which wait for keyspace passes: 16 times this)
   std::size_t publish_max_items = 1000;           // keys listed in one PUBLISH message
+  bool track_origins = false;  // fill Batch::origins (the dry run's per-rule counts)
 };
 
 // Counters for the status line and metrics.
@@ -114,6 +115,9 @@ class Pipeline : public ChangeSink, public Pollable {
   Txn& txn_for(Source& source);
   void close_txn(Txn& txn);
   RuleStats& rule_stats_for(const rules::Rule& rule);
+  // The KeySet tag of `name` when origins are tracked (0 otherwise); origin_name() reverses it.
+  std::uint32_t origin_for(const std::string& name);
+  const std::string& origin_name(std::uint32_t tag) const { return origin_names_[tag]; }
   void maybe_swap_rules();
   void flush();
   void batch_done(std::shared_ptr<Pending> pending);
@@ -133,6 +137,9 @@ class Pipeline : public ChangeSink, public Pollable {
   const rules::Rule* last_rule_ = nullptr;  // the most recent lookup (runs of one rule)
   RuleStats* last_rule_stats_ = nullptr;
   std::unordered_map<const TableInfo*, TableStats> table_stats_;
+  // Origins (rule names, kApplicationOrigin) by tag; tag 0 is "not tracked".
+  std::vector<std::string> origin_names_{""};
+  std::unordered_map<std::string, std::uint32_t> origin_tags_;
 
   // Each source's transaction buffers, kept between transactions so their memory is reused.
   std::unordered_map<Source*, std::unique_ptr<Txn>> txns_;

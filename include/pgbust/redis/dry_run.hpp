@@ -9,6 +9,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pgbust/redis/redis.hpp"
 
@@ -46,16 +48,23 @@ class DryRunTarget final : public AnyTarget {
   void on_pass(std::function<void(double)>) override {}  // no keyspace passes: nothing scanned
 
   // Commands that would have been sent, by command: "UNLINK" (one per key), "SCAN+UNLINK"
-  // (one per pattern), "INCR" (one per bump), "PUBLISH".
+  // (one per pattern), "INCR" (one per bump), "PUBLISH", "XADD".
   const std::map<std::string, std::uint64_t>& commands() const { return commands_; }
+  // The same by (rule, command): the rule from Batch::origins ("" when the batch carries
+  // none), for pgbust_dry_run_commands_total{rule,command}.
+  const std::map<std::pair<std::string, std::string>, std::uint64_t>& rule_commands() const {
+    return rule_commands_;
+  }
 
  private:
-  void trace(std::string_view command, std::string_view key, std::string_view message = {});
+  void trace(std::string_view command, std::string_view key, std::string_view message,
+             const std::vector<std::string>& origins, std::size_t i);
 
   std::FILE* trace_ = nullptr;
   std::string trace_path_;
   Stats stats_;
   std::map<std::string, std::uint64_t> commands_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> rule_commands_;
   std::deque<std::function<void()>> done_;
 };
 

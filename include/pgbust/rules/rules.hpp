@@ -43,6 +43,11 @@ struct Rule {
   // Stream the same message is added to (XADD, one entry per transaction); empty: none.
   std::string stream;
   std::chrono::milliseconds redelete_after{0};
+  // `stable:` the DBA's assertion that these columns never change after insert: where an
+  // update's old value is not known (REPLICA IDENTITY DEFAULT or USING INDEX, polling) it is
+  // taken to equal the new one instead of widening. `check --db` looks for a trigger that
+  // enforces it.
+  std::vector<std::string> stable;
   std::string file;
   int line = 0;
   int column = 0;  // where the rule's mapping starts, 1-based
@@ -69,8 +74,14 @@ struct IdentityCost {
   bool empty() const { return columns.empty(); }
 };
 // `key_columns`: the table's replica identity columns, when known (empty: assume none).
+// `for_update`: an update's cost, where the rule's stable columns are known too (a delete has
+// no new row to take them from).
 IdentityCost default_identity_cost(const Rule& rule,
-                                   const std::vector<std::string>& key_columns = {});
+                                   const std::vector<std::string>& key_columns = {},
+                                   bool for_update = false);
+
+// Whether the rule fires on `op` (its `on`).
+bool fires_on(const Rule& rule, Op op);
 
 class RuleSet;
 
@@ -190,6 +201,16 @@ std::optional<TableName> parse_table_name(std::string_view text, std::string* er
 
 // The candidate closest to `word` (a typo away), or "" when none is close.
 std::string suggest(std::string_view word, const std::vector<std::string>& candidates);
+
+// For rule tests that write values as a session with SET TimeZone = `zone` prints them:
+// check_time_zone() says whether `zone` is a tz database zone (`error` set when not);
+// timestamptz_as_utc() gives a timestamptz text (YYYY-MM-DD HH:MM:SS[.f]+HH[:MM[:SS]]) as
+// pgbust's sessions print it (TimeZone=UTC), or nullopt: with `error` empty for any other
+// text (a date, a timestamp without time zone, not a time: left as written), with `error` set
+// when the zone is unknown or the value's offset is not the zone's at that instant.
+bool check_time_zone(std::string_view zone, std::string& error);
+std::optional<std::string> timestamptz_as_utc(std::string_view value, std::string_view zone,
+                                              std::string& error);
 
 // Glob-escapes `*?[]\` so a value matches only itself in SCAN MATCH.
 std::string glob_escape(std::string_view value);
