@@ -96,7 +96,8 @@ Options master_options(const Options& options, const Endpoint& node, const std::
                        int port) {
   Options o = options;
   o.sentinel = {};
-  o.password_file.clear();  // read once already: the password goes in the URL
+  // The password read so far goes in the URL; a password_file stays, so the master's Target
+  // re-reads it before every connect and on reload (a rotated password needs no restart).
   std::string url = node.tls ? "rediss://" : "redis://";
   if (!node.password.empty())
     url += percent_encode(node.user) + ":" + percent_encode(node.password) + "@";
@@ -658,6 +659,10 @@ void SentinelTarget::close() noexcept {
   impl_->closed = true;
   impl_->conn.reset();
   if (impl_->node) impl_->node->close();
+}
+
+void SentinelTarget::reread_password() {
+  if (impl_->node) impl_->node->reread_password();
 }
 
 void SentinelTarget::on_pass(std::function<void(double seconds)> observe) {

@@ -4,8 +4,10 @@
 
 #include "pgbust/core/error.hpp"
 #include "pgbust/redis/sentinel.hpp"
+#include "test_support.hpp"
 
 using namespace pgbust::redis;
+using pgbust::test::TempDir;
 
 TEST_CASE("sentinel addresses: host:port, [v6]:port; anything else named and refused") {
   CHECK(detail::parse_host_port("10.0.0.1:26379", "x") ==
@@ -19,6 +21,22 @@ TEST_CASE("sentinel addresses: host:port, [v6]:port; anything else named and ref
             ("redis.sentinel address '" + std::string(bad) + "': expected host:port").c_str()),
         pgbust::Error);
   }
+}
+
+TEST_CASE("the master's options keep the password_file, so a rotated password is re-read") {
+  TempDir dir;
+  auto file = dir.write("redis-password", "first\n");
+  Options o;
+  o.url = "redis://ignored:1/0";
+  o.password_file = file.string();
+  o.sentinel.master = "m";
+  o.sentinel.addresses = {"127.0.0.1:26379"};
+  const Endpoint node = detail::sentinel_data_endpoint(o);
+  CHECK(node.password == "first");
+  const Options m = detail::master_options(o, node, "127.0.0.1", 6380);
+  CHECK(m.password_file == file.string());
+  dir.write("redis-password", "second\n");
+  CHECK(resolve_endpoint(m).password == "second");
 }
 
 TEST_CASE("the master's options: the data node's scheme, user, password and db, its address") {

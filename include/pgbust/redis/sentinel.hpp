@@ -24,7 +24,8 @@ std::vector<Endpoint> sentinel_endpoints(const Options& options);
 // on whichever master the sentinels name. Throws pgbust::Error (a unix socket or a cluster
 // URL cannot be combined with Sentinel).
 Endpoint sentinel_data_endpoint(const Options& options);
-// Options for a Target on the master at host:port: `node`'s scheme, AUTH and db in the URL.
+// Options for a Target on the master at host:port: `node`'s scheme, AUTH and db in the URL,
+// and the data node's password_file (re-read by the Target before each connect).
 Options master_options(const Options& options, const Endpoint& node, const std::string& host,
                        int port);
 // A +switch-master or +promoted-slave message for `master`: the new master's host and port;
@@ -70,6 +71,7 @@ class SentinelTarget : public AnyTarget {
   void detach(Loop& loop) override;
   void close() noexcept override;
   void on_pass(std::function<void(double seconds)> observe) override;  // every master's passes
+  void reread_password() override;     // the current master's (each master re-reads per connect)
   std::string master_address() const;  // "host:port" of the current master, "" before
   std::uint64_t failovers() const;     // master changes followed
 
