@@ -262,26 +262,10 @@ Clock::duration backoff(int hops) {
   return std::min<Clock::duration>(d, std::chrono::seconds(1));
 }
 
-void add_stats(Stats& to, const Stats& s) {
-  to.commands += s.commands;
-  to.errors += s.errors;
-  for (const auto& [k, v] : s.errors_by_class) to.errors_by_class[k] += v;
-  to.keys_deleted += s.keys_deleted;
-  to.unlinks += s.unlinks;
-  to.patterns += s.patterns;
-  to.passes += s.passes;
-  to.pass_keys_scanned += s.pass_keys_scanned;
-  to.pass_keys_deleted += s.pass_keys_deleted;
-  to.bumps += s.bumps;
-  to.publishes += s.publishes;
-  to.stream_entries += s.stream_entries;
-  to.reconnects += s.reconnects;
-  to.failing_batches += s.failing_batches;
-}
-
-// What is true now of a node's keyspace passes (each master runs its own): summed, except
-// the patterns of a pass and SCAN COUNT, where the largest is shown.
+// What is true now of the masters (each runs its own keyspace passes): summed, except the
+// patterns of a pass and SCAN COUNT, where the largest is shown.
 void add_now(Stats& to, const Stats& s) {
+  to.failing_batches += s.failing_batches;
   to.pass_running = to.pass_running || s.pass_running;
   to.pass_scanned += s.pass_scanned;
   to.pass_dbsize += s.pass_dbsize;
@@ -367,8 +351,7 @@ struct ClusterTarget::Impl {
 
   void drop_node(std::map<std::string, Node>::iterator it) {
     Target* t = it->second.target.get();
-    add_stats(closed_stats, t->stats());
-    closed_stats.failing_batches -= t->stats().failing_batches;
+    add_counters(closed_stats, t->stats());
     if (loop) loop->remove(t);
     t->close();
     graveyard.push_back(std::move(it->second.target));
@@ -755,7 +738,7 @@ const Stats& ClusterTarget::stats() const {
   Stats& t = impl_->total;
   t = impl_->closed_stats;
   for (const auto& [addr, n] : impl_->nodes) {
-    add_stats(t, n.target->stats());
+    add_counters(t, n.target->stats());
     add_now(t, n.target->stats());
   }
   return t;

@@ -150,22 +150,6 @@ std::size_t items(const Batch& b) {
          b.streams.size();
 }
 
-void add_stats(Stats& to, const Stats& s) {
-  to.commands += s.commands;
-  to.errors += s.errors;
-  for (const auto& [k, v] : s.errors_by_class) to.errors_by_class[k] += v;
-  to.keys_deleted += s.keys_deleted;
-  to.unlinks += s.unlinks;
-  to.patterns += s.patterns;
-  to.passes += s.passes;
-  to.pass_keys_scanned += s.pass_keys_scanned;
-  to.pass_keys_deleted += s.pass_keys_deleted;
-  to.bumps += s.bumps;
-  to.publishes += s.publishes;
-  to.stream_entries += s.stream_entries;
-  to.reconnects += s.reconnects;
-}
-
 std::string text(const redisReply* r) {
   if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
       r->type == REDIS_REPLY_ERROR)
@@ -460,7 +444,7 @@ struct SentinelTarget::Impl {
   // The old master's Target is closed: its unfinished batches and the ones it applied lately
   // go to the next master.
   void retire(TimePoint now) {
-    add_stats(closed_stats, node->stats());
+    add_counters(closed_stats, node->stats());
     if (loop) loop->remove(node.get());
     node->close();
     graveyard.push_back(std::move(node));
@@ -594,7 +578,7 @@ const Stats& SentinelTarget::stats() const {
   t = impl_->closed_stats;
   if (impl_->node) {  // counters summed over the masters; what is true now, of this one
     const Stats& n = impl_->node->stats();
-    add_stats(t, n);
+    add_counters(t, n);
     t.failing_batches = n.failing_batches;
     t.pass_running = n.pass_running;
     t.pass_scanned = n.pass_scanned;

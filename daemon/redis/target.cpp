@@ -1334,6 +1334,23 @@ void Target::on_timer(TimePoint now) {
   impl_->on_timer(now);
 }
 
+void add_counters(Stats& to, const Stats& from) {
+  to.commands += from.commands;
+  to.errors += from.errors;
+  for (const auto& [k, v] : from.errors_by_class) to.errors_by_class[k] += v;
+  to.keys_deleted += from.keys_deleted;
+  to.unlinks += from.unlinks;
+  to.patterns += from.patterns;
+  to.passes += from.passes;
+  to.pass_keys_scanned += from.pass_keys_scanned;
+  to.pass_keys_deleted += from.pass_keys_deleted;
+  to.bumps += from.bumps;
+  to.publishes += from.publishes;
+  to.stream_entries += from.stream_entries;
+  to.reconnects += from.reconnects;
+  to.failovers += from.failovers;
+}
+
 void Target::reread_password() {
   impl_->reread_password(true);
 }

@@ -263,7 +263,9 @@ struct Rig {
     }
     Shown shown;
     bool good = outcome == Outcome::Success;
-    auto check = [&](std::vector<std::string> args, bool expect_ok) {
+    // expect_ok: nullopt when either is right (a conninfo libpq cannot parse is refused at once,
+    // one it parses fails only when it connects).
+    auto check = [&](std::vector<std::string> args, std::optional<bool> expect_ok) {
       std::vector<std::string> argv = prefix;
       argv.push_back(pgbust_binary());
       argv.push_back("check");
@@ -274,11 +276,15 @@ struct Rig {
       std::string what = "pgbust check --config";
       for (const auto& a : args) what += " " + a;
       log += "$ " + what + " (exit " + std::to_string(r.exit_code) + ")\n" + r.output;
-      if (expect_ok) CHECK_MESSAGE(r.exit_code == 0, what << ":\n" << tail(r.output));
-      if (!expect_ok) CHECK_MESSAGE(r.exit_code != 0, what << ":\n" << tail(r.output));
+      if (expect_ok == true) CHECK_MESSAGE(r.exit_code == 0, what << ":\n" << tail(r.output));
+      if (expect_ok == false) CHECK_MESSAGE(r.exit_code != 0, what << ":\n" << tail(r.output));
       shown.emplace_back(what, r.output);
+      return r.exit_code;
     };
-    check({}, true);  // it does not connect
+    // It does not connect; a conninfo libpq cannot parse is refused, as run refuses it.
+    const bool refused = outcome == Outcome::Refused;
+    const bool unusable = check({}, refused ? std::nullopt : std::optional<bool>(true)) != 0;
+    if (unusable) CHECK(refused);
     if (pg_case) check({"--db"}, good);
     if (!pg_case) check({"--redis"}, good);
 
@@ -310,12 +316,17 @@ struct Rig {
       }
       d.signal(SIGTERM);
     }
-    CHECK(d.wait(30s).has_value());
+    const std::optional<int> exit = d.wait(30s);
+    CHECK(exit.has_value());
     log += "$ pgbust run\n" + d.output();
     shown.emplace_back("the daemon's log", d.output());
     shown.emplace_back("sd_notify", notify.all());
     if (good) CHECK_MESSAGE(notify.all().find("READY=1") != std::string::npos, tail(notify.all()));
-    CHECK_MESSAGE(notify.all().find("STATUS=") != std::string::npos, tail(notify.all()));
+    if (unusable) {  // a configuration error: exit 78 before anything starts
+      CHECK(exit == std::optional<int>(78));
+    } else {
+      CHECK_MESSAGE(notify.all().find("STATUS=") != std::string::npos, tail(notify.all()));
+    }
     return shown;
   }
 };

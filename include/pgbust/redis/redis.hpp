@@ -177,6 +177,10 @@ struct Stats {
   std::size_t failing_batches = 0;  // now: batches set aside after persistent errors
 };
 
+// Adds `from`'s counters (what was counted since start, not the "now" fields) to `to`: for a
+// target made of several Targets (a cluster's masters, a Sentinel's masters one after another).
+void add_counters(Stats& to, const Stats& from);
+
 // What a Redis target looks like to the daemon, telemetry and check: a single node (Target) or
 // a cluster (ClusterTarget, cluster.hpp). attach() registers every socket it needs with the loop
 // (a cluster adds and removes node connections as the topology changes).
