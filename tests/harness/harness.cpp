@@ -13,6 +13,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +64,8 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+}  // namespace
+
 // A port the kernel considers free on 127.0.0.1 right now.
 int free_port() {
   Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -77,6 +81,8 @@ int free_port() {
     throw_errno("getsockname");
   return ntohs(addr.sin_port);
 }
+
+namespace {
 
 // Resolve a program name against PATH (before fork: nothing here is async-signal-safe).
 std::string resolve(const std::string& prog) {
@@ -785,6 +791,47 @@ RunResult run_as(const std::vector<std::string>& argv, const std::string& stdin_
 
 RunResult run(const std::vector<std::string>& argv, const std::string& stdin_text) {
   return run_as(argv, stdin_text, std::nullopt, 300s);
+}
+
+NotifySocket::NotifySocket(const std::filesystem::path& path) {
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw_errno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw_errno("bind " + path.string());
+  timeval tv{0, 100000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  reader_ = std::thread([this] {
+    char buf[4096];
+    while (!stop_) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      std::lock_guard lock(mu_);
+      messages_.emplace_back(buf, static_cast<std::size_t>(n));
+    }
+  });
+}
+
+NotifySocket::~NotifySocket() {
+  stop_ = true;
+  reader_.join();
+  ::close(fd_);
+}
+
+bool NotifySocket::saw(const std::string& needle) {
+  std::lock_guard lock(mu_);
+  for (const auto& m : messages_)
+    if (m.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+std::string NotifySocket::all() {
+  std::lock_guard lock(mu_);
+  std::string out;
+  for (const auto& m : messages_) out += m + "\n";
+  return out;
 }
 
 }  // namespace pgbust::test

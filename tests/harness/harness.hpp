@@ -2,17 +2,40 @@
 // for the real pgbust binary, for integration tests and benchmarks.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
 
 namespace pgbust::test {
+
+// A port the kernel considers free on 127.0.0.1 right now (nothing listens on it).
+int free_port();
+
+// A datagram socket standing in for systemd's notification socket (give its path as
+// NOTIFY_SOCKET). Like systemd, it reads continuously (a full buffer would block the sender).
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::filesystem::path& path);
+  ~NotifySocket();
+  bool saw(const std::string& needle);  // some message so far contains `needle`
+  std::string all();                    // every message so far, one per line
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> messages_;
+  std::thread reader_;
+};
 
 // Every child process gets PR_SET_PDEATHSIG(SIGKILL), so a crashed test leaves no servers
 // behind. The signal fires when the *thread* that started the child exits: create servers

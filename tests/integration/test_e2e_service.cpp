@@ -30,48 +30,6 @@ rules:
     delete: ["b:${id}"]
 )";
 
-// A datagram socket standing in for systemd's notification socket. Like systemd, it reads
-// continuously (a full socket buffer would block the sender).
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::filesystem::path& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    timeval tv{0, 100000};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    reader_ = std::thread([this] {
-      char buf[4096];
-      while (!stop_) {
-        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-        if (n <= 0) continue;
-        std::lock_guard lock(mu_);
-        messages_.emplace_back(buf, static_cast<std::size_t>(n));
-      }
-    });
-  }
-  ~NotifySocket() {
-    stop_ = true;
-    reader_.join();
-    ::close(fd_);
-  }
-  bool saw(const std::string& needle) {
-    std::lock_guard lock(mu_);
-    for (const auto& m : messages_)
-      if (m.find(needle) != std::string::npos) return true;
-    return false;
-  }
-
- private:
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::vector<std::string> messages_;
-  std::thread reader_;
-};
-
 RunResult curl(const std::string& url) {
   return run({"curl", "-s", "-w", "\nHTTP %{http_code}", "--max-time", "5", url});
 }

@@ -115,58 +115,6 @@ const char* to_string(Outcome o) {
   return "?";
 }
 
-// A loopback port nothing listens on.
-int closed_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// systemd's notification socket, read continuously.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::filesystem::path& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    timeval tv{0, 100000};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    reader_ = std::thread([this] {
-      char buf[4096];
-      while (!stop_) {
-        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-        if (n <= 0) continue;
-        std::lock_guard lock(mu_);
-        all_ += std::string(buf, static_cast<std::size_t>(n)) + "\n";
-      }
-    });
-  }
-  ~NotifySocket() {
-    stop_ = true;
-    reader_.join();
-    ::close(fd_);
-  }
-  std::string all() {
-    std::lock_guard lock(mu_);
-    return all_;
-  }
-
- private:
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::string all_;
-  std::thread reader_;
-};
-
 // What one scenario showed, by where it showed it.
 using Shown = std::vector<std::pair<std::string, std::string>>;
 
@@ -343,7 +291,7 @@ TEST_CASE("a PostgreSQL password is never shown, however it is given and however
     for (Outcome outcome : outcomes) {
       std::string scenario = std::string(form.name) + ", " + to_string(outcome);
       CAPTURE(scenario);
-      int port = outcome == Outcome::Unreachable ? closed_port() : rig.pg->port();
+      int port = outcome == Outcome::Unreachable ? free_port() : rig.pg->port();
       std::map<std::string, std::string> vars{{"{M}", kMarker},
                                               {"{P}", pct(kMarker)},
                                               {"{port}", std::to_string(port)},
@@ -366,7 +314,7 @@ TEST_CASE("a Redis password is never shown, however it is given and however it f
       std::string scenario = std::string(form.name) + ", " + to_string(outcome);
       CAPTURE(scenario);
       Redis redis;
-      int port = outcome == Outcome::Unreachable ? closed_port() : redis.port();
+      int port = outcome == Outcome::Unreachable ? free_port() : redis.port();
       std::map<std::string, std::string> vars{{"{M}", kMarker},
                                               {"{P}", pct(kMarker)},
                                               {"{port}", std::to_string(port)},
